@@ -1,0 +1,1 @@
+# Build fragment for daemon; see the top-level Makefile.am.

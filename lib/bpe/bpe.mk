@@ -1,0 +1,1 @@
+# Build fragment for lib/bpe; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for lib/io; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for lib/nn; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for lib/pipeline; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for lib/plugin; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for plugins/bpe; see the top-level Makefile.am.

@@ -1,0 +1,1 @@
+# Build fragment for plugins/core; see the top-level Makefile.am.

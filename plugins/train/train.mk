@@ -1,0 +1,1 @@
+# Build fragment for plugins/train; see the top-level Makefile.am.

@@ -1,0 +1,12 @@
+# The message contract: proto/gptd.proto compiled by protoc-c at build time into
+# libgptd, so each message type has exactly one descriptor.
+PROTO_GEN = proto/gptd.pb-c.c proto/gptd.pb-c.h
+nodist_lib_libgptd_la_SOURCES += proto/gptd.pb-c.c proto/gptd.pb-c.h
+nodist_gptdinclude_HEADERS += proto/gptd.pb-c.h
+BUILT_SOURCES += $(PROTO_GEN)
+CLEANFILES += $(PROTO_GEN)
+EXTRA_DIST += proto/gptd.proto
+
+proto/gptd.pb-c.c proto/gptd.pb-c.h: proto/gptd.proto
+	$(AM_V_GEN)$(MKDIR_P) proto && \
+	$(PROTOC_C) --proto_path=$(top_srcdir)/proto --c_out=proto $(top_srcdir)/proto/gptd.proto
