@@ -1,0 +1,1 @@
+# Build fragment for plugins/generate; see the top-level Makefile.am.
