@@ -1,1 +1,15 @@
-# Build fragment for lib/io; see the top-level Makefile.am.
+# Build fragment for lib/io (atomic durable writes, safetensors) and the model
+# directory code built on it (lib/nn/gpt2-file.c); see the top-level Makefile.am.
+
+lib_libgptd_la_SOURCES += \
+	lib/io/atomic-file.c \
+	lib/io/safetensors.c
+
+gptdinclude_HEADERS += \
+	include/gptd/atomic-file.h \
+	include/gptd/safetensors.h
+
+check_PROGRAMS += tests/test-safetensors
+TESTS += tests/test-safetensors
+tests_test_safetensors_SOURCES = tests/test-safetensors.c
+tests_test_safetensors_LDADD = $(TEST_LIBS)
