@@ -1,0 +1,46 @@
+/* gptd/message-json.h: any protobuf message as JSON.
+ *
+ * The conversion walks the message's ProtobufCMessageDescriptor, so it works for
+ * every message type, including those a plugin defines: each field present is a JSON
+ * member named as in the .proto file; scalars become numbers or booleans (64-bit
+ * integers stay numbers), enums their value name (e.g. "RUN_STATE_RUNNING"), strings
+ * strings, bytes a string when they are valid UTF-8 and otherwise an object
+ * {"base64": "..."}, nested messages objects, repeated fields arrays, and a oneof
+ * only its chosen member. Non-finite doubles (NaN losses) become null. proto3 fields
+ * holding their default value (0, "", false) are left out unless @all_fields is set.
+ *
+ * Used by the `dump` stage, the event log (events.jsonl) and every `--json` output.
+ */
+#ifndef GPTD_MESSAGE_JSON_H
+#define GPTD_MESSAGE_JSON_H
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <protobuf-c/protobuf-c.h>
+
+G_BEGIN_DECLS
+
+/**
+ * gptd_message_to_json:
+ * @message: a message
+ * @all_fields: include proto3 fields that hold their default value
+ *
+ * Returns: (transfer full): a JSON object node for @message.
+ */
+JsonNode *gptd_message_to_json (const ProtobufCMessage *message, gboolean all_fields);
+
+/**
+ * gptd_message_to_json_string:
+ * @message: a message
+ * @all_fields: as for gptd_message_to_json()
+ * @pretty: indent the output over several lines
+ *
+ * Returns: (transfer full): the JSON text; without @pretty it is one line and has
+ * no trailing newline.
+ */
+char *gptd_message_to_json_string (const ProtobufCMessage *message, gboolean all_fields,
+                                   gboolean pretty);
+
+G_END_DECLS
+
+#endif /* GPTD_MESSAGE_JSON_H */
