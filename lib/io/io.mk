@@ -13,3 +13,8 @@ check_PROGRAMS += tests/test-safetensors
 TESTS += tests/test-safetensors
 tests_test_safetensors_SOURCES = tests/test-safetensors.c
 tests_test_safetensors_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-atomic-file
+TESTS += tests/test-atomic-file
+tests_test_atomic_file_SOURCES = tests/test-atomic-file.c
+tests_test_atomic_file_LDADD = $(TEST_LIBS)

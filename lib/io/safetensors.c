@@ -366,27 +366,30 @@ parse_entry (GptdSafetensors       *st,
 static gboolean
 check_layout (GptdSafetensors *st, Span *spans, guint n, GError **error)
 {
-  qsort (spans, n, sizeof *spans, compare_spans);
+  if (n > 1)
+    qsort (spans, n, sizeof *spans, compare_spans);
 
   /* Overlaps first: they are wrong whatever the file size. */
   guint64 max_end = 0;
-  const char *max_name = NULL;
+  const Span *max_span = NULL;
   for (guint i = 0; i < n; i++)
     {
-      if (i > 0 && spans[i].begin < max_end)
+      if (max_span != NULL && spans[i].begin < max_end)
         {
           st_error (error, GPTD_SAFETENSORS_ERROR_OVERLAP, st->path,
-                    "tensors “%s” and “%s” overlap (data_offsets begin at %"
-                    G_GUINT64_FORMAT " inside [.., %" G_GUINT64_FORMAT "])",
-                    max_name, spans[i].name, spans[i].begin, max_end);
+                    "tensors “%s” (data_offsets [%" G_GUINT64_FORMAT ", %"
+                    G_GUINT64_FORMAT "]) and “%s” ([%" G_GUINT64_FORMAT ", %"
+                    G_GUINT64_FORMAT "]) overlap", max_span->name, max_span->begin,
+                    max_span->end, spans[i].name, spans[i].begin, spans[i].end);
           return FALSE;
         }
-      if (spans[i].end >= max_end)
+      if (max_span == NULL || spans[i].end >= max_end)
         {
           max_end = spans[i].end;
-          max_name = spans[i].name;
+          max_span = &spans[i];
         }
     }
+  const char *max_name = max_span != NULL ? max_span->name : NULL;
 
   gboolean contiguous = TRUE;
   guint64 pos = 0;
@@ -587,7 +590,8 @@ gptd_safetensors_open (const char *path, GError **error)
 
   for (guint i = 0; i < n; i++)
     st->tensors[i].data = st->data_area + st->tensors[i].offset;
-  qsort (st->tensors, n, sizeof *st->tensors, compare_tensor_names);
+  if (n > 1)
+    qsort (st->tensors, n, sizeof *st->tensors, compare_tensor_names);
   for (guint i = 0; i < n; i++)
     g_hash_table_insert (st->by_name, (gpointer) st->tensors[i].name,
                          GUINT_TO_POINTER (i + 1));
