@@ -5,8 +5,9 @@
  * `*.so` found is opened with GModule (local binding) and its descriptor symbol
  * (GPTD_PLUGIN_SYMBOL, see plugin.h) is checked: a plugin built for another ABI major
  * version, for a newer minor version, without a descriptor or with a malformed one is
- * skipped with a warning that names the file. Warnings are logged (g_warning) and kept
- * in a list the caller can read and forward, e.g. to a client. Loaded plugins stay
+ * skipped with a warning that names the file. The registry does not log the warnings
+ * itself (it is library code): it keeps them in a list that the caller prints, logs
+ * or forwards to a client (gptd_registry_get_warnings()). Loaded plugins stay
  * resident for the life of the process.
  *
  * When two plugins register the same stage type name, the first one found wins and a
