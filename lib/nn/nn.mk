@@ -1,1 +1,29 @@
-# Build fragment for lib/nn; see the top-level Makefile.am.
+# Build fragment for lib/nn (the GPT-2 model, AdamW, schedules, kernels);
+# see the top-level Makefile.am.  lib/nn/gpt2-file.c is listed by lib/io/io.mk.
+
+lib_libgptd_la_SOURCES += \
+	lib/nn/nn-internal.h \
+	lib/nn/nn-threads.c \
+	lib/nn/nn-kernels.c \
+	lib/nn/gpt2-private.h \
+	lib/nn/gpt2.c \
+	lib/nn/gpt2-kv.c \
+	lib/nn/adamw.c
+
+gptdinclude_HEADERS += include/gptd/nn.h
+
+check_PROGRAMS += tests/test-nn-golden
+TESTS += tests/test-nn-golden
+tests_test_nn_golden_SOURCES = tests/test-nn-golden.c tests/test-nn-util.h
+tests_test_nn_golden_LDADD = $(TEST_LIBS)
+
+EXTRA_DIST += \
+	tests/golden/nn/make_goldens.py \
+	tests/golden/nn/tiny-untied.bin \
+	tests/golden/nn/tiny-tied.bin \
+	tests/golden/nn/tiny-untied-qkvbias.bin \
+	tests/golden/nn/tiny-tied-qkvbias.bin \
+	tests/golden/nn/tiny-classifier.bin \
+	tests/golden/nn/hf-tiny/config.json \
+	tests/golden/nn/hf-tiny/model.safetensors \
+	tests/golden/nn/hf-tiny-expected.json

@@ -1,0 +1,328 @@
+/* adamw.c: the AdamW optimizer (decoupled weight decay, bias correction, as
+ * torch.optim.AdamW), global-norm gradient clipping and learning-rate
+ * schedules.
+ *
+ * Both the update and the norm walk the unfrozen parameters as one virtual
+ * concatenation that is cut into equal shares per thread, so small tensors
+ * cost no extra hand-offs and the summation order is fixed.
+ */
+#include "nn/nn-internal.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct _GptdAdamW {
+  GptdAdamWParams hp;
+  gint64 step;
+  size_t n;
+  float *m, *v;
+  GptdNnTensor *tensors; /* 2 * n_model_tensors */
+  guint n_tensors;
+  GHashTable *by_name;
+};
+
+/* A run of parameters updated alike. */
+typedef struct {
+  size_t offset, length;
+  gboolean decay;
+} Segment;
+
+static GArray *
+segments (GptdGpt *model, gboolean decay_1d)
+{
+  GArray *segs = g_array_new (FALSE, FALSE, sizeof (Segment));
+  const float *base = gptd_gpt_get_params (model);
+  guint n = gptd_gpt_n_tensors (model);
+  for (guint i = 0; i < n; i++)
+    {
+      const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
+      if (t->frozen)
+        continue;
+      Segment s = { (size_t) (t->data - base), t->numel,
+                    decay_1d || t->ndim > 1 };
+      Segment *last = segs->len ? &g_array_index (segs, Segment, segs->len - 1)
+                                : NULL;
+      if (last != NULL && last->offset + last->length == s.offset &&
+          last->decay == s.decay)
+        last->length += s.length;
+      else
+        g_array_append_val (segs, s);
+    }
+  return segs;
+}
+
+void
+gptd_adamw_params_init (GptdAdamWParams *p)
+{
+  g_return_if_fail (p != NULL);
+  p->beta1 = 0.9f;
+  p->beta2 = 0.999f;
+  p->eps = 1e-8f;
+  p->weight_decay = 0.1f;
+  p->decay_1d = TRUE;
+}
+
+GptdAdamW *
+gptd_adamw_new (GptdGpt *model, const GptdAdamWParams *params, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_return_val_if_fail (params != NULL, NULL);
+  GptdAdamW *o = g_new0 (GptdAdamW, 1);
+  o->hp = *params;
+  o->n = gptd_gpt_n_params (model);
+  o->m = gptd__nn_alloc (o->n * sizeof (float));
+  o->v = gptd__nn_alloc (o->n * sizeof (float));
+  if (o->m == NULL || o->v == NULL)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate AdamW moments for %zu parameters", o->n);
+      gptd_adamw_free (o);
+      return NULL;
+    }
+  guint nt = gptd_gpt_n_tensors (model);
+  const float *base = gptd_gpt_get_params (model);
+  o->n_tensors = 2 * nt;
+  o->tensors = g_new0 (GptdNnTensor, o->n_tensors);
+  o->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint k = 0; k < 2; k++)
+    for (guint i = 0; i < nt; i++)
+      {
+        const GptdNnTensor *src = gptd_gpt_get_tensor (model, i);
+        GptdNnTensor *t = &o->tensors[k * nt + i];
+        *t = *src;
+        t->name = g_strconcat (k == 0 ? "adamw.m." : "adamw.v.", src->name,
+                               NULL);
+        t->data = (k == 0 ? o->m : o->v) + (src->data - base);
+        t->grad = NULL;
+        t->frozen = FALSE;
+        g_hash_table_insert (o->by_name, (gpointer) t->name, t);
+      }
+  return o;
+}
+
+void
+gptd_adamw_free (GptdAdamW *o)
+{
+  if (o == NULL)
+    return;
+  for (guint i = 0; i < o->n_tensors; i++)
+    g_free ((char *) o->tensors[i].name);
+  g_free (o->tensors);
+  if (o->by_name != NULL)
+    g_hash_table_unref (o->by_name);
+  gptd__nn_free (o->m, o->n * sizeof (float));
+  gptd__nn_free (o->v, o->n * sizeof (float));
+  g_free (o);
+}
+
+GptdAdamWParams *
+gptd_adamw_get_params (GptdAdamW *o)
+{
+  g_return_val_if_fail (o != NULL, NULL);
+  return &o->hp;
+}
+
+gint64
+gptd_adamw_get_step (const GptdAdamW *o)
+{
+  g_return_val_if_fail (o != NULL, 0);
+  return o->step;
+}
+
+void
+gptd_adamw_set_step (GptdAdamW *o, gint64 step)
+{
+  g_return_if_fail (o != NULL && step >= 0);
+  o->step = step;
+}
+
+guint
+gptd_adamw_n_tensors (const GptdAdamW *o)
+{
+  g_return_val_if_fail (o != NULL, 0);
+  return o->n_tensors;
+}
+
+const GptdNnTensor *
+gptd_adamw_get_tensor (const GptdAdamW *o, guint index)
+{
+  g_return_val_if_fail (o != NULL, NULL);
+  g_return_val_if_fail (index < o->n_tensors, NULL);
+  return &o->tensors[index];
+}
+
+const GptdNnTensor *
+gptd_adamw_lookup_tensor (const GptdAdamW *o, const char *name)
+{
+  g_return_val_if_fail (o != NULL && name != NULL, NULL);
+  return g_hash_table_lookup (o->by_name, name);
+}
+
+GPTD_NN_CLONES static void
+adamw_range (float *restrict p, const float *restrict g, float *restrict m,
+             float *restrict v, size_t n, float decay, float b1, float b2,
+             float step_size, float bc2_sqrt, float eps)
+{
+  GPTD_NN_SIMD
+  for (size_t i = 0; i < n; i++)
+    {
+      float pi = p[i] * decay;
+      float gi = g[i];
+      float mi = m[i] + (1.0f - b1) * (gi - m[i]);
+      float vi = v[i] * b2 + (1.0f - b2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = pi - step_size * mi / (sqrtf (vi) / bc2_sqrt + eps);
+    }
+}
+
+void
+gptd_adamw_step (GptdAdamW *o, GptdGpt *model, float lr)
+{
+  g_return_if_fail (o != NULL && model != NULL);
+  g_return_if_fail (gptd_gpt_n_params (model) == o->n);
+  o->step++;
+  const GptdAdamWParams hp = o->hp;
+  double bc1 = 1.0 - pow ((double) hp.beta1, (double) o->step);
+  double bc2 = 1.0 - pow ((double) hp.beta2, (double) o->step);
+  float step_size = (float) (lr / bc1);
+  float bc2_sqrt = (float) sqrt (bc2);
+  float decay = 1.0f - lr * hp.weight_decay;
+  float *P = gptd_gpt_get_params (model), *G = gptd_gpt_get_grads (model);
+  g_autoptr (GArray) segs = segments (model, hp.decay_1d);
+  size_t total = 0;
+  for (guint s = 0; s < segs->len; s++)
+    total += g_array_index (segs, Segment, s).length;
+  int nt = gptd_nn_get_num_threads ();
+  GPTD_NN_PRAGMA (omp parallel num_threads (nt))
+  {
+    int tid = 0, nth = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    size_t b, e, pos = 0;
+    gptd__nn_split (total, nth, tid, 64, &b, &e);
+    for (guint s = 0; s < segs->len && pos < e; s++)
+      {
+        const Segment *sg = &g_array_index (segs, Segment, s);
+        size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
+        if (s0 < s1)
+          {
+            size_t off = sg->offset + (s0 - pos);
+            adamw_range (P + off, G + off, o->m + off, o->v + off, s1 - s0,
+                         sg->decay ? decay : 1.0f, hp.beta1, hp.beta2,
+                         step_size, bc2_sqrt, hp.eps);
+          }
+        pos += sg->length;
+      }
+  }
+}
+
+GPTD_NN_CLONES static double
+sumsq (const float *restrict g, size_t n)
+{
+  /* Blocks of float sums added in double keep the norm accurate. */
+  double total = 0.0;
+  for (size_t b = 0; b < n; b += 4096)
+    {
+      size_t e = MIN (n, b + 4096);
+      float s = 0.0f;
+      GPTD_NN_PRAGMA (omp simd reduction (+ : s))
+      for (size_t i = b; i < e; i++)
+        s += g[i] * g[i];
+      total += s;
+    }
+  return total;
+}
+
+GPTD_NN_CLONES static void
+scale_range (float *restrict g, size_t n, float s)
+{
+  GPTD_NN_SIMD
+  for (size_t i = 0; i < n; i++)
+    g[i] *= s;
+}
+
+float
+gptd_gpt_clip_grad_norm (GptdGpt *model, float max_norm)
+{
+  g_return_val_if_fail (model != NULL, 0.0f);
+  float *G = gptd_gpt_get_grads (model);
+  g_autoptr (GArray) segs = segments (model, TRUE);
+  size_t total = 0;
+  for (guint s = 0; s < segs->len; s++)
+    total += g_array_index (segs, Segment, s).length;
+  int nt = gptd_nn_get_num_threads ();
+  double *part = g_new0 (double, nt);
+  float coef = 1.0f;
+  float norm = 0.0f;
+  GPTD_NN_PRAGMA (omp parallel num_threads (nt))
+  {
+    int tid = 0, nth = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    size_t b, e, pos;
+    gptd__nn_split (total, nth, tid, 64, &b, &e);
+    pos = 0;
+    double acc = 0.0;
+    for (guint s = 0; s < segs->len && pos < e; s++)
+      {
+        const Segment *sg = &g_array_index (segs, Segment, s);
+        size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
+        if (s0 < s1)
+          acc += sumsq (G + sg->offset + (s0 - pos), s1 - s0);
+        pos += sg->length;
+      }
+    part[tid] = acc;
+    GPTD_NN_PRAGMA (omp barrier)
+    GPTD_NN_PRAGMA (omp single)
+    {
+      double sum = 0.0;
+      for (int t = 0; t < nth; t++)
+        sum += part[t];
+      norm = (float) sqrt (sum);
+      if (max_norm > 0.0f && isfinite (max_norm))
+        {
+          double c = (double) max_norm / ((double) norm + 1e-6);
+          coef = c < 1.0 ? (float) c : 1.0f;
+        }
+    }
+    if (coef < 1.0f)
+      {
+        pos = 0;
+        for (guint s = 0; s < segs->len && pos < e; s++)
+          {
+            const Segment *sg = &g_array_index (segs, Segment, s);
+            size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
+            if (s0 < s1)
+              scale_range (G + sg->offset + (s0 - pos), s1 - s0, coef);
+            pos += sg->length;
+          }
+      }
+  }
+  g_free (part);
+  return norm;
+}
+
+float
+gptd_lr_schedule_get (const GptdLrSchedule *s, gint64 step)
+{
+  g_return_val_if_fail (s != NULL, 0.0f);
+  if (s->kind == GPTD_LR_CONSTANT)
+    return s->peak_lr;
+  if (step < s->warmup_steps)
+    return (float) ((double) s->initial_lr +
+                    (double) step * ((double) s->peak_lr - s->initial_lr) /
+                        (double) s->warmup_steps);
+  double span = (double) (s->total_steps - s->warmup_steps);
+  double progress = span > 0 ? (double) (step - s->warmup_steps) / span : 1.0;
+  progress = CLAMP (progress, 0.0, 1.0);
+  return (float) ((double) s->min_lr + ((double) s->peak_lr - s->min_lr) *
+                                           0.5 * (1.0 + cos (G_PI * progress)));
+}

@@ -1,0 +1,204 @@
+/* gpt2-kv.c: KV-cache inference for batch 1: each call appends tokens to
+ * the cached sequence, computing only the new positions against the keys and
+ * values kept per layer, and returns the logits of the last new token.
+ */
+#include "nn/gpt2-private.h"
+
+#include <string.h>
+
+struct _GptdGptKvCache {
+  GptdGpt *model;
+  int max_len;
+  int len;
+  float *k, *v; /* (L, max_len, C) each */
+  size_t kv_bytes;
+  /* Scratch for up to cap_n new rows. */
+  int cap_n;
+  float *buf;
+  size_t buf_bytes;
+  float *x, *ln, *mean, *rstd, *qkv, *atty, *branch, *fch, *att, *logits;
+};
+
+GptdGptKvCache *
+gptd_gpt_kv_cache_new (GptdGpt *model, int max_length, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  const GptdGptConfig *cfg = &model->cfg;
+  if (max_length == 0)
+    max_length = cfg->context_length;
+  if (max_length < 1 || max_length > cfg->context_length)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_CONFIG,
+                   "KV cache length %d is outside [1, context_length %d]",
+                   max_length, cfg->context_length);
+      return NULL;
+    }
+  GptdGptKvCache *c = g_new0 (GptdGptKvCache, 1);
+  c->model = model;
+  c->max_len = max_length;
+  c->kv_bytes = (size_t) cfg->n_layer * max_length * cfg->n_embd *
+                sizeof (float);
+  c->k = gptd__nn_alloc (c->kv_bytes);
+  c->v = gptd__nn_alloc (c->kv_bytes);
+  if (c->k == NULL || c->v == NULL)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate a KV cache of %d positions", max_length);
+      gptd_gpt_kv_cache_free (c);
+      return NULL;
+    }
+  return c;
+}
+
+void
+gptd_gpt_kv_cache_free (GptdGptKvCache *c)
+{
+  if (c == NULL)
+    return;
+  gptd__nn_free (c->k, c->kv_bytes);
+  gptd__nn_free (c->v, c->kv_bytes);
+  gptd__nn_free (c->buf, c->buf_bytes);
+  g_free (c);
+}
+
+void
+gptd_gpt_kv_cache_reset (GptdGptKvCache *c)
+{
+  g_return_if_fail (c != NULL);
+  c->len = 0;
+}
+
+int
+gptd_gpt_kv_cache_get_length (const GptdGptKvCache *c)
+{
+  g_return_val_if_fail (c != NULL, 0);
+  return c->len;
+}
+
+static gboolean
+reserve (GptdGptKvCache *c, int n, GError **error)
+{
+  if (n <= c->cap_n)
+    return TRUE;
+  const GptdGpt *m = c->model;
+  size_t C = (size_t) m->cfg.n_embd;
+  size_t nt = (size_t) gptd_nn_get_num_threads ();
+  size_t floats = (size_t) n * C * 4 + 2 * (size_t) n + (size_t) n * 3 * C +
+                  (size_t) n * 4 * C + nt * n * c->max_len + (size_t) m->n_out;
+  gptd__nn_free (c->buf, c->buf_bytes);
+  c->buf_bytes = floats * sizeof (float);
+  c->buf = gptd__nn_alloc (c->buf_bytes);
+  if (c->buf == NULL)
+    {
+      c->cap_n = 0;
+      c->buf_bytes = 0;
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate KV-cache scratch for %d tokens", n);
+      return FALSE;
+    }
+  float *p = c->buf;
+#define TAKE(k) (p += (k), p - (k))
+  c->x = TAKE ((size_t) n * C);
+  c->ln = TAKE ((size_t) n * C);
+  c->atty = TAKE ((size_t) n * C);
+  c->branch = TAKE ((size_t) n * C);
+  c->mean = TAKE ((size_t) n);
+  c->rstd = TAKE ((size_t) n);
+  c->qkv = TAKE ((size_t) n * 3 * C);
+  c->fch = TAKE ((size_t) n * 4 * C);
+  c->att = TAKE (nt * n * c->max_len);
+  c->logits = TAKE ((size_t) m->n_out);
+#undef TAKE
+  c->cap_n = n;
+  return TRUE;
+}
+
+const float *
+gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
+                         int n, GError **error)
+{
+  g_return_val_if_fail (m != NULL && c != NULL && c->model == m, NULL);
+  g_return_val_if_fail (tokens != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  const GptdGptConfig *cfg = &m->cfg;
+  const int L = cfg->n_layer, nh = cfg->n_head, V = m->n_out;
+  const int C = cfg->n_embd;
+  const float eps = cfg->layer_norm_epsilon;
+  const int p0 = c->len;
+  const GptdNnDropout none = { 0, 0, 1.0f };
+
+  if (n < 1 || n > c->max_len - p0)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_STATE,
+                   "KV cache holds %d of %d positions: no room for %d more",
+                   p0, c->max_len, n);
+      return NULL;
+    }
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size)
+      {
+        g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_INPUT,
+                     "token id %d at index %d is outside the vocabulary "
+                     "[0, %d)",
+                     tokens[i], i, cfg->vocab_size);
+        return NULL;
+      }
+  if (!reserve (c, n, error))
+    return NULL;
+
+  for (int i = 0; i < n; i++)
+    {
+      const float *te = m->wte->data + (size_t) tokens[i] * C;
+      const float *pe = m->wpe->data + (size_t) (p0 + i) * C;
+      for (int k = 0; k < C; k++)
+        c->x[(size_t) i * C + k] = te[k] + pe[k];
+    }
+  for (int l = 0; l < L; l++)
+    {
+      Block *bl = &m->blocks[l];
+      float *kc = c->k + (size_t) l * c->max_len * C;
+      float *vc = c->v + (size_t) l * c->max_len * C;
+      gptd__nn_layernorm_forward (c->ln, c->mean, c->rstd, c->x,
+                                  bl->ln1_w->data, bl->ln1_b->data, n, C,
+                                  eps);
+      if (bl->attn_b != NULL)
+        gptd__nn_fill_bias (c->qkv, bl->attn_b->data, n, 3 * C, 3 * C);
+      gptd__nn_sgemm (FALSE, FALSE, n, 3 * C, C, 1.0f, c->ln, C,
+                      bl->attn_w->data, 3 * C, bl->attn_b ? 1.0f : 0.0f,
+                      c->qkv, 3 * C);
+      for (int i = 0; i < n; i++)
+        {
+          memcpy (kc + (size_t) (p0 + i) * C, c->qkv + (size_t) i * 3 * C + C,
+                  sizeof (float) * C);
+          memcpy (vc + (size_t) (p0 + i) * C,
+                  c->qkv + (size_t) i * 3 * C + 2 * C, sizeof (float) * C);
+        }
+      gptd__nn_attention_cached (c->atty, c->qkv, kc, vc, n, p0, C, nh,
+                                 c->att);
+      gptd__nn_sgemm (FALSE, FALSE, n, C, C, 1.0f, c->atty, C,
+                      bl->proj_w->data, C, 0.0f, c->branch, C);
+      gptd__nn_residual_layernorm (c->x, c->x, c->branch, bl->proj_b->data,
+                                   &none, c->ln, c->mean, c->rstd,
+                                   bl->ln2_w->data, bl->ln2_b->data, n, C,
+                                   eps);
+      gptd__nn_fill_bias (c->fch, bl->fc_b->data, n, 4 * C, 4 * C);
+      gptd__nn_sgemm (FALSE, FALSE, n, 4 * C, C, 1.0f, c->ln, C,
+                      bl->fc_w->data, 4 * C, 1.0f, c->fch, 4 * C);
+      gptd__nn_gelu_forward (c->fch, c->fch, (size_t) n * 4 * C);
+      gptd__nn_sgemm (FALSE, FALSE, n, C, 4 * C, 1.0f, c->fch, 4 * C,
+                      bl->fcp_w->data, C, 0.0f, c->branch, C);
+      gptd__nn_residual_layernorm (c->x, c->x, c->branch, bl->fcp_b->data,
+                                   &none, NULL, NULL, NULL, NULL, NULL, n, C,
+                                   eps);
+    }
+  float *last = c->x + (size_t) (n - 1) * C;
+  gptd__nn_layernorm_rows (c->ln, c->mean, c->rstd, last, m->lnf_w->data,
+                           m->lnf_b->data, 1, C, eps);
+  if (m->head_b != NULL)
+    memcpy (c->logits, m->head_b->data, sizeof (float) * V);
+  // logits (1, V) = lnf (1, C) head (V, C)^T
+  gptd__nn_sgemm (FALSE, TRUE, 1, V, C, 1.0f, c->ln, C, m->head_w->data, C,
+                  m->head_b ? 1.0f : 0.0f, c->logits, V);
+  c->len = p0 + n;
+  return c->logits;
+}
