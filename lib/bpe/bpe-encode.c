@@ -1,0 +1,536 @@
+/* lib/bpe/bpe-encode.c: encoding text to token ids as tiktoken's gpt2 encoding
+ * does, and finding the points where streamed text may be cut.
+ *
+ * Each pre-tokenizer piece that is itself a token becomes that token (as in
+ * tiktoken). Other pieces are merged byte pair by byte pair, lowest rank first:
+ * short pieces by scanning an array of pair ranks, long ones with a linked list
+ * and a binary heap (O(n log n)). Pair ranks come from a hash table keyed on
+ * (left id, right id). The ids of pieces that needed merging are kept in a small
+ * per-thread cache, so a rare word costs one merge per thread and vocabulary.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "bpe/bpe-internal.h"
+
+/* Pieces longer than this are merged with the heap. */
+#define ARRAY_MERGE_MAX 128
+/* Pieces longer than this are not cached. */
+#define CACHE_PIECE_MAX 128
+#define CACHE_SLOTS_LOG2 15
+#define CACHE_KEY_BYTES (1u << 20)
+#define CACHE_ID_COUNT (1u << 18)
+
+/* ------------------------------------------------------------------------ */
+/* Merging                                                                    */
+
+static gsize
+merge_array (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
+{
+  guint32 id[ARRAY_MERGE_MAX];
+  guint32 rank[ARRAY_MERGE_MAX];
+  for (gsize i = 0; i < n; i++)
+    id[i] = bpe->byte_id[p[i]];
+  for (gsize i = 0; i + 1 < n; i++)
+    rank[i] = gptd__bpe_lookup_pair (bpe, id[i], id[i + 1]);
+  rank[n - 1] = GPTD__BPE_NO_ID;
+  gsize m = n;
+  while (m > 1)
+    {
+      guint32 best = GPTD__BPE_NO_ID;
+      gsize at = 0;
+      for (gsize i = 0; i + 1 < m; i++)
+        if (rank[i] < best)
+          {
+            best = rank[i];
+            at = i;
+          }
+      if (best == GPTD__BPE_NO_ID)
+        break;
+      id[at] = best;
+      memmove (id + at + 1, id + at + 2, sizeof (guint32) * (m - at - 2));
+      memmove (rank + at + 1, rank + at + 2, sizeof (guint32) * (m - at - 2));
+      m--;
+      rank[at] = at + 1 < m ? gptd__bpe_lookup_pair (bpe, id[at], id[at + 1]) : GPTD__BPE_NO_ID;
+      if (at > 0)
+        rank[at - 1] = gptd__bpe_lookup_pair (bpe, id[at - 1], id[at]);
+    }
+  memcpy (out, id, sizeof (guint32) * m);
+  return m;
+}
+
+static inline void
+heap_push (guint64 *heap, gsize *len, guint64 v)
+{
+  gsize i = (*len)++;
+  while (i > 0)
+    {
+      gsize parent = (i - 1) / 2;
+      if (heap[parent] <= v)
+        break;
+      heap[i] = heap[parent];
+      i = parent;
+    }
+  heap[i] = v;
+}
+
+static inline guint64
+heap_pop (guint64 *heap, gsize *len)
+{
+  guint64 top = heap[0];
+  guint64 v = heap[--(*len)];
+  gsize i = 0, n = *len;
+  for (;;)
+    {
+      gsize c = 2 * i + 1;
+      if (c >= n)
+        break;
+      if (c + 1 < n && heap[c + 1] < heap[c])
+        c++;
+      if (heap[c] >= v)
+        break;
+      heap[i] = heap[c];
+      i = c;
+    }
+  if (n > 0)
+    heap[i] = v;
+  return top;
+}
+
+/* Linked list of parts plus a heap of (rank, left position); entries whose rank
+ * no longer matches their left part are stale and skipped. Ties on rank pop the
+ * leftmost pair, as tiktoken merges. */
+static gsize
+merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
+{
+  guint32 *id = g_new (guint32, n * 4);
+  guint32 *next = id + n, *prev = id + 2 * n, *rnext = id + 3 * n;
+  guint64 *heap = g_new (guint64, n * 3 + 4);
+  gsize hlen = 0, hcap = n * 3 + 4;
+  for (gsize i = 0; i < n; i++)
+    {
+      id[i] = bpe->byte_id[p[i]];
+      next[i] = (guint32) (i + 1);
+      prev[i] = (guint32) i - 1;
+    }
+  for (gsize i = 0; i < n; i++)
+    {
+      rnext[i] = i + 1 < n ? gptd__bpe_lookup_pair (bpe, id[i], id[i + 1]) : GPTD__BPE_NO_ID;
+      if (rnext[i] != GPTD__BPE_NO_ID)
+        heap_push (heap, &hlen, ((guint64) rnext[i] << 32) | i);
+    }
+  while (hlen > 0)
+    {
+      guint64 top = heap_pop (heap, &hlen);
+      guint32 r = (guint32) (top >> 32), i = (guint32) top;
+      if (id[i] == GPTD__BPE_NO_ID || rnext[i] != r)
+        continue;
+      guint32 j = next[i];
+      id[i] = r;
+      next[i] = next[j];
+      if (next[j] < n)
+        prev[next[j]] = i;
+      id[j] = GPTD__BPE_NO_ID;
+      rnext[j] = GPTD__BPE_NO_ID;
+      if (hlen + 2 > hcap)
+        {
+          hcap *= 2;
+          heap = g_renew (guint64, heap, hcap);
+        }
+      rnext[i] = next[i] < n ? gptd__bpe_lookup_pair (bpe, id[i], id[next[i]]) : GPTD__BPE_NO_ID;
+      if (rnext[i] != GPTD__BPE_NO_ID)
+        heap_push (heap, &hlen, ((guint64) rnext[i] << 32) | i);
+      guint32 q = prev[i];
+      if (q < n)
+        {
+          rnext[q] = gptd__bpe_lookup_pair (bpe, id[q], id[i]);
+          if (rnext[q] != GPTD__BPE_NO_ID)
+            heap_push (heap, &hlen, ((guint64) rnext[q] << 32) | q);
+        }
+    }
+  gsize m = 0;
+  for (guint32 i = 0; i < n; i = next[i])
+    out[m++] = id[i];
+  g_free (heap);
+  g_free (id);
+  return m;
+}
+
+gsize
+gptd__bpe_merge (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out, gboolean use_heap)
+{
+  if (n == 0)
+    return 0;
+  if (!use_heap && n <= ARRAY_MERGE_MAX)
+    return merge_array (bpe, p, n, out);
+  return merge_heap (bpe, p, n, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread piece cache                                                     */
+
+typedef struct {
+  guint32 hash;
+  guint32 key_off;
+  guint32 ids_off;
+  guint16 key_len;  /* 0: empty */
+  guint16 n_ids;
+} CacheSlot;
+
+typedef struct {
+  guint64    serial;
+  CacheSlot *slots;
+  guint8    *keys;
+  guint32   *ids;
+  guint32    keys_len;
+  guint32    ids_len;
+} PieceCache;
+
+static void
+piece_cache_free (gpointer data)
+{
+  PieceCache *c = data;
+  g_free (c->slots);
+  g_free (c->keys);
+  g_free (c->ids);
+  g_free (c);
+}
+
+static GPrivate cache_key = G_PRIVATE_INIT (piece_cache_free);
+
+static void
+piece_cache_clear (PieceCache *c)
+{
+  memset (c->slots, 0, sizeof (CacheSlot) << CACHE_SLOTS_LOG2);
+  c->keys_len = 0;
+  c->ids_len = 0;
+}
+
+static PieceCache *
+piece_cache_get (const GptdBpe *bpe)
+{
+  PieceCache *c = g_private_get (&cache_key);
+  if (G_UNLIKELY (!c))
+    {
+      c = g_new0 (PieceCache, 1);
+      c->slots = g_new0 (CacheSlot, 1u << CACHE_SLOTS_LOG2);
+      c->keys = g_malloc (CACHE_KEY_BYTES);
+      c->ids = g_new (guint32, CACHE_ID_COUNT);
+      c->serial = bpe->serial;
+      g_private_set (&cache_key, c);
+    }
+  else if (G_UNLIKELY (c->serial != bpe->serial))
+    {
+      piece_cache_clear (c);
+      c->serial = bpe->serial;
+    }
+  return c;
+}
+
+/* Encodes one piece; out has room for n ids. Returns the number of ids. */
+static inline gsize
+encode_piece (const GptdBpe *bpe, PieceCache *c, const guint8 *p, gsize n, guint32 *out)
+{
+  if (n == 1)
+    {
+      out[0] = bpe->byte_id[p[0]];
+      return 1;
+    }
+  guint64 h = gptd__bpe_hash_bytes (p, n);
+  guint32 h32 = (guint32) (h >> 32);
+
+  /* The whole piece as one token. */
+  guint32 i = (guint32) h & bpe->tok_mask;
+  for (;;)
+    {
+      const GptdBpeTokSlot *s = &bpe->tok_slots[i];
+      if (s->id == GPTD__BPE_NO_ID)
+        break;
+      if (s->hash == h32)
+        {
+          guint32 off = bpe->tok_off[s->id];
+          if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
+            {
+              out[0] = s->id;
+              return 1;
+            }
+        }
+      i = (i + 1) & bpe->tok_mask;
+    }
+
+  if (n > CACHE_PIECE_MAX)
+    return gptd__bpe_merge (bpe, p, n, out, FALSE);
+
+  CacheSlot *slot = &c->slots[(h >> 8) & ((1u << CACHE_SLOTS_LOG2) - 1)];
+  if (slot->key_len == n && slot->hash == h32 && memcmp (c->keys + slot->key_off, p, n) == 0)
+    {
+      memcpy (out, c->ids + slot->ids_off, sizeof (guint32) * slot->n_ids);
+      return slot->n_ids;
+    }
+  gsize m = merge_array (bpe, p, n, out);
+  if (c->keys_len + n > CACHE_KEY_BYTES || c->ids_len + m > CACHE_ID_COUNT)
+    piece_cache_clear (c);
+  memcpy (c->keys + c->keys_len, p, n);
+  memcpy (c->ids + c->ids_len, out, sizeof (guint32) * m);
+  slot->hash = h32;
+  slot->key_off = c->keys_len;
+  slot->ids_off = c->ids_len;
+  slot->key_len = (guint16) n;
+  slot->n_ids = (guint16) m;
+  c->keys_len += (guint32) n;
+  c->ids_len += (guint32) m;
+  return m;
+}
+
+gsize
+gptd__bpe_encode_ordinary (const GptdBpe *bpe, const guint8 *s, gsize len, guint32 *out)
+{
+  gptd__bpe_classes_init ();
+  PieceCache *c = piece_cache_get (bpe);
+  gsize pos = 0, k = 0;
+  while (pos < len)
+    {
+      gsize e = gptd__bpe_pretok_next (s, pos, len);
+      k += encode_piece (bpe, c, s + pos, e - pos, out + k);
+      pos = e;
+    }
+  return k;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Special tokens                                                             */
+
+/* Finds the first special token at or after from in s[0, len); returns its
+ * position, or len when there is none. */
+static gsize
+find_special (const GptdBpe *bpe, const guint8 *s, gsize from, gsize len, const GptdBpeSpecial **found)
+{
+  if (bpe->n_special == 1)
+    {
+      const GptdBpeSpecial *sp = &bpe->special[0];
+      const guint8 *hit = memmem (s + from, len - from, sp->text, sp->len);
+      *found = sp;
+      return hit ? (gsize) (hit - s) : len;
+    }
+  for (gsize i = from; i < len; i++)
+    {
+      guint8 b = s[i];
+      if (!(bpe->special_first[b >> 3] & (1u << (b & 7))))
+        continue;
+      for (guint k = 0; k < bpe->n_special; k++)
+        {
+          const GptdBpeSpecial *sp = &bpe->special[k];
+          if (sp->len <= len - i && memcmp (s + i, sp->text, sp->len) == 0)
+            {
+              *found = sp;
+              return i;
+            }
+        }
+    }
+  return len;
+}
+
+gboolean
+gptd_bpe_encode (const GptdBpe              *bpe,
+                 const char                 *text,
+                 gsize                       len,
+                 const GptdBpeEncodeOptions *options,
+                 GArray                     *ids,
+                 GError                    **error)
+{
+  static const GptdBpeEncodeOptions defaults = { 0 };
+  g_return_val_if_fail (bpe != NULL, FALSE);
+  g_return_val_if_fail (text != NULL || len == 0, FALSE);
+  g_return_val_if_fail (ids != NULL && g_array_get_element_size (ids) == sizeof (guint32), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (!options)
+    options = &defaults;
+
+  const guint8 *s = (const guint8 *) text;
+  g_autoptr (GString) fixed = NULL;
+  gsize bad = gptd__bpe_utf8_find_invalid (s, len);
+  if (bad < len)
+    {
+      if (options->invalid != GPTD_BPE_INVALID_REPLACE)
+        {
+          g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_INVALID_UTF8,
+                       "invalid UTF-8 at byte offset %" G_GUINT64_FORMAT " (byte 0x%02x)",
+                       options->base_offset + bad, s[bad]);
+          return FALSE;
+        }
+      fixed = gptd__bpe_utf8_make_valid (s, len);
+      s = (const guint8 *) fixed->str;
+      len = fixed->len;
+    }
+
+  guint old = ids->len;
+  g_array_set_size (ids, old + len);
+  guint32 *out = &g_array_index (ids, guint32, old);
+  gsize k = 0;
+  if (options->special == GPTD_BPE_SPECIAL_TEXT || bpe->n_special == 0)
+    k = gptd__bpe_encode_ordinary (bpe, s, len, out);
+  else
+    {
+      gsize pos = 0;
+      while (pos < len)
+        {
+          const GptdBpeSpecial *sp = NULL;
+          gsize at = find_special (bpe, s, pos, len, &sp);
+          if (at < len && options->special == GPTD_BPE_SPECIAL_ERROR)
+            {
+              g_array_set_size (ids, old);
+              g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_SPECIAL_TOKEN,
+                           "the text contains the special token \"%s\" at byte offset %"
+                           G_GUINT64_FORMAT "; allow special tokens or encode them as text",
+                           sp->text, options->base_offset + at);
+              return FALSE;
+            }
+          k += gptd__bpe_encode_ordinary (bpe, s + pos, at - pos, out + k);
+          if (at < len)
+            {
+              out[k++] = sp->id;
+              at += sp->len;
+            }
+          pos = at;
+        }
+    }
+  g_array_set_size (ids, old + k);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cutting streamed text                                                      */
+
+static inline gboolean
+ascii_space (guint8 b)
+{
+  return b == ' ' || (b >= 0x09 && b <= 0x0D);
+}
+
+gsize
+gptd_bpe_split_point (const GptdBpe     *bpe,
+                      const char        *text,
+                      gsize              len,
+                      GptdBpeSpecialMode special)
+{
+  g_return_val_if_fail (bpe != NULL, 0);
+  const guint8 *s = (const guint8 *) text;
+  gsize lim = len;
+
+  /* 1. Hold back a character whose last bytes have not arrived. */
+  for (gsize k = 1; k <= 4 && k <= len; k++)
+    {
+      guint8 b = s[len - k];
+      if ((b & 0xC0) == 0x80)
+        continue;
+      if (b >= 0xC0)
+        {
+          gsize need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+          if (need > k)
+            lim = len - k;
+        }
+      break;
+    }
+
+  /* 2. Hold back the beginning of a special token's string. */
+  gboolean specials = special != GPTD_BPE_SPECIAL_TEXT && bpe->n_special > 0;
+  if (specials)
+    {
+      gsize from = lim > bpe->special_max_len ? lim - bpe->special_max_len + 1 : 0;
+      for (gsize p = from; p < lim; p++)
+        {
+          gboolean prefix = FALSE;
+          for (guint k = 0; k < bpe->n_special && !prefix; k++)
+            {
+              const GptdBpeSpecial *sp = &bpe->special[k];
+              prefix = lim - p < sp->len && memcmp (s + p, sp->text, lim - p) == 0;
+            }
+          if (prefix)
+            {
+              lim = p;
+              break;
+            }
+        }
+    }
+  if (lim == 0)
+    return 0;
+
+  /* 3. A position where a piece surely starts: white space after a non-space
+   * ASCII character, or the end of a special token. */
+  gsize start = 0;
+  gsize floor_ = lim > (1u << 20) ? lim - (1u << 20) : 0;
+  for (gsize q = lim - 1; q > floor_; q--)
+    if (ascii_space (s[q]) && s[q - 1] < 0x80 && !ascii_space (s[q - 1]))
+      {
+        start = q;
+        break;
+      }
+  if (specials)
+    {
+      gsize from = start > bpe->special_max_len ? start - bpe->special_max_len : 0;
+      for (;;)
+        {
+          const GptdBpeSpecial *sp = NULL;
+          gsize at = find_special (bpe, s, from, lim, &sp);
+          if (at >= lim)
+            break;
+          if (at + sp->len > start)
+            start = at + sp->len;
+          from = at + 1;
+        }
+      if (start >= lim)
+        return lim;
+    }
+
+  /* 4. The start of the last piece. Invalid UTF-8 is looked at as the U+FFFD
+   * that replaces it; offsets are mapped back to the original text. */
+  gptd__bpe_classes_init ();
+  gsize bad = gptd__bpe_utf8_find_invalid (s + start, lim - start);
+  if (bad == lim - start)
+    {
+      gsize pos = start, last = start;
+      while (pos < lim)
+        {
+          last = pos;
+          pos = gptd__bpe_pretok_next (s, pos, lim);
+        }
+      return last;
+    }
+  g_autoptr (GString) fixed = g_string_sized_new (lim - start + 16);
+  g_autoptr (GArray) map = g_array_new (FALSE, FALSE, sizeof (gsize) * 2);
+  gsize i = start;
+  while (i < lim)
+    {
+      gsize ok = gptd__bpe_utf8_find_invalid (s + i, lim - i);
+      g_string_append_len (fixed, (const char *) s + i, (gssize) ok);
+      i += ok;
+      if (i >= lim)
+        break;
+      gsize pair[2] = { fixed->len, i };
+      g_array_append_val (map, pair);
+      g_string_append (fixed, "\xEF\xBF\xBD");
+      i += gptd__bpe_utf8_invalid_len (s + i, lim - i);
+      gsize after[2] = { fixed->len, i };
+      g_array_append_val (map, after);
+    }
+  const guint8 *f = (const guint8 *) fixed->str;
+  gsize pos = 0, last = 0;
+  while (pos < fixed->len)
+    {
+      last = pos;
+      pos = gptd__bpe_pretok_next (f, pos, fixed->len);
+    }
+  gsize orig = start + last;
+  for (guint k = 0; k < map->len; k++)
+    {
+      const gsize *pair = &g_array_index (map, gsize, k * 2);
+      if (pair[0] > last)
+        break;
+      orig = pair[1] + (last - pair[0]);
+    }
+  return orig;
+}

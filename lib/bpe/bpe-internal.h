@@ -1,0 +1,214 @@
+/* lib/bpe/bpe-internal.h: the vocabulary's data structures and the functions the
+ * files of lib/bpe share (pre-tokenizer, hash tables, merging, UTF-8 checks).
+ */
+#ifndef GPTD_BPE_INTERNAL_H
+#define GPTD_BPE_INTERNAL_H
+
+#include <string.h>
+
+#include <glib.h>
+#include <gptd/bpe.h>
+
+G_BEGIN_DECLS
+
+#define GPTD__BPE_NO_ID G_MAXUINT32
+
+/* A special token: its string and id. */
+typedef struct {
+  char   *text;
+  gsize   len;
+  guint32 id;
+} GptdBpeSpecial;
+
+/* A merge as vocab.bpe lists it: left and right token ids. */
+typedef struct {
+  guint32 left;
+  guint32 right;
+} GptdBpeMerge;
+
+/* Slot of the token table (bytes -> id); id == GPTD__BPE_NO_ID when empty. */
+typedef struct {
+  guint32 hash;
+  guint32 id;
+} GptdBpeTokSlot;
+
+/* Slot of the pair table ((left, right) -> merged id); key == G_MAXUINT64 when empty. */
+typedef struct {
+  guint64 key;
+  guint32 merged;
+  guint32 pad;
+} GptdBpePairSlot;
+
+struct _GptdBpe {
+  gint     ref_count;
+  guint64  serial;        /* unique per vocabulary, keys the per-thread piece caches */
+  char    *source;        /* path or "trained" */
+
+  guint32  n_vocab;       /* highest id + 1 */
+  guint8  *tok_bytes;     /* bytes of all tokens, concatenated */
+  guint32 *tok_off;       /* n_vocab + 1 offsets into tok_bytes */
+  guint8  *tok_kind;      /* per id: 0 none, 1 ordinary, 2 special */
+  guint32  byte_id[256];  /* id of each single byte */
+
+  GptdBpeTokSlot *tok_slots;   /* ordinary tokens by bytes */
+  guint32         tok_mask;
+
+  GptdBpePairSlot *pair_slots; /* every (a, b) whose concatenation is a token */
+  guint32          pair_mask;
+  guint            pair_shift;
+
+  GptdBpeSpecial *special;     /* sorted by decreasing length */
+  guint           n_special;
+  guint8          special_first[32]; /* bit set of the specials' first bytes */
+  gsize           special_max_len;
+
+  GptdBpeMerge   *merges;      /* in rank order, for saving */
+  guint           n_merges;
+};
+
+/* ---- hashing ---- */
+
+static inline guint64
+gptd__bpe_hash_bytes (const guint8 *p, gsize n)
+{
+  guint64 h = 0x9E3779B97F4A7C15ull ^ ((guint64) n * 0xff51afd7ed558ccdull);
+  while (n >= 8)
+    {
+      guint64 w;
+      memcpy (&w, p, 8);
+      h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+      h ^= h >> 31;
+      p += 8;
+      n -= 8;
+    }
+  if (n >= 4)
+    {
+      guint32 a, b;
+      memcpy (&a, p, 4);
+      memcpy (&b, p + n - 4, 4);
+      h = (h ^ (((guint64) a << 32) | b)) * 0x94d049bb133111ebull;
+      h ^= h >> 29;
+    }
+  else if (n > 0)
+    {
+      guint64 w = p[0] | ((guint64) p[n >> 1] << 8) | ((guint64) p[n - 1] << 16);
+      h = (h ^ w) * 0x94d049bb133111ebull;
+      h ^= h >> 29;
+    }
+  return h;
+}
+
+/* Looks up the ordinary token with bytes p[0, n); GPTD__BPE_NO_ID when none. */
+static inline guint32
+gptd__bpe_lookup_bytes (const GptdBpe *bpe, const guint8 *p, gsize n)
+{
+  guint64 h = gptd__bpe_hash_bytes (p, n);
+  guint32 h32 = (guint32) (h >> 32);
+  guint32 i = (guint32) h & bpe->tok_mask;
+  for (;;)
+    {
+      const GptdBpeTokSlot *s = &bpe->tok_slots[i];
+      if (s->id == GPTD__BPE_NO_ID)
+        return GPTD__BPE_NO_ID;
+      if (s->hash == h32)
+        {
+          guint32 off = bpe->tok_off[s->id];
+          if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
+            return s->id;
+        }
+      i = (i + 1) & bpe->tok_mask;
+    }
+}
+
+/* Looks up the token made of tokens a and b; GPTD__BPE_NO_ID when there is none. */
+static inline guint32
+gptd__bpe_lookup_pair (const GptdBpe *bpe, guint32 a, guint32 b)
+{
+  guint64 key = ((guint64) a << 32) | b;
+  guint32 i = (guint32) ((key * 0x9E3779B97F4A7C15ull) >> bpe->pair_shift);
+  for (;;)
+    {
+      const GptdBpePairSlot *s = &bpe->pair_slots[i];
+      if (s->key == key)
+        return s->merged;
+      if (s->key == G_MAXUINT64)
+        return GPTD__BPE_NO_ID;
+      i = (i + 1) & bpe->pair_mask;
+    }
+}
+
+/* ---- vocabulary construction (bpe-vocab.c) ---- */
+
+/* Builds a vocabulary from token bytes. tokens[i] (length lens[i]) is the token
+ * with id i, or NULL for an unused id; kinds[i] is 1 for ordinary and 2 for
+ * special tokens. The 256 single bytes must be ordinary tokens. Takes no
+ * ownership. */
+GptdBpe *gptd__bpe_new (const char          *source,
+                        guint32              n_vocab,
+                        const guint8 *const *tokens,
+                        const guint32       *lens,
+                        const guint8        *kinds,
+                        const GptdBpeMerge  *merges,
+                        guint                n_merges,
+                        GError             **error);
+
+/* GPT-2's byte <-> unicode mapping: the code point that stands for each byte in
+ * encoder.json and vocab.bpe, and the inverse (-1 for code points that stand for
+ * no byte, for cp < 324). */
+extern const gunichar gptd__bpe_byte_to_unicode[256];
+int gptd__bpe_unicode_to_byte (gunichar cp);
+
+/* Whether a special token's string has an accepted form: <|...|> or [...]. */
+gboolean gptd__bpe_special_form_ok (const char *s, gsize len);
+
+/* ---- pre-tokenizer (bpe-pretok.c) ---- */
+
+enum {
+  GPTD__BPE_CLASS_OTHER = 0,
+  GPTD__BPE_CLASS_LETTER = 1,
+  GPTD__BPE_CLASS_NUMBER = 2,
+  GPTD__BPE_CLASS_SPACE = 3,
+};
+
+/* Makes sure the code point class table exists (thread-safe, once). */
+void gptd__bpe_classes_init (void);
+
+/* The class of code point cp, from the table (gptd__bpe_classes_init() first). */
+guint8 gptd__bpe_class_slow (gunichar cp);
+
+/* The class of a code point computed from GLib directly (for tests). */
+guint8 gptd__bpe_class_reference (gunichar cp);
+
+/* Returns the end of the piece that starts at pos in the valid UTF-8 text
+ * s[0, len). */
+gsize gptd__bpe_pretok_next (const guint8 *s, gsize pos, gsize len);
+
+/* ---- UTF-8 (bpe-utf8.c) ---- */
+
+/* Returns the offset of the first invalid byte of s[0, len), or len when valid. */
+gsize gptd__bpe_utf8_find_invalid (const guint8 *s, gsize len);
+
+/* Length of the maximal subpart of an ill-formed sequence at s[0] (1 to 3 bytes),
+ * or 0 when s starts with a complete valid character. */
+gsize gptd__bpe_utf8_invalid_len (const guint8 *s, gsize len);
+
+/* Whether s[0, len) is the beginning of a valid character that lacks its last
+ * bytes. */
+gboolean gptd__bpe_utf8_is_incomplete (const guint8 *s, gsize len);
+
+/* Copies s with each maximal invalid subpart replaced by U+FFFD. */
+GString *gptd__bpe_utf8_make_valid (const guint8 *s, gsize len);
+
+/* ---- merging (bpe-encode.c) ---- */
+
+/* Merges the bytes p[0, n) into tokens (n >= 1), writing ids to out (room for n);
+ * returns the number of ids. use_heap forces the O(n log n) algorithm. */
+gsize gptd__bpe_merge (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out, gboolean use_heap);
+
+/* Encodes valid UTF-8 text without special tokens; out needs room for len ids.
+ * Returns the number of ids written. */
+gsize gptd__bpe_encode_ordinary (const GptdBpe *bpe, const guint8 *s, gsize len, guint32 *out);
+
+G_END_DECLS
+
+#endif /* GPTD_BPE_INTERNAL_H */
