@@ -328,6 +328,28 @@ gptd__nn_dropout_apply (float *out, const float *d, const GptdNnDropout *drop,
   TEAM_END
 }
 
+GPTD_NN_CLONES static void
+embed_row (float *restrict out, const float *restrict te,
+           const float *restrict pe, const GptdNnDropout *drop, uint32_t base,
+           int C)
+{
+  if (drop->threshold != 0)
+    {
+      const uint32_t key = drop->key, th = drop->threshold;
+      const float sc = drop->scale;
+      GPTD_NN_SIMD
+      for (int c = 0; c < C; c++)
+        out[c] = (te[c] + pe[c]) *
+                 (gptd__nn_hash32 (key, base + (uint32_t) c) >= th ? sc : 0.0f);
+    }
+  else
+    {
+      GPTD_NN_SIMD
+      for (int c = 0; c < C; c++)
+        out[c] = te[c] + pe[c];
+    }
+}
+
 void
 gptd__nn_embed_forward (float *out, const gint32 *tokens, const float *wte,
                         const float *wpe, int B, int T, int C,
@@ -337,9 +359,8 @@ gptd__nn_embed_forward (float *out, const gint32 *tokens, const float *wte,
   size_t r0, r1;
   gptd__nn_split ((size_t) B * T, nth, tid, 1, &r0, &r1);
   for (size_t r = r0; r < r1; r++)
-    residual_row (out + r * C, wte + (size_t) tokens[r] * C,
-                  wpe + (size_t) (r % T) * C, NULL, drop, (uint32_t) (r * C),
-                  C);
+    embed_row (out + r * C, wte + (size_t) tokens[r] * C,
+               wpe + (size_t) (r % T) * C, drop, (uint32_t) (r * C), C);
   TEAM_END
 }
 

@@ -17,6 +17,11 @@ TESTS += tests/test-nn-golden
 tests_test_nn_golden_SOURCES = tests/test-nn-golden.c tests/test-nn-util.h
 tests_test_nn_golden_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-nn-grad
+TESTS += tests/test-nn-grad
+tests_test_nn_grad_SOURCES = tests/test-nn-grad.c tests/test-nn-util.h
+tests_test_nn_grad_LDADD = $(TEST_LIBS)
+
 EXTRA_DIST += \
 	tests/golden/nn/make_goldens.py \
 	tests/golden/nn/tiny-untied.bin \
