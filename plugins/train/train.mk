@@ -1,1 +1,29 @@
-# Build fragment for plugins/train; see the top-level Makefile.am.
+# Build fragment for plugins/train: the train plugin (token-windows, gpt-trainer);
+# see the top-level Makefile.am. The data-set and metrics code sits in a
+# convenience library that both the plugin and its unit tests link.
+
+noinst_LTLIBRARIES += plugins/train/libtrain-core.la
+plugins_train_libtrain_core_la_SOURCES = \
+	plugins/train/windows.c \
+	plugins/train/windows.h \
+	plugins/train/metrics.c \
+	plugins/train/metrics.h
+
+plugin_LTLIBRARIES += plugins/train/train.la
+plugins_train_train_la_SOURCES = \
+	plugins/train/plugin.c \
+	plugins/train/train-plugin.h \
+	plugins/train/token-windows.c \
+	plugins/train/gpt-trainer.c
+plugins_train_train_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
+plugins_train_train_la_LIBADD = plugins/train/libtrain-core.la $(PLUGIN_LIBS)
+
+check_PROGRAMS += tests/test-train-windows
+TESTS += tests/test-train-windows
+tests_test_train_windows_SOURCES = tests/test-train-windows.c
+tests_test_train_windows_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-train-metrics
+TESTS += tests/test-train-metrics
+tests_test_train_metrics_SOURCES = tests/test-train-metrics.c
+tests_test_train_metrics_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
