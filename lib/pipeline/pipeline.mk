@@ -1,5 +1,8 @@
-# Build fragment for lib/pipeline: pipeline files, stage parameters, the runner.
+# Build fragment for lib/pipeline: pipeline files, stage parameters, the runner,
+# messages as JSON.
+lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
+	lib/pipeline/pipeline.c lib/pipeline/pipeline-private.h \
+	lib/pipeline/runner.c lib/pipeline/runner-format.c \
+	lib/pipeline/message-json.c
 gptdinclude_HEADERS += include/gptd/pipeline.h include/gptd/runner.h \
 	include/gptd/message-json.h
-lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
-	lib/pipeline/pipeline.c lib/pipeline/pipeline-private.h
