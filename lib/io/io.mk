@@ -18,3 +18,12 @@ check_PROGRAMS += tests/test-atomic-file
 TESTS += tests/test-atomic-file
 tests_test_atomic_file_SOURCES = tests/test-atomic-file.c
 tests_test_atomic_file_LDADD = $(TEST_LIBS)
+
+# Model directories, training state and checkpoints (built on lib/nn).
+lib_libgptd_la_SOURCES += lib/nn/gpt2-file.c
+gptdinclude_HEADERS += include/gptd/gpt2-file.h
+
+check_PROGRAMS += tests/test-gpt2-file
+TESTS += tests/test-gpt2-file
+tests_test_gpt2_file_SOURCES = tests/test-gpt2-file.c
+tests_test_gpt2_file_LDADD = $(TEST_LIBS)
