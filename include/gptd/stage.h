@@ -24,7 +24,11 @@
  * behalf: split "" (every split, in order), epoch 0, no shuffle.
  *
  * After a stage's run()/finish()/epoch serving ends without error, the runner sends
- * end-of-stream on each of its outputs. An error (a FALSE return with the GError
+ * end-of-stream on each of its outputs. Once a stage's run() or process loop has
+ * ended, it reads no more: what its producers still push to it is dropped. When every
+ * consumer of a stage has ended, gptd_stage_push() fails with G_IO_ERROR_CLOSED; a
+ * stage that returns that error (e.g. an endless source) ends cleanly, not as a
+ * failure. An error (a FALSE return with the GError
  * set) cancels the whole run; the error is reported with the stage's name.
  *
  * Lifecycle of an instance: create() on the runner's thread before any stage thread
@@ -102,6 +106,13 @@ gboolean gptd_params_get_bool (const GptdParams *params, const char *name);
 /* The list as an array of @n_values doubles belonging to @params. */
 const double *gptd_params_get_double_list (const GptdParams *params, const char *name,
                                            gsize *n_values);
+/* Resolves @path (any text, e.g. one item of a STRING list of files) against the
+ * pipeline file's directory, as PATH parameters are; absolute paths are returned as
+ * they are. Free the result with g_free(). */
+char *gptd_params_resolve_path (const GptdParams *params, const char *path);
+/* Notes on the getters: gptd_params_get_int() of an ENUM gives the index of the
+ * choice in choices[]; gptd_params_get_double() accepts INT parameters; every type can
+ * be read as text with gptd_params_get_string(). */
 
 /* ---- Pads ------------------------------------------------------------------ */
 
@@ -161,7 +172,9 @@ GptdPullResult gptd_stage_pull (GptdStageContext *ctx, guint input,
                                 ProtobufCMessage **msg, GError **error);
 
 /* Asks the producer behind input @input (an epochs pad) for one epoch of batches;
- * pull them, then the EndOfEpoch. One request is outstanding at a time per input. */
+ * pull them, then the EndOfEpoch. One request is outstanding at a time per input.
+ * Pulling from such an input with no request outstanding is an error (it would wait
+ * forever). */
 gboolean gptd_stage_request_epoch (GptdStageContext *ctx, guint input,
                                    const Gptd__EpochRequest *request, GError **error);
 
@@ -195,7 +208,10 @@ typedef struct _GptdStageType GptdStageType;
  *   the runner and is freed after the call.
  * @finish: process style: every input has ended; flush what is pending.
  * @epoch: batch-forming stages: push one epoch's batches for @request on @output
- *   (the runner sends the EndOfEpoch).
+ *   (the runner sends the EndOfEpoch, with `batches` = the messages pushed on @output
+ *   during the call; to fill in `total` as well, push a Gptd__EndOfEpoch yourself on
+ *   @output as the last message, and the runner sends none). While epoch() runs,
+ *   pushes on @output go only to the consumer that asked.
  * @destroy: frees the instance (NULL-safe).
  */
 struct _GptdStageType {

@@ -468,3 +468,12 @@ gptd_params_get_double_list (const GptdParams *params, const char *name, gsize *
     *n_values = v ? v->n_list : 0;
   return v ? v->list : NULL;
 }
+
+char *
+gptd_params_resolve_path (const GptdParams *params, const char *path)
+{
+  g_return_val_if_fail (params != NULL && path != NULL, NULL);
+  if (g_path_is_absolute (path) || *path == '\0')
+    return g_strdup (path);
+  return g_canonicalize_filename (path, params->base_dir);
+}
