@@ -1,1 +1,36 @@
 # Build fragment for plugins/generate; see the top-level Makefile.am.
+# The generation library (sampling and the generator) goes into libgptd, where
+# the daemon's `gptctl generate` uses it too; the plugin provides the
+# `generator` stage.
+
+lib_libgptd_la_SOURCES += \
+	lib/nn/sampling.c \
+	lib/nn/generate.c
+gptdinclude_HEADERS += include/gptd/generate.h
+
+plugin_LTLIBRARIES += plugins/generate/generate.la
+plugins_generate_generate_la_SOURCES = \
+	plugins/generate/plugin.c \
+	plugins/generate/generate-plugin.h \
+	plugins/generate/generator.c
+plugins_generate_generate_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
+plugins_generate_generate_la_LIBADD = $(PLUGIN_LIBS)
+
+check_PROGRAMS += tests/test-generate
+TESTS += tests/test-generate
+tests_test_generate_SOURCES = tests/test-generate.c
+tests_test_generate_LDADD = $(TEST_LIBS)
+
+dist_pipelines_DATA += pipelines/generate.pipeline
+
+EXTRA_DIST += \
+	tests/golden/generate/make_golden.py \
+	tests/golden/generate/greedy.json \
+	tests/golden/generate/model/config.json \
+	tests/golden/generate/model/model.safetensors \
+	tests/golden/generate/model/vocab.json \
+	tests/golden/generate/model/merges.txt
+
+noinst_PROGRAMS += bench/generate/bench-generate
+bench_generate_bench_generate_SOURCES = bench/generate/bench-generate.c
+bench_generate_bench_generate_LDADD = $(TEST_LIBS)

@@ -1,0 +1,249 @@
+/* bench-generate.c: speed of batch-1 generation (gptd/generate.h) with and
+ * without the KV cache, against the memory-bandwidth bound.
+ *
+ *   bench/generate/bench-generate [--threads N] [--model gpt2-small]
+ *       [--prompt-tokens 16] [--new-tokens 200] [--repeat 3]
+ *       [--no-cache-repeat 1] [--skip-no-cache]
+ *
+ * The model has the preset's shape and random weights (speed does not depend
+ * on the values).  Decoding is greedy.  tokens/s is new tokens over the median
+ * wall time of a whole generation, prompt included.
+ *
+ * The bound: each decoded token reads every parameter once (wte twice over
+ * in principle, as embedding row and as output head, but the row is
+ * negligible; of wpe only one row), so tokens/s cannot exceed
+ * bandwidth / parameter bytes.  Bandwidth is measured here, with the same
+ * threads, by a read-only pass (a sum, as the matrix-vector products read
+ * weights) and a STREAM copy (counting bytes read and written) over buffers
+ * far larger than the caches; the larger of the two is used.
+ *
+ * Prints one JSON object per line.
+ */
+#include "config.h"
+
+#include <gptd/generate.h>
+#include <gptd/nn.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, n, sizeof (double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double
+now_s (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* Best-of-several bandwidths in GB/s of a read-only sum and a copy over
+ * @bytes-sized buffers. */
+static void
+measure_bandwidth (size_t bytes, int threads, double *read_gbs,
+                   double *copy_gbs)
+{
+  size_t n = bytes / sizeof (float);
+  float *a = g_malloc (n * sizeof (float));
+  float *b = g_malloc (n * sizeof (float));
+#pragma omp parallel for num_threads (threads) schedule (static)
+  for (size_t i = 0; i < n; i++)
+    {
+      a[i] = (float) (i & 1023) * 1e-3f;
+      b[i] = 0.0f;
+    }
+  double best_read = 0, best_copy = 0;
+  volatile float sink = 0;
+  for (int rep = 0; rep < 6; rep++)
+    {
+      double t0 = now_s ();
+      float total = 0.0f;
+#pragma omp parallel num_threads (threads) reduction (+ : total)
+      {
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp for schedule (static) nowait
+        for (size_t i = 0; i < n / 64; i++)
+          {
+            const float *p = a + i * 64;
+#pragma omp simd reduction (+ : s0, s1, s2, s3)
+            for (int j = 0; j < 16; j++)
+              {
+                s0 += p[j];
+                s1 += p[16 + j];
+                s2 += p[32 + j];
+                s3 += p[48 + j];
+              }
+          }
+        total += s0 + s1 + s2 + s3;
+      }
+      double t1 = now_s ();
+      sink += total;
+#pragma omp parallel for num_threads (threads) schedule (static)
+      for (size_t i = 0; i < n; i++)
+        b[i] = a[i];
+      double t2 = now_s ();
+      best_read = MAX (best_read, (n / 64 * 64) * sizeof (float) / (t1 - t0) / 1e9);
+      best_copy = MAX (best_copy, 2.0 * n * sizeof (float) / (t2 - t1) / 1e9);
+    }
+  (void) sink;
+  g_free (a);
+  g_free (b);
+  *read_gbs = best_read;
+  *copy_gbs = best_copy;
+}
+
+int
+main (int argc, char **argv)
+{
+  int threads = 2, prompt_tokens = 16, new_tokens = 200, repeat = 3;
+  int no_cache_repeat = 1;
+  gboolean skip_no_cache = FALSE;
+  g_autofree char *model_name = g_strdup ("gpt2-small");
+  GOptionEntry entries[] = {
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "threads (default 2)", "N" },
+    { "model", 0, 0, G_OPTION_ARG_STRING, &model_name, "preset (gpt2-small)", "NAME" },
+    { "prompt-tokens", 0, 0, G_OPTION_ARG_INT, &prompt_tokens, "prompt length (16)", "N" },
+    { "new-tokens", 0, 0, G_OPTION_ARG_INT, &new_tokens, "tokens to generate (200)", "N" },
+    { "repeat", 0, 0, G_OPTION_ARG_INT, &repeat, "runs with the cache (3)", "N" },
+    { "no-cache-repeat", 0, 0, G_OPTION_ARG_INT, &no_cache_repeat,
+      "runs without the cache (1)", "N" },
+    { "skip-no-cache", 0, 0, G_OPTION_ARG_NONE, &skip_no_cache,
+      "only measure with the cache", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) oc = g_option_context_new ("- generation speed");
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (oc, &argc, &argv, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 2;
+    }
+  repeat = MAX (repeat, 1);
+  no_cache_repeat = MAX (no_cache_repeat, 1);
+  gptd_nn_set_num_threads (threads);
+
+  GptdGptConfig cfg;
+  if (!gptd_gpt_config_preset (model_name, &cfg, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 2;
+    }
+  cfg.dropout = 0.0f;
+  GptdGpt *model = gptd_gpt_new (&cfg, &error);
+  if (model == NULL)
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 1;
+    }
+  gptd_gpt_init_weights (model, 123);
+  size_t n_params = gptd_gpt_n_params (model);
+  const GptdNnTensor *wpe = gptd_gpt_lookup_tensor (model, "wpe.weight");
+  double bytes_per_token =
+    4.0 * (double) (n_params - wpe->numel + (size_t) cfg.n_embd);
+
+  g_autoptr (GptdGenerator) gen = gptd_generator_new (model, 0, &error);
+  if (gen == NULL)
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 1;
+    }
+
+  double read_gbs, copy_gbs;
+  measure_bandwidth ((size_t) 512 << 20, threads, &read_gbs, &copy_gbs);
+  double bw = MAX (read_gbs, copy_gbs);
+  double bound = bw * 1e9 / bytes_per_token;
+  printf ("{\"impl\": \"bandwidth\", \"threads\": %d, \"read_gb_s\": %.2f, "
+          "\"copy_gb_s\": %.2f, \"param_bytes_per_token\": %.0f, "
+          "\"bound_tokens_per_s\": %.2f}\n",
+          threads, read_gbs, copy_gbs, bytes_per_token, bound);
+  fflush (stdout);
+
+  gint32 *prompt = g_new (gint32, prompt_tokens);
+  GRand *r = g_rand_new_with_seed (123);
+  for (int i = 0; i < prompt_tokens; i++)
+    prompt[i] = (gint32) g_rand_int_range (r, 0, cfg.vocab_size);
+  g_rand_free (r);
+
+  GptdGenerateOptions o;
+  gptd_generate_options_init (&o);
+  o.max_new_tokens = new_tokens;
+
+  /* Warm-up: page in the weights and plan the buffers. */
+  o.use_kv_cache = TRUE;
+  o.max_new_tokens = 4;
+  gptd_generate_result_free (
+    gptd_generator_generate_ids (gen, prompt, prompt_tokens, &o, NULL, NULL));
+  o.max_new_tokens = new_tokens;
+
+  g_autofree gint32 *first_ids = NULL;
+  for (int kv = 1; kv >= 0; kv--)
+    {
+      if (!kv && skip_no_cache)
+        break;
+      int reps = kv ? repeat : no_cache_repeat;
+      double *secs = g_new (double, reps);
+      double *decode = g_new (double, reps);
+      double prefill = 0;
+      o.use_kv_cache = kv;
+      for (int i = 0; i < reps; i++)
+        {
+          double t0 = now_s ();
+          GptdGenerateResult *res =
+            gptd_generator_generate_ids (gen, prompt, prompt_tokens, &o, NULL,
+                                         &error);
+          secs[i] = now_s () - t0;
+          if (res == NULL)
+            {
+              fprintf (stderr, "%s\n", error->message);
+              return 1;
+            }
+          decode[i] = res->decode_s;
+          prefill = res->prefill_s;
+          /* Both paths must give the same tokens. */
+          if (first_ids == NULL)
+            {
+              first_ids = g_new (gint32, res->n_ids + 1);
+              memcpy (first_ids, res->ids, sizeof (gint32) * res->n_ids);
+            }
+          else if (memcmp (first_ids, res->ids, sizeof (gint32) * res->n_ids) != 0)
+            {
+              fprintf (stderr, "generations differ between runs\n");
+              return 1;
+            }
+          gptd_generate_result_free (res);
+        }
+      double med = median (secs, reps);
+      double med_dec = median (decode, reps);
+      double tps = new_tokens / med;
+      printf ("{\"impl\": \"gptd\", \"model\": \"%s\", \"kv_cache\": %s, "
+              "\"threads\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.2f, "
+              "\"decode_tokens_per_s\": %.2f, \"prefill_s\": %.4f, "
+              "\"fraction_of_bound\": %.3f, \"seconds\": [",
+              model_name, kv ? "true" : "false", threads, new_tokens, tps,
+              (new_tokens - 1) / med_dec, prefill, tps / bound);
+      for (int i = 0; i < reps; i++)
+        printf ("%s%.3f", i ? ", " : "", secs[i]);
+      printf ("]}\n");
+      fflush (stdout);
+      g_free (secs);
+      g_free (decode);
+    }
+  g_free (prompt);
+  return 0;
+}

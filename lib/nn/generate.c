@@ -1,0 +1,374 @@
+/* generate.c: the text generator: a model, its tokenizer and a KV cache; the
+ * book's generate() loop with left truncation to the context, the KV-cache
+ * path (with its re-prefill once the window slides), eos, streaming of whole
+ * UTF-8 characters and cancellation.  Sampling itself is in sampling.c.
+ */
+#include "config.h"
+
+#include <gptd/generate.h>
+#include <gptd/gpt2-file.h>
+#include <gptd/bpe.h>
+
+#include <string.h>
+
+struct _GptdGenerator {
+  GptdGpt *model;
+  GptdBpe *bpe;             /* NULL: ids only */
+  GptdBpeDecoder *decoder;  /* with bpe */
+  GptdGptKvCache *cache;    /* made on first use */
+  int context_length;
+  int vocab_size;
+};
+
+static const char *const stop_names[] = { "length", "eos", "cancelled" };
+
+const char *
+gptd_generate_stop_to_string (GptdGenerateStop stop)
+{
+  g_return_val_if_fail ((guint) stop < G_N_ELEMENTS (stop_names), "unknown");
+  return stop_names[stop];
+}
+
+GptdGenerator *
+gptd_generator_new (GptdGpt *model, int context_length, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_autoptr (GptdGpt) owned = model;
+  const GptdGptConfig *cfg = gptd_gpt_get_config (model);
+
+  if (cfg->n_out != 0 && cfg->n_out != cfg->vocab_size)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_MODEL,
+                   "the model's output head has %d outputs for a vocabulary "
+                   "of %d: it is a classifier, not a language model",
+                   cfg->n_out, cfg->vocab_size);
+      return NULL;
+    }
+  if (context_length < 0 || context_length > cfg->context_length)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_CONTEXT,
+                   "context length %d is longer than the model's context of "
+                   "%d positions",
+                   context_length, cfg->context_length);
+      return NULL;
+    }
+
+  GptdGenerator *g = g_new0 (GptdGenerator, 1);
+  g->model = g_steal_pointer (&owned);
+  g->context_length = context_length > 0 ? context_length : cfg->context_length;
+  g->vocab_size = cfg->vocab_size;
+  return g;
+}
+
+GptdGenerator *
+gptd_generator_load (const char *model_dir, const char *vocab,
+                     int context_length, GError **error)
+{
+  g_return_val_if_fail (model_dir != NULL, NULL);
+
+  /* The tokenizer defaults to the model directory's own; for a checkpoint
+   * root that is the latest checkpoint's directory. */
+  g_autofree char *own_vocab = NULL;
+  if (vocab == NULL)
+    {
+      g_autofree char *config = g_build_filename (model_dir, GPTD_GPT_DIR_CONFIG,
+                                                  NULL);
+      g_autofree char *index = g_build_filename (model_dir,
+                                                 GPTD_CHECKPOINT_INDEX, NULL);
+      if (!g_file_test (config, G_FILE_TEST_EXISTS) &&
+          g_file_test (index, G_FILE_TEST_EXISTS))
+        {
+          own_vocab = gptd_checkpoint_get_latest (model_dir, error);
+          if (own_vocab == NULL)
+            return NULL;
+        }
+      else
+        own_vocab = g_strdup (model_dir);
+      vocab = own_vocab;
+    }
+
+  g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab, error);
+  if (bpe == NULL)
+    return NULL;
+  GptdGpt *model = gptd_gpt_dir_load (model_dir, error);
+  if (model == NULL)
+    return NULL;
+  GptdGenerator *g = gptd_generator_new (model, context_length, error);
+  if (g == NULL)
+    return NULL;
+  if (gptd_bpe_get_n_vocab (bpe) > (guint) g->vocab_size)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_TOKENIZER,
+                   "the tokenizer %s has %u tokens, more than the vocabulary "
+                   "of %d of the model in %s",
+                   gptd_bpe_get_source (bpe), gptd_bpe_get_n_vocab (bpe),
+                   g->vocab_size, model_dir);
+      gptd_generator_free (g);
+      return NULL;
+    }
+  g->decoder = gptd_bpe_decoder_new (bpe);
+  g->bpe = g_steal_pointer (&bpe);
+  return g;
+}
+
+void
+gptd_generator_free (GptdGenerator *generator)
+{
+  if (generator == NULL)
+    return;
+  gptd_gpt_kv_cache_free (generator->cache);
+  gptd_bpe_decoder_free (generator->decoder);
+  gptd_bpe_unref (generator->bpe);
+  gptd_gpt_free (generator->model);
+  g_free (generator);
+}
+
+GptdGpt *
+gptd_generator_get_model (GptdGenerator *generator)
+{
+  g_return_val_if_fail (generator != NULL, NULL);
+  return generator->model;
+}
+
+int
+gptd_generator_get_context_length (const GptdGenerator *generator)
+{
+  g_return_val_if_fail (generator != NULL, 0);
+  return generator->context_length;
+}
+
+gboolean
+gptd_generator_has_tokenizer (const GptdGenerator *generator)
+{
+  g_return_val_if_fail (generator != NULL, FALSE);
+  return generator->bpe != NULL;
+}
+
+gint32 *
+gptd_generator_encode (GptdGenerator *generator, const char *text,
+                       int *n_ids, GError **error)
+{
+  g_return_val_if_fail (generator != NULL && text != NULL, NULL);
+  g_return_val_if_fail (n_ids != NULL, NULL);
+  if (generator->bpe == NULL)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_TOKENIZER,
+                   "the generator has no tokenizer to encode the prompt with");
+      return NULL;
+    }
+  /* Prompts may name special tokens such as <|endoftext|> (as the book's
+   * allowed_special) and invalid UTF-8 becomes U+FFFD. */
+  GptdBpeEncodeOptions opts = { 0 };
+  opts.special = GPTD_BPE_SPECIAL_ALLOWED;
+  opts.invalid = GPTD_BPE_INVALID_REPLACE;
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  if (!gptd_bpe_encode (generator->bpe, text, strlen (text), &opts, ids, error))
+    return NULL;
+  gint32 *out = g_new (gint32, ids->len + 1);
+  for (guint i = 0; i < ids->len; i++)
+    out[i] = (gint32) g_array_index (ids, guint32, i);
+  *n_ids = (int) ids->len;
+  return out;
+}
+
+void
+gptd_generate_result_free (GptdGenerateResult *result)
+{
+  if (result == NULL)
+    return;
+  g_free (result->ids);
+  g_free (result->text);
+  g_free (result);
+}
+
+/* Computes the logits of the next token after seq[0..len) (len >= 1), looking
+ * at the last context_length tokens.  With the cache, @first says the cache
+ * does not yet hold seq[0..len-1). */
+static const float *
+next_logits (GptdGenerator *g, const gint32 *seq, int len, gboolean use_cache,
+             gboolean first, GError **error)
+{
+  const int ctx = g->context_length;
+  int start = len > ctx ? len - ctx : 0;
+  int T = len - start;
+
+  if (!use_cache)
+    {
+      // (1, T) -> (1, 1, V)
+      if (!gptd_gpt_forward (g->model, seq + start, NULL, 1, T,
+                             GPTD_GPT_FORWARD_LAST_ONLY, NULL, error))
+        return NULL;
+      return gptd_gpt_get_logits (g->model, NULL, NULL, NULL);
+    }
+
+  if (g->cache == NULL)
+    {
+      g->cache = gptd_gpt_kv_cache_new (g->model, ctx, error);
+      if (g->cache == NULL)
+        return NULL;
+    }
+  if (first || len > ctx)
+    {
+      /* The prompt, or a window that slid: positions are absolute, so every
+       * cached key and value is stale; feed the whole window again. */
+      gptd_gpt_kv_cache_reset (g->cache);
+      return gptd_gpt_forward_cached (g->model, g->cache, seq + start, T,
+                                      error);
+    }
+  /* The cache holds seq[0..len-1); append the newest token. */
+  g_assert (gptd_gpt_kv_cache_get_length (g->cache) == len - 1);
+  return gptd_gpt_forward_cached (g->model, g->cache, seq + len - 1, 1, error);
+}
+
+/* Reports one token to the callback, decoding it when there is a tokenizer. */
+static gboolean
+emit_token (GptdGenerator *g, gint32 id, GString *text, GString *piece,
+            const GptdGenerateCallbacks *cb, GError **error)
+{
+  g_string_truncate (piece, 0);
+  if (g->bpe != NULL)
+    {
+      gsize len;
+      if (gptd_bpe_get_token (g->bpe, (guint32) id, &len) == NULL)
+        {
+          /* A model vocabulary larger than the tokenizer's (padded): the id
+           * has no text; close what is pending and show a replacement. */
+          gptd_bpe_decoder_finish (g->decoder, piece);
+          g_string_append_unichar (piece, 0xFFFD);
+        }
+      else if (!gptd_bpe_decoder_push (g->decoder, (guint32) id, piece, error))
+        return FALSE;
+      g_string_append_len (text, piece->str, piece->len);
+    }
+  if (cb != NULL && cb->token != NULL)
+    cb->token (id, piece->str, piece->len, cb->user_data);
+  return TRUE;
+}
+
+GptdGenerateResult *
+gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
+                             int n_prompt, const GptdGenerateOptions *options,
+                             const GptdGenerateCallbacks *callbacks,
+                             GError **error)
+{
+  g_return_val_if_fail (generator != NULL, NULL);
+  g_return_val_if_fail (options != NULL, NULL);
+  g_return_val_if_fail (prompt != NULL || n_prompt == 0, NULL);
+  GptdGenerator *g = generator;
+
+  if (!gptd_generate_options_validate (options, error))
+    return NULL;
+  if (n_prompt < 1)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                   "the prompt is empty: generation needs at least one token");
+      return NULL;
+    }
+  for (int i = 0; i < n_prompt; i++)
+    if (prompt[i] < 0 || prompt[i] >= g->vocab_size)
+      {
+        g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                     "prompt token %d is id %d, outside the model's vocabulary "
+                     "of %d",
+                     i, prompt[i], g->vocab_size);
+        return NULL;
+      }
+
+  /* Left truncation: only the last context_length prompt tokens matter. */
+  const int ctx = g->context_length;
+  int dropped = n_prompt > ctx ? n_prompt - ctx : 0;
+  int len = n_prompt - dropped;
+  gint32 *seq = g_new (gint32, (gsize) len + options->max_new_tokens);
+  memcpy (seq, prompt + dropped, sizeof (gint32) * len);
+
+  g_autoptr (GptdGenerateResult) res = g_new0 (GptdGenerateResult, 1);
+  res->n_prompt = len;
+  res->n_prompt_dropped = dropped;
+  res->stop = GPTD_GENERATE_STOP_LENGTH;
+  g_autoptr (GptdSampler) sampler = gptd_sampler_new (options, g->vocab_size);
+  g_autoptr (GString) text = g_string_new (NULL);
+  g_autoptr (GString) piece = g_string_new (NULL);
+  if (g->decoder != NULL)
+    gptd_bpe_decoder_finish (g->decoder, piece); /* a fresh stream */
+  g_string_truncate (piece, 0);
+
+  gint64 t0 = g_get_monotonic_time (), t1 = t0;
+  gboolean ok = TRUE;
+  for (int step = 0; step < options->max_new_tokens; step++)
+    {
+      if (callbacks != NULL && callbacks->cancelled != NULL &&
+          callbacks->cancelled (callbacks->user_data))
+        {
+          res->stop = GPTD_GENERATE_STOP_CANCELLED;
+          break;
+        }
+      const float *logits = next_logits (g, seq, len, options->use_kv_cache,
+                                         step == 0, error);
+      if (logits == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      gint32 next = gptd_sampler_sample (sampler, logits);
+      if (step == 0)
+        t1 = g_get_monotonic_time ();
+      if (next == options->eos_id)
+        {
+          res->stop = GPTD_GENERATE_STOP_EOS;
+          break;
+        }
+      seq[len++] = next;
+      if (!emit_token (g, next, text, piece, callbacks, error))
+        {
+          ok = FALSE;
+          break;
+        }
+    }
+  gint64 t2 = g_get_monotonic_time ();
+
+  if (g->decoder != NULL)
+    {
+      /* Bytes of an unfinished character become U+FFFD. */
+      g_string_truncate (piece, 0);
+      gptd_bpe_decoder_finish (g->decoder, piece);
+      if (ok && piece->len > 0)
+        {
+          g_string_append_len (text, piece->str, piece->len);
+          if (callbacks != NULL && callbacks->token != NULL)
+            callbacks->token (-1, piece->str, piece->len, callbacks->user_data);
+        }
+    }
+  if (!ok)
+    {
+      g_free (seq);
+      return NULL;
+    }
+
+  res->n_ids = len - res->n_prompt;
+  res->ids = g_new (gint32, res->n_ids + 1);
+  memcpy (res->ids, seq + res->n_prompt, sizeof (gint32) * res->n_ids);
+  g_free (seq);
+  if (g->bpe != NULL)
+    {
+      res->text_len = text->len;
+      res->text = g_string_free (g_steal_pointer (&text), FALSE);
+    }
+  res->prefill_s = (t1 - t0) / 1e6;
+  res->decode_s = (t2 - t1) / 1e6;
+  return g_steal_pointer (&res);
+}
+
+GptdGenerateResult *
+gptd_generator_generate (GptdGenerator *generator, const char *prompt,
+                         const GptdGenerateOptions *options,
+                         const GptdGenerateCallbacks *callbacks,
+                         GError **error)
+{
+  g_return_val_if_fail (generator != NULL && prompt != NULL, NULL);
+  int n = 0;
+  g_autofree gint32 *ids = gptd_generator_encode (generator, prompt, &n, error);
+  if (ids == NULL)
+    return NULL;
+  return gptd_generator_generate_ids (generator, ids, n, options, callbacks,
+                                      error);
+}

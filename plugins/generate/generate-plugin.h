@@ -1,0 +1,11 @@
+/* generate-plugin.h: the stage types of the generate plugin. */
+#pragma once
+
+#include <gptd/stage.h>
+
+G_BEGIN_DECLS
+
+/* The generator stage (generator.c). */
+extern const GptdStageType gptd__generator_type;
+
+G_END_DECLS

@@ -1,0 +1,8 @@
+/* plugin.c: the generate plugin's entry point.  It provides the generator
+ * stage (generator.c): text generation from a GPT-2 model directory. */
+#include <gptd/plugin.h>
+
+#include "generate-plugin.h"
+
+GPTD_PLUGIN_DEFINE ("generate", "Text generation from GPT-2 models", "0.1.0",
+                    "MIT", &gptd__generator_type);
