@@ -4,7 +4,20 @@
 lib_libgptd_la_SOURCES += lib/io/frame.c
 gptdinclude_HEADERS += include/gptd/frame.h
 
+bin_PROGRAMS += daemon/gptctl
+
+daemon_gptctl_SOURCES = \
+	daemon/gptctl.c \
+	daemon/paths.c daemon/paths.h
+daemon_gptctl_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptctl\"
+daemon_gptctl_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
+
 check_PROGRAMS += tests/test-frame
 TESTS += tests/test-frame
 tests_test_frame_SOURCES = tests/test-frame.c
 tests_test_frame_LDADD = $(TEST_LIBS)
+
+
+# The daemon itself is built once the one-shot subcommands (daemon/cli.c) exist.
+EXTRA_DIST += daemon/gptd.c daemon/server.c daemon/server.h daemon/worker.c daemon/worker.h \
+	daemon/runs.c daemon/runs.h

@@ -1,0 +1,871 @@
+/* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
+ * lists, watches and cancels runs, reads their logs, lists stage types and
+ * validates pipelines over the control socket (docs/control-protocol.md).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "paths.h"
+
+#include <gptd/frame.h>
+#include <gptd/message-json.h>
+#include <gptd/registry.h>
+#include <gptd/runner.h>
+#include <gptd.pb-c.h>
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses (documented in --help and docs/control-protocol.md). */
+enum {
+  EXIT_OK = 0,
+  EXIT_RUN_FAILED = 1,   /* the run failed, was cancelled or interrupted; invalid pipeline */
+  EXIT_USAGE = 2,
+  EXIT_UNREACHABLE = 3,  /* gptd is not running, or the socket cannot be used */
+  EXIT_NOT_FOUND = 4,    /* no such run or stage type */
+  EXIT_REFUSED = 5,      /* the daemon refused: bad state, unsupported, stopping */
+  EXIT_PROTOCOL = 6,     /* the connection broke, or an answer made no sense */
+};
+
+static const char gptctl_description[] =
+  "Commands:\n"
+  "  run FILE [--set KEY=VALUE]... [--wait]\n"
+  "                     submit a pipeline; prints the run's ID. --wait then watches\n"
+  "                     it to the end and exits with its result. Relative paths in\n"
+  "                     the pipeline resolve against the file's directory.\n"
+  "  ps                 list the runs\n"
+  "  status ID          show one run\n"
+  "  watch ID [--from-start]\n"
+  "                     follow a run until it ends: a progress bar on a terminal,\n"
+  "                     plain lines otherwise; --from-start replays its past events.\n"
+  "                     Ctrl-C stops watching; the run goes on.\n"
+  "  logs ID            print a run's log lines and state changes\n"
+  "  cancel ID [--no-wait]\n"
+  "                     cancel a run (stages checkpoint as they stop) and wait for\n"
+  "                     it to end\n"
+  "  plugins [TYPE]     list the daemon's stage types, or describe one\n"
+  "  validate FILE [--set KEY=VALUE]...\n"
+  "                     check a pipeline with the daemon's plugins\n"
+  "  ping               check that the daemon answers\n"
+  "\n"
+  "--json prints what the daemon answered as JSON (one object, or one per line for\n"
+  "watch and logs) instead of text.\n"
+  "\n"
+  "Environment:\n"
+  "  GPTD_SOCKET        the socket when --socket is not given; default\n"
+  "                     /run/gptd/gptd.sock for root, else\n"
+  "                     $XDG_RUNTIME_DIR/gptd/gptd.sock\n"
+  "\n"
+  "Exit status:\n"
+  "  0  success\n"
+  "  1  the run failed, was cancelled or was interrupted; the pipeline is invalid\n"
+  "  2  bad usage, or the pipeline file cannot be read\n"
+  "  3  gptd is not running (or its socket cannot be used)\n"
+  "  4  no such run or stage type\n"
+  "  5  the daemon refused the request (the run has ended, the request is not\n"
+  "     supported, the daemon is stopping)\n"
+  "  6  the connection broke or the daemon's answer made no sense (for watch: this\n"
+  "     client fell too far behind and was dropped)\n";
+
+static void
+response_free (Gptd__Response *resp)
+{
+  if (resp != NULL)
+    protobuf_c_message_free_unpacked (&resp->base, NULL);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Gptd__Response, response_free)
+
+typedef struct {
+  const char *socket_path;
+  int fd;
+  guint64 next_id;
+  gboolean json;
+} Client;
+
+/* ---- Talking to the daemon ---------------------------------------------------- */
+
+static int
+client_connect (Client *cl)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  if (strlen (cl->socket_path) >= sizeof addr.sun_path)
+    {
+      g_printerr ("gptctl: the socket path %s is too long\n", cl->socket_path);
+      return EXIT_USAGE;
+    }
+  g_strlcpy (addr.sun_path, cl->socket_path, sizeof addr.sun_path);
+  cl->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (cl->fd < 0)
+    {
+      g_printerr ("gptctl: socket(): %s\n", g_strerror (errno));
+      return EXIT_UNREACHABLE;
+    }
+  if (connect (cl->fd, (struct sockaddr *) &addr, sizeof addr) != 0)
+    {
+      int saved = errno;
+      close (cl->fd);
+      cl->fd = -1;
+      if (saved == ENOENT || saved == ECONNREFUSED || saved == ENOTDIR)
+        g_printerr ("gptctl: gptd is not running at %s: start it with `gptd` or "
+                    "`systemctl start gptd`\n", cl->socket_path);
+      else if (saved == EACCES || saved == EPERM)
+        g_printerr ("gptctl: cannot connect to gptd at %s: %s (is your user in the "
+                    "socket's group?)\n", cl->socket_path, g_strerror (saved));
+      else
+        g_printerr ("gptctl: cannot connect to gptd at %s: %s\n", cl->socket_path,
+                    g_strerror (saved));
+      return EXIT_UNREACHABLE;
+    }
+  return EXIT_OK;
+}
+
+static int
+client_send (Client *cl, Gptd__Request *req)
+{
+  req->id = ++cl->next_id;
+  g_autoptr (GError) error = NULL;
+  if (!gptd_frame_write_fd (cl->fd, &req->base, &error))
+    {
+      g_printerr ("gptctl: sending the request to gptd failed: %s\n", error->message);
+      return EXIT_PROTOCOL;
+    }
+  return EXIT_OK;
+}
+
+/* Reads the next Response; NULL after printing why (*status is the exit code). */
+static Gptd__Response *
+client_receive (Client *cl, int *status)
+{
+  g_autoptr (GError) error = NULL;
+  Gptd__Response *resp =
+    (Gptd__Response *) gptd_frame_read_fd (cl->fd, &gptd__response__descriptor, 0, &error);
+  if (resp == NULL)
+    {
+      if (g_error_matches (error, GPTD_FRAME_ERROR, GPTD_FRAME_ERROR_CLOSED))
+        g_printerr ("gptctl: gptd closed the connection (is it stopping?)\n");
+      else
+        g_printerr ("gptctl: reading gptd's answer failed: %s\n", error->message);
+      *status = EXIT_PROTOCOL;
+    }
+  return resp;
+}
+
+/* Prints a Response's error and returns the exit code it maps to (0: none). */
+static int
+response_error_status (const Gptd__Response *resp)
+{
+  if (resp->error == NULL || resp->error->code == GPTD__ERROR_CODE__ERROR_CODE_NONE)
+    return EXIT_OK;
+  g_printerr ("gptctl: %s\n", resp->error->message);
+  switch (resp->error->code)
+    {
+    case GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND:
+      return EXIT_NOT_FOUND;
+    case GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE:
+      return EXIT_RUN_FAILED;
+    case GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE:
+    case GPTD__ERROR_CODE__ERROR_CODE_UNSUPPORTED:
+    case GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN:
+      return EXIT_REFUSED;
+    case GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST:
+      return EXIT_USAGE;
+    default:
+      return EXIT_PROTOCOL;
+    }
+}
+
+/* Sends @req and reads one answer of the expected body; NULL after printing why. */
+static Gptd__Response *
+client_call (Client *cl, Gptd__Request *req, Gptd__Response__BodyCase expected, int *status)
+{
+  *status = client_send (cl, req);
+  if (*status != EXIT_OK)
+    return NULL;
+  Gptd__Response *resp = client_receive (cl, status);
+  if (resp == NULL)
+    return NULL;
+  if (resp->error != NULL && resp->error->code != GPTD__ERROR_CODE__ERROR_CODE_NONE)
+    return resp; /* the caller looks at the error (and at a body sent with it) */
+  if (resp->body_case != expected)
+    {
+      g_printerr ("gptctl: gptd answered with an unexpected message\n");
+      *status = EXIT_PROTOCOL;
+      protobuf_c_message_free_unpacked (&resp->base, NULL);
+      return NULL;
+    }
+  return resp;
+}
+
+static void
+print_json (const ProtobufCMessage *msg, gboolean pretty)
+{
+  g_autofree char *json = gptd_message_to_json_string (msg, FALSE, pretty);
+  g_print ("%s\n", json);
+}
+
+/* ---- Text output -------------------------------------------------------------- */
+
+static char *
+format_time (double t)
+{
+  if (t <= 0)
+    return g_strdup ("-");
+  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_local ((gint64) t);
+  return dt ? g_date_time_format (dt, "%Y-%m-%d %H:%M:%S") : g_strdup ("?");
+}
+
+static char *
+format_duration (double seconds)
+{
+  if (seconds < 0)
+    seconds = 0;
+  guint64 s = (guint64) seconds;
+  if (s >= 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT "h%02um", s / 3600, (unsigned) (s % 3600) / 60);
+  if (s >= 60)
+    return g_strdup_printf ("%um%02us", (unsigned) s / 60, (unsigned) s % 60);
+  return g_strdup_printf ("%us", (unsigned) s);
+}
+
+static double
+now_s (void)
+{
+  return (double) g_get_real_time () / G_USEC_PER_SEC;
+}
+
+static char *
+run_error_text (const Gptd__RunInfo *info)
+{
+  if (info->error == NULL || !*info->error)
+    return NULL;
+  if (info->error_stage && *info->error_stage)
+    return g_strdup_printf ("stage %s: %s", info->error_stage, info->error);
+  return g_strdup (info->error);
+}
+
+static void
+print_run_list (const Gptd__RunList *list)
+{
+  if (list->n_runs == 0)
+    {
+      g_print ("No runs.\n");
+      return;
+    }
+  g_print ("%-6s %-12s %-24s %-19s %-9s %s\n", "ID", "STATE", "NAME", "CREATED", "TIME",
+           "PROGRESS / ERROR");
+  for (gsize i = 0; i < list->n_runs; i++)
+    {
+      const Gptd__RunInfo *r = list->runs[i];
+      g_autofree char *created = format_time (r->created);
+      double end = r->finished > 0 ? r->finished : now_s ();
+      g_autofree char *dur = r->started > 0 ? format_duration (end - r->started) : g_strdup ("-");
+      g_autofree char *detail = run_error_text (r);
+      if (detail == NULL && r->progress != NULL)
+        detail = gptd_progress_format (r->progress, 0);
+      g_print ("%-6s %-12s %-24s %-19s %-9s %s\n", r->id, gptd_run_state_to_string (r->state),
+               r->name, created, dur, detail ? detail : "");
+    }
+}
+
+static void
+print_run_info (const Gptd__RunInfo *r)
+{
+  g_autofree char *created = format_time (r->created);
+  g_autofree char *started = format_time (r->started);
+  g_autofree char *finished = format_time (r->finished);
+  g_autofree char *err = run_error_text (r);
+  g_print ("run:       %s\n", r->id);
+  g_print ("name:      %s\n", r->name);
+  g_print ("state:     %s\n", gptd_run_state_to_string (r->state));
+  g_print ("pipeline:  %s\n", r->filename);
+  g_print ("created:   %s\n", created);
+  g_print ("started:   %s\n", started);
+  g_print ("finished:  %s\n", finished);
+  if (r->started > 0)
+    {
+      g_autofree char *dur = format_duration ((r->finished > 0 ? r->finished : now_s ())
+                                              - r->started);
+      g_print ("time:      %s\n", dur);
+    }
+  if (r->pid > 0)
+    g_print ("pid:       %d\n", r->pid);
+  if (err)
+    g_print ("error:     %s\n", err);
+  if (r->progress)
+    {
+      g_autofree char *p = gptd_progress_format (r->progress, 0);
+      g_print ("progress:  %s\n", p);
+    }
+  g_print ("run dir:   %s\n", r->run_dir);
+}
+
+/* The exit status a final run state maps to. */
+static int
+state_status (Gptd__RunState state)
+{
+  return state == GPTD__RUN_STATE__RUN_STATE_SUCCEEDED ? EXIT_OK : EXIT_RUN_FAILED;
+}
+
+/* ---- Watching ----------------------------------------------------------------- */
+
+typedef struct {
+  gboolean tty;       /* stdout is a terminal: redraw a progress line in place */
+  gboolean json;
+  gboolean quiet;     /* only the final line */
+  gboolean has_line;  /* a progress line is on screen */
+} WatchOutput;
+
+static guint
+terminal_width (void)
+{
+  struct winsize ws;
+  if (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    return ws.ws_col;
+  return 80;
+}
+
+static void
+watch_clear_line (WatchOutput *out)
+{
+  if (out->has_line)
+    {
+      fputs ("\r\033[K", stdout);
+      out->has_line = FALSE;
+    }
+}
+
+static void
+watch_print_event (WatchOutput *out, const Gptd__Event *ev)
+{
+  if (out->json)
+    {
+      print_json (&ev->base, FALSE);
+      fflush (stdout);
+      return;
+    }
+  if (out->quiet)
+    return;
+  if (out->tty && ev->body_case == GPTD__EVENT__BODY_PROGRESS && ev->progress != NULL)
+    {
+      guint width = terminal_width ();
+      g_autofree char *line = gptd_progress_format (ev->progress, width >= 100 ? 30 : 16);
+      /* Never wrap: a wrapped line cannot be redrawn in place. */
+      if (g_utf8_strlen (line, -1) >= (glong) width)
+        {
+          char *end = g_utf8_offset_to_pointer (line, (glong) width - 1);
+          *end = '\0';
+        }
+      fputs ("\r\033[K", stdout);
+      fputs (line, stdout);
+      out->has_line = TRUE;
+      fflush (stdout);
+      return;
+    }
+  watch_clear_line (out);
+  g_autofree char *line = gptd_event_format (ev);
+  g_print ("%s\n", line);
+  fflush (stdout);
+}
+
+/* Reads watch answers until the one with end set; returns the exit status from
+ * the run's final state. */
+static int
+watch_until_end (Client *cl, WatchOutput *out)
+{
+  int status = EXIT_OK;
+  for (;;)
+    {
+      g_autoptr (Gptd__Response) resp = client_receive (cl, &status);
+      if (resp == NULL)
+        {
+          watch_clear_line (out);
+          return status;
+        }
+      if (resp->error != NULL && resp->error->code != GPTD__ERROR_CODE__ERROR_CODE_NONE)
+        {
+          watch_clear_line (out);
+          status = response_error_status (resp);
+          return resp->error->code == GPTD__ERROR_CODE__ERROR_CODE_LAGGED ? EXIT_PROTOCOL : status;
+        }
+      if (resp->body_case == GPTD__RESPONSE__BODY_EVENT && resp->event != NULL)
+        watch_print_event (out, resp->event);
+      else if (resp->body_case == GPTD__RESPONSE__BODY_RUN && resp->run != NULL)
+        {
+          if (!resp->end)
+            continue;  /* the run as it was when watching began */
+          watch_clear_line (out);
+          const Gptd__RunInfo *r = resp->run;
+          if (out->json)
+            print_json (&r->base, FALSE);
+          else
+            {
+              g_autofree char *err = run_error_text (r);
+              g_print ("run %s %s%s%s\n", r->id, gptd_run_state_to_string (r->state),
+                       err ? ": " : "", err ? err : "");
+            }
+          return state_status (r->state);
+        }
+      if (resp->end)
+        return EXIT_OK;
+    }
+}
+
+static int
+client_watch (Client *cl, const char *run_id, gboolean from_start, gboolean quiet)
+{
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__WatchRequest watch = GPTD__WATCH_REQUEST__INIT;
+  watch.run_id = (char *) run_id;
+  watch.from_start = from_start;
+  req.body_case = GPTD__REQUEST__BODY_WATCH;
+  req.watch = &watch;
+  int status = client_send (cl, &req);
+  if (status != EXIT_OK)
+    return status;
+  WatchOutput out = { .tty = isatty (STDOUT_FILENO), .json = cl->json, .quiet = quiet };
+  return watch_until_end (cl, &out);
+}
+
+/* ---- Commands ----------------------------------------------------------------- */
+
+typedef struct {
+  char **settings;
+  gboolean wait;
+  gboolean from_start;
+  gboolean no_wait;
+} CommandOptions;
+
+static int
+fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
+                  GPtrArray *keep)
+{
+  g_autoptr (GError) error = NULL;
+  char *text = NULL;
+  if (!g_file_get_contents (file, &text, NULL, &error))
+    {
+      g_printerr ("gptctl: %s\n", error->message);
+      return EXIT_USAGE;
+    }
+  g_ptr_array_add (keep, text);
+  if (!g_utf8_validate (text, -1, NULL))
+    {
+      g_printerr ("gptctl: %s is not valid UTF-8 text\n", file);
+      return EXIT_USAGE;
+    }
+  char *cwd = g_get_current_dir ();
+  g_ptr_array_add (keep, cwd);
+  char *abs = g_path_is_absolute (file) ? g_strdup (file) : g_build_filename (cwd, file, NULL);
+  char *canon = g_canonicalize_filename (abs, NULL);
+  g_free (abs);
+  g_ptr_array_add (keep, canon);
+  rr->pipeline = text;
+  rr->filename = canon;
+  rr->workdir = cwd;
+  guint n = settings ? g_strv_length (settings) : 0;
+  Gptd__Setting **list = g_new0 (Gptd__Setting *, MAX (n, 1));
+  g_ptr_array_add (keep, list);
+  for (guint i = 0; i < n; i++)
+    {
+      const char *eq = strchr (settings[i], '=');
+      if (eq == NULL || eq == settings[i])
+        {
+          g_printerr ("gptctl: --set wants KEY=VALUE, not '%s'\n", settings[i]);
+          return EXIT_USAGE;
+        }
+      Gptd__Setting *s = g_new0 (Gptd__Setting, 1);
+      gptd__setting__init (s);
+      s->key = g_strndup (settings[i], (gsize) (eq - settings[i]));
+      s->value = g_strdup (eq + 1);
+      g_ptr_array_add (keep, s->key);
+      g_ptr_array_add (keep, s->value);
+      g_ptr_array_add (keep, s);
+      list[i] = s;
+    }
+  rr->settings = list;
+  rr->n_settings = n;
+  return EXIT_OK;
+}
+
+static void
+print_problems (const Gptd__ValidateResult *vr)
+{
+  for (gsize i = 0; i < vr->n_problems; i++)
+    g_printerr ("%s\n", vr->problems[i]);
+}
+
+static int
+cmd_run (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 1)
+    {
+      g_printerr ("gptctl: run wants one pipeline FILE\n");
+      return EXIT_USAGE;
+    }
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  Gptd__RunRequest rr = GPTD__RUN_REQUEST__INIT;
+  int status = fill_run_request (&rr, argv[0], o->settings, keep);
+  if (status != EXIT_OK)
+    return status;
+  if ((status = client_connect (cl)) != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  req.body_case = GPTD__REQUEST__BODY_RUN;
+  req.run = &rr;
+  g_autoptr (Gptd__Response) resp = client_call (cl, &req, GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (resp->error != NULL && resp->error->code != GPTD__ERROR_CODE__ERROR_CODE_NONE)
+    {
+      if (resp->body_case == GPTD__RESPONSE__BODY_VALIDATE && resp->validate != NULL)
+        {
+          if (cl->json)
+            print_json (&resp->validate->base, TRUE);
+          else
+            print_problems (resp->validate);
+          return EXIT_RUN_FAILED;
+        }
+      return response_error_status (resp);
+    }
+  if (cl->json)
+    print_json (&resp->run->base, !o->wait);
+  else
+    {
+      g_print ("%s\n", resp->run->id);
+      fflush (stdout);
+    }
+  if (!o->wait)
+    return EXIT_OK;
+  return client_watch (cl, resp->run->id, TRUE, FALSE);
+}
+
+static int
+cmd_validate (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 1)
+    {
+      g_printerr ("gptctl: validate wants one pipeline FILE\n");
+      return EXIT_USAGE;
+    }
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  Gptd__RunRequest rr = GPTD__RUN_REQUEST__INIT;
+  int status = fill_run_request (&rr, argv[0], o->settings, keep);
+  if (status != EXIT_OK)
+    return status;
+  if ((status = client_connect (cl)) != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  req.body_case = GPTD__REQUEST__BODY_VALIDATE;
+  req.validate = &rr;
+  g_autoptr (Gptd__Response) resp =
+    client_call (cl, &req, GPTD__RESPONSE__BODY_VALIDATE, &status);
+  if (resp == NULL)
+    return status;
+  if ((status = response_error_status (resp)) != EXIT_OK)
+    return status;
+  const Gptd__ValidateResult *vr = resp->validate;
+  if (cl->json)
+    print_json (&vr->base, TRUE);
+  else if (vr->valid)
+    g_print ("%s: valid\n", argv[0]);
+  else
+    print_problems (vr);
+  return vr->valid ? EXIT_OK : EXIT_RUN_FAILED;
+}
+
+static int
+cmd_ps (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 0)
+    {
+      g_printerr ("gptctl: ps takes no arguments\n");
+      return EXIT_USAGE;
+    }
+  int status = client_connect (cl);
+  if (status != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  req.body_case = GPTD__REQUEST__BODY_PS;
+  req.ps = &empty;
+  g_autoptr (Gptd__Response) resp = client_call (cl, &req, GPTD__RESPONSE__BODY_RUNS, &status);
+  if (resp == NULL)
+    return status;
+  if ((status = response_error_status (resp)) != EXIT_OK)
+    return status;
+  if (cl->json)
+    print_json (&resp->runs->base, TRUE);
+  else
+    print_run_list (resp->runs);
+  return EXIT_OK;
+}
+
+/* Sends a RunIdRequest in the body @body; returns the answer or NULL. */
+static Gptd__Response *
+call_run_id (Client *cl, Gptd__Request__BodyCase body, const char *run_id,
+             Gptd__Response__BodyCase expected, int *status)
+{
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__RunIdRequest rid = GPTD__RUN_ID_REQUEST__INIT;
+  rid.run_id = (char *) run_id;
+  req.body_case = body;
+  switch (body)
+    {
+    case GPTD__REQUEST__BODY_STATUS: req.status = &rid; break;
+    case GPTD__REQUEST__BODY_LOGS: req.logs = &rid; break;
+    case GPTD__REQUEST__BODY_CANCEL: req.cancel = &rid; break;
+    default: g_assert_not_reached ();
+    }
+  Gptd__Response *resp = client_call (cl, &req, expected, status);
+  if (resp != NULL && (*status = response_error_status (resp)) != EXIT_OK)
+    {
+      protobuf_c_message_free_unpacked (&resp->base, NULL);
+      return NULL;
+    }
+  return resp;
+}
+
+static int
+want_run_id (const char *cmd, int argc)
+{
+  if (argc != 1)
+    {
+      g_printerr ("gptctl: %s wants one run ID\n", cmd);
+      return EXIT_USAGE;
+    }
+  return EXIT_OK;
+}
+
+static int
+cmd_status (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("status", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_STATUS, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (cl->json)
+    print_json (&resp->run->base, TRUE);
+  else
+    print_run_info (resp->run);
+  return EXIT_OK;
+}
+
+static int
+cmd_logs (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("logs", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_LOGS, argv[0], GPTD__RESPONSE__BODY_LOGS, &status);
+  if (resp == NULL)
+    return status;
+  for (gsize i = 0; i < resp->logs->n_events; i++)
+    {
+      const Gptd__Event *ev = resp->logs->events[i];
+      if (cl->json)
+        print_json (&ev->base, FALSE);
+      else
+        {
+          g_autofree char *line = gptd_event_format (ev);
+          g_print ("%s\n", line);
+        }
+    }
+  return EXIT_OK;
+}
+
+static int
+cmd_watch (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("watch", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  return client_watch (cl, argv[0], o->from_start, FALSE);
+}
+
+static int
+cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("cancel", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_CANCEL, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (o->no_wait)
+    {
+      if (cl->json)
+        print_json (&resp->run->base, TRUE);
+      else
+        g_print ("run %s: cancelling\n", resp->run->id);
+      return EXIT_OK;
+    }
+  /* Wait for it to end; it was cancelled as asked, so that is success unless it
+   * ended otherwise first. */
+  status = client_watch (cl, argv[0], FALSE, TRUE);
+  return status == EXIT_RUN_FAILED ? EXIT_OK : status;
+}
+
+static int
+cmd_plugins (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc > 1)
+    {
+      g_printerr ("gptctl: plugins takes at most one stage TYPE\n");
+      return EXIT_USAGE;
+    }
+  int status = client_connect (cl);
+  if (status != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__PluginsRequest pr = GPTD__PLUGINS_REQUEST__INIT;
+  pr.stage_type = argc == 1 ? argv[0] : (char *) "";
+  req.body_case = GPTD__REQUEST__BODY_PLUGINS;
+  req.plugins = &pr;
+  g_autoptr (Gptd__Response) resp =
+    client_call (cl, &req, GPTD__RESPONSE__BODY_PLUGINS, &status);
+  if (resp == NULL)
+    return status;
+  if ((status = response_error_status (resp)) != EXIT_OK)
+    return status;
+  const Gptd__PluginList *list = resp->plugins;
+  if (cl->json)
+    {
+      if (argc == 1 && list->n_stage_types == 1)
+        print_json (&list->stage_types[0]->base, TRUE);
+      else
+        print_json (&list->base, TRUE);
+      return EXIT_OK;
+    }
+  g_autofree char *text = argc == 1 && list->n_stage_types == 1
+                            ? gptd_stage_type_info_format (list->stage_types[0])
+                            : gptd_plugin_list_format (list);
+  g_print ("%s", text);
+  return EXIT_OK;
+}
+
+static int
+cmd_ping (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 0)
+    {
+      g_printerr ("gptctl: ping takes no arguments\n");
+      return EXIT_USAGE;
+    }
+  int status = client_connect (cl);
+  if (status != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  req.body_case = GPTD__REQUEST__BODY_PING;
+  req.ping = &empty;
+  g_autoptr (Gptd__Response) resp = client_call (cl, &req, GPTD__RESPONSE__BODY_OK, &status);
+  if (resp == NULL)
+    return status;
+  if ((status = response_error_status (resp)) != EXIT_OK)
+    return status;
+  if (cl->json)
+    g_print ("{\"ok\":true}\n");
+  else
+    g_print ("gptd is running at %s\n", cl->socket_path);
+  return EXIT_OK;
+}
+
+static const struct {
+  const char *name;
+  int (*func) (Client *cl, int argc, char **argv, const CommandOptions *o);
+} commands[] = {
+  { "run", cmd_run },
+  { "ps", cmd_ps },
+  { "status", cmd_status },
+  { "watch", cmd_watch },
+  { "logs", cmd_logs },
+  { "cancel", cmd_cancel },
+  { "plugins", cmd_plugins },
+  { "validate", cmd_validate },
+  { "ping", cmd_ping },
+};
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+
+  g_autofree char *socket_path = NULL;
+  gboolean json = FALSE, version = FALSE;
+  CommandOptions o = { 0 };
+  GOptionEntry entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+      "The daemon's control socket (default: $GPTD_SOCKET, else the daemon's default)",
+      "PATH" },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print the answers as JSON", NULL },
+    { "set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o.settings,
+      "run, validate: set a variable (var=value) or a stage key (stage.key=value)",
+      "KEY=VALUE" },
+    { "wait", 'w', 0, G_OPTION_ARG_NONE, &o.wait,
+      "run: watch the run to its end and exit with its result", NULL },
+    { "from-start", 0, 0, G_OPTION_ARG_NONE, &o.from_start,
+      "watch: replay the run's past events first", NULL },
+    { "no-wait", 0, 0, G_OPTION_ARG_NONE, &o.no_wait,
+      "cancel: return without waiting for the run to end", NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx =
+    g_option_context_new ("COMMAND [ARGS] - control the gptd daemon");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_description (ctx, gptctl_description);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      g_printerr ("gptctl: %s\nTry 'gptctl --help'.\n", error->message);
+      g_strfreev (o.settings);
+      return EXIT_USAGE;
+    }
+  if (version)
+    {
+      g_print ("gptctl %s\n", PACKAGE_VERSION);
+      g_strfreev (o.settings);
+      return EXIT_OK;
+    }
+  if (argc < 2)
+    {
+      g_printerr ("gptctl: no command given\nTry 'gptctl --help'.\n");
+      g_strfreev (o.settings);
+      return EXIT_USAGE;
+    }
+
+  Client cl = { .fd = -1, .json = json };
+  if (socket_path == NULL)
+    socket_path = gptd__default_socket_path ();
+  cl.socket_path = socket_path;
+
+  int status = -1;
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      {
+        status = commands[i].func (&cl, argc - 2, argv + 2, &o);
+        break;
+      }
+  if (status < 0)
+    {
+      g_printerr ("gptctl: unknown command '%s'\nTry 'gptctl --help'.\n", argv[1]);
+      status = EXIT_USAGE;
+    }
+  if (cl.fd >= 0)
+    close (cl.fd);
+  g_strfreev (o.settings);
+  return status;
+}

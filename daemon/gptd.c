@@ -1,0 +1,153 @@
+/* daemon/gptd.c: the gptd program: the daemon (no subcommand), the one-shot
+ * subcommands `run`, `validate` and `plugins`, and the internal worker mode the
+ * daemon starts for each run.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "cli.h"
+#include "paths.h"
+#include "server.h"
+#include "worker.h"
+
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char gptd_description[] =
+  "Subcommands (each has its own --help):\n"
+  "  gptd run FILE [--set KEY=VALUE]...      run a pipeline in the foreground\n"
+  "  gptd validate FILE [--set KEY=VALUE]... check a pipeline, printing every problem\n"
+  "  gptd plugins [TYPE]                     list the stage types, or describe one\n"
+  "\n"
+  "Without a subcommand gptd is the daemon. It listens on a Unix socket for the\n"
+  "control protocol that gptctl speaks (docs/control-protocol.md) and runs each\n"
+  "submitted pipeline in a worker process of its own, streaming the run's events\n"
+  "to whoever watches it.\n"
+  "\n"
+  "Files:\n"
+  "  SOCKET                the control socket, created 0660 (owner and group).\n"
+  "                        Default: $GPTD_SOCKET, else /run/gptd/gptd.sock for root,\n"
+  "                        else $XDG_RUNTIME_DIR/gptd/gptd.sock. A socket left by a\n"
+  "                        gptd that died is replaced; a live one is refused.\n"
+  "  STATE/runs/ID/        one directory per run: pipeline.pipeline (as submitted),\n"
+  "                        request.json, status.json, events.log (framed events),\n"
+  "                        output.log (the worker's stdout and stderr), and what the\n"
+  "                        stages write (metrics, checkpoints, samples).\n"
+  "                        Default STATE: $GPTD_STATE_DIR, else /var/lib/gptd for\n"
+  "                        root, else $XDG_STATE_HOME/gptd (~/.local/state/gptd).\n"
+  "  STATE/lock            held while a daemon uses the state directory.\n"
+  "\n"
+  "On start the run table is rebuilt from STATE/runs; runs that were running when\n"
+  "the previous daemon died are marked interrupted.\n"
+  "\n"
+  "Signals:\n"
+  "  SIGTERM, SIGINT       stop: remove the socket, tell every worker to stop (its run\n"
+  "                        is cancelled, trainers checkpoint), wait up to\n"
+  "                        --stop-timeout, then kill what is left; those runs are\n"
+  "                        marked interrupted. A second signal kills them at once.\n"
+  "  SIGHUP                rescan the plugins.\n"
+  "\n"
+  "Environment:\n"
+  "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"
+  "                        installed one (" GPTD_PLUGINDIR ").\n"
+  "  GPTD_SOCKET, GPTD_STATE_DIR  the defaults described above.\n"
+  "\n"
+  "Exit status: 0 after a clean stop, 1 when the daemon cannot start (the socket is\n"
+  "in use, the state directory is locked by another gptd or cannot be created), 2\n"
+  "on bad usage.\n";
+
+static int
+worker_mode (int argc, char **argv)
+{
+  /* gptd --worker RUN_DIR --run-id ID; the event pipe is fd 3. */
+  if (argc != 5 || strcmp (argv[3], "--run-id") != 0)
+    {
+      g_printerr ("gptd: --worker is internal: gptd --worker RUN_DIR --run-id ID\n");
+      return 2;
+    }
+  return gptd__worker_main (argv[2], argv[4], 3);
+}
+
+static int
+daemon_mode (int argc, char **argv)
+{
+  g_autofree char *socket_path = NULL;
+  g_autofree char *state_dir = NULL;
+  int stop_timeout_s = GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS / 1000;
+  gint64 queue_limit = GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT;
+  gboolean verbose = FALSE, version = FALSE;
+  GOptionEntry entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+      "Listen on this Unix socket", "PATH" },
+    { "state-dir", 'd', 0, G_OPTION_ARG_FILENAME, &state_dir,
+      "Keep runs in this directory", "DIR" },
+    { "stop-timeout", 0, 0, G_OPTION_ARG_INT, &stop_timeout_s,
+      "Seconds to wait for runs to stop when stopping (default 30)", "SECONDS" },
+    { "client-queue-limit", 0, 0, G_OPTION_ARG_INT64, &queue_limit,
+      "Bytes a client may fall behind before it is dropped (default 4 MiB)", "BYTES" },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and debug messages",
+      NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx =
+    g_option_context_new ("[run|validate|plugins ...] - build and serve GPT-style models");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_description (ctx, gptd_description);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      g_printerr ("gptd: %s\nTry 'gptd --help'.\n", error->message);
+      return 2;
+    }
+  if (version)
+    {
+      g_print ("gptd %s\n", PACKAGE_VERSION);
+      return 0;
+    }
+  if (argc > 1)
+    {
+      g_printerr ("gptd: unknown subcommand '%s'\nTry 'gptd --help'.\n", argv[1]);
+      return 2;
+    }
+  if (stop_timeout_s < 0 || queue_limit < 4096)
+    {
+      g_printerr ("gptd: --stop-timeout must be >= 0 and --client-queue-limit >= 4096\n");
+      return 2;
+    }
+  if (verbose)
+    g_setenv ("G_MESSAGES_DEBUG", "all", TRUE);
+  if (socket_path == NULL)
+    socket_path = gptd__default_socket_path ();
+  if (state_dir == NULL)
+    state_dir = gptd__default_state_dir ();
+
+  GptdServerOptions opts = {
+    .socket_path = socket_path,
+    .state_dir = state_dir,
+    .stop_timeout_ms = (guint) stop_timeout_s * 1000,
+    .client_queue_limit = (gsize) queue_limit,
+  };
+  return gptd__server_main (&opts);
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+
+  if (argc >= 2)
+    {
+      if (strcmp (argv[1], "--worker") == 0)
+        return worker_mode (argc, argv);
+      if (strcmp (argv[1], "run") == 0)
+        return gptd_cli_run (argc - 1, argv + 1);
+      if (strcmp (argv[1], "validate") == 0)
+        return gptd_cli_validate (argc - 1, argv + 1);
+      if (strcmp (argv[1], "plugins") == 0)
+        return gptd_cli_plugins (argc - 1, argv + 1);
+    }
+  return daemon_mode (argc, argv);
+}

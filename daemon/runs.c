@@ -1,0 +1,847 @@
+/* daemon/runs.c: the daemon's run table, kept in the state directory: run
+ * directories, status files written atomically, the framed event log, and the
+ * rebuilding of the table (with interrupted runs marked) when the daemon starts.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "runs.h"
+
+#include <gptd/atomic-file.h>
+#include <gptd/frame.h>
+#include <gptd/message-json.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+struct _GptdRunTable {
+  char *state_dir;
+  char *runs_dir;
+  int lock_fd;
+  GHashTable *runs;  /* id -> GptdRun* (owned) */
+  guint64 next_id;
+  GptdRunEventFunc func;
+  gpointer user_data;
+};
+
+static double
+now_s (void)
+{
+  return (double) g_get_real_time () / G_USEC_PER_SEC;
+}
+
+gboolean
+gptd__run_state_is_final (Gptd__RunState state)
+{
+  switch (state)
+    {
+    case GPTD__RUN_STATE__RUN_STATE_SUCCEEDED:
+    case GPTD__RUN_STATE__RUN_STATE_FAILED:
+    case GPTD__RUN_STATE__RUN_STATE_CANCELLED:
+    case GPTD__RUN_STATE__RUN_STATE_INTERRUPTED:
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+gboolean
+gptd__run_is_finished (const GptdRun *run)
+{
+  return gptd__run_state_is_final (run->state);
+}
+
+static void
+run_free (GptdRun *run)
+{
+  if (run == NULL)
+    return;
+  if (run->log_fd >= 0)
+    close (run->log_fd);
+  g_free (run->id);
+  g_free (run->dir);
+  g_free (run->name);
+  g_free (run->filename);
+  g_free (run->error);
+  g_free (run->error_stage);
+  if (run->progress)
+    protobuf_c_message_free_unpacked (&run->progress->base, NULL);
+  if (run->watchers)
+    g_ptr_array_unref (run->watchers);
+  g_free (run);
+}
+
+static GptdRun *
+run_new (GptdRunTable *table, const char *id)
+{
+  GptdRun *run = g_new0 (GptdRun, 1);
+  run->id = g_strdup (id);
+  run->dir = g_build_filename (table->runs_dir, id, NULL);
+  run->log_fd = -1;
+  run->table = table;
+  run->watchers = g_ptr_array_new ();
+  return run;
+}
+
+/* A copy of @msg owned by protobuf-c (freed with protobuf_c_message_free_unpacked). */
+static ProtobufCMessage *
+message_copy (const ProtobufCMessage *msg)
+{
+  gsize size = protobuf_c_message_get_packed_size (msg);
+  g_autofree guint8 *buf = g_malloc (size ? size : 1);
+  protobuf_c_message_pack (msg, buf);
+  return protobuf_c_message_unpack (msg->descriptor, NULL, size, buf);
+}
+
+/* ---- status.json -------------------------------------------------------------- */
+
+void
+gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
+{
+  gptd__run_info__init (info);
+  info->id = run->id;
+  info->name = run->name ? run->name : (char *) "";
+  info->state = run->state;
+  info->created = run->created;
+  info->started = run->started;
+  info->finished = run->finished;
+  info->filename = run->filename ? run->filename : (char *) "";
+  info->error = run->error ? run->error : (char *) "";
+  info->error_stage = run->error_stage ? run->error_stage : (char *) "";
+  info->progress = run->progress;
+  info->run_dir = run->dir;
+  info->pid = run->pid;
+}
+
+gboolean
+gptd__run_write_status (GptdRun *run, GError **error)
+{
+  Gptd__RunInfo info;
+  gptd__run_fill_info (run, &info);
+  g_autofree char *json = gptd_message_to_json_string (&info.base, TRUE, TRUE);
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
+  g_autofree char *text = g_strconcat (json, "\n", NULL);
+  g_autoptr (GError) local = NULL;
+  if (!gptd_atomic_file_set_contents (path, text, strlen (text), &local))
+    {
+      g_warning ("run %s: cannot write its status: %s", run->id, local->message);
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+gptd__run_set_pid (GptdRun *run, int pid)
+{
+  run->pid = pid;
+  gptd__run_write_status (run, NULL);
+}
+
+/* Fills the scalar, string and enum fields of the flat message @msg (initialised)
+ * from the members of @obj named as the fields. Strings point into @obj. Nested
+ * messages and repeated fields are left alone. */
+static void
+json_fill_message (JsonObject *obj, ProtobufCMessage *msg)
+{
+  const ProtobufCMessageDescriptor *desc = msg->descriptor;
+  for (unsigned i = 0; i < desc->n_fields; i++)
+    {
+      const ProtobufCFieldDescriptor *f = &desc->fields[i];
+      if (f->label == PROTOBUF_C_LABEL_REPEATED || !json_object_has_member (obj, f->name))
+        continue;
+      JsonNode *node = json_object_get_member (obj, f->name);
+      void *slot = (char *) msg + f->offset;
+      gboolean is_null = JSON_NODE_HOLDS_NULL (node);
+      if (!is_null && !JSON_NODE_HOLDS_VALUE (node))
+        continue;
+      switch (f->type)
+        {
+        case PROTOBUF_C_TYPE_STRING:
+          if (!is_null && json_node_get_value_type (node) == G_TYPE_STRING)
+            *(const char **) slot = json_node_get_string (node);
+          break;
+        case PROTOBUF_C_TYPE_DOUBLE:
+          *(double *) slot = is_null ? NAN : json_node_get_double (node);
+          break;
+        case PROTOBUF_C_TYPE_FLOAT:
+          *(float *) slot = is_null ? NAN : (float) json_node_get_double (node);
+          break;
+        case PROTOBUF_C_TYPE_BOOL:
+          if (!is_null)
+            *(protobuf_c_boolean *) slot = json_node_get_boolean (node);
+          break;
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32:
+          if (!is_null)
+            *(int32_t *) slot = (int32_t) json_node_get_int (node);
+          break;
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32:
+          if (!is_null)
+            *(uint32_t *) slot = (uint32_t) json_node_get_int (node);
+          break;
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64:
+          if (!is_null)
+            *(int64_t *) slot = json_node_get_int (node);
+          break;
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64:
+          if (!is_null)
+            *(uint64_t *) slot = (uint64_t) json_node_get_int (node);
+          break;
+        case PROTOBUF_C_TYPE_ENUM:
+          if (is_null)
+            break;
+          if (json_node_get_value_type (node) == G_TYPE_STRING)
+            {
+              const ProtobufCEnumValue *v =
+                protobuf_c_enum_descriptor_get_value_by_name (f->descriptor,
+                                                              json_node_get_string (node));
+              if (v != NULL)
+                *(int *) slot = v->value;
+            }
+          else
+            *(int *) slot = (int) json_node_get_int (node);
+          break;
+        default:
+          break;
+        }
+    }
+}
+
+static gboolean
+run_load_status (GptdRun *run, GError **error)
+{
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_file (parser, path, error))
+    return FALSE;
+  JsonNode *root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a JSON object", path);
+      return FALSE;
+    }
+  JsonObject *obj = json_node_get_object (root);
+  Gptd__RunInfo info = GPTD__RUN_INFO__INIT;
+  json_fill_message (obj, &info.base);
+  run->name = g_strdup (info.name);
+  run->filename = g_strdup (info.filename);
+  run->state = info.state;
+  run->created = info.created;
+  run->started = info.started;
+  run->finished = info.finished;
+  run->error = *info.error ? g_strdup (info.error) : NULL;
+  run->error_stage = *info.error_stage ? g_strdup (info.error_stage) : NULL;
+  run->pid = info.pid;
+  JsonNode *prog = json_object_get_member (obj, "progress");
+  if (prog != NULL && JSON_NODE_HOLDS_OBJECT (prog))
+    {
+      Gptd__Progress p = GPTD__PROGRESS__INIT;
+      json_fill_message (json_node_get_object (prog), &p.base);
+      run->progress = (Gptd__Progress *) message_copy (&p.base);
+    }
+  return TRUE;
+}
+
+/* ---- The event log ------------------------------------------------------------ */
+
+static gboolean
+run_open_log (GptdRun *run, GError **error)
+{
+  if (run->log_fd >= 0)
+    return TRUE;
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_EVENTS_FILE, NULL);
+  run->log_fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (run->log_fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot open the event log %s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+run_close_log (GptdRun *run)
+{
+  if (run->log_fd >= 0)
+    {
+      fsync (run->log_fd);
+      close (run->log_fd);
+      run->log_fd = -1;
+    }
+}
+
+static void
+run_append_log (GptdRun *run, const Gptd__Event *event)
+{
+  g_autoptr (GError) error = NULL;
+  if (!run_open_log (run, &error))
+    {
+      g_warning ("run %s: %s", run->id, error->message);
+      return;
+    }
+  g_autoptr (GBytes) frame = gptd_frame_encode (&event->base, 0, &error);
+  if (frame == NULL)
+    {
+      g_warning ("run %s: event %" G_GUINT64_FORMAT " not logged: %s", run->id, event->seq,
+                 error->message);
+      return;
+    }
+  gsize size;
+  const guint8 *data = g_bytes_get_data (frame, &size);
+  while (size > 0)
+    {
+      ssize_t n = write (run->log_fd, data, size);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          g_warning ("run %s: cannot write its event log: %s", run->id, g_strerror (errno));
+          return;
+        }
+      data += n;
+      size -= (gsize) n;
+    }
+}
+
+/* Scans the event log of a run found unfinished on disk: the last sequence number,
+ * and the offset after the last whole frame (a torn tail is cut off so that new
+ * events follow whole frames). */
+static void
+run_recover_log (GptdRun *run)
+{
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_EVENTS_FILE, NULL);
+  g_autofree char *data = NULL;
+  gsize length = 0;
+  if (!g_file_get_contents (path, &data, &length, NULL))
+    return;
+  g_autoptr (GptdFrameDecoder) dec = gptd_frame_decoder_new (0);
+  gptd_frame_decoder_feed (dec, data, length);
+  for (;;)
+    {
+      g_autoptr (GBytes) payload = NULL;
+      if (gptd_frame_decoder_next (dec, &payload, NULL) != GPTD_FRAME_OK)
+        break;
+      gsize n;
+      const guint8 *p = g_bytes_get_data (payload, &n);
+      Gptd__Event *ev = (Gptd__Event *) gptd_frame_unpack (&gptd__event__descriptor, p, n, NULL);
+      if (ev == NULL)
+        continue;
+      run->last_seq = MAX (run->last_seq, ev->seq);
+      protobuf_c_message_free_unpacked (&ev->base, NULL);
+    }
+  guint64 good = gptd_frame_decoder_get_offset (dec);
+  if (good < length)
+    {
+      g_warning ("run %s: cutting a torn event at byte %" G_GUINT64_FORMAT " of %s",
+                 run->id, good, path);
+      if (truncate (path, (off_t) good) != 0)
+        g_warning ("run %s: cannot truncate %s: %s", run->id, path, g_strerror (errno));
+    }
+}
+
+gboolean
+gptd__run_record_event (GptdRun *run, Gptd__Event *event)
+{
+  if (gptd__run_is_finished (run))
+    return FALSE;
+
+  char *saved_id = event->run_id;
+  event->run_id = run->id;
+  event->seq = ++run->last_seq;
+  if (event->time <= 0)
+    event->time = now_s ();
+
+  run_append_log (run, event);
+
+  if (event->body_case == GPTD__EVENT__BODY_PROGRESS && event->progress != NULL)
+    {
+      if (run->progress)
+        protobuf_c_message_free_unpacked (&run->progress->base, NULL);
+      run->progress = (Gptd__Progress *) message_copy (&event->progress->base);
+    }
+  else if (event->body_case == GPTD__EVENT__BODY_STATE && event->state != NULL)
+    {
+      const Gptd__StateChange *change = event->state;
+      if (change->state != run->state)
+        {
+          run->state = change->state;
+          if (change->state == GPTD__RUN_STATE__RUN_STATE_RUNNING && run->started <= 0)
+            run->started = event->time;
+          if (gptd__run_state_is_final (change->state))
+            {
+              run->finished = event->time;
+              g_free (run->error);
+              g_free (run->error_stage);
+              run->error = change->error && *change->error ? g_strdup (change->error) : NULL;
+              run->error_stage = change->stage && *change->stage ? g_strdup (change->stage) : NULL;
+              run_close_log (run);
+            }
+          gptd__run_write_status (run, NULL);
+        }
+    }
+
+  if (run->table->func)
+    run->table->func (run, event, run->table->user_data);
+  event->run_id = saved_id;
+  return TRUE;
+}
+
+void
+gptd__run_finish (GptdRun *run, Gptd__RunState state, const char *stage, const char *error)
+{
+  g_return_if_fail (gptd__run_state_is_final (state));
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__StateChange change = GPTD__STATE_CHANGE__INIT;
+  change.state = state;
+  change.stage = (char *) (stage ? stage : "");
+  change.error = (char *) (error ? error : "");
+  ev.body_case = GPTD__EVENT__BODY_STATE;
+  ev.state = &change;
+  ev.run_id = (char *) "";
+  gptd__run_record_event (run, &ev);
+}
+
+static void
+free_message (gpointer msg)
+{
+  protobuf_c_message_free_unpacked (msg, NULL);
+}
+
+GPtrArray *
+gptd__run_read_log (GptdRun *run, gboolean skip_progress, GError **error)
+{
+  g_autoptr (GptdRunLogReader) reader = gptd__run_log_reader_new (run, error);
+  if (reader == NULL)
+    return NULL;
+  g_autoptr (GPtrArray) events =
+    g_ptr_array_new_with_free_func (free_message);
+  for (;;)
+    {
+      g_autoptr (GError) local = NULL;
+      Gptd__Event *ev = gptd__run_log_reader_next (reader, &local);
+      if (local != NULL)
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return NULL;
+        }
+      if (ev == NULL)
+        break;
+      if (skip_progress && ev->body_case == GPTD__EVENT__BODY_PROGRESS)
+        protobuf_c_message_free_unpacked (&ev->base, NULL);
+      else
+        g_ptr_array_add (events, ev);
+    }
+  return g_steal_pointer (&events);
+}
+
+struct _GptdRunLogReader {
+  int fd;
+  char *path;
+  GptdFrameDecoder *dec;
+};
+
+GptdRunLogReader *
+gptd__run_log_reader_new (GptdRun *run, GError **error)
+{
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_EVENTS_FILE, NULL);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT)
+    {
+      /* A run whose log was never written: an empty log. */
+      fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot read the event log %s: %s", path, g_strerror (saved));
+      return NULL;
+    }
+  GptdRunLogReader *reader = g_new0 (GptdRunLogReader, 1);
+  reader->fd = fd;
+  reader->path = g_steal_pointer (&path);
+  reader->dec = gptd_frame_decoder_new (0);
+  return reader;
+}
+
+Gptd__Event *
+gptd__run_log_reader_next (GptdRunLogReader *reader, GError **error)
+{
+  for (;;)
+    {
+      g_autoptr (GBytes) payload = NULL;
+      g_autoptr (GError) local = NULL;
+      GptdFrameStatus st = gptd_frame_decoder_next (reader->dec, &payload, &local);
+      if (st == GPTD_FRAME_FAILED)
+        {
+          g_set_error (error, GPTD_FRAME_ERROR, local->code, "%s: %s", reader->path,
+                       local->message);
+          return NULL;
+        }
+      if (st == GPTD_FRAME_OK)
+        {
+          gsize n;
+          const guint8 *p = g_bytes_get_data (payload, &n);
+          Gptd__Event *ev = (Gptd__Event *) gptd_frame_unpack (&gptd__event__descriptor,
+                                                               p, n, &local);
+          if (ev == NULL)
+            {
+              g_set_error (error, GPTD_FRAME_ERROR, local->code, "%s: %s", reader->path,
+                           local->message);
+              return NULL;
+            }
+          return ev;
+        }
+      guint8 buf[65536];
+      ssize_t n = read (reader->fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved = errno;
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                       "Cannot read the event log %s: %s", reader->path, g_strerror (saved));
+          return NULL;
+        }
+      if (n == 0)
+        return NULL;
+      gptd_frame_decoder_feed (reader->dec, buf, (gsize) n);
+    }
+}
+
+void
+gptd__run_log_reader_free (GptdRunLogReader *reader)
+{
+  if (reader == NULL)
+    return;
+  close (reader->fd);
+  g_free (reader->path);
+  gptd_frame_decoder_free (reader->dec);
+  g_free (reader);
+}
+
+/* ---- request.json ------------------------------------------------------------- */
+
+static gboolean
+write_request (const char *dir, const char *filename, const char *workdir,
+               const char *const *settings, GError **error)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "filename");
+  json_builder_add_string_value (b, filename);
+  json_builder_set_member_name (b, "workdir");
+  json_builder_add_string_value (b, workdir ? workdir : "");
+  json_builder_set_member_name (b, "settings");
+  json_builder_begin_array (b);
+  for (gsize i = 0; settings && settings[i]; i++)
+    json_builder_add_string_value (b, settings[i]);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  g_autofree char *json = json_generator_to_data (gen, NULL);
+  g_autofree char *text = g_strconcat (json, "\n", NULL);
+  g_autofree char *path = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
+  return gptd_atomic_file_set_contents (path, text, strlen (text), error);
+}
+
+gboolean
+gptd__run_dir_read_request (const char *dir, char **text, char **filename, char **workdir,
+                            char ***settings, GError **error)
+{
+  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
+  g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
+  g_autofree char *data = NULL;
+  if (!g_file_get_contents (ppath, &data, NULL, error))
+    return FALSE;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_file (parser, rpath, error))
+    return FALSE;
+  JsonNode *root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a JSON object", rpath);
+      return FALSE;
+    }
+  JsonObject *obj = json_node_get_object (root);
+  const char *fn = json_object_get_string_member_with_default (obj, "filename", NULL);
+  if (fn == NULL || !*fn)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: no filename", rpath);
+      return FALSE;
+    }
+  GPtrArray *sb = g_ptr_array_new ();
+  JsonArray *arr = json_object_has_member (obj, "settings")
+                     ? json_object_get_array_member (obj, "settings") : NULL;
+  for (guint i = 0; arr && i < json_array_get_length (arr); i++)
+    {
+      const char *s = json_array_get_string_element (arr, i);
+      if (s)
+        g_ptr_array_add (sb, g_strdup (s));
+    }
+  *text = g_steal_pointer (&data);
+  *filename = g_strdup (fn);
+  *workdir = g_strdup (json_object_get_string_member_with_default (obj, "workdir", ""));
+  g_ptr_array_add (sb, NULL);
+  *settings = (char **) g_ptr_array_free (sb, FALSE);
+  return TRUE;
+}
+
+/* ---- The table ---------------------------------------------------------------- */
+
+static gboolean
+is_run_id (const char *name)
+{
+  if (!*name || name[0] == '0' || strlen (name) > 18)
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isdigit (*p))
+      return FALSE;
+  return TRUE;
+}
+
+/* TRUE when @pid is a live gptd worker of @dir (it may outlive a killed daemon). */
+static gboolean
+worker_alive (int pid, const char *dir)
+{
+  if (pid <= 0 || kill (pid, 0) != 0)
+    return FALSE;
+  g_autofree char *proc = g_strdup_printf ("/proc/%d/cmdline", pid);
+  g_autofree char *cmdline = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents (proc, &cmdline, &len, NULL))
+    return FALSE;
+  gboolean worker = FALSE, same_dir = FALSE;
+  for (gsize i = 0; i < len; i += strlen (cmdline + i) + 1)
+    {
+      if (strcmp (cmdline + i, "--worker") == 0)
+        worker = TRUE;
+      else if (strcmp (cmdline + i, dir) == 0)
+        same_dir = TRUE;
+    }
+  return worker && same_dir;
+}
+
+static void
+table_load (GptdRunTable *table)
+{
+  g_autoptr (GDir) d = g_dir_open (table->runs_dir, 0, NULL);
+  if (d == NULL)
+    return;
+  const char *name;
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      if (!is_run_id (name))
+        continue;
+      guint64 id = g_ascii_strtoull (name, NULL, 10);
+      table->next_id = MAX (table->next_id, id + 1);
+      GptdRun *run = run_new (table, name);
+      g_autoptr (GError) error = NULL;
+      if (!run_load_status (run, &error))
+        {
+          g_warning ("Skipping run %s: %s", name, error->message);
+          run_free (run);
+          continue;
+        }
+      g_hash_table_insert (table->runs, run->id, run);
+      if (gptd__run_is_finished (run))
+        continue;
+
+      /* The run was queued or running when the daemon that owned it stopped. */
+      run_recover_log (run);
+      g_autofree char *why = NULL;
+      if (worker_alive (run->pid, run->dir))
+        {
+          kill (run->pid, SIGTERM);
+          why = g_strdup_printf ("gptd stopped while the run was running; its worker "
+                                 "(pid %d) was told to stop", run->pid);
+        }
+      else
+        why = g_strdup ("gptd stopped while the run was running");
+      run->pid = 0;
+      g_message ("run %s was interrupted: %s", run->id, why);
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED, NULL, why);
+    }
+}
+
+GptdRunTable *
+gptd__run_table_open (const char *state_dir, GError **error)
+{
+  g_return_val_if_fail (state_dir != NULL, NULL);
+
+  g_autofree char *runs_dir = g_build_filename (state_dir, "runs", NULL);
+  if (g_mkdir_with_parents (runs_dir, 0750) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot create the state directory %s: %s", runs_dir, g_strerror (saved));
+      return NULL;
+    }
+  g_autofree char *lock = g_build_filename (state_dir, "lock", NULL);
+  int fd = open (lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot open %s: %s", lock, g_strerror (saved));
+      return NULL;
+    }
+  if (flock (fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      int saved = errno;
+      close (fd);
+      if (saved == EWOULDBLOCK)
+        g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+                     "Another gptd is using the state directory %s", state_dir);
+      else
+        g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                     "Cannot lock %s: %s", lock, g_strerror (saved));
+      return NULL;
+    }
+  GptdRunTable *table = g_new0 (GptdRunTable, 1);
+  table->state_dir = g_strdup (state_dir);
+  table->runs_dir = g_steal_pointer (&runs_dir);
+  table->lock_fd = fd;
+  table->runs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) run_free);
+  table->next_id = 1;
+  table_load (table);
+  return table;
+}
+
+void
+gptd__run_table_free (GptdRunTable *table)
+{
+  if (table == NULL)
+    return;
+  g_hash_table_unref (table->runs);
+  close (table->lock_fd);
+  g_free (table->state_dir);
+  g_free (table->runs_dir);
+  g_free (table);
+}
+
+void
+gptd__run_table_set_event_func (GptdRunTable *table, GptdRunEventFunc func, gpointer user_data)
+{
+  table->func = func;
+  table->user_data = user_data;
+}
+
+const char *
+gptd__run_table_get_state_dir (GptdRunTable *table)
+{
+  return table->state_dir;
+}
+
+GptdRun *
+gptd__run_table_lookup (GptdRunTable *table, const char *id)
+{
+  if (id == NULL)
+    return NULL;
+  return g_hash_table_lookup (table->runs, id);
+}
+
+static gint
+compare_runs (gconstpointer a, gconstpointer b)
+{
+  const GptdRun *ra = *(const GptdRun *const *) a;
+  const GptdRun *rb = *(const GptdRun *const *) b;
+  guint64 ia = g_ascii_strtoull (ra->id, NULL, 10);
+  guint64 ib = g_ascii_strtoull (rb->id, NULL, 10);
+  return ia < ib ? -1 : ia > ib;
+}
+
+GPtrArray *
+gptd__run_table_list (GptdRunTable *table)
+{
+  GPtrArray *list = g_ptr_array_new ();
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init (&it, table->runs);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    g_ptr_array_add (list, value);
+  g_ptr_array_sort (list, compare_runs);
+  return list;
+}
+
+static void
+remove_tree (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+}
+
+GptdRun *
+gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
+                        const char *filename, const char *workdir,
+                        const char *const *settings, GError **error)
+{
+  g_autofree char *id = NULL;
+  g_autofree char *dir = NULL;
+  /* Skip IDs whose directory exists (left behind unreadable). */
+  for (;;)
+    {
+      g_free (id);
+      g_free (dir);
+      id = g_strdup_printf ("%" G_GUINT64_FORMAT, table->next_id++);
+      dir = g_build_filename (table->runs_dir, id, NULL);
+      if (g_mkdir (dir, 0750) == 0)
+        break;
+      if (errno != EEXIST)
+        {
+          int saved = errno;
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                       "Cannot create the run directory %s: %s", dir, g_strerror (saved));
+          return NULL;
+        }
+    }
+
+  GptdRun *run = run_new (table, id);
+  run->name = g_strdup (name);
+  run->filename = g_strdup (filename);
+  run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
+  run->created = now_s ();
+
+  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
+  if (!gptd_atomic_file_set_contents (ppath, text, strlen (text), error)
+      || !write_request (dir, filename, workdir, settings, error)
+      || !run_open_log (run, error)
+      || !gptd__run_write_status (run, error))
+    {
+      run_free (run);
+      remove_tree (dir);
+      return NULL;
+    }
+  g_hash_table_insert (table->runs, run->id, run);
+  return run;
+}

@@ -1,0 +1,1149 @@
+/* daemon/server.c: the gptd daemon's event loop: the control socket and its
+ * connections, the request handlers (one function per request type), watchers
+ * with bounded output queues, worker processes, signals and the clean stop.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "server.h"
+#include "runs.h"
+#include "worker.h"
+
+#include <gptd/frame.h>
+#include <gptd/pipeline.h>
+#include <gptd/registry.h>
+#include <gptd/runner.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <uv.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+typedef struct _Server Server;
+typedef struct _Conn Conn;
+
+struct _Server {
+  uv_loop_t loop;
+  uv_pipe_t listener;
+  uv_signal_t sig_term;
+  uv_signal_t sig_int;
+  uv_signal_t sig_hup;
+  uv_timer_t stop_timer;
+  gboolean listening;
+  gboolean stopping;
+  gboolean finished;
+  gboolean killed_workers;
+  GptdRunTable *runs;
+  GptdRegistry *registry;
+  GList *conns;
+  guint n_workers;
+  guint next_conn_id;
+  char *socket_path;
+  guint stop_timeout_ms;
+  gsize queue_limit;
+};
+
+struct _Conn {
+  uv_pipe_t pipe;
+  uv_timer_t drain_timer;
+  Server *server;
+  guint id;
+  int open_handles;
+  GptdFrameDecoder *dec;
+  gsize queued;          /* bytes handed to uv_write and not yet written */
+  gboolean closing;      /* uv_close was called */
+  gboolean draining;     /* no more requests; closed once its output is flushed */
+  gboolean eof;          /* the client has stopped sending */
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  /* The run this connection watches: replaying its log, then live. */
+  GptdRun *watch_run;
+  guint64 watch_id;
+  GptdRunLogReader *replay;
+};
+
+typedef struct {
+  uv_write_t req;
+  GBytes *bytes;
+  Conn *conn;
+} WriteReq;
+
+static void conn_close (Conn *c);
+static void conn_replay_pump (Conn *c);
+static void server_finish_stop (Server *s);
+
+/* ---- Sending ------------------------------------------------------------------ */
+
+static void
+write_done (uv_write_t *req, int status)
+{
+  WriteReq *wr = (WriteReq *) req;
+  Conn *c = wr->conn;
+  c->queued -= g_bytes_get_size (wr->bytes);
+  g_bytes_unref (wr->bytes);
+  g_free (wr);
+  if (status < 0)
+    {
+      if (status != UV_ECANCELED)
+        g_debug ("connection %u: write failed: %s", c->id, uv_strerror (status));
+      conn_close (c);
+      return;
+    }
+  if (c->closing)
+    return;
+  if (c->draining && c->queued == 0)
+    {
+      conn_close (c);
+      return;
+    }
+  if (c->replay != NULL && c->queued <= c->server->queue_limit / 2)
+    conn_replay_pump (c);
+}
+
+static void
+conn_send_bytes (Conn *c, GBytes *bytes)
+{
+  if (c->closing)
+    return;
+  WriteReq *wr = g_new0 (WriteReq, 1);
+  wr->bytes = g_bytes_ref (bytes);
+  wr->conn = c;
+  gsize size;
+  const void *data = g_bytes_get_data (bytes, &size);
+  uv_buf_t buf = uv_buf_init ((char *) data, (unsigned) size);
+  c->queued += size;
+  int r = uv_write (&wr->req, (uv_stream_t *) &c->pipe, &buf, 1, write_done);
+  if (r != 0)
+    {
+      c->queued -= size;
+      g_bytes_unref (wr->bytes);
+      g_free (wr);
+      g_debug ("connection %u: write failed: %s", c->id, uv_strerror (r));
+      conn_close (c);
+    }
+}
+
+static void
+conn_on_drain_timeout (uv_timer_t *timer)
+{
+  conn_close (timer->data);
+}
+
+/* Stops reading from @c and closes it once what it was sent is flushed (or after
+ * a few seconds, for a client that does not read). */
+static void
+conn_drain (Conn *c)
+{
+  if (c->closing || c->draining)
+    return;
+  c->draining = TRUE;
+  uv_read_stop ((uv_stream_t *) &c->pipe);
+  if (c->queued == 0)
+    conn_close (c);
+  else
+    uv_timer_start (&c->drain_timer, conn_on_drain_timeout, 5000, 0);
+}
+
+static void conn_send_error (Conn *c, guint64 id, Gptd__ErrorCode code, const char *format, ...)
+  G_GNUC_PRINTF (4, 5);
+
+static void
+conn_send (Conn *c, Gptd__Response *resp)
+{
+  if (c->closing || c->draining)
+    return;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) frame = gptd_frame_encode (&resp->base, 0, &error);
+  if (frame == NULL)
+    {
+      conn_send_error (c, resp->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "The answer is too large to send: %s", error->message);
+      return;
+    }
+  /* A client that sends requests without reading the answers is dropped before
+   * its queue grows without bound. */
+  if (c->queued > c->server->queue_limit + 2 * (gsize) GPTD_FRAME_MAX_SIZE)
+    {
+      g_message ("connection %u (pid %d): not reading its answers; dropped", c->id, (int) c->pid);
+      conn_close (c);
+      return;
+    }
+  conn_send_bytes (c, frame);
+}
+
+static void
+conn_send_error (Conn *c, guint64 id, Gptd__ErrorCode code, const char *format, ...)
+{
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__Error err = GPTD__ERROR__INIT;
+  err.code = code;
+  err.message = message;
+  resp.id = id;
+  resp.error = &err;
+  conn_send (c, &resp);
+}
+
+static void
+conn_send_ok (Conn *c, guint64 id)
+{
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  resp.id = id;
+  resp.body_case = GPTD__RESPONSE__BODY_OK;
+  resp.ok = &empty;
+  conn_send (c, &resp);
+}
+
+static void
+conn_send_run (Conn *c, guint64 id, GptdRun *run, gboolean end)
+{
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__RunInfo info;
+  gptd__run_fill_info (run, &info);
+  resp.id = id;
+  resp.body_case = GPTD__RESPONSE__BODY_RUN;
+  resp.run = &info;
+  resp.end = end;
+  conn_send (c, &resp);
+}
+
+/* ---- Watching ----------------------------------------------------------------- */
+
+static void
+conn_unwatch (Conn *c)
+{
+  if (c->watch_run != NULL)
+    g_ptr_array_remove (c->watch_run->watchers, c);
+  c->watch_run = NULL;
+  g_clear_pointer (&c->replay, gptd__run_log_reader_free);
+}
+
+/* The run's story is over for this watcher: its final RunInfo, with end set. */
+static void
+conn_watch_end (Conn *c)
+{
+  GptdRun *run = c->watch_run;
+  guint64 id = c->watch_id;
+  conn_unwatch (c);
+  conn_send_run (c, id, run, TRUE);
+  if (c->eof)
+    conn_drain (c);
+}
+
+static void
+conn_send_event (Conn *c, const Gptd__Event *event)
+{
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = c->watch_id;
+  resp.body_case = GPTD__RESPONSE__BODY_EVENT;
+  resp.event = (Gptd__Event *) event;
+  conn_send (c, &resp);
+}
+
+/* Sends the logged events of the watched run while the connection's queue has
+ * room; at the end of the log the watcher turns live (or ends, when the run has
+ * finished). Events recorded meanwhile are in the log before they are broadcast,
+ * so none is missed or sent twice. */
+static void
+conn_replay_pump (Conn *c)
+{
+  while (c->replay != NULL && !c->closing && !c->draining
+         && c->queued <= c->server->queue_limit / 2)
+    {
+      g_autoptr (GError) error = NULL;
+      Gptd__Event *ev = gptd__run_log_reader_next (c->replay, &error);
+      if (error != NULL)
+        {
+          guint64 id = c->watch_id;
+          conn_unwatch (c);
+          conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+          return;
+        }
+      if (ev != NULL)
+        {
+          conn_send_event (c, ev);
+          protobuf_c_message_free_unpacked (&ev->base, NULL);
+          continue;
+        }
+      g_clear_pointer (&c->replay, gptd__run_log_reader_free);
+      if (gptd__run_is_finished (c->watch_run))
+        conn_watch_end (c);
+      else
+        g_ptr_array_add (c->watch_run->watchers, c);
+    }
+}
+
+/* Called for every event recorded in any run: forwarded to its live watchers. */
+static void
+server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer user_data)
+{
+  Server *s = user_data;
+  if (run->watchers->len == 0)
+    return;
+  gboolean final = event->body_case == GPTD__EVENT__BODY_STATE && event->state != NULL
+                   && gptd__run_state_is_final (event->state->state);
+  g_autoptr (GPtrArray) watchers = g_ptr_array_copy (run->watchers, NULL, NULL);
+  for (guint i = 0; i < watchers->len; i++)
+    {
+      Conn *c = watchers->pdata[i];
+      if (c->queued > s->queue_limit)
+        {
+          g_message ("connection %u (pid %d) lagged behind run %s by %" G_GSIZE_FORMAT
+                     " bytes; dropped", c->id, (int) c->pid, run->id, c->queued);
+          guint64 id = c->watch_id;
+          conn_unwatch (c);
+          conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_LAGGED,
+                           "You fell more than %" G_GSIZE_FORMAT " bytes behind run %s and "
+                           "were dropped; watch it again to catch up", s->queue_limit, run->id);
+          conn_drain (c);
+          continue;
+        }
+      conn_send_event (c, event);
+      if (final)
+        conn_watch_end (c);
+    }
+}
+
+/* ---- Workers ------------------------------------------------------------------ */
+
+typedef struct {
+  Server *server;
+  GptdRun *run;
+} WorkerLink;
+
+static void
+server_on_worker_event (GptdWorker *worker, Gptd__Event *event, gpointer user_data)
+{
+  WorkerLink *link = user_data;
+  GptdRun *run = link->run;
+  /* A run cancelled because the daemon stops was interrupted, not cancelled by
+   * anyone: it can be resumed. */
+  if (link->server->stopping && !run->cancel_requested
+      && event->body_case == GPTD__EVENT__BODY_STATE && event->state != NULL
+      && event->state->state == GPTD__RUN_STATE__RUN_STATE_CANCELLED)
+    {
+      if (!gptd__run_is_finished (run))
+        gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED, NULL,
+                          "gptd stopped; the run was stopped with it");
+      return;
+    }
+  gptd__run_record_event (run, event);
+}
+
+static void
+server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
+                       const char *protocol_error, gpointer user_data)
+{
+  WorkerLink *link = user_data;
+  Server *s = link->server;
+  GptdRun *run = link->run;
+  g_free (link);
+
+  if (term_signal)
+    g_message ("run %s: worker %d killed by signal %d (%s)", run->id, run->pid, term_signal,
+               g_strsignal (term_signal));
+  else
+    g_info ("run %s: worker %d exited with status %" G_GINT64_FORMAT, run->id, run->pid,
+            exit_status);
+
+  if (!gptd__run_is_finished (run))
+    {
+      g_autofree char *why = NULL;
+      Gptd__RunState state = GPTD__RUN_STATE__RUN_STATE_FAILED;
+      if (protocol_error != NULL)
+        why = g_strdup_printf ("worker sent a malformed event: %s", protocol_error);
+      else if (s->stopping)
+        {
+          state = GPTD__RUN_STATE__RUN_STATE_INTERRUPTED;
+          why = g_strdup (term_signal == SIGKILL
+                            ? "gptd stopped; the worker did not stop in time and was killed"
+                            : "gptd stopped; the run was stopped with it");
+        }
+      else if (term_signal)
+        why = g_strdup_printf ("worker died: signal %d (%s)", term_signal,
+                               g_strsignal (term_signal));
+      else
+        why = g_strdup_printf ("worker exited with status %" G_GINT64_FORMAT
+                               " without reporting how the run ended", exit_status);
+      gptd__run_finish (run, state, NULL, why);
+    }
+  run->worker = NULL;
+  gptd__run_set_pid (run, 0);
+  s->n_workers--;
+  if (s->stopping && s->n_workers == 0)
+    server_finish_stop (s);
+}
+
+static gboolean
+server_start_worker (Server *s, GptdRun *run, GError **error)
+{
+  WorkerLink *link = g_new0 (WorkerLink, 1);
+  link->server = s;
+  link->run = run;
+  GptdWorker *w = gptd__worker_spawn (&s->loop, run->dir, run->id, server_on_worker_event,
+                                      server_on_worker_exit, link, error);
+  if (w == NULL)
+    {
+      g_free (link);
+      return FALSE;
+    }
+  run->worker = w;
+  s->n_workers++;
+  gptd__run_set_pid (run, gptd__worker_get_pid (w));
+  return TRUE;
+}
+
+/* ---- Requests ----------------------------------------------------------------- */
+
+/* Loads the pipeline of a run or validate request with the daemon's registry.
+ * The file name is made absolute against the client's working directory, so
+ * relative paths in the pipeline resolve against the pipeline file's directory
+ * as they do for `gptd run`. */
+static GptdPipeline *
+load_request_pipeline (Server *s, const Gptd__RunRequest *rr, char **filename_out,
+                       char ***settings_out, GPtrArray **problems, GError **error)
+{
+  const char *name = rr->filename && *rr->filename ? rr->filename : "submitted.pipeline";
+  const char *workdir = rr->workdir && *rr->workdir ? rr->workdir : "/";
+  g_autofree char *filename = g_path_is_absolute (name)
+                                ? g_strdup (name) : g_build_filename (workdir, name, NULL);
+  g_auto (GStrv) settings = gptd_settings_from_proto (rr->settings, rr->n_settings);
+  const char *text = rr->pipeline ? rr->pipeline : "";
+  GptdPipeline *p = gptd_pipeline_load_data (s->registry, text, -1, filename,
+                                             (const char *const *) settings, problems, error);
+  if (p != NULL)
+    {
+      if (filename_out)
+        *filename_out = g_steal_pointer (&filename);
+      if (settings_out)
+        *settings_out = g_steal_pointer (&settings);
+    }
+  return p;
+}
+
+/* Fills a ValidateResult from load problems; the strings point into @problems. */
+static void
+fill_validate_result (Gptd__ValidateResult *vr, GPtrArray *problems, const GError *error,
+                      char ***texts)
+{
+  gptd__validate_result__init (vr);
+  vr->valid = error == NULL;
+  if (error == NULL)
+    return;
+  gsize n = problems ? problems->len : 0;
+  *texts = g_new0 (char *, MAX (n, 1));
+  for (gsize i = 0; i < n; i++)
+    (*texts)[i] = ((GptdPipelineProblem *) problems->pdata[i])->text;
+  if (n == 0)
+    {
+      (*texts)[0] = error->message;
+      n = 1;
+    }
+  vr->problems = *texts;
+  vr->n_problems = n;
+}
+
+static void
+request_run (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  if (s->stopping)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and starts no new run");
+      return;
+    }
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autofree char *filename = NULL;
+  g_auto (GStrv) settings = NULL;
+  g_autoptr (GptdPipeline) pipeline =
+    load_request_pipeline (s, req->run, &filename, &settings, &problems, &error);
+  if (pipeline == NULL)
+    {
+      Gptd__Response resp = GPTD__RESPONSE__INIT;
+      Gptd__Error err = GPTD__ERROR__INIT;
+      Gptd__ValidateResult vr;
+      g_autofree char **texts = NULL;
+      fill_validate_result (&vr, problems, error, &texts);
+      err.code = GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE;
+      err.message = error->message;
+      resp.id = req->id;
+      resp.error = &err;
+      resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
+      resp.validate = &vr;
+      conn_send (c, &resp);
+      return;
+    }
+
+  GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (pipeline),
+                                         req->run->pipeline, filename, req->run->workdir,
+                                         (const char *const *) settings, &error);
+  if (run == NULL)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+      return;
+    }
+  g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, filename,
+             (int) c->pid, (unsigned) c->uid);
+  if (!server_start_worker (s, run, &error))
+    {
+      g_warning ("run %s: %s", run->id, error->message);
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
+                       run->id, error->message);
+      return;
+    }
+  conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_validate (Conn *c, const Gptd__Request *req)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autoptr (GptdPipeline) pipeline =
+    load_request_pipeline (c->server, req->validate, NULL, NULL, &problems, &error);
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__ValidateResult vr;
+  g_autofree char **texts = NULL;
+  fill_validate_result (&vr, problems, pipeline ? NULL : error, &texts);
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
+  resp.validate = &vr;
+  conn_send (c, &resp);
+}
+
+static void
+request_ps (Conn *c, const Gptd__Request *req)
+{
+  g_autoptr (GPtrArray) runs = gptd__run_table_list (c->server->runs);
+  g_autofree Gptd__RunInfo *infos = g_new0 (Gptd__RunInfo, MAX (runs->len, 1));
+  g_autofree Gptd__RunInfo **ptrs = g_new0 (Gptd__RunInfo *, MAX (runs->len, 1));
+  for (guint i = 0; i < runs->len; i++)
+    {
+      gptd__run_fill_info (runs->pdata[i], &infos[i]);
+      ptrs[i] = &infos[i];
+    }
+  Gptd__RunList list = GPTD__RUN_LIST__INIT;
+  list.runs = ptrs;
+  list.n_runs = runs->len;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_RUNS;
+  resp.runs = &list;
+  conn_send (c, &resp);
+}
+
+/* The run a RunIdRequest names, or NULL after answering NOT_FOUND. */
+static GptdRun *
+lookup_run (Conn *c, guint64 id, const char *run_id)
+{
+  GptdRun *run = gptd__run_table_lookup (c->server->runs, run_id);
+  if (run == NULL)
+    conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "There is no run %s",
+                     run_id && *run_id ? run_id : "(empty id)");
+  return run;
+}
+
+static void
+request_status (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->status->run_id);
+  if (run != NULL)
+    conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_watch (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->watch->run_id);
+  if (run == NULL)
+    return;
+  if (c->watch_run != NULL)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "This connection already watches run %s", c->watch_run->id);
+      return;
+    }
+  /* The run as it is now, then its events, then its final RunInfo with end set. */
+  conn_send_run (c, req->id, run, FALSE);
+  c->watch_run = run;
+  c->watch_id = req->id;
+  if (req->watch->from_start)
+    {
+      g_autoptr (GError) error = NULL;
+      c->replay = gptd__run_log_reader_new (run, &error);
+      if (c->replay == NULL)
+        {
+          c->watch_run = NULL;
+          conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                           error->message);
+          return;
+        }
+      conn_replay_pump (c);
+    }
+  else if (gptd__run_is_finished (run))
+    conn_watch_end (c);
+  else
+    g_ptr_array_add (run->watchers, c);
+}
+
+static void
+request_logs (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->logs->run_id);
+  if (run == NULL)
+    return;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) events = gptd__run_read_log (run, TRUE, &error);
+  if (events == NULL)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+      return;
+    }
+  /* Keep the most recent events that fit in one frame. */
+  gsize budget = GPTD_FRAME_MAX_SIZE - 1024, first = events->len;
+  while (first > 0)
+    {
+      gsize size = protobuf_c_message_get_packed_size (events->pdata[first - 1]) + 8;
+      if (size > budget)
+        break;
+      budget -= size;
+      first--;
+    }
+  Gptd__LogEntries entries = GPTD__LOG_ENTRIES__INIT;
+  entries.events = (Gptd__Event **) events->pdata + first;
+  entries.n_events = events->len - first;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_LOGS;
+  resp.logs = &entries;
+  conn_send (c, &resp);
+}
+
+static void
+request_cancel (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->cancel->run_id);
+  if (run == NULL)
+    return;
+  if (gptd__run_is_finished (run))
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s has already ended (%s)", run->id,
+                       gptd_run_state_to_string (run->state));
+      return;
+    }
+  g_message ("run %s: cancel asked by pid %d uid %u", run->id, (int) c->pid, (unsigned) c->uid);
+  run->cancel_requested = TRUE;
+  if (run->worker != NULL)
+    gptd__worker_kill (run->worker, SIGTERM);
+  else
+    gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+  conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_plugins (Conn *c, const Gptd__Request *req)
+{
+  const char *type = req->plugins->stage_type;
+  g_autoptr (GError) error = NULL;
+  Gptd__PluginList *list = gptd_registry_to_plugin_list (c->server->registry,
+                                                          type && *type ? type : NULL, &error);
+  if (list == NULL)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
+      return;
+    }
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_PLUGINS;
+  resp.plugins = list;
+  conn_send (c, &resp);
+  gptd_plugin_list_free (list);
+}
+
+static void
+request_ping (Conn *c, const Gptd__Request *req)
+{
+  conn_send_ok (c, req->id);
+}
+
+static void
+request_unsupported (Conn *c, const Gptd__Request *req)
+{
+  const ProtobufCFieldDescriptor *f =
+    protobuf_c_message_descriptor_get_field (&gptd__request__descriptor, req->body_case);
+  conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                   "This gptd does not support the '%s' request yet", f ? f->name : "?");
+}
+
+typedef void (*RequestFunc) (Conn *c, const Gptd__Request *req);
+
+/* One line per request type: the body it carries and the function answering it. */
+static const struct {
+  Gptd__Request__BodyCase body;
+  RequestFunc func;
+} request_table[] = {
+  { GPTD__REQUEST__BODY_RUN, request_run },
+  { GPTD__REQUEST__BODY_VALIDATE, request_validate },
+  { GPTD__REQUEST__BODY_PS, request_ps },
+  { GPTD__REQUEST__BODY_STATUS, request_status },
+  { GPTD__REQUEST__BODY_WATCH, request_watch },
+  { GPTD__REQUEST__BODY_LOGS, request_logs },
+  { GPTD__REQUEST__BODY_CANCEL, request_cancel },
+  { GPTD__REQUEST__BODY_PLUGINS, request_plugins },
+  { GPTD__REQUEST__BODY_RESUME, request_unsupported },
+  { GPTD__REQUEST__BODY_PAUSE, request_unsupported },
+  { GPTD__REQUEST__BODY_GENERATE, request_unsupported },
+  { GPTD__REQUEST__BODY_PING, request_ping },
+};
+
+static void
+conn_dispatch (Conn *c, const Gptd__Request *req)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (request_table); i++)
+    if (request_table[i].body == req->body_case)
+      {
+        request_table[i].func (c, req);
+        return;
+      }
+  conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                   "The request has no body this gptd knows");
+}
+
+/* ---- Connections -------------------------------------------------------------- */
+
+static void
+conn_handle_closed (uv_handle_t *handle)
+{
+  Conn *c = handle->data;
+  if (--c->open_handles > 0)
+    return;
+  gptd_frame_decoder_free (c->dec);
+  g_free (c);
+}
+
+static void
+conn_close (Conn *c)
+{
+  if (c->closing)
+    return;
+  c->closing = TRUE;
+  conn_unwatch (c);
+  c->server->conns = g_list_remove (c->server->conns, c);
+  g_debug ("connection %u closed", c->id);
+  uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
+  uv_close ((uv_handle_t *) &c->drain_timer, conn_handle_closed);
+}
+
+static void
+conn_alloc (uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+  buf->base = g_malloc (65536);
+  buf->len = 65536;
+}
+
+static void
+conn_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  Conn *c = stream->data;
+  if (nread > 0 && !c->draining)
+    gptd_frame_decoder_feed (c->dec, buf->base, (gsize) nread);
+  g_free (buf->base);
+
+  while (nread > 0 && !c->closing && !c->draining)
+    {
+      g_autoptr (GBytes) payload = NULL;
+      g_autoptr (GError) error = NULL;
+      GptdFrameStatus st = gptd_frame_decoder_next (c->dec, &payload, &error);
+      if (st == GPTD_FRAME_NEED_MORE)
+        break;
+      if (st == GPTD_FRAME_FAILED)
+        {
+          g_message ("connection %u (pid %d): %s; closing it", c->id, (int) c->pid,
+                     error->message);
+          conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE, "%s",
+                           error->message);
+          conn_drain (c);
+          return;
+        }
+      gsize n;
+      const guint8 *p = g_bytes_get_data (payload, &n);
+      Gptd__Request *req =
+        (Gptd__Request *) gptd_frame_unpack (&gptd__request__descriptor, p, n, &error);
+      if (req == NULL)
+        {
+          g_message ("connection %u (pid %d): %s; closing it", c->id, (int) c->pid,
+                     error->message);
+          conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_MALFORMED, "%s", error->message);
+          conn_drain (c);
+          return;
+        }
+      conn_dispatch (c, req);
+      protobuf_c_message_free_unpacked (&req->base, NULL);
+    }
+
+  if (nread < 0)
+    {
+      if (nread != UV_EOF)
+        g_debug ("connection %u: %s", c->id, uv_strerror ((int) nread));
+      /* The client is done sending; a watcher that half-closed still gets its
+       * events, everybody else is closed once the answers are out. */
+      uv_read_stop (stream);
+      c->eof = TRUE;
+      if (c->watch_run == NULL)
+        conn_drain (c);
+    }
+}
+
+static void
+server_on_connection (uv_stream_t *listener, int status)
+{
+  Server *s = listener->data;
+  if (status < 0)
+    {
+      g_warning ("Accepting a connection failed: %s", uv_strerror (status));
+      return;
+    }
+  Conn *c = g_new0 (Conn, 1);
+  c->server = s;
+  c->id = ++s->next_conn_id;
+  c->dec = gptd_frame_decoder_new (0);
+  uv_pipe_init (&s->loop, &c->pipe, 0);
+  uv_timer_init (&s->loop, &c->drain_timer);
+  c->pipe.data = c;
+  c->drain_timer.data = c;
+  c->open_handles = 2;
+  s->conns = g_list_prepend (s->conns, c);
+  int r = uv_accept (listener, (uv_stream_t *) &c->pipe);
+  if (r != 0)
+    {
+      g_warning ("Accepting a connection failed: %s", uv_strerror (r));
+      conn_close (c);
+      return;
+    }
+  uv_os_fd_t fd;
+  struct ucred cred = { 0 };
+  socklen_t len = sizeof cred;
+  if (uv_fileno ((uv_handle_t *) &c->pipe, &fd) == 0
+      && getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+    {
+      c->pid = cred.pid;
+      c->uid = cred.uid;
+      c->gid = cred.gid;
+    }
+  g_info ("connection %u from pid %d uid %u gid %u", c->id, (int) c->pid, (unsigned) c->uid,
+          (unsigned) c->gid);
+  if (s->stopping)
+    {
+      conn_close (c);
+      return;
+    }
+  uv_read_start ((uv_stream_t *) &c->pipe, conn_alloc, conn_read);
+}
+
+/* ---- The socket --------------------------------------------------------------- */
+
+/* Removes a socket file left by a daemon that died; refuses a live one. */
+static gboolean
+check_existing_socket (const char *path, GError **error)
+{
+  struct stat st;
+  if (lstat (path, &st) != 0)
+    return TRUE;
+  if (!S_ISSOCK (st.st_mode))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+                   "%s exists and is not a socket; remove it or choose another --socket", path);
+      return FALSE;
+    }
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  g_strlcpy (addr.sun_path, path, sizeof addr.sun_path);
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "socket(): %s",
+                   g_strerror (errno));
+      return FALSE;
+    }
+  int r = connect (fd, (struct sockaddr *) &addr, sizeof addr);
+  int saved = errno;
+  close (fd);
+  if (r == 0)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+                   "Another gptd is already running at %s; stop it first, or give this "
+                   "one another --socket", path);
+      return FALSE;
+    }
+  if (saved != ECONNREFUSED)
+    {
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot check the existing socket %s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  g_message ("Removing the stale socket %s left by a gptd that is no longer running", path);
+  if (g_unlink (path) != 0 && errno != ENOENT)
+    {
+      saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot remove the stale socket %s: %s", path, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+server_listen (Server *s, GError **error)
+{
+  if (strlen (s->socket_path) >= sizeof (((struct sockaddr_un *) NULL)->sun_path))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
+                   "The socket path %s is too long for a Unix socket", s->socket_path);
+      return FALSE;
+    }
+  g_autofree char *dir = g_path_get_dirname (s->socket_path);
+  if (g_mkdir_with_parents (dir, 0750) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot create the socket directory %s: %s", dir, g_strerror (saved));
+      return FALSE;
+    }
+  if (!check_existing_socket (s->socket_path, error))
+    return FALSE;
+
+  uv_pipe_init (&s->loop, &s->listener, 0);
+  s->listener.data = s;
+  s->listening = TRUE;
+  /* Created 0660 (owner and group, e.g. group gptd) with no window where it is
+   * more open than that. */
+  mode_t old = umask (0117);
+  int r = uv_pipe_bind (&s->listener, s->socket_path);
+  umask (old);
+  if (r == 0)
+    r = uv_listen ((uv_stream_t *) &s->listener, 128, server_on_connection);
+  if (r != 0)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "Cannot listen on %s: %s",
+                   s->socket_path, uv_strerror (r));
+      return FALSE;
+    }
+  if (chmod (s->socket_path, 0660) != 0)
+    g_warning ("Cannot chmod %s: %s", s->socket_path, g_strerror (errno));
+  return TRUE;
+}
+
+/* ---- Stopping and signals ----------------------------------------------------- */
+
+static void
+server_close_listener (Server *s)
+{
+  if (!s->listening)
+    return;
+  s->listening = FALSE;
+  uv_close ((uv_handle_t *) &s->listener, NULL);
+  if (g_unlink (s->socket_path) != 0 && errno != ENOENT)
+    g_warning ("Cannot remove the socket %s: %s", s->socket_path, g_strerror (errno));
+}
+
+static void
+server_kill_workers (Server *s, int signum)
+{
+  g_autoptr (GPtrArray) runs = gptd__run_table_list (s->runs);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      GptdRun *run = runs->pdata[i];
+      if (run->worker != NULL)
+        gptd__worker_kill (run->worker, signum);
+    }
+}
+
+static void
+server_on_stop_timeout (uv_timer_t *timer)
+{
+  Server *s = timer->data;
+  g_warning ("%u worker(s) did not stop within %u ms; killing them", s->n_workers,
+             s->stop_timeout_ms);
+  s->killed_workers = TRUE;
+  server_kill_workers (s, SIGKILL);
+}
+
+/* Everything has stopped: close the remaining handles so the loop ends. */
+static void
+server_finish_stop (Server *s)
+{
+  if (s->finished)
+    return;
+  s->finished = TRUE;
+  uv_timer_stop (&s->stop_timer);
+  uv_close ((uv_handle_t *) &s->stop_timer, NULL);
+  uv_close ((uv_handle_t *) &s->sig_term, NULL);
+  uv_close ((uv_handle_t *) &s->sig_int, NULL);
+  uv_close ((uv_handle_t *) &s->sig_hup, NULL);
+  /* Each connection is closed once its last answers are out (a few seconds at
+   * most). */
+  for (GList *l = s->conns; l != NULL;)
+    {
+      Conn *c = l->data;
+      l = l->next;
+      conn_unwatch (c);
+      conn_drain (c);
+    }
+}
+
+static void
+server_begin_stop (Server *s, int signum)
+{
+  if (s->stopping)
+    {
+      if (!s->killed_workers && s->n_workers > 0)
+        {
+          g_message ("%s again: killing %u worker(s) now", g_strsignal (signum), s->n_workers);
+          s->killed_workers = TRUE;
+          server_kill_workers (s, SIGKILL);
+        }
+      return;
+    }
+  s->stopping = TRUE;
+  g_message ("%s received: stopping (%u run(s) to stop)", g_strsignal (signum), s->n_workers);
+#ifdef HAVE_SYSTEMD
+  sd_notify (0, "STOPPING=1");
+#endif
+  server_close_listener (s);
+  if (s->n_workers == 0)
+    {
+      server_finish_stop (s);
+      return;
+    }
+  server_kill_workers (s, SIGTERM);
+  uv_timer_start (&s->stop_timer, server_on_stop_timeout, s->stop_timeout_ms, 0);
+}
+
+static void
+server_on_signal (uv_signal_t *handle, int signum)
+{
+  Server *s = handle->data;
+  if (signum == SIGHUP)
+    {
+      g_message ("SIGHUP received: rescanning the plugins");
+      g_autoptr (GptdRegistry) registry = gptd_registry_new ();
+      g_autoptr (GError) error = NULL;
+      if (!gptd_registry_scan (registry, &error))
+        {
+          g_warning ("Rescanning the plugins failed, keeping the old ones: %s", error->message);
+          return;
+        }
+      g_autoptr (GPtrArray) types = gptd_registry_list (registry);
+      g_message ("%u stage type(s) loaded", types->len);
+      GptdRegistry *old = s->registry;
+      s->registry = g_steal_pointer (&registry);
+      gptd_registry_free (old);
+      return;
+    }
+  server_begin_stop (s, signum);
+}
+
+/* ---- Main --------------------------------------------------------------------- */
+
+int
+gptd__server_main (const GptdServerOptions *options)
+{
+  Server s = { 0 };
+  s.socket_path = g_strdup (options->socket_path);
+  s.stop_timeout_ms = options->stop_timeout_ms;
+  s.queue_limit = options->client_queue_limit;
+  g_autoptr (GError) error = NULL;
+
+  signal (SIGPIPE, SIG_IGN);
+
+  s.runs = gptd__run_table_open (options->state_dir, &error);
+  if (s.runs == NULL)
+    {
+      g_printerr ("gptd: %s\n", error->message);
+      g_free (s.socket_path);
+      return 1;
+    }
+  gptd__run_table_set_event_func (s.runs, server_on_run_event, &s);
+
+  s.registry = gptd_registry_new ();
+  if (!gptd_registry_scan (s.registry, &error))
+    {
+      g_printerr ("gptd: %s\n", error->message);
+      gptd_registry_free (s.registry);
+      gptd__run_table_free (s.runs);
+      g_free (s.socket_path);
+      return 1;
+    }
+
+  uv_loop_init (&s.loop);
+  int status = 0;
+  if (!server_listen (&s, &error))
+    {
+      g_printerr ("gptd: %s\n", error->message);
+      if (s.listening)
+        uv_close ((uv_handle_t *) &s.listener, NULL);
+      s.listening = FALSE;
+      uv_run (&s.loop, UV_RUN_DEFAULT);
+      status = 1;
+      goto out;
+    }
+
+  uv_signal_init (&s.loop, &s.sig_term);
+  uv_signal_init (&s.loop, &s.sig_int);
+  uv_signal_init (&s.loop, &s.sig_hup);
+  uv_timer_init (&s.loop, &s.stop_timer);
+  s.sig_term.data = s.sig_int.data = s.sig_hup.data = s.stop_timer.data = &s;
+  uv_signal_start (&s.sig_term, server_on_signal, SIGTERM);
+  uv_signal_start (&s.sig_int, server_on_signal, SIGINT);
+  uv_signal_start (&s.sig_hup, server_on_signal, SIGHUP);
+
+  {
+    g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);
+    g_autoptr (GPtrArray) runs = gptd__run_table_list (s.runs);
+    g_message ("gptd %s listening on %s (state in %s, %u stage type(s), %u run(s) on record)",
+               PACKAGE_VERSION, s.socket_path, options->state_dir, types->len, runs->len);
+  }
+#ifdef HAVE_SYSTEMD
+  sd_notifyf (0, "READY=1\nSTATUS=Listening on %s\nMAINPID=%lu", s.socket_path,
+              (unsigned long) getpid ());
+#endif
+
+  uv_run (&s.loop, UV_RUN_DEFAULT);
+  g_message ("gptd stopped");
+
+out:
+  {
+    int r = uv_loop_close (&s.loop);
+    if (r != 0)
+      {
+        g_warning ("The event loop still had handles open when it ended");
+        status = 1;
+      }
+  }
+  gptd_registry_free (s.registry);
+  gptd__run_table_free (s.runs);
+  g_free (s.socket_path);
+  return status;
+}

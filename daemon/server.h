@@ -1,0 +1,51 @@
+/* daemon/server.h: the gptd daemon: one libuv loop that owns the control socket,
+ * the run table, the worker processes and the signals.
+ *
+ * Clients speak the control protocol (docs/control-protocol.md): frames of
+ * gptd.Request in, gptd.Response out. Each request type is handled by one
+ * function of server.c, found through a table indexed by the request's body, so
+ * a new request type is one function and one table line.
+ *
+ * SIGTERM and SIGINT stop the daemon cleanly: the socket file is removed, every
+ * worker gets SIGTERM (its run is cancelled, stages checkpoint) and is waited for
+ * up to the stop timeout (then killed); runs stopped this way are marked
+ * interrupted. SIGHUP rescans the plugins.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * GptdServerOptions:
+ * @socket_path: the control socket
+ * @state_dir: the state directory
+ * @stop_timeout_ms: how long workers are waited for when stopping
+ * @client_queue_limit: the bytes a connection may have waiting to be sent
+ *   before it is told it lagged and dropped
+ *
+ * How the daemon is set up.
+ */
+typedef struct {
+  const char *socket_path;
+  const char *state_dir;
+  guint stop_timeout_ms;
+  gsize client_queue_limit;
+} GptdServerOptions;
+
+#define GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS 30000
+#define GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT (4u * 1024u * 1024u)
+
+/**
+ * gptd__server_main:
+ * @options: the set-up
+ *
+ * Runs the daemon until it is told to stop.
+ *
+ * Returns: the process exit status: 0 after a clean stop, 1 when it could not
+ *   start (the reason is logged)
+ */
+int gptd__server_main (const GptdServerOptions *options);
+
+G_END_DECLS

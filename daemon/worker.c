@@ -1,0 +1,383 @@
+/* daemon/worker.c: the worker process that runs one pipeline (gptd --worker), and
+ * the daemon's side of it: spawning the process on the libuv loop, reading its
+ * event frames and reporting how it ended.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "worker.h"
+#include "runs.h"
+
+#include <gptd/frame.h>
+#include <gptd/pipeline.h>
+#include <gptd/registry.h>
+#include <gptd/runner.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* ---- The worker process ------------------------------------------------------- */
+
+typedef struct {
+  int fd;
+  gboolean broken;        /* the daemon is gone: nothing more is written */
+  GptdRunner *runner;     /* set before the signal thread starts */
+  const char *run_id;
+} WorkerCtx;
+
+static void
+worker_send (WorkerCtx *ctx, const Gptd__Event *event)
+{
+  if (ctx->broken)
+    return;
+  g_autoptr (GError) error = NULL;
+  if (!gptd_frame_write_fd (ctx->fd, &event->base, &error))
+    {
+      /* The daemon died or closed the pipe: nobody can see this run any more, so
+       * stop it (stages checkpoint as they stop). */
+      ctx->broken = TRUE;
+      g_warning ("run %s: cannot report to gptd (%s); cancelling the run", ctx->run_id,
+                 error->message);
+      if (ctx->runner)
+        gptd_runner_cancel (ctx->runner);
+    }
+}
+
+static void
+worker_on_event (const Gptd__Event *event, gpointer user_data)
+{
+  worker_send (user_data, event);
+}
+
+static void
+worker_send_failure (WorkerCtx *ctx, const char *message)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__StateChange change = GPTD__STATE_CHANGE__INIT;
+  change.state = GPTD__RUN_STATE__RUN_STATE_FAILED;
+  change.error = (char *) message;
+  change.exit_code = 1;
+  ev.run_id = (char *) ctx->run_id;
+  ev.time = (double) g_get_real_time () / G_USEC_PER_SEC;
+  ev.body_case = GPTD__EVENT__BODY_STATE;
+  ev.state = &change;
+  worker_send (ctx, &ev);
+}
+
+/* Waits for SIGTERM/SIGINT (blocked in every thread) and cancels the run. */
+static void *
+signal_thread (void *data)
+{
+  WorkerCtx *ctx = data;
+  sigset_t set;
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  sigaddset (&set, SIGINT);
+  for (;;)
+    {
+      int sig = 0;
+      if (sigwait (&set, &sig) != 0)
+        continue;
+      g_message ("run %s: %s received, cancelling", ctx->run_id, g_strsignal (sig));
+      gptd_runner_cancel (ctx->runner);
+    }
+  return NULL;
+}
+
+int
+gptd__worker_main (const char *run_dir, const char *run_id, int fd)
+{
+  WorkerCtx ctx = { .fd = fd, .run_id = run_id };
+
+  /* Stop the run when the daemon dies, and never leak the event pipe into
+   * processes that stages start. */
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+  fcntl (fd, F_SETFD, FD_CLOEXEC);
+  signal (SIGPIPE, SIG_IGN);
+  signal (SIGHUP, SIG_IGN);
+  /* Blocked here, before any thread exists, so every thread inherits the mask
+   * and only the signal thread receives them. */
+  sigset_t set;
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  sigaddset (&set, SIGINT);
+  pthread_sigmask (SIG_BLOCK, &set, NULL);
+
+  if (chdir (run_dir) != 0)
+    {
+      g_autofree char *msg = g_strdup_printf ("cannot enter the run directory %s: %s",
+                                              run_dir, g_strerror (errno));
+      worker_send_failure (&ctx, msg);
+      return 1;
+    }
+
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL, *filename = NULL, *workdir = NULL;
+  g_auto (GStrv) settings = NULL;
+  if (!gptd__run_dir_read_request (run_dir, &text, &filename, &workdir, &settings, &error))
+    {
+      worker_send_failure (&ctx, error->message);
+      return 1;
+    }
+
+  g_autoptr (GptdRegistry) registry = gptd_registry_new ();
+  if (!gptd_registry_scan (registry, &error))
+    {
+      worker_send_failure (&ctx, error->message);
+      return 1;
+    }
+  g_autoptr (GptdPipeline) pipeline =
+    gptd_pipeline_load_data (registry, text, -1, filename, (const char *const *) settings,
+                             NULL, &error);
+  if (pipeline == NULL)
+    {
+      worker_send_failure (&ctx, error->message);
+      return 1;
+    }
+
+  g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, worker_on_event, &ctx);
+  gptd_runner_set_run_id (runner, run_id);
+  ctx.runner = runner;
+
+  pthread_t sig_thread;
+  if (pthread_create (&sig_thread, NULL, signal_thread, &ctx) != 0)
+    {
+      worker_send_failure (&ctx, "cannot start the signal thread");
+      return 1;
+    }
+  pthread_detach (sig_thread);
+
+  gboolean ok = gptd_runner_run (runner, &error);
+  Gptd__RunState state = gptd_runner_get_state (runner);
+  if (ok)
+    return 0;
+  g_message ("run %s: %s", run_id, error->message);
+  return state == GPTD__RUN_STATE__RUN_STATE_CANCELLED ? 130 : 1;
+}
+
+/* ---- The daemon's side -------------------------------------------------------- */
+
+struct _GptdWorker {
+  uv_process_t process;
+  uv_pipe_t pipe;
+  GptdFrameDecoder *dec;
+  GptdWorkerEventFunc event_func;
+  GptdWorkerExitFunc exit_func;
+  gpointer user_data;
+  int pid;
+  int open_handles;
+  gboolean exited;
+  gboolean pipe_done;
+  gboolean reported;
+  gint64 exit_status;
+  int term_signal;
+  char *protocol_error;
+};
+
+static void
+worker_handle_closed (uv_handle_t *handle)
+{
+  GptdWorker *w = handle->data;
+  if (--w->open_handles > 0)
+    return;
+  gptd_frame_decoder_free (w->dec);
+  g_free (w->protocol_error);
+  g_free (w);
+}
+
+static void
+worker_maybe_report (GptdWorker *w)
+{
+  if (!w->exited || !w->pipe_done || w->reported)
+    return;
+  w->reported = TRUE;
+  w->exit_func (w, w->exit_status, w->term_signal, w->protocol_error, w->user_data);
+  uv_close ((uv_handle_t *) &w->pipe, worker_handle_closed);
+  uv_close ((uv_handle_t *) &w->process, worker_handle_closed);
+}
+
+static void
+worker_stop_reading (GptdWorker *w)
+{
+  if (!w->pipe_done)
+    {
+      uv_read_stop ((uv_stream_t *) &w->pipe);
+      w->pipe_done = TRUE;
+    }
+}
+
+/* Passes every whole frame buffered to the event function. */
+static void
+worker_drain_frames (GptdWorker *w)
+{
+  while (w->protocol_error == NULL)
+    {
+      g_autoptr (GBytes) payload = NULL;
+      g_autoptr (GError) error = NULL;
+      GptdFrameStatus st = gptd_frame_decoder_next (w->dec, &payload, &error);
+      if (st == GPTD_FRAME_NEED_MORE)
+        return;
+      Gptd__Event *ev = NULL;
+      if (st == GPTD_FRAME_OK)
+        {
+          gsize n;
+          const guint8 *p = g_bytes_get_data (payload, &n);
+          ev = (Gptd__Event *) gptd_frame_unpack (&gptd__event__descriptor, p, n, &error);
+        }
+      if (ev == NULL)
+        {
+          w->protocol_error = g_strdup (error->message);
+          g_warning ("worker %d sent a bad frame: %s; killing it", w->pid, error->message);
+          if (!w->exited)
+            uv_process_kill (&w->process, SIGKILL);
+          worker_stop_reading (w);
+          return;
+        }
+      w->event_func (w, ev, w->user_data);
+      protobuf_c_message_free_unpacked (&ev->base, NULL);
+    }
+}
+
+static void
+worker_alloc (uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+  buf->base = g_malloc (65536);
+  buf->len = 65536;
+}
+
+static void
+worker_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  GptdWorker *w = stream->data;
+  if (nread > 0 && w->protocol_error == NULL)
+    {
+      gptd_frame_decoder_feed (w->dec, buf->base, (gsize) nread);
+      worker_drain_frames (w);
+    }
+  g_free (buf->base);
+  if (nread < 0)
+    {
+      if (nread != UV_EOF)
+        g_warning ("worker %d: reading its events failed: %s", w->pid, uv_strerror ((int) nread));
+      else if (!gptd_frame_decoder_finish (w->dec, NULL) && w->protocol_error == NULL)
+        w->protocol_error = g_strdup ("its last event was cut short");
+      worker_stop_reading (w);
+      worker_maybe_report (w);
+    }
+}
+
+static void
+worker_exited (uv_process_t *process, int64_t exit_status, int term_signal)
+{
+  GptdWorker *w = process->data;
+  w->exited = TRUE;
+  w->exit_status = exit_status;
+  w->term_signal = term_signal;
+  /* Everything the worker wrote is in the socket now: read it all before
+   * reporting, rather than wait for an end of stream that a process it started
+   * could hold back. */
+  if (!w->pipe_done)
+    {
+      uv_os_fd_t fd;
+      if (uv_fileno ((uv_handle_t *) &w->pipe, &fd) == 0)
+        {
+          guint8 buf[65536];
+          ssize_t n;
+          while (w->protocol_error == NULL
+                 && ((n = read (fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+            {
+              if (n > 0)
+                {
+                  gptd_frame_decoder_feed (w->dec, buf, (gsize) n);
+                  worker_drain_frames (w);
+                }
+            }
+        }
+      worker_stop_reading (w);
+    }
+  worker_maybe_report (w);
+}
+
+GptdWorker *
+gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
+                    GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
+                    gpointer user_data, GError **error)
+{
+  g_autofree char *out_path = g_build_filename (run_dir, GPTD_RUN_OUTPUT_FILE, NULL);
+  int out_fd = open (out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (out_fd < 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot open %s: %s", out_path, g_strerror (saved));
+      return NULL;
+    }
+
+  GptdWorker *w = g_new0 (GptdWorker, 1);
+  w->dec = gptd_frame_decoder_new (0);
+  w->event_func = event_func;
+  w->exit_func = exit_func;
+  w->user_data = user_data;
+  uv_pipe_init (loop, &w->pipe, 0);
+  w->pipe.data = w;
+  w->process.data = w;
+  w->open_handles = 2;
+
+  char *args[] = { (char *) "gptd", (char *) "--worker", (char *) run_dir,
+                   (char *) "--run-id", (char *) run_id, NULL };
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = out_fd;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = out_fd;
+  stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[3].data.stream = (uv_stream_t *) &w->pipe;
+  uv_process_options_t opts = { 0 };
+  opts.exit_cb = worker_exited;
+  opts.file = "/proc/self/exe";
+  opts.args = args;
+  opts.cwd = run_dir;
+  opts.stdio_count = 4;
+  opts.stdio = stdio;
+  /* A session of its own: a Ctrl-C meant for a daemon running in a terminal
+   * reaches the daemon, which then stops its workers itself. */
+  opts.flags = UV_PROCESS_DETACHED;
+
+  int r = uv_spawn (loop, &w->process, &opts);
+  close (out_fd);
+  if (r != 0)
+    {
+      g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_FAILED,
+                   "Cannot start a worker process: %s", uv_strerror (r));
+      w->reported = TRUE;
+      uv_close ((uv_handle_t *) &w->pipe, worker_handle_closed);
+      uv_close ((uv_handle_t *) &w->process, worker_handle_closed);
+      return NULL;
+    }
+  w->pid = w->process.pid;
+  uv_read_start ((uv_stream_t *) &w->pipe, worker_alloc, worker_read);
+  return w;
+}
+
+int
+gptd__worker_get_pid (GptdWorker *worker)
+{
+  return worker->pid;
+}
+
+void
+gptd__worker_kill (GptdWorker *worker, int signum)
+{
+  if (!worker->exited)
+    uv_process_kill (&worker->process, signum);
+}
