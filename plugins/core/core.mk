@@ -1,1 +1,7 @@
-# Build fragment for plugins/core; see the top-level Makefile.am.
+# Build fragment for plugins/core: the core plugin (text-source, dump).
+plugin_LTLIBRARIES += plugins/core/libgptd-core.la
+plugins_core_libgptd_core_la_SOURCES = plugins/core/core.c plugins/core/core.h \
+	plugins/core/text-source.c plugins/core/dump.c
+plugins_core_libgptd_core_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
+plugins_core_libgptd_core_la_LIBADD = $(PLUGIN_LIBS)
+dist_pipelines_DATA += pipelines/hello.pipeline

@@ -1,0 +1,548 @@
+/* cli.c: the one-shot subcommands of gptd — `gptd run` (a pipeline in the foreground,
+ * with a progress line), `gptd validate` and `gptd plugins`. See cli.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <json-glib/json-glib.h>
+
+#include <gptd/message-json.h>
+#include <gptd/pipeline.h>
+#include <gptd/registry.h>
+#include <gptd/runner.h>
+
+#include "cli.h"
+
+#define RUN_INFO_FILE "run.json"
+#define PIPELINE_FILE "pipeline.pipeline"
+#define EVENTS_FILE "events.jsonl"
+
+/* Parses the options of a subcommand. Returns FALSE (after printing why) on bad
+ * usage; @argc/@argv are left holding the positional arguments, argv[0] first. */
+static gboolean
+parse_options (const char *command, const char *params, const char *summary,
+               GOptionEntry *entries, int *argc, char ***argv)
+{
+  g_autofree char *title = g_strdup_printf ("%s %s", command, params);
+  g_autoptr (GOptionContext) oc = g_option_context_new (title);
+  g_option_context_set_summary (oc, summary);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (oc, argc, argv, &error))
+    {
+      g_printerr ("gptd %s: %s\n(try gptd %s --help)\n", command, error->message, command);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static GptdRegistry *
+load_registry (gboolean print_warnings)
+{
+  GptdRegistry *registry = gptd_registry_new ();
+  g_autoptr (GError) error = NULL;
+  if (!gptd_registry_scan (registry, &error))
+    g_printerr ("gptd: warning: %s\n", error->message);
+  GPtrArray *warnings = gptd_registry_get_warnings (registry);
+  for (guint i = 0; print_warnings && i < warnings->len; i++)
+    g_printerr ("gptd: warning: %s\n", (const char *) warnings->pdata[i]);
+  return registry;
+}
+
+static void
+print_json (const ProtobufCMessage *msg)
+{
+  g_autofree char *text = gptd_message_to_json_string (msg, TRUE, TRUE);
+  g_print ("%s\n", text);
+}
+
+/* ---- gptd plugins ----------------------------------------------------------- */
+
+int
+gptd_cli_plugins (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the answer as JSON", NULL },
+    { NULL }
+  };
+  if (!parse_options ("plugins", "[TYPE]", "Lists the stage types of every plugin found "
+                      "on GPTD_PLUGIN_PATH and in the plugin directory, or describes one.",
+                      entries, &argc, &argv))
+    return GPTD_CLI_EXIT_USAGE;
+  if (argc > 2)
+    {
+      g_printerr ("gptd plugins: give at most one stage type\n");
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  const char *type = argc == 2 ? argv[1] : NULL;
+  g_autoptr (GptdRegistry) registry = load_registry (FALSE);
+  g_autoptr (GError) error = NULL;
+  Gptd__PluginList *list = gptd_registry_to_plugin_list (registry, type, &error);
+  if (list == NULL)
+    {
+      g_printerr ("gptd plugins: %s\n", error->message);
+      return GPTD_CLI_EXIT_FAILED;
+    }
+  if (json)
+    print_json (&list->base);
+  else if (type)
+    {
+      g_autofree char *text = gptd_stage_type_info_format (list->stage_types[0]);
+      g_print ("%s", text);
+    }
+  else
+    {
+      g_autofree char *text = gptd_plugin_list_format (list);
+      g_print ("%s", text);
+    }
+  gptd_plugin_list_free (list);
+  return GPTD_CLI_EXIT_OK;
+}
+
+/* ---- gptd validate ---------------------------------------------------------- */
+
+int
+gptd_cli_validate (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  g_auto (GStrv) settings = NULL;
+  GOptionEntry entries[] = {
+    { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &settings,
+      "Set a variable (var=value) or a stage key (stage.key=value); repeatable", "KEY=VALUE" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the result as JSON", NULL },
+    { NULL }
+  };
+  if (!parse_options ("validate", "FILE", "Loads and checks a pipeline file, printing "
+                      "every problem found.", entries, &argc, &argv))
+    return GPTD_CLI_EXIT_USAGE;
+  if (argc != 2)
+    {
+      g_printerr ("gptd validate: give one pipeline file\n");
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  const char *file = argv[1];
+  g_autoptr (GptdRegistry) registry = load_registry (!json);
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdPipeline) pipeline =
+    gptd_pipeline_load_file (registry, file, (const char *const *) settings, &problems, &error);
+
+  if (json)
+    {
+      Gptd__ValidateResult result = GPTD__VALIDATE_RESULT__INIT;
+      result.valid = pipeline != NULL;
+      g_autofree char **texts = NULL;
+      if (problems)
+        {
+          texts = g_new0 (char *, problems->len);
+          for (guint i = 0; i < problems->len; i++)
+            texts[i] = ((GptdPipelineProblem *) problems->pdata[i])->text;
+          result.n_problems = problems->len;
+          result.problems = texts;
+        }
+      print_json (&result.base);
+    }
+  else if (pipeline)
+    g_print ("%s: valid: pipeline %s, %u stage%s\n", file, gptd_pipeline_get_name (pipeline),
+             gptd_pipeline_get_n_stages (pipeline),
+             gptd_pipeline_get_n_stages (pipeline) == 1 ? "" : "s");
+  else
+    {
+      for (guint i = 0; problems && i < problems->len; i++)
+        g_print ("%s\n", ((GptdPipelineProblem *) problems->pdata[i])->text);
+      g_print ("%s: %u problem%s\n", file, problems ? problems->len : 0,
+               problems && problems->len == 1 ? "" : "s");
+    }
+  return pipeline ? GPTD_CLI_EXIT_OK : GPTD_CLI_EXIT_FAILED;
+}
+
+/* ---- gptd run ------------------------------------------------------------------ */
+
+typedef struct {
+  FILE *events;            /* events.jsonl */
+  gboolean tty;            /* stderr is a terminal: redraw one progress line */
+  gboolean verbose;
+  gboolean quiet;
+  char *progress_line;     /* the line currently drawn (tty) */
+  gint64 last_plain_progress;
+  guint columns;
+  char *events_path;
+  gboolean events_failed;
+} RunDisplay;
+
+static guint
+terminal_columns (void)
+{
+  const char *env = g_getenv ("COLUMNS");
+  guint64 c = env ? g_ascii_strtoull (env, NULL, 10) : 0;
+  return c >= 20 && c <= 1000 ? (guint) c : 100;
+}
+
+static void
+clear_progress (RunDisplay *d)
+{
+  if (d->tty && d->progress_line)
+    g_printerr ("\r\033[K");
+}
+
+static void
+draw_progress (RunDisplay *d)
+{
+  if (d->tty && d->progress_line)
+    g_printerr ("%s", d->progress_line);
+}
+
+static void
+on_event (const Gptd__Event *event, gpointer user_data)
+{
+  RunDisplay *d = user_data;
+  if (d->events && !d->events_failed)
+    {
+      g_autofree char *json = gptd_message_to_json_string (&event->base, FALSE, FALSE);
+      if (fprintf (d->events, "%s\n", json) < 0 || fflush (d->events) != 0)
+        {
+          int e = errno;
+          d->events_failed = TRUE;
+          clear_progress (d);
+          g_printerr ("gptd: warning: writing %s failed: %s\n", d->events_path, g_strerror (e));
+          draw_progress (d);
+        }
+    }
+  if (d->quiet)
+    return;
+
+  if (event->body_case == GPTD__EVENT__BODY_PROGRESS)
+    {
+      if (d->tty)
+        {
+          g_autofree char *line = gptd_progress_format (event->progress, 24);
+          if (strlen (line) >= d->columns)
+            {
+              g_free (line);
+              line = gptd_progress_format (event->progress, 0);
+              if (strlen (line) >= d->columns)
+                line[d->columns - 1] = '\0';
+            }
+          clear_progress (d);
+          g_free (d->progress_line);
+          d->progress_line = g_steal_pointer (&line);
+          draw_progress (d);
+        }
+      else
+        {
+          /* Not a terminal: a progress line every few seconds is enough. */
+          gint64 now = g_get_monotonic_time ();
+          if (now - d->last_plain_progress >= 5 * G_USEC_PER_SEC)
+            {
+              d->last_plain_progress = now;
+              g_autofree char *line = gptd_event_format (event);
+              g_printerr ("%s\n", line);
+            }
+        }
+      return;
+    }
+  if (event->body_case == GPTD__EVENT__BODY_LOG && !d->verbose &&
+      event->log->level == GPTD__LOG_LEVEL__LOG_LEVEL_DEBUG)
+    return;
+  if (event->body_case == GPTD__EVENT__BODY_STATE)
+    return;   /* the outcome is printed when the run ends */
+  if (event->body_case == GPTD__EVENT__BODY_TEXT)
+    {
+      clear_progress (d);
+      g_printerr ("%s%s", event->text->text, event->text->done ? "\n" : "");
+      if (event->text->done)
+        draw_progress (d);
+      return;
+    }
+  g_autofree char *line = gptd_event_format (event);
+  clear_progress (d);
+  g_printerr ("%s\n", line);
+  draw_progress (d);
+}
+
+typedef struct {
+  GptdRunner *runner;
+  GMainLoop *loop;
+  gboolean ok;
+  GError *error;
+  guint signals;
+} RunThread;
+
+static gboolean
+quit_loop (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+run_thread (gpointer data)
+{
+  RunThread *rt = data;
+  rt->ok = gptd_runner_run (rt->runner, &rt->error);
+  /* Quit from the loop's own thread: a quit before the loop runs would be lost. */
+  g_idle_add (quit_loop, rt->loop);
+  return NULL;
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  RunThread *rt = data;
+  if (++rt->signals == 1)
+    {
+      g_printerr ("\ngptd: cancelling the run (interrupt again to stop at once)\n");
+      gptd_runner_cancel (rt->runner);
+      return G_SOURCE_CONTINUE;
+    }
+  g_printerr ("gptd: stopping at once\n");
+  _exit (GPTD_CLI_EXIT_CANCELLED);
+}
+
+/* ./runs/NAME-YYYYmmdd-HHMMSS, with -2, -3, ... when that exists already. */
+static char *
+default_run_dir (const char *name)
+{
+  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%d-%H%M%S");
+  g_autofree char *base = g_strdup_printf ("runs/%s-%s", name, stamp);
+  char *dir = g_strdup (base);
+  for (guint n = 2; g_file_test (dir, G_FILE_TEST_EXISTS); n++)
+    {
+      g_free (dir);
+      dir = g_strdup_printf ("%s-%u", base, n);
+    }
+  return dir;
+}
+
+static gboolean
+write_run_info (const char *run_dir, const char *filename, char **settings, GError **error)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "filename");
+  g_autofree char *abs = g_canonicalize_filename (filename, NULL);
+  json_builder_add_string_value (b, abs);
+  json_builder_set_member_name (b, "settings");
+  json_builder_begin_array (b);
+  for (guint i = 0; settings && settings[i]; i++)
+    json_builder_add_string_value (b, settings[i]);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autofree char *text = json_to_string (root, TRUE);
+  g_autofree char *path = g_build_filename (run_dir, RUN_INFO_FILE, NULL);
+  return g_file_set_contents (path, text, -1, error);
+}
+
+/* Reads what `gptd run` saved in a run directory: the pipeline's original filename
+ * and the settings it ran with. */
+static gboolean
+read_run_info (const char *run_dir, char **filename, GPtrArray *settings, GError **error)
+{
+  g_autofree char *path = g_build_filename (run_dir, RUN_INFO_FILE, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_file (parser, path, error))
+    return FALSE;
+  JsonNode *root = json_parser_get_root (parser);
+  JsonObject *obj = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+  const char *file = obj ? json_object_get_string_member_with_default (obj, "filename", NULL)
+                         : NULL;
+  if (file == NULL)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s has no filename", path);
+      return FALSE;
+    }
+  *filename = g_strdup (file);
+  JsonArray *arr = json_object_has_member (obj, "settings")
+    ? json_object_get_array_member (obj, "settings") : NULL;
+  for (guint i = 0; arr && i < json_array_get_length (arr); i++)
+    {
+      const char *s = json_array_get_string_element (arr, i);
+      if (s)
+        g_ptr_array_add (settings, g_strdup (s));
+    }
+  return TRUE;
+}
+
+int
+gptd_cli_run (int argc, char **argv)
+{
+  g_auto (GStrv) set = NULL;
+  g_autofree char *run_dir_opt = NULL;
+  g_autofree char *resume_dir = NULL;
+  gboolean quiet = FALSE, verbose = FALSE;
+  GOptionEntry entries[] = {
+    { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &set,
+      "Set a variable (var=value) or a stage key (stage.key=value); repeatable", "KEY=VALUE" },
+    { "run-dir", 'd', 0, G_OPTION_ARG_FILENAME, &run_dir_opt,
+      "Run directory (default ./runs/NAME-YYYYmmdd-HHMMSS)", "DIR" },
+    { "resume", 'r', 0, G_OPTION_ARG_FILENAME, &resume_dir,
+      "Run the pipeline saved in RUNDIR again there, resuming from its checkpoints",
+      "RUNDIR" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Print only the outcome", NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print debug log lines too", NULL },
+    { NULL }
+  };
+  if (!parse_options ("run", "FILE", "Runs a pipeline in the foreground. SIGINT or SIGTERM "
+                      "cancels it. Exit status: 0 success, 1 a stage failed, 2 bad usage or "
+                      "an invalid pipeline, 130 cancelled.", entries, &argc, &argv))
+    return GPTD_CLI_EXIT_USAGE;
+  if (argc > 2 || (argc < 2 && resume_dir == NULL))
+    {
+      g_printerr ("gptd run: give one pipeline file\n");
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  if (resume_dir && run_dir_opt)
+    {
+      g_printerr ("gptd run: --resume runs in RUNDIR; do not give --run-dir too\n");
+      return GPTD_CLI_EXIT_USAGE;
+    }
+
+  /* What to run: a file, or what a run directory holds. */
+  g_autoptr (GPtrArray) settings = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *filename = NULL;
+  g_autofree char *text = NULL;
+  gsize length = 0;
+  g_autoptr (GError) error = NULL;
+  if (resume_dir)
+    {
+      if (!read_run_info (resume_dir, &filename, settings, &error))
+        {
+          g_printerr ("gptd run: cannot resume %s: %s\n", resume_dir, error->message);
+          return GPTD_CLI_EXIT_USAGE;
+        }
+      g_autofree char *saved = g_build_filename (resume_dir, PIPELINE_FILE, NULL);
+      if (argc == 2)
+        {
+          g_free (filename);
+          filename = g_strdup (argv[1]);
+        }
+      if (!g_file_get_contents (argc == 2 ? argv[1] : saved, &text, &length, &error))
+        {
+          g_printerr ("gptd run: %s\n", error->message);
+          return GPTD_CLI_EXIT_USAGE;
+        }
+    }
+  else
+    {
+      filename = g_strdup (argv[1]);
+      if (!g_file_get_contents (filename, &text, &length, &error))
+        {
+          g_printerr ("gptd run: %s\n", error->message);
+          return GPTD_CLI_EXIT_USAGE;
+        }
+    }
+  for (guint i = 0; set && set[i]; i++)
+    g_ptr_array_add (settings, g_strdup (set[i]));
+  g_ptr_array_add (settings, NULL);
+
+  g_autoptr (GptdRegistry) registry = load_registry (TRUE);
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autoptr (GptdPipeline) pipeline =
+    gptd_pipeline_load_data (registry, text, (gssize) length, filename,
+                             (const char *const *) settings->pdata, &problems, &error);
+  if (pipeline == NULL)
+    {
+      for (guint i = 0; problems && i < problems->len; i++)
+        g_printerr ("%s\n", ((GptdPipelineProblem *) problems->pdata[i])->text);
+      g_printerr ("gptd run: %s is not a valid pipeline\n", filename);
+      return GPTD_CLI_EXIT_USAGE;
+    }
+
+  /* The run directory, with the pipeline as submitted and the event log. */
+  g_autofree char *run_dir = resume_dir ? g_strdup (resume_dir)
+                             : run_dir_opt ? g_strdup (run_dir_opt)
+                             : default_run_dir (gptd_pipeline_get_name (pipeline));
+  if (g_mkdir_with_parents (run_dir, 0755) != 0)
+    {
+      int e = errno;
+      g_printerr ("gptd run: cannot create the run directory %s: %s\n", run_dir,
+                  g_strerror (e));
+      return GPTD_CLI_EXIT_FAILED;
+    }
+  g_autofree char *pipeline_path = g_build_filename (run_dir, PIPELINE_FILE, NULL);
+  if (!resume_dir || argc == 2)
+    {
+      if (!g_file_set_contents (pipeline_path, text, (gssize) length, &error) ||
+          !write_run_info (run_dir, filename, (char **) settings->pdata, &error))
+        {
+          g_printerr ("gptd run: %s\n", error->message);
+          return GPTD_CLI_EXIT_FAILED;
+        }
+    }
+  RunDisplay display = { 0 };
+  display.tty = isatty (STDERR_FILENO) && !quiet;
+  display.quiet = quiet;
+  display.verbose = verbose;
+  display.columns = terminal_columns ();
+  display.events_path = g_build_filename (run_dir, EVENTS_FILE, NULL);
+  display.events = fopen (display.events_path, resume_dir ? "a" : "w");
+  if (display.events == NULL)
+    {
+      int e = errno;
+      g_printerr ("gptd run: cannot write %s: %s\n", display.events_path, g_strerror (e));
+      g_free (display.events_path);
+      return GPTD_CLI_EXIT_FAILED;
+    }
+  if (!quiet)
+    g_printerr ("gptd: running %s (%s); run directory %s\n", gptd_pipeline_get_name (pipeline),
+                filename, run_dir);
+
+  g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, on_event, &display);
+  g_autofree char *run_id = g_path_get_basename (run_dir);
+  gptd_runner_set_run_id (runner, run_id);
+  gptd_runner_set_resume (runner, resume_dir != NULL);
+
+  RunThread rt = { 0 };
+  rt.runner = runner;
+  rt.loop = g_main_loop_new (NULL, FALSE);
+  guint sigint = g_unix_signal_add (SIGINT, on_signal, &rt);
+  guint sigterm = g_unix_signal_add (SIGTERM, on_signal, &rt);
+  gint64 start = g_get_monotonic_time ();
+  GThread *thread = g_thread_new ("runner", run_thread, &rt);
+  g_main_loop_run (rt.loop);
+  g_thread_join (thread);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  g_main_loop_unref (rt.loop);
+  double seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+
+  clear_progress (&display);
+  if (display.progress_line)
+    {
+      g_printerr ("%s\n", display.progress_line);   /* keep the last progress visible */
+      g_free (display.progress_line);
+    }
+  fclose (display.events);
+  g_free (display.events_path);
+
+  if (rt.ok)
+    {
+      if (!quiet)
+        g_printerr ("gptd: %s succeeded in %.1fs\n", gptd_pipeline_get_name (pipeline), seconds);
+      return GPTD_CLI_EXIT_OK;
+    }
+  int status;
+  if (gptd_runner_get_state (runner) == GPTD__RUN_STATE__RUN_STATE_CANCELLED)
+    {
+      g_printerr ("gptd: %s was cancelled after %.1fs\n", gptd_pipeline_get_name (pipeline),
+                  seconds);
+      status = GPTD_CLI_EXIT_CANCELLED;
+    }
+  else
+    {
+      g_printerr ("gptd: %s\n", rt.error->message);
+      status = GPTD_CLI_EXIT_FAILED;
+    }
+  g_clear_error (&rt.error);
+  return status;
+}
