@@ -204,7 +204,19 @@ build_config (const GptdParams *params, GptdGptConfig *config, GError **error)
     config->qkv_bias = gptd_params_get_bool (params, "qkv-bias");
   if (gptd_params_is_set (params, "tie-embeddings"))
     config->tie_embeddings = gptd_params_get_bool (params, "tie-embeddings");
-  return gptd_gpt_config_validate (config, error);
+  if (config->n_embd % config->n_head != 0)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "n-head: n-embd (%d) is not a multiple of n-head (%d)", config->n_embd,
+                   config->n_head);
+      return FALSE;
+    }
+  if (!gptd_gpt_config_validate (config, error))
+    {
+      g_prefix_error (error, "model: ");
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -949,6 +961,7 @@ train_chunk (GptTrainer *self, GptdStageContext *ctx, gboolean *epoch_done, GErr
     return FALSE;
 
   *epoch_done = FALSE;
+  guint64 received = 0;
   for (;;)
     {
       ProtobufCMessage *msg = NULL;
@@ -966,19 +979,27 @@ train_chunk (GptTrainer *self, GptdStageContext *ctx, gboolean *epoch_done, GErr
           const Gptd__EndOfEpoch *eoe = (const Gptd__EndOfEpoch *) msg;
           guint64 total = eoe->total;
           protobuf_c_message_free_unpacked (msg, NULL);
-          if (total == 0)
+          /* The epoch's size, when the producer says it; else the epoch ends when a
+           * request gets fewer batches than it asked for. */
+          if (total > 0)
+            {
+              if (!set_batches_per_epoch (self, total, error))
+                return FALSE;
+              *epoch_done = self->batch_index >= total;
+            }
+          else
+            *epoch_done = req.limit == 0 || received < req.limit;
+          if (*epoch_done && self->batch_index == 0)
             {
               g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
                            "the train split has no batch: give more text, or a shorter "
                            "context-length or batch-size to the input");
               return FALSE;
             }
-          if (!set_batches_per_epoch (self, total, error))
-            return FALSE;
-          *epoch_done = self->batch_index >= total;
           return !self->pending || after_step (self, ctx, error);
         }
 
+      received++;
       const Gptd__Batch *b = (const Gptd__Batch *) msg;
       gboolean ok = TRUE;
       /* A batch after a pending step: that step was not the chunk's last, so it

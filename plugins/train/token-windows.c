@@ -209,10 +209,12 @@ token_windows_finish (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-/* Pushes batches [start, end) of split @k. */
+/* Pushes the batches of split @k that @request asks for; adds their number to
+ * *sent and the split's batches per epoch to *total. */
 static gboolean
 serve_split (TokenWindows *self, GptdStageContext *ctx, guint output, guint k,
-             const Gptd__EpochRequest *request, GError **error)
+             const Gptd__EpochRequest *request, guint64 *sent, guint64 *total,
+             GError **error)
 {
   const GptdWindowsSplit *s = &self->set.splits[k];
   gboolean shuffle = request->shuffle && self->shuffle;
@@ -241,6 +243,8 @@ serve_split (TokenWindows *self, GptdStageContext *ctx, guint output, guint k,
       if (!gptd_stage_push (ctx, output, &batch.base, error))
         return FALSE;
     }
+  *sent += end - start;
+  *total += s->n_batches;
   return TRUE;
 }
 
@@ -250,27 +254,37 @@ token_windows_epoch (gpointer data, GptdStageContext *ctx, guint output,
 {
   TokenWindows *self = data;
   const char *split = request->split ? request->split : "";
+  Gptd__EndOfEpoch eoe = GPTD__END_OF_EPOCH__INIT;
+  guint64 sent = 0, total = 0;
 
   if (split[0] == '\0')
     {
       for (guint k = 0; k < self->set.n_splits; k++)
-        if (!serve_split (self, ctx, output, k, request, error))
+        if (!serve_split (self, ctx, output, k, request, &sent, &total, error))
           return FALSE;
-      return TRUE;
+    }
+  else
+    {
+      int k = gptd__windows_split_lookup (split);
+      if (k < 0)
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                       "An epoch request asks for split \"%s\"; the splits are train, "
+                       "validation and test", split);
+          return FALSE;
+        }
+      /* A split that split= leaves out is empty (e.g. no validation with split=1). */
+      if ((guint) k < self->set.n_splits
+          && !serve_split (self, ctx, output, (guint) k, request, &sent, &total, error))
+        return FALSE;
     }
 
-  int k = gptd__windows_split_lookup (split);
-  if (k < 0)
-    {
-      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
-                   "An epoch request asks for split \"%s\"; the splits are train, "
-                   "validation and test", split);
-      return FALSE;
-    }
-  /* A split that split= leaves out is empty (e.g. no validation with split=1). */
-  if ((guint) k >= self->set.n_splits)
-    return TRUE;
-  return serve_split (self, ctx, output, (guint) k, request, error);
+  /* Our own end of epoch, to tell the consumer the epoch's size. */
+  eoe.split = (char *) split;
+  eoe.epoch = request->epoch;
+  eoe.batches = sent;
+  eoe.total = total;
+  return gptd_stage_push (ctx, output, &eoe.base, error);
 }
 
 const GptdStageType gptd__token_windows_type = {

@@ -27,3 +27,8 @@ check_PROGRAMS += tests/test-train-metrics
 TESTS += tests/test-train-metrics
 tests_test_train_metrics_SOURCES = tests/test-train-metrics.c
 tests_test_train_metrics_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-train
+TESTS += tests/test-train
+tests_test_train_SOURCES = tests/test-train.c
+tests_test_train_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
