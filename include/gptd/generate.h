@@ -353,7 +353,8 @@ const char *gptd_generate_stop_to_string (GptdGenerateStop stop);
  * Called after each generated token (the eos token is not reported).  When
  * the tokenizer's decoder still holds bytes of an incomplete character at
  * the end, one last call with @id -1 passes them as U+FFFD replacement
- * characters.  Concatenating every @text gives the result's text.
+ * characters.  Concatenating every @text gives the result's text.  A
+ * generated U+0000 is passed as U+FFFD, so that the text never holds a NUL.
  */
 typedef void (*GptdGenerateTokenFunc) (gint32 id, const char *text,
                                        gsize text_len, gpointer user_data);

@@ -220,6 +220,20 @@ next_logits (GptdGenerator *g, const gint32 *seq, int len, gboolean use_cache,
   return gptd_gpt_forward_cached (g->model, g->cache, seq + len - 1, 1, error);
 }
 
+/* Replaces U+0000 by U+FFFD, so that text is always a C string (for
+ * callers, protobuf strings and C-string APIs alike). */
+static void
+replace_nul (GString *s)
+{
+  for (gsize i = 0; i < s->len; i++)
+    if (s->str[i] == '\0')
+      {
+        g_string_erase (s, (gssize) i, 1);
+        g_string_insert (s, (gssize) i, "\xef\xbf\xbd");
+        i += 2;
+      }
+}
+
 /* Reports one token to the callback, decoding it when there is a tokenizer. */
 static gboolean
 emit_token (GptdGenerator *g, gint32 id, GString *text, GString *piece,
@@ -238,6 +252,7 @@ emit_token (GptdGenerator *g, gint32 id, GString *text, GString *piece,
         }
       else if (!gptd_bpe_decoder_push (g->decoder, (guint32) id, piece, error))
         return FALSE;
+      replace_nul (piece);
       g_string_append_len (text, piece->str, piece->len);
     }
   if (cb != NULL && cb->token != NULL)

@@ -21,6 +21,11 @@ TESTS += tests/test-generate
 tests_test_generate_SOURCES = tests/test-generate.c
 tests_test_generate_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-generate-stage
+TESTS += tests/test-generate-stage
+tests_test_generate_stage_SOURCES = tests/test-generate-stage.c
+tests_test_generate_stage_LDADD = $(TEST_LIBS)
+
 dist_pipelines_DATA += pipelines/generate.pipeline
 
 EXTRA_DIST += \
