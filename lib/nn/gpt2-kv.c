@@ -4,7 +4,11 @@
  */
 #include "nn/gpt2-private.h"
 
+#include <cblas.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 struct _GptdGptKvCache {
   GptdGpt *model;
@@ -113,6 +117,63 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   return TRUE;
 }
 
+/* y (N) = x (K) W (K, N) + beta y, W row-major (Conv1D, input-major): the
+ * product of a single-token step.  A one-row sgemm would pack the whole
+ * weight matrix first; a matrix-vector product reads each weight once, which
+ * is all a decoding step can afford (it is bound by memory bandwidth).  The
+ * output columns are split over the team, each thread running a
+ * single-threaded sgemv on its slice. */
+static void
+kv_matvec (const float *x, const float *W, int K, int N, float beta, float *y)
+{
+  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
+  {
+    int t = 0, nth = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    size_t b, e;
+    gptd__nn_split ((size_t) N, nth, t, 16, &b, &e);
+    if (e > b)
+      cblas_sgemv (CblasRowMajor, CblasTrans, K, (int) (e - b), 1.0f, W + b, N,
+                   x, 1, beta, y + b, 1);
+  }
+}
+
+/* y (N) = W (N, K) x (K) + beta y, W row-major (nn.Linear, output-major): the
+ * output head of a single-token step, rows split over the team. */
+static void
+kv_matvec_rows (const float *x, const float *W, int N, int K, float beta,
+                float *y)
+{
+  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
+  {
+    int t = 0, nth = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    size_t b, e;
+    gptd__nn_split ((size_t) N, nth, t, 16, &b, &e);
+    if (e > b)
+      cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), K, 1.0f,
+                   W + b * (size_t) K, K, x, 1, beta, y + b, 1);
+  }
+}
+
+/* out (n, N) = in (n, K) W (K, N) + beta out: sgemm for several rows, the
+ * matrix-vector product for one. */
+static void
+kv_linear (const float *in, const float *W, int n, int K, int N, float beta,
+           float *out)
+{
+  if (n == 1)
+    kv_matvec (in, W, K, N, beta, out);
+  else
+    gptd__nn_sgemm (FALSE, FALSE, n, N, K, 1.0f, in, K, W, N, beta, out, N);
+}
+
 const float *
 gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
                          int n, GError **error)
@@ -163,9 +224,8 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
                                   eps);
       if (bl->attn_b != NULL)
         gptd__nn_fill_bias (c->qkv, bl->attn_b->data, n, 3 * C, 3 * C);
-      gptd__nn_sgemm (FALSE, FALSE, n, 3 * C, C, 1.0f, c->ln, C,
-                      bl->attn_w->data, 3 * C, bl->attn_b ? 1.0f : 0.0f,
-                      c->qkv, 3 * C);
+      kv_linear (c->ln, bl->attn_w->data, n, C, 3 * C,
+                 bl->attn_b ? 1.0f : 0.0f, c->qkv);
       for (int i = 0; i < n; i++)
         {
           memcpy (kc + (size_t) (p0 + i) * C, c->qkv + (size_t) i * 3 * C + C,
@@ -175,18 +235,15 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
         }
       gptd__nn_attention_cached (c->atty, c->qkv, kc, vc, n, p0, C, nh,
                                  c->att);
-      gptd__nn_sgemm (FALSE, FALSE, n, C, C, 1.0f, c->atty, C,
-                      bl->proj_w->data, C, 0.0f, c->branch, C);
+      kv_linear (c->atty, bl->proj_w->data, n, C, C, 0.0f, c->branch);
       gptd__nn_residual_layernorm (c->x, c->x, c->branch, bl->proj_b->data,
                                    &none, c->ln, c->mean, c->rstd,
                                    bl->ln2_w->data, bl->ln2_b->data, n, C,
                                    eps);
       gptd__nn_fill_bias (c->fch, bl->fc_b->data, n, 4 * C, 4 * C);
-      gptd__nn_sgemm (FALSE, FALSE, n, 4 * C, C, 1.0f, c->ln, C,
-                      bl->fc_w->data, 4 * C, 1.0f, c->fch, 4 * C);
+      kv_linear (c->ln, bl->fc_w->data, n, C, 4 * C, 1.0f, c->fch);
       gptd__nn_gelu_forward (c->fch, c->fch, (size_t) n * 4 * C);
-      gptd__nn_sgemm (FALSE, FALSE, n, C, 4 * C, 1.0f, c->fch, 4 * C,
-                      bl->fcp_w->data, C, 0.0f, c->branch, C);
+      kv_linear (c->fch, bl->fcp_w->data, n, 4 * C, C, 0.0f, c->branch);
       gptd__nn_residual_layernorm (c->x, c->x, c->branch, bl->fcp_b->data,
                                    &none, NULL, NULL, NULL, NULL, NULL, n, C,
                                    eps);
@@ -197,8 +254,8 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
   if (m->head_b != NULL)
     memcpy (c->logits, m->head_b->data, sizeof (float) * V);
   // logits (1, V) = lnf (1, C) head (V, C)^T
-  gptd__nn_sgemm (FALSE, TRUE, 1, V, C, 1.0f, c->ln, C, m->head_w->data, C,
-                  m->head_b ? 1.0f : 0.0f, c->logits, V);
+  kv_matvec_rows (c->ln, m->head_w->data, V, C, m->head_b ? 1.0f : 0.0f,
+                  c->logits);
   c->len = p0 + n;
   return c->logits;
 }
