@@ -515,9 +515,19 @@ gpt_trainer_destroy (gpointer data)
 /* Loads the tokenizer for samples and saves it into the run directory, whence every
  * checkpoint gets a copy (vocab.json + merges.txt). */
 static gboolean
-setup_tokenizer (GptTrainer *self, GptdStageContext *ctx, const char *vocab,
+setup_tokenizer (GptTrainer *self, GptdStageContext *ctx, const GptdParams *params,
                  GError **error)
 {
+  const char *vocab = gptd_params_get_string (params, "vocab");
+  g_autofree char *vocab_path = NULL;
+
+  if (vocab != NULL)
+    {
+      /* A path (relative to the pipeline file) or a name such as gpt2. */
+      vocab_path = gptd_params_resolve_path (params, vocab);
+      if (strchr (vocab, '/') != NULL || g_file_test (vocab_path, G_FILE_TEST_EXISTS))
+        vocab = vocab_path;
+    }
   if (vocab == NULL && self->init_dir != NULL)
     {
       g_autofree char *v = g_build_filename (self->init_dir, GPTD_GPT_DIR_VOCAB, NULL);
@@ -652,7 +662,7 @@ gpt_trainer_create (GptdStageContext *ctx, const GptdParams *params, GError **er
         goto fail;
     }
 
-  if (!setup_tokenizer (self, ctx, gptd_params_get_string (params, "vocab"), error))
+  if (!setup_tokenizer (self, ctx, params, error))
     goto fail;
   if (self->sample_tokens > 0)
     self->sample_ids = g_new (gint32, self->config.context_length + self->sample_tokens
