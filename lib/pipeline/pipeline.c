@@ -19,6 +19,7 @@ typedef struct {
   char *value;         /* raw (escapes processed, variables not yet expanded) */
   guint line;          /* 0 for a setting */
   gboolean from_setting;
+  gboolean bad;        /* its variables could not be expanded (reported already) */
 } Entry;
 
 typedef struct {
@@ -470,12 +471,15 @@ check_stage (Loader *L, Group *g, GptdPipelineStage *st)
       char *v = expand (L, e->value, &w, 0, &ok);
       g_free (e->value);
       e->value = v;
+      e->bad = !ok;
     }
 
   Entry *type_entry = group_find (g, "type");
   if (type_entry == NULL)
     add_problem (L, GPTD_PIPELINE_ERROR_MISSING_KEY, g->line, g->name, "type", FALSE,
                  "every stage needs type= (`gptd plugins` lists the stage types)");
+  else if (type_entry->bad)
+    return;
   else if (*type_entry->value)
     {
       st->type = gptd_registry_lookup (L->registry, type_entry->value);
@@ -540,6 +544,8 @@ check_stage (Loader *L, Group *g, GptdPipelineStage *st)
                          "lists its keys)", t->name, e->key, t->name);
           continue;
         }
+      if (e->bad)
+        continue;   /* its variables were reported */
       g_autoptr (GError) error = NULL;
       if (!gptd__params_set (st->params, e->key, e->value, &error))
         add_problem (L, error->code, e->line, g->name, e->key, e->from_setting, "%s",
@@ -589,6 +595,36 @@ check_links (Loader *L, GPtrArray *stages)
             continue;
           const char *pad = e->key[5] == '.' ? e->key + 6 : NULL;
 
+          /* This stage's input pad. */
+          int in = st->type ? gptd__pads_find (st->type->inputs, pad) : -1;
+          if (st->type && in < 0)
+            {
+              g_autofree char *have = pad_names (st->type->inputs);
+              if (st->n_inputs == 0)
+                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
+                             e->from_setting, "stage type %s has no inputs", st->type->name);
+              else if (pad)
+                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
+                             e->from_setting, "stage type %s has no input '%s' (its inputs: %s)",
+                             st->type->name, pad, have);
+              else
+                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
+                             e->from_setting, "stage type %s has no default input: use "
+                             "input.NAME= with one of: %s", st->type->name, have);
+              continue;
+            }
+          if (st->type && attempted[in])
+            {
+              add_problem (L, GPTD_PIPELINE_ERROR_LINK, e->line, st->name, e->key,
+                           e->from_setting, "input '%s' is linked twice",
+                           st->type->inputs[in].name);
+              continue;
+            }
+          if (st->type)
+            attempted[in] = TRUE;
+          if (e->bad)
+            continue;   /* its variables were reported */
+
           /* The producer: STAGE or STAGE.OUTPUT. */
           if (*e->value == '\0')
             {
@@ -615,33 +651,6 @@ check_links (Loader *L, GPtrArray *stages)
             }
           if (st->type == NULL)
             continue;
-
-          /* This stage's input pad. */
-          int in = gptd__pads_find (st->type->inputs, pad);
-          if (in < 0)
-            {
-              g_autofree char *have = pad_names (st->type->inputs);
-              if (st->n_inputs == 0)
-                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
-                             e->from_setting, "stage type %s has no inputs", st->type->name);
-              else if (pad)
-                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
-                             e->from_setting, "stage type %s has no input '%s' (its inputs: %s)",
-                             st->type->name, pad, have);
-              else
-                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_PAD, e->line, st->name, e->key,
-                             e->from_setting, "stage type %s has no default input: use "
-                             "input.NAME= with one of: %s", st->type->name, have);
-              continue;
-            }
-          if (attempted[in])
-            {
-              add_problem (L, GPTD_PIPELINE_ERROR_LINK, e->line, st->name, e->key,
-                           e->from_setting, "input '%s' is linked twice",
-                           st->type->inputs[in].name);
-              continue;
-            }
-          attempted[in] = TRUE;
           GptdPipelineStage *prod = stages->pdata[p];
           if (prod->type == NULL)
             continue;

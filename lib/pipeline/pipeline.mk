@@ -6,3 +6,8 @@ lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
 	lib/pipeline/message-json.c
 gptdinclude_HEADERS += include/gptd/pipeline.h include/gptd/runner.h \
 	include/gptd/message-json.h
+
+check_PROGRAMS += tests/test-pipeline
+TESTS += tests/test-pipeline
+tests_test_pipeline_SOURCES = tests/test-pipeline.c tests/test-pipeline-util.h
+tests_test_pipeline_LDADD = $(TEST_LIBS)

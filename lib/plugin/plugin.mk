@@ -1,3 +1,24 @@
 # Build fragment for lib/plugin: the plugin loader and stage-type registry.
 lib_libgptd_la_SOURCES += lib/plugin/registry.c lib/plugin/registry-format.c
 gptdinclude_HEADERS += include/gptd/registry.h
+
+# Test-only plugins, built as real shared objects (-rpath makes libtool build a .so
+# although they are never installed) into tests/.libs, which is on the tests'
+# GPTD_PLUGIN_PATH: a good one with the stage types the tests use, one built for
+# another ABI, one without a descriptor and one re-registering a taken name.
+TEST_PLUGIN_LDFLAGS = $(PLUGIN_LINKFLAGS) -rpath /nowhere
+check_LTLIBRARIES += tests/testplugin-good.la tests/testplugin-wrong-abi.la \
+	tests/testplugin-no-descriptor.la tests/testplugin-twin.la
+tests_testplugin_good_la_SOURCES = tests/plugins/testplugin-good.c
+tests_testplugin_good_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_testplugin_good_la_LIBADD = $(PLUGIN_LIBS)
+tests_testplugin_wrong_abi_la_SOURCES = tests/plugins/testplugin-wrong-abi.c
+tests_testplugin_wrong_abi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_testplugin_wrong_abi_la_LIBADD = $(PLUGIN_LIBS)
+tests_testplugin_no_descriptor_la_SOURCES = tests/plugins/testplugin-no-descriptor.c
+tests_testplugin_no_descriptor_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_testplugin_no_descriptor_la_LIBADD = $(PLUGIN_LIBS)
+tests_testplugin_twin_la_SOURCES = tests/plugins/testplugin-twin.c
+tests_testplugin_twin_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_testplugin_twin_la_LIBADD = $(PLUGIN_LIBS)
+EXTRA_DIST += tests/test-pipeline-util.h
