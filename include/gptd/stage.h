@@ -21,7 +21,9 @@
  * finish() has run), the runner calls epoch() for each EpochRequest a downstream
  * stage sends and follows the batches with an EndOfEpoch. When the consumer's input
  * pad is not an epochs pad (GPTD_PAD_EPOCHS), the runner sends one request on its
- * behalf: split "" (every split, in order), epoch 0, no shuffle.
+ * behalf: split "" (every split, in order), epoch 0, no shuffle. It then receives
+ * that epoch's batches and end-of-stream, without an EndOfEpoch. A process-style
+ * consumer is always served this way (it cannot send requests).
  *
  * After a stage's run()/finish()/epoch serving ends without error, the runner sends
  * end-of-stream on each of its outputs. Once a stage's run() or process loop has

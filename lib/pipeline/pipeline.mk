@@ -11,3 +11,8 @@ check_PROGRAMS += tests/test-pipeline
 TESTS += tests/test-pipeline
 tests_test_pipeline_SOURCES = tests/test-pipeline.c tests/test-pipeline-util.h
 tests_test_pipeline_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-runner
+TESTS += tests/test-runner
+tests_test_runner_SOURCES = tests/test-runner.c tests/test-pipeline-util.h
+tests_test_runner_LDADD = $(TEST_LIBS)

@@ -324,7 +324,10 @@ gptd_stage_push (GptdStageContext *ctx, guint output, const ProtobufCMessage *ms
   g_mutex_lock (&r->lock);
   if (ctx->serving && ctx->serving->output == output)
     {
-      ok = link_put_locked (r, ctx->serving, &item);
+      /* A consumer that did not ask for the epoch gets no EndOfEpoch: only the
+       * batches, then end-of-stream. */
+      if (item.kind != ITEM_END_OF_EPOCH || !ctx->serving->auto_request)
+        ok = link_put_locked (r, ctx->serving, &item);
       if (item.kind == ITEM_END_OF_EPOCH)
         ctx->pushed_end_of_epoch = TRUE;
       else
@@ -579,7 +582,7 @@ serve_epochs (GptdStageContext *ctx, GError **error)
       GError *local = NULL;
       gboolean ok = t->epoch (ctx->instance, ctx, next->output, req, &local);
       ctx->serving = NULL;
-      if (ok && !ctx->pushed_end_of_epoch)
+      if (ok && !ctx->pushed_end_of_epoch && !next->auto_request)
         {
           Gptd__EndOfEpoch eoe = GPTD__END_OF_EPOCH__INIT;
           eoe.split = req->split;
