@@ -612,6 +612,55 @@ test_generate_bad_input (void)
   g_assert_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_MODEL);
 }
 
+/* Generators on different threads at once give what they give alone (the
+ * daemon serves concurrent requests this way). */
+typedef struct {
+  GptdGenerator *g;
+  GptdGenerateOptions o;
+  GptdGenerateResult *r;
+} ThreadJob;
+
+static gpointer
+thread_job (gpointer data)
+{
+  ThreadJob *j = data;
+  for (int rep = 0; rep < 3; rep++)
+    {
+      gptd_generate_result_free (j->r);
+      j->r = gptd_generator_generate_ids (j->g, tiny_prompt, 7, &j->o, NULL, NULL);
+    }
+  return NULL;
+}
+
+static void
+test_generate_threads (void)
+{
+  enum { N = 3 };
+  ThreadJob jobs[N];
+  GptdGenerateResult *alone[N];
+  for (int i = 0; i < N; i++)
+    {
+      jobs[i].g = tiny_generator (16, 0);
+      jobs[i].o = sampled_options (i == 0 ? 0.0 : 1.0, 0, 0.9, 100 + i);
+      jobs[i].o.max_new_tokens = 30;
+      jobs[i].o.use_kv_cache = i != 2;
+      jobs[i].r = NULL;
+      alone[i] = run_ids (jobs[i].g, tiny_prompt, 7, &jobs[i].o);
+    }
+  GThread *threads[N];
+  for (int i = 0; i < N; i++)
+    threads[i] = g_thread_new ("gen", thread_job, &jobs[i]);
+  for (int i = 0; i < N; i++)
+    {
+      g_thread_join (threads[i]);
+      g_assert_nonnull (jobs[i].r);
+      assert_same_ids (alone[i], jobs[i].r);
+      gptd_generate_result_free (jobs[i].r);
+      gptd_generate_result_free (alone[i]);
+      gptd_generator_free (jobs[i].g);
+    }
+}
+
 /* ---- golden: the PyTorch reference's greedy continuations --------------------- */
 
 static char *
@@ -753,6 +802,7 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/generator/cancel", test_generate_cancel);
   g_test_add_func ("/generate/generator/truncate", test_generate_truncate);
   g_test_add_func ("/generate/generator/bad-input", test_generate_bad_input);
+  g_test_add_func ("/generate/generator/threads", test_generate_threads);
   g_test_add_func ("/generate/golden/greedy", test_golden_greedy);
   g_test_add_func ("/generate/text/stream", test_generate_text);
   return g_test_run ();
