@@ -108,8 +108,9 @@ gptd__nn_sgemm (gboolean trans_a, gboolean trans_b, int M, int N, int K,
       return;
     }
   /* Split the larger output dimension, keeping slices multiples of the
-   * micro-kernel tiles. */
-  gboolean split_rows = M >= N || M >= 64 * nt;
+   * micro-kernel tiles: every thread packs the whole operand that is not
+   * split, so the smaller one should be the shared one. */
+  gboolean split_rows = M >= N;
   GPTD_NN_PRAGMA (omp parallel num_threads (nt))
   {
     int t = 0, n = 1;

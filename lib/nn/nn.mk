@@ -32,3 +32,7 @@ EXTRA_DIST += \
 	tests/golden/nn/hf-tiny/config.json \
 	tests/golden/nn/hf-tiny/model.safetensors \
 	tests/golden/nn/hf-tiny-expected.json
+
+noinst_PROGRAMS += bench/train/bench-train
+bench_train_bench_train_SOURCES = bench/train/bench-train.c
+bench_train_bench_train_LDADD = $(TEST_LIBS)
