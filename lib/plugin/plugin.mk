@@ -22,3 +22,8 @@ tests_testplugin_twin_la_SOURCES = tests/plugins/testplugin-twin.c
 tests_testplugin_twin_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_testplugin_twin_la_LIBADD = $(PLUGIN_LIBS)
 EXTRA_DIST += tests/test-pipeline-util.h
+
+check_PROGRAMS += tests/test-plugin
+TESTS += tests/test-plugin
+tests_test_plugin_SOURCES = tests/test-plugin.c
+tests_test_plugin_LDADD = $(TEST_LIBS)

@@ -27,6 +27,7 @@ struct _GptdRegistry {
   GPtrArray *plugins;                 /* Plugin* */
   GHashTable *types;                  /* type name -> Entry* */
   GHashTable *files;                  /* canonical paths already loaded */
+  GHashTable *failed;                 /* canonical paths skipped while scanning */
   GPtrArray *warnings;                /* char* */
 };
 
@@ -47,6 +48,7 @@ gptd_registry_new (void)
   r->plugins = g_ptr_array_new_with_free_func (plugin_free);
   r->types = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   r->files = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  r->failed = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   r->warnings = g_ptr_array_new_with_free_func (g_free);
   return r;
 }
@@ -58,6 +60,7 @@ gptd_registry_free (GptdRegistry *registry)
     return;
   g_hash_table_unref (registry->types);
   g_hash_table_unref (registry->files);
+  g_hash_table_unref (registry->failed);
   g_ptr_array_unref (registry->plugins);
   g_ptr_array_unref (registry->warnings);
   g_free (registry);
@@ -227,14 +230,25 @@ register_plugin (GptdRegistry *r, const GptdPluginDescriptor *desc, const char *
 
 /* ---- Loading ----------------------------------------------------------- */
 
+/* The key a file is known by: its real path when it exists. */
+static char *
+file_key (const char *path)
+{
+  g_autofree char *canon = g_canonicalize_filename (path, NULL);
+  char *real = realpath (canon, NULL);
+  if (real == NULL)
+    return g_steal_pointer (&canon);
+  char *key = g_strdup (real);
+  free (real);
+  return key;
+}
+
 gboolean
 gptd_registry_load_file (GptdRegistry *registry, const char *path, GError **error)
 {
   g_return_val_if_fail (registry != NULL && path != NULL, FALSE);
 
-  g_autofree char *canon = g_canonicalize_filename (path, NULL);
-  g_autofree char *real = realpath (canon, NULL);
-  const char *key = real ? real : canon;
+  g_autofree char *key = file_key (path);
   if (g_hash_table_contains (registry->files, key))
     return TRUE;
 
@@ -316,9 +330,15 @@ gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error)
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *path = g_build_filename (dir, names->pdata[i], NULL);
+      g_autofree char *key = file_key (path);
+      if (g_hash_table_contains (registry->failed, key))
+        continue;   /* warned about already */
       g_autoptr (GError) err = NULL;
       if (!gptd_registry_load_file (registry, path, &err))
-        g_ptr_array_add (registry->warnings, g_strdup (err->message));
+        {
+          g_ptr_array_add (registry->warnings, g_strdup (err->message));
+          g_hash_table_add (registry->failed, g_steal_pointer (&key));
+        }
     }
   return TRUE;
 }
