@@ -934,6 +934,96 @@ test_context_too_long (void)
   remove_tree (dir);
 }
 
+/* The shipped pipelines load (with every plugin of the build tree), and the quick
+ * start runs a few steps on gptd's own documents with its byte-level vocabulary. */
+static GptdRegistry *
+full_registry (void)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRegistry *reg = gptd_registry_new ();
+  g_assert_true (gptd_registry_scan (reg, &error));
+  g_assert_no_error (error);
+  return reg;
+}
+
+static void
+test_bytes_vocab (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_build_filename (g_getenv ("GPTD_SRCDIR"), "pipelines", "vocab",
+                                           "bytes", NULL);
+  g_autoptr (GptdBpe) bpe = gptd_bpe_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (gptd_bpe_get_n_vocab (bpe), ==, 257);
+  g_assert_cmpint (gptd_bpe_get_special_id (bpe, "<|endoftext|>"), ==, 256);
+  /* One token per byte: "hé!" is 4 bytes. */
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_assert_true (gptd_bpe_encode (bpe, "h\xc3\xa9!", 4, NULL, ids, &error));
+  g_assert_cmpuint (ids->len, ==, 4);
+  g_autoptr (GString) back = g_string_new (NULL);
+  g_assert_true (gptd_bpe_decode (bpe, (guint32 *) ids->data, ids->len, back, &error));
+  g_assert_cmpstr (back->str, ==, "h\xc3\xa9!");
+  /* The same files as gptd's own trainer makes for 257 tokens. */
+  const char *special[] = { "<|endoftext|>", NULL };
+  g_autoptr (GptdBpeTrainer) trainer = gptd_bpe_trainer_new (special, &error);
+  g_assert_true (gptd_bpe_trainer_add_text (trainer, "abc", 3, &error));
+  g_autoptr (GptdBpe) made = gptd_bpe_trainer_train (trainer, 257, &error);
+  g_assert_no_error (error);
+  g_autofree char *tmp = make_run_dir ();
+  g_assert_true (gptd_bpe_save (made, tmp, &error));
+  const char *files[] = { "encoder.json", "vocab.bpe" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *a = read_text (dir, files[i]);
+      g_autofree char *b = read_text (tmp, files[i]);
+      g_assert_cmpstr (a, ==, b);
+    }
+  remove_tree (tmp);
+}
+
+static void
+test_shipped_pipelines (void)
+{
+  g_autoptr (GptdRegistry) reg = full_registry ();
+  if (gptd_registry_lookup (reg, "bpe-tokenizer") == NULL
+      || gptd_registry_lookup (reg, "text-source") == NULL)
+    {
+      g_test_skip ("the bpe-tokenizer or text-source stage is not built");
+      return;
+    }
+  const char *names[] = { "verdict-pretrain.pipeline", "quickstart.pipeline" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *path = g_build_filename (g_getenv ("GPTD_SRCDIR"), "pipelines",
+                                                names[i], NULL);
+      const char *settings[] = { "data=/nonexistent", NULL };
+      g_autoptr (GptdPipeline) p = gptd_pipeline_load_file (reg, path, settings, NULL,
+                                                            &error);
+      g_assert_no_error (error);
+    }
+
+  /* A short quick start. */
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_build_filename (g_getenv ("GPTD_SRCDIR"), "pipelines",
+                                            "quickstart.pipeline", NULL);
+  const char *settings[] = { "train.max-steps=4", "train.eval-freq=2", "train.eval-iter=1",
+                             "train.threads=2", NULL };
+  g_autoptr (GptdPipeline) p = gptd_pipeline_load_file (reg, path, settings, NULL, &error);
+  g_assert_no_error (error);
+  g_autofree char *dir = make_run_dir ();
+  Events ev;
+  events_init (&ev);
+  g_autoptr (GptdRunner) runner = gptd_runner_new (p, dir, on_event, &ev);
+  g_assert_true (gptd_runner_run (runner, &error));
+  g_assert_no_error (error);
+  events_clear (&ev);
+  g_autofree char *losses = losses_of (dir);
+  g_auto (GStrv) lines = g_strsplit (losses, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 1 + 4 + 1);
+  remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -945,6 +1035,8 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/cancel-checkpoint", test_cancel_checkpoint);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
+  g_test_add_func ("/train/e2e/bytes-vocab", test_bytes_vocab);
+  g_test_add_func ("/train/e2e/shipped-pipelines", test_shipped_pipelines);
   int rc = g_test_run ();
   if (reference_dir)
     remove_tree (reference_dir);

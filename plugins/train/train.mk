@@ -32,3 +32,9 @@ check_PROGRAMS += tests/test-train
 TESTS += tests/test-train
 tests_test_train_SOURCES = tests/test-train.c
 tests_test_train_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+
+# The pretraining pipelines, and the byte-level vocabulary of the quick start.
+dist_pipelines_DATA += pipelines/verdict-pretrain.pipeline pipelines/quickstart.pipeline
+bytesvocabdir = $(pipelinesdir)/vocab/bytes
+dist_bytesvocab_DATA = pipelines/vocab/bytes/encoder.json pipelines/vocab/bytes/vocab.bpe
+EXTRA_DIST += pipelines/vocab/bytes/make-bytes-vocab.py
