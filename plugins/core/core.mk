@@ -5,3 +5,8 @@ plugins_core_libgptd_core_la_SOURCES = plugins/core/core.c plugins/core/core.h \
 plugins_core_libgptd_core_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_core_libgptd_core_la_LIBADD = $(PLUGIN_LIBS)
 dist_pipelines_DATA += pipelines/hello.pipeline
+
+check_PROGRAMS += tests/test-runner-stages
+TESTS += tests/test-runner-stages
+tests_test_runner_stages_SOURCES = tests/test-runner-stages.c tests/test-pipeline-util.h
+tests_test_runner_stages_LDADD = $(TEST_LIBS)

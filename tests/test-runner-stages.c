@@ -1,0 +1,388 @@
+/* test-runner-stages.c: the core plugin's stages run by the runner — text-source
+ * (chunking on UTF-8 boundaries, lists and globs, empty files, invalid UTF-8 named by
+ * file and byte offset, replacement) and dump (one JSON line per message) — and the
+ * generic message-to-JSON conversion they rely on. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <gptd/message-json.h>
+
+#include "test-pipeline-util.h"
+
+static GptdRegistry *registry;
+
+typedef struct {
+  char *dir;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  f->dir = g_dir_make_tmp ("gptd-test-stages-XXXXXX", NULL);
+  g_assert_nonnull (f->dir);
+}
+
+static void
+remove_tree (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        remove_tree (path);
+      else
+        g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  remove_tree (f->dir);
+  g_free (f->dir);
+}
+
+static char *
+write_file (Fixture *f, const char *name, const char *data, gssize len)
+{
+  char *path = g_build_filename (f->dir, name, NULL);
+  g_assert_true (g_file_set_contents (path, data, len, NULL));
+  return path;
+}
+
+/* Runs [read] text-source with @read_keys into [out] dump writing out.jsonl in the
+ * fixture directory (the pipeline file lives there too, so relative paths work).
+ * Returns the JSON objects written, or NULL when the run failed (@error set). */
+static GPtrArray *
+run_read_dump (Fixture *f, const char *read_keys, const char *dump_keys, TestEvents *ev,
+               GError **error)
+{
+  g_autofree char *text = g_strdup_printf ("[pipeline]\nname=stages\n"
+                                           "[stage read]\ntype=text-source\n%s\n"
+                                           "[stage out]\ntype=dump\ninput=read\n"
+                                           "path=out.jsonl\n%s\n", read_keys,
+                                           dump_keys ? dump_keys : "");
+  g_autofree char *filename = g_build_filename (f->dir, "test.pipeline", NULL);
+  g_autoptr (GError) load_error = NULL;
+  g_autoptr (GptdPipeline) p = gptd_pipeline_load_data (registry, text, -1, filename, NULL,
+                                                        NULL, &load_error);
+  g_assert_no_error (load_error);
+  g_autoptr (GptdRunner) runner = gptd_runner_new (p, f->dir, test_on_event, ev);
+  if (!gptd_runner_run (runner, error))
+    return NULL;
+
+  g_autofree char *out = g_build_filename (f->dir, "out.jsonl", NULL);
+  g_autofree char *contents = NULL;
+  g_assert_true (g_file_get_contents (out, &contents, NULL, NULL));
+  g_assert_true (contents[0] == '\0' || g_str_has_suffix (contents, "\n"));
+  GPtrArray *objects = g_ptr_array_new_with_free_func ((GDestroyNotify) json_object_unref);
+  g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i] && *lines[i]; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) json_error = NULL;
+      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, &json_error));
+      g_assert_no_error (json_error);
+      JsonNode *root = json_parser_get_root (parser);
+      g_assert_true (JSON_NODE_HOLDS_OBJECT (root));
+      g_ptr_array_add (objects, json_object_ref (json_node_get_object (root)));
+    }
+  return objects;
+}
+
+static gint64
+int_member (JsonObject *o, const char *name)
+{
+  return json_object_has_member (o, name) ? json_object_get_int_member (o, name) : 0;
+}
+
+static gboolean
+bool_member (JsonObject *o, const char *name)
+{
+  return json_object_has_member (o, name) && json_object_get_boolean_member (o, name);
+}
+
+static const char *
+string_member (JsonObject *o, const char *name)
+{
+  return json_object_has_member (o, name) ? json_object_get_string_member (o, name) : "";
+}
+
+/* ---- text-source ------------------------------------------------------------- */
+
+/* A file of multi-byte characters read in 16-byte chunks: no chunk splits a
+ * character, the chunks put together are the file, offsets add up, only the last
+ * chunk says last. */
+static void
+test_chunking (Fixture *f, gconstpointer data)
+{
+  GString *content = g_string_new (NULL);
+  for (int i = 0; i < 40; i++)
+    g_string_append (content, "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xf0\x9f\x98\x80!\n");
+  g_autofree char *path = write_file (f, "text.txt", content->str, (gssize) content->len);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=text.txt\nchunk-size=16", NULL, &ev,
+                                              &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (docs->len, >, content->len / 16);
+  g_autoptr (GString) joined = g_string_new (NULL);
+  for (guint i = 0; i < docs->len; i++)
+    {
+      JsonObject *d = docs->pdata[i];
+      const char *text = string_member (d, "text");
+      g_assert_true (g_utf8_validate (text, -1, NULL));
+      g_assert_cmpuint (strlen (text), <=, 16);
+      if (i + 1 < docs->len)
+        g_assert_cmpuint (strlen (text), >=, 13);   /* cut at most 3 bytes early */
+      g_assert_cmpint (int_member (d, "offset"), ==, (gint64) joined->len);
+      g_assert_cmpstr (string_member (d, "source"), ==, path);
+      g_assert_cmpint (int_member (d, "index"), ==, 0);
+      g_assert_true (bool_member (d, "last") == (i == docs->len - 1));
+      g_string_append (joined, text);
+    }
+  g_assert_cmpstr (joined->str, ==, content->str);
+  g_assert_cmpint (test_events_find_prefix (&ev, "read: read 1 file, "), >=, 0);
+  g_assert_cmpuint (ev.progress, >=, 1);
+  g_string_free (content, TRUE);
+  test_events_clear (&ev);
+}
+
+/* A comma-separated list with a glob: files in order, each with its index; an empty
+ * file is one empty, last Document. */
+static void
+test_files_and_glob (Fixture *f, gconstpointer data)
+{
+  g_autofree char *a = write_file (f, "a.txt", "alpha", -1);
+  g_autofree char *b = write_file (f, "b.txt", "", -1);
+  g_autofree char *c = write_file (f, "c.md", "gamma", -1);
+  g_autofree char *sub = g_build_filename (f->dir, "sub.txt", NULL);
+  g_mkdir (sub, 0755);   /* a directory the glob matches: skipped */
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=c.md, *.txt\nlabel=spam", NULL, &ev,
+                                              &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (docs->len, ==, 3);
+  const char *paths[] = { c, a, b };
+  const char *texts[] = { "gamma", "alpha", "" };
+  for (guint i = 0; i < 3; i++)
+    {
+      JsonObject *d = docs->pdata[i];
+      g_assert_cmpstr (string_member (d, "source"), ==, paths[i]);
+      g_assert_cmpstr (string_member (d, "text"), ==, texts[i]);
+      g_assert_cmpint (int_member (d, "index"), ==, i);
+      g_assert_true (bool_member (d, "last"));
+      g_assert_cmpstr (string_member (d, "label"), ==, "spam");
+    }
+  test_events_clear (&ev);
+}
+
+static void
+test_invalid_utf8 (Fixture *f, gconstpointer data)
+{
+  /* 40 good bytes, then a byte that never starts a character. */
+  GString *content = g_string_new ("0123456789012345678901234567890123456789");
+  g_string_append (content, "\xff tail");
+  g_autofree char *path = write_file (f, "bad.txt", content->str, (gssize) content->len);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=bad.txt\nchunk-size=16", NULL, &ev,
+                                              &error);
+  g_assert_null (docs);
+  g_assert_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT);
+  g_autofree char *want = g_strdup_printf ("stage read: %s: invalid UTF-8 at byte offset 40",
+                                           path);
+  g_assert_true (g_str_has_prefix (error->message, want));
+  g_string_free (content, TRUE);
+  test_events_clear (&ev);
+}
+
+/* A character cut short by the end of the file is invalid too. */
+static void
+test_truncated_character (Fixture *f, gconstpointer data)
+{
+  g_autofree char *path = write_file (f, "cut.txt", "abc\xe2\x9c", 5);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=cut.txt", NULL, &ev, &error);
+  g_assert_null (docs);
+  g_assert_nonnull (strstr (error->message, "invalid UTF-8 at byte offset 3"));
+  test_events_clear (&ev);
+}
+
+static void
+test_invalid_replace (Fixture *f, gconstpointer data)
+{
+  g_autofree char *path = write_file (f, "bad.txt", "abc\xff" "def\xc3", 8);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=bad.txt\ninvalid=replace", NULL, &ev,
+                                              &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (docs->len, ==, 1);
+  g_assert_cmpstr (string_member (docs->pdata[0], "text"), ==,
+                   "abc\xef\xbf\xbd" "def\xef\xbf\xbd");
+  g_autofree char *warning = g_strdup_printf ("read: %s: invalid UTF-8 from byte offset 3", path);
+  g_assert_cmpint (test_events_find_prefix (&ev, warning), >=, 0);
+  test_events_clear (&ev);
+}
+
+static void
+test_missing_files (Fixture *f, gconstpointer data)
+{
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_null (run_read_dump (f, "path=nope.txt", NULL, &ev, &error));
+  g_autofree char *missing = g_build_filename (f->dir, "nope.txt", NULL);
+  g_autofree char *want = g_strdup_printf ("stage read: %s: ", missing);
+  g_assert_true (g_str_has_prefix (error->message, want));
+  /* It failed in create(): the run never started. */
+  g_assert_cmpuint (ev.states->len, ==, 1);
+  g_clear_error (&error);
+
+  g_assert_null (run_read_dump (f, "path=*.none", NULL, &ev, &error));
+  g_assert_nonnull (strstr (error->message, "no file matches"));
+  test_events_clear (&ev);
+}
+
+/* ---- dump ------------------------------------------------------------------------- */
+
+static void
+test_dump_with_type (Fixture *f, gconstpointer data)
+{
+  g_autofree char *path = write_file (f, "a.txt", "hi", -1);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=a.txt", "with-type=true\nall-fields=1",
+                                              &ev, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (docs->len, ==, 1);
+  JsonObject *o = docs->pdata[0];
+  g_assert_cmpstr (string_member (o, "type"), ==, "gptd.Document");
+  JsonObject *m = json_object_get_object_member (o, "message");
+  g_assert_cmpstr (string_member (m, "text"), ==, "hi");
+  /* all-fields: default values are printed too. */
+  g_assert_true (json_object_has_member (m, "offset"));
+  g_assert_cmpstr (string_member (m, "label"), ==, "");
+  g_assert_cmpint (test_events_find_prefix (&ev, "out: wrote 1 message to "), >=, 0);
+  test_events_clear (&ev);
+}
+
+/* Batches (repeated fields) from the test batcher through dump. */
+static void
+test_dump_batches (Fixture *f, gconstpointer data)
+{
+  g_autofree char *text = g_strdup_printf ("[pipeline]\nname=b\n"
+                                           "[stage c]\ntype=test-counter\ncount=3\nlog=false\n"
+                                           "[stage b]\ntype=test-batcher\ninput=c\n"
+                                           "[stage out]\ntype=dump\ninput=b\npath=%s/b.jsonl\n",
+                                           f->dir);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (test_run_pipeline (registry, text, 0, &ev, &error));
+  g_assert_no_error (error);
+  g_autofree char *out = g_build_filename (f->dir, "b.jsonl", NULL);
+  g_autofree char *contents = NULL;
+  g_assert_true (g_file_get_contents (out, &contents, NULL, NULL));
+  g_assert_cmpstr (contents, ==,
+                   "{\"batches\":2,\"batch_size\":2,\"inputs\":[0,1]}\n"
+                   "{\"index\":1,\"batches\":2,\"batch_size\":2,\"inputs\":[2]}\n");
+  test_events_clear (&ev);
+}
+
+/* ---- Messages as JSON ---------------------------------------------------------------- */
+
+static JsonObject *
+to_object (const ProtobufCMessage *m, gboolean all)
+{
+  g_autofree char *s = gptd_message_to_json_string (m, all, FALSE);
+  g_test_message ("%s", s);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, s, -1, NULL));
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
+static void
+test_message_json (void)
+{
+  /* A oneof holding a nested message; an enum; NaN; 64-bit integers. */
+  Gptd__Progress p = GPTD__PROGRESS__INIT;
+  p.stage = (char *) "train";
+  p.step = G_GUINT64_CONSTANT (5000000000);
+  p.loss = 2.5;
+  p.val_loss = NAN;
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  ev.seq = 3;
+  ev.body_case = GPTD__EVENT__BODY_PROGRESS;
+  ev.progress = &p;
+  g_autoptr (JsonObject) o = to_object (&ev.base, FALSE);
+  g_assert_cmpint (json_object_get_int_member (o, "seq"), ==, 3);
+  g_assert_false (json_object_has_member (o, "run_id"));   /* "" is left out */
+  g_assert_false (json_object_has_member (o, "log"));      /* the oneof's other members */
+  JsonObject *po = json_object_get_object_member (o, "progress");
+  g_assert_cmpstr (json_object_get_string_member (po, "stage"), ==, "train");
+  g_assert_cmpint (json_object_get_int_member (po, "step"), ==, G_GINT64_CONSTANT (5000000000));
+  g_assert_cmpfloat (json_object_get_double_member (po, "loss"), ==, 2.5);
+  g_assert_true (json_object_get_null_member (po, "val_loss"));
+
+  Gptd__StateChange sc = GPTD__STATE_CHANGE__INIT;
+  sc.state = GPTD__RUN_STATE__RUN_STATE_FAILED;
+  g_autoptr (JsonObject) so = to_object (&sc.base, TRUE);
+  g_assert_cmpstr (json_object_get_string_member (so, "state"), ==, "RUN_STATE_FAILED");
+  g_assert_cmpstr (json_object_get_string_member (so, "error"), ==, "");
+  g_assert_cmpint (json_object_get_int_member (so, "exit_code"), ==, 0);
+
+  /* Bytes that are not UTF-8 become base64; repeated fields arrays. */
+  Gptd__Document d = GPTD__DOCUMENT__INIT;
+  guint8 raw[] = { 0xff, 0x00, 0x41 };
+  d.text.data = raw;
+  d.text.len = sizeof raw;
+  g_autoptr (JsonObject) dobj = to_object (&d.base, FALSE);
+  JsonObject *b64 = json_object_get_object_member (dobj, "text");
+  g_assert_cmpstr (json_object_get_string_member (b64, "base64"), ==, "/wBB");
+
+  Gptd__Tokens t = GPTD__TOKENS__INIT;
+  guint32 ids[] = { 15496, 11, 4294967295u };
+  t.ids = ids;
+  t.n_ids = 3;
+  g_autoptr (JsonObject) tobj = to_object (&t.base, FALSE);
+  JsonArray *arr = json_object_get_array_member (tobj, "ids");
+  g_assert_cmpuint (json_array_get_length (arr), ==, 3);
+  g_assert_cmpint (json_array_get_int_element (arr, 2), ==, 4294967295);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  registry = test_registry ();
+#define ADD(path, fn) g_test_add (path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD ("/stages/text-source/chunking", test_chunking);
+  ADD ("/stages/text-source/files-and-glob", test_files_and_glob);
+  ADD ("/stages/text-source/invalid-utf8", test_invalid_utf8);
+  ADD ("/stages/text-source/truncated-character", test_truncated_character);
+  ADD ("/stages/text-source/invalid-replace", test_invalid_replace);
+  ADD ("/stages/text-source/missing-files", test_missing_files);
+  ADD ("/stages/dump/with-type", test_dump_with_type);
+  ADD ("/stages/dump/batches", test_dump_batches);
+  g_test_add_func ("/stages/message-json", test_message_json);
+  int rc = g_test_run ();
+  gptd_registry_free (registry);
+  return rc;
+}
