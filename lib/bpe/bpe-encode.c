@@ -411,6 +411,31 @@ ascii_space (guint8 b)
   return b == ' ' || (b >= 0x09 && b <= 0x0D);
 }
 
+/* Where s[start, lim) may be cut: before its last piece; before an apostrophe
+ * piece too close to lim to tell whether it starts a contraction; and never
+ * between white-space pieces or right after them, since how a run of white space
+ * splits depends on what follows it. */
+static gsize
+last_piece_start (const guint8 *s, gsize start, gsize lim)
+{
+  gsize pos = start, last = start, run_start = start;
+  gboolean in_space = FALSE;
+  while (pos < lim)
+    {
+      gsize e = gptd__bpe_pretok_next (s, pos, lim);
+      gsize cut = in_space ? run_start : pos;
+      if (s[pos] == '\'' && pos + 2 >= lim)
+        return cut;
+      last = cut;
+      gboolean space = gptd__bpe_space_at (s, pos) && !(s[pos] == ' ' && e > pos + 1 && !gptd__bpe_space_at (s, pos + 1));
+      if (space && !in_space)
+        run_start = pos;
+      in_space = space;
+      pos = e;
+    }
+  return last;
+}
+
 gsize
 gptd_bpe_split_point (const GptdBpe     *bpe,
                       const char        *text,
@@ -486,19 +511,15 @@ gptd_bpe_split_point (const GptdBpe     *bpe,
         return lim;
     }
 
-  /* 4. The start of the last piece. Invalid UTF-8 is looked at as the U+FFFD
+  /* 4. The start of the last piece (a piece ends where the next starts, which
+   * only the next characters decide, and an apostrophe piece may yet become a
+   * contraction). Invalid UTF-8 is looked at as the U+FFFD
    * that replaces it; offsets are mapped back to the original text. */
   gptd__bpe_classes_init ();
   gsize bad = gptd__bpe_utf8_find_invalid (s + start, lim - start);
   if (bad == lim - start)
     {
-      gsize pos = start, last = start;
-      while (pos < lim)
-        {
-          last = pos;
-          pos = gptd__bpe_pretok_next (s, pos, lim);
-        }
-      return last;
+      return last_piece_start (s, start, lim);
     }
   g_autoptr (GString) fixed = g_string_sized_new (lim - start + 16);
   g_autoptr (GArray) map = g_array_new (FALSE, FALSE, sizeof (gsize) * 2);
@@ -518,12 +539,7 @@ gptd_bpe_split_point (const GptdBpe     *bpe,
       g_array_append_val (map, after);
     }
   const guint8 *f = (const guint8 *) fixed->str;
-  gsize pos = 0, last = 0;
-  while (pos < fixed->len)
-    {
-      last = pos;
-      pos = gptd__bpe_pretok_next (f, pos, fixed->len);
-    }
+  gsize last = last_piece_start (f, 0, fixed->len);
   gsize orig = start + last;
   for (guint k = 0; k < map->len; k++)
     {

@@ -183,6 +183,9 @@ guint8 gptd__bpe_class_reference (gunichar cp);
  * s[0, len). */
 gsize gptd__bpe_pretok_next (const guint8 *s, gsize pos, gsize len);
 
+/* Whether the character at s[i] (valid UTF-8) is white space. */
+gboolean gptd__bpe_space_at (const guint8 *s, gsize i);
+
 /* ---- UTF-8 (bpe-utf8.c) ---- */
 
 /* Returns the offset of the first invalid byte of s[0, len), or len when valid. */

@@ -200,3 +200,10 @@ gptd__bpe_pretok_next (const guint8 *s, gsize pos, gsize len)
     return i;
   return last;
 }
+
+gboolean
+gptd__bpe_space_at (const guint8 *s, gsize i)
+{
+  gsize n;
+  return class_at (s, i, &n) == GPTD__BPE_CLASS_SPACE;
+}

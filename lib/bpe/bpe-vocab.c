@@ -524,7 +524,7 @@ parse_id (FastJson *j, guint32 *id)
   if (j->p < j->end && *j->p == '-')
     j->p++;
   if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-    return fail (j, "expected an integer id");
+    return fail (j, "value is not an integer id");
   if (*j->p == '0' && j->p + 1 < j->end && j->p[1] >= '0' && j->p[1] <= '9')
     return fail (j, "number with a leading zero");
   guint64 v = 0;
@@ -792,6 +792,20 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
             return NULL;
           }
       }
+
+  for (int b = 0; b < 256; b++)
+    {
+      guint8 byte = (guint8) b;
+      if (load_table_find (&lt, &byte, 1, FALSE, 0) == GPTD__BPE_NO_ID)
+        {
+          char ch[8] = { 0 };
+          g_unichar_to_utf8 (gptd__bpe_byte_to_unicode[b], ch);
+          g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
+                       "%s: no token for the byte 0x%02x (\"%s\" is missing)", json_path, b, ch);
+          g_free (lt.slots);
+          return NULL;
+        }
+    }
 
   /* vocab.bpe: "#version" line, then one "LEFT RIGHT" merge per line. */
   const char *m = g_mapped_file_get_contents (mmap_);

@@ -11,3 +11,17 @@ lib_libgptd_la_SOURCES += \
 	lib/bpe/bpe-train.c
 
 gptdinclude_HEADERS += include/gptd/bpe.h
+
+check_PROGRAMS += tests/test-bpe tests/test-bpe-train
+TESTS += tests/test-bpe tests/test-bpe-train
+tests_test_bpe_SOURCES = tests/test-bpe.c tests/test-bpe-util.h
+tests_test_bpe_LDADD = $(TEST_LIBS)
+tests_test_bpe_train_SOURCES = tests/test-bpe-train.c tests/test-bpe-util.h \
+	bench/tokenizer/bpe-naive-train.c bench/tokenizer/bpe-naive-train.h
+tests_test_bpe_train_LDADD = $(TEST_LIBS)
+
+EXTRA_DIST += \
+	tests/golden/bpe/ids.json \
+	tests/golden/bpe/data-ids.json \
+	tests/golden/bpe/make-goldens.mjs \
+	tests/golden/bpe/make-data-hashes.mjs
