@@ -9,9 +9,23 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
+
+/* Writes a test file quickly, without the fsync that g_file_set_contents()
+ * does when it replaces a file (loops of corruptions would be slow). */
+static gboolean
+set_contents (const char *path, const char *data, gssize length, GError **error)
+{
+  FILE *fp = fopen (path, "wb");
+  g_assert_nonnull (fp);
+  size_t n = length < 0 ? strlen (data) : (size_t) length;
+  g_assert_cmpuint (fwrite (data, 1, n, fp), ==, n);
+  g_assert_cmpint (fclose (fp), ==, 0);
+  return TRUE;
+}
 
 typedef struct {
   char *dir;
@@ -55,7 +69,7 @@ write_raw (const char *path, guint64 header_len_field, const char *header,
   if (data_len > 0)
     g_byte_array_append (b, data, (guint) data_len);
   g_autoptr (GError) error = NULL;
-  g_assert_true (g_file_set_contents (path, (const char *) b->data, b->len, &error));
+  g_assert_true (set_contents (path, (const char *) b->data, b->len, &error));
   g_byte_array_unref (b);
 }
 
@@ -420,9 +434,9 @@ static const float data16[4] = { 1, 2, 3, 4 };
 static void
 test_corrupt_short (Fixture *f, gconstpointer data)
 {
-  g_assert_true (g_file_set_contents (f->path, "", 0, NULL));
+  g_assert_true (set_contents (f->path, "", 0, NULL));
   expect_open_error (f->path, GPTD_SAFETENSORS_ERROR_TRUNCATED, "truncated", NULL);
-  g_assert_true (g_file_set_contents (f->path, "\x10\0\0\0\0", 5, NULL));
+  g_assert_true (set_contents (f->path, "\x10\0\0\0\0", 5, NULL));
   expect_open_error (f->path, GPTD_SAFETENSORS_ERROR_TRUNCATED, "truncated", NULL);
 }
 
@@ -438,7 +452,7 @@ test_corrupt_truncated (Fixture *f, gconstpointer data)
   gsize len;
   g_assert_true (g_file_get_contents (f->path, &raw, &len, NULL));
   /* Cut in the last tensor's data. */
-  g_assert_true (g_file_set_contents (f->path, raw, (gssize) len - 5, NULL));
+  g_assert_true (set_contents (f->path, raw, (gssize) len - 5, NULL));
   expect_open_error (f->path, GPTD_SAFETENSORS_ERROR_TRUNCATED, "truncated", "“b”", NULL);
 }
 
@@ -620,7 +634,7 @@ test_corrupt_random (Fixture *f, gconstpointer data)
 
   for (gsize cut = 0; cut < len; cut++)
     {
-      g_assert_true (g_file_set_contents (f->path, raw, (gssize) cut, NULL));
+      g_assert_true (set_contents (f->path, raw, (gssize) cut, NULL));
       g_autoptr (GError) error = NULL;
       g_autoptr (GptdSafetensors) st = gptd_safetensors_open (f->path, &error);
       g_assert_null (st);
@@ -630,7 +644,7 @@ test_corrupt_random (Fixture *f, gconstpointer data)
   g_autoptr (GRand) rand = g_rand_new_with_seed (1234);
   g_autofree char *copy = g_malloc (len);
   guint n_ok = 0, n_err = 0;
-  for (int iter = 0; iter < 2000; iter++)
+  for (int iter = 0; iter < 600; iter++)
     {
       memcpy (copy, raw, len);
       int n_changes = g_rand_int_range (rand, 1, 4);
@@ -644,7 +658,7 @@ test_corrupt_random (Fixture *f, gconstpointer data)
           else
             copy[pos] = (char) g_rand_int_range (rand, 0, 256);
         }
-      g_assert_true (g_file_set_contents (f->path, copy, (gssize) len, NULL));
+      g_assert_true (set_contents (f->path, copy, (gssize) len, NULL));
       g_autoptr (GError) error = NULL;
       g_autoptr (GptdSafetensors) st = gptd_safetensors_open (f->path, &error);
       if (st == NULL)

@@ -335,7 +335,10 @@ typedef struct {
  * on the new one, whose files and directory entries were all made durable
  * before. A crash anywhere leaves one of the two loadable; leftover temporary
  * files or a half-written directory are ignored by loading and cleaned up by
- * the next save.
+ * the next save. Only one process may save into a root at a time.
+ *
+ * Pruning orders checkpoint directories by step number (then suffix); the
+ * latest one is always kept.
  *
  * Returns: %TRUE on success
  */

@@ -194,7 +194,9 @@ typedef struct _GptdSafetensors GptdSafetensors;
  * @path: the file to open
  * @error: return location for a #GError
  *
- * Maps @path and validates its header and tensor layout completely.
+ * Maps @path and validates its header and tensor layout completely. The file
+ * must not be truncated while it is open (files written by gptd are replaced
+ * by rename, which leaves an open mapping intact).
  *
  * Returns: (transfer full): the open file, or %NULL with @error set
  */
