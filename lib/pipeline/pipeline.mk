@@ -16,3 +16,7 @@ check_PROGRAMS += tests/test-runner
 TESTS += tests/test-runner
 tests_test_runner_SOURCES = tests/test-runner.c tests/test-pipeline-util.h
 tests_test_runner_LDADD = $(TEST_LIBS)
+
+# gptd validate / plugins / run, as a user runs them.
+TESTS += tests/test-pipeline-cli.sh
+dist_check_SCRIPTS += tests/test-pipeline-cli.sh
