@@ -656,6 +656,17 @@ gptd_safetensors_tensor_to_f32 (const GptdSafetensors       *st,
   g_return_val_if_fail (tensor != NULL, FALSE);
   g_return_val_if_fail (dst != NULL || tensor->n_elements == 0, FALSE);
 
+#ifdef MADV_WILLNEED
+  /* Ask for a large tensor's pages at once rather than fault by fault. */
+  if (tensor->n_bytes >= ((size_t) 1 << 20))
+    {
+      uintptr_t page = (uintptr_t) sysconf (_SC_PAGESIZE);
+      uintptr_t start = (uintptr_t) tensor->data & ~(page - 1);
+      madvise ((void *) start, (uintptr_t) tensor->data + tensor->n_bytes - start,
+               MADV_WILLNEED);
+    }
+#endif
+
   switch (tensor->dtype)
     {
     case GPTD_SAFETENSORS_DTYPE_F32:
