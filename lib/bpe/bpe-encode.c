@@ -4,8 +4,8 @@
  * Each pre-tokenizer piece that is itself a token becomes that token (as in
  * tiktoken). Other pieces are merged byte pair by byte pair, lowest rank first:
  * short pieces by scanning an array of pair ranks, long ones with a linked list
- * and a binary heap (O(n log n)). Pair ranks come from a hash table keyed on
- * (left id, right id). The ids of pieces that needed merging are kept in a small
+ * and a binary heap (O(n log n)). A pair's rank is the id of the token made of
+ * its bytes, found in the token table. The ids of pieces that needed merging are kept in a small
  * per-thread cache, so a rare word costs one merge per thread and vocabulary.
  */
 #ifdef HAVE_CONFIG_H
@@ -28,15 +28,27 @@
 /* ------------------------------------------------------------------------ */
 /* Merging                                                                    */
 
+/* The rank (= id) of the token whose bytes are p[a, b), or GPTD__BPE_NO_ID. */
+static inline guint32
+rank_of (const GptdBpe *bpe, const guint8 *p, gsize a, gsize b)
+{
+  return gptd__bpe_lookup_bytes (bpe, p + a, b - a);
+}
+
 static gsize
 merge_array (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
 {
   guint32 id[ARRAY_MERGE_MAX];
   guint32 rank[ARRAY_MERGE_MAX];
+  guint32 start[ARRAY_MERGE_MAX + 1];
   for (gsize i = 0; i < n; i++)
-    id[i] = bpe->byte_id[p[i]];
+    {
+      id[i] = bpe->byte_id[p[i]];
+      start[i] = (guint32) i;
+    }
+  start[n] = (guint32) n;
   for (gsize i = 0; i + 1 < n; i++)
-    rank[i] = gptd__bpe_lookup_pair (bpe, id[i], id[i + 1]);
+    rank[i] = rank_of (bpe, p, i, i + 2);
   rank[n - 1] = GPTD__BPE_NO_ID;
   gsize m = n;
   while (m > 1)
@@ -54,10 +66,11 @@ merge_array (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
       id[at] = best;
       memmove (id + at + 1, id + at + 2, sizeof (guint32) * (m - at - 2));
       memmove (rank + at + 1, rank + at + 2, sizeof (guint32) * (m - at - 2));
+      memmove (start + at + 1, start + at + 2, sizeof (guint32) * (m - at - 1));
       m--;
-      rank[at] = at + 1 < m ? gptd__bpe_lookup_pair (bpe, id[at], id[at + 1]) : GPTD__BPE_NO_ID;
+      rank[at] = at + 1 < m ? rank_of (bpe, p, start[at], start[at + 2]) : GPTD__BPE_NO_ID;
       if (at > 0)
-        rank[at - 1] = gptd__bpe_lookup_pair (bpe, id[at - 1], id[at]);
+        rank[at - 1] = rank_of (bpe, p, start[at - 1], start[at + 1]);
     }
   memcpy (out, id, sizeof (guint32) * m);
   return m;
@@ -107,10 +120,11 @@ heap_pop (guint64 *heap, gsize *len)
 static gsize
 merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
 {
+  /* Part i starts at byte i and ends where next[i] starts. */
   guint32 *id = g_new (guint32, n * 4);
   guint32 *next = id + n, *prev = id + 2 * n, *rnext = id + 3 * n;
-  guint64 *heap = g_new (guint64, n * 3 + 4);
-  gsize hlen = 0, hcap = n * 3 + 4;
+  gsize hcap = n * 3 + 4, hlen = 0;
+  guint64 *heap = g_new (guint64, hcap);
   for (gsize i = 0; i < n; i++)
     {
       id[i] = bpe->byte_id[p[i]];
@@ -119,7 +133,7 @@ merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
     }
   for (gsize i = 0; i < n; i++)
     {
-      rnext[i] = i + 1 < n ? gptd__bpe_lookup_pair (bpe, id[i], id[i + 1]) : GPTD__BPE_NO_ID;
+      rnext[i] = i + 1 < n ? rank_of (bpe, p, i, i + 2) : GPTD__BPE_NO_ID;
       if (rnext[i] != GPTD__BPE_NO_ID)
         heap_push (heap, &hlen, ((guint64) rnext[i] << 32) | i);
     }
@@ -141,13 +155,14 @@ merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
           hcap *= 2;
           heap = g_renew (guint64, heap, hcap);
         }
-      rnext[i] = next[i] < n ? gptd__bpe_lookup_pair (bpe, id[i], id[next[i]]) : GPTD__BPE_NO_ID;
+      guint32 k = next[i];
+      rnext[i] = k < n ? rank_of (bpe, p, i, next[k]) : GPTD__BPE_NO_ID;
       if (rnext[i] != GPTD__BPE_NO_ID)
         heap_push (heap, &hlen, ((guint64) rnext[i] << 32) | i);
       guint32 q = prev[i];
       if (q < n)
         {
-          rnext[q] = gptd__bpe_lookup_pair (bpe, id[q], id[i]);
+          rnext[q] = rank_of (bpe, p, q, next[i]);
           if (rnext[q] != GPTD__BPE_NO_ID)
             heap_push (heap, &hlen, ((guint64) rnext[q] << 32) | q);
         }

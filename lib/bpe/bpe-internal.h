@@ -32,13 +32,6 @@ typedef struct {
   guint32 id;
 } GptdBpeTokSlot;
 
-/* Slot of the pair table ((left, right) -> merged id); key == G_MAXUINT64 when empty. */
-typedef struct {
-  guint64 key;
-  guint32 merged;
-  guint32 pad;
-} GptdBpePairSlot;
-
 struct _GptdBpe {
   gint     ref_count;
   guint64  serial;        /* unique per vocabulary, keys the per-thread piece caches */
@@ -50,12 +43,8 @@ struct _GptdBpe {
   guint8  *tok_kind;      /* per id: 0 none, 1 ordinary, 2 special */
   guint32  byte_id[256];  /* id of each single byte */
 
-  GptdBpeTokSlot *tok_slots;   /* ordinary tokens by bytes */
+  GptdBpeTokSlot *tok_slots;   /* tokens by bytes (lookups skip special tokens) */
   guint32         tok_mask;
-
-  GptdBpePairSlot *pair_slots; /* every (a, b) whose concatenation is a token */
-  guint32          pair_mask;
-  guint            pair_shift;
 
   GptdBpeSpecial *special;     /* sorted by decreasing length */
   guint           n_special;
@@ -114,26 +103,9 @@ gptd__bpe_lookup_bytes (const GptdBpe *bpe, const guint8 *p, gsize n)
         {
           guint32 off = bpe->tok_off[s->id];
           if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
-            return s->id;
+            return bpe->tok_kind[s->id] == 1 ? s->id : GPTD__BPE_NO_ID;
         }
       i = (i + 1) & bpe->tok_mask;
-    }
-}
-
-/* Looks up the token made of tokens a and b; GPTD__BPE_NO_ID when there is none. */
-static inline guint32
-gptd__bpe_lookup_pair (const GptdBpe *bpe, guint32 a, guint32 b)
-{
-  guint64 key = ((guint64) a << 32) | b;
-  guint32 i = (guint32) ((key * 0x9E3779B97F4A7C15ull) >> bpe->pair_shift);
-  for (;;)
-    {
-      const GptdBpePairSlot *s = &bpe->pair_slots[i];
-      if (s->key == key)
-        return s->merged;
-      if (s->key == G_MAXUINT64)
-        return GPTD__BPE_NO_ID;
-      i = (i + 1) & bpe->pair_mask;
     }
 }
 

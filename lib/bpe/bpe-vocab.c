@@ -141,24 +141,6 @@ tok_insert (GptdBpe *bpe, guint32 id)
     }
 }
 
-static void
-pair_insert (GptdBpe *bpe, guint32 a, guint32 b, guint32 merged)
-{
-  guint64 key = ((guint64) a << 32) | b;
-  guint32 i = (guint32) ((key * 0x9E3779B97F4A7C15ull) >> bpe->pair_shift);
-  for (;;)
-    {
-      GptdBpePairSlot *s = &bpe->pair_slots[i];
-      if (s->key == G_MAXUINT64 || s->key == key)
-        {
-          s->key = key;
-          s->merged = merged;
-          return;
-        }
-      i = (i + 1) & bpe->pair_mask;
-    }
-}
-
 static int
 special_cmp (gconstpointer a, gconstpointer b)
 {
@@ -166,6 +148,41 @@ special_cmp (gconstpointer a, gconstpointer b)
   if (x->len != y->len)
     return x->len > y->len ? -1 : 1;
   return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Lists the special tokens (kind 2), longest first. */
+static gboolean
+index_specials (GptdBpe *bpe, GError **error)
+{
+  for (guint i = 0; i < bpe->n_special; i++)
+    g_free (bpe->special[i].text);
+  g_free (bpe->special);
+  memset (bpe->special_first, 0, sizeof bpe->special_first);
+  bpe->special_max_len = 0;
+  guint n_special = 0;
+  for (guint32 i = 0; i < bpe->n_vocab; i++)
+    n_special += bpe->tok_kind[i] == 2;
+  bpe->n_special = n_special;
+  bpe->special = g_new0 (GptdBpeSpecial, n_special + 1);
+  guint k = 0;
+  for (guint32 i = 0; i < bpe->n_vocab; i++)
+    if (bpe->tok_kind[i] == 2)
+      {
+        GptdBpeSpecial *sp = &bpe->special[k++];
+        sp->len = bpe->tok_off[i + 1] - bpe->tok_off[i];
+        sp->text = g_strndup ((const char *) bpe->tok_bytes + bpe->tok_off[i], sp->len);
+        sp->id = i;
+        if (sp->len == 0)
+          {
+            g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
+                         "%s: special token %u is empty", bpe->source, i);
+            return FALSE;
+          }
+        bpe->special_first[(guint8) sp->text[0] >> 3] |= (guint8) (1u << ((guint8) sp->text[0] & 7));
+        bpe->special_max_len = MAX (bpe->special_max_len, sp->len);
+      }
+  qsort (bpe->special, n_special, sizeof (GptdBpeSpecial), special_cmp);
+  return TRUE;
 }
 
 GptdBpe *
@@ -203,7 +220,6 @@ gptd__bpe_new (const char          *source,
   bpe->tok_off = g_new (guint32, (gsize) n_vocab + 1);
   bpe->tok_kind = g_new0 (guint8, n_vocab);
   guint32 off = 0;
-  guint n_special = 0;
   for (guint32 i = 0; i < n_vocab; i++)
     {
       bpe->tok_off[i] = off;
@@ -212,8 +228,6 @@ gptd__bpe_new (const char          *source,
       memcpy (bpe->tok_bytes + off, tokens[i], lens[i]);
       off += lens[i];
       bpe->tok_kind[i] = kinds[i];
-      if (kinds[i] == 2)
-        n_special++;
     }
   bpe->tok_off[n_vocab] = off;
 
@@ -253,59 +267,8 @@ gptd__bpe_new (const char          *source,
         return NULL;
       }
 
-  /* Every split of every token into two tokens. */
-  GArray *pairs = g_array_sized_new (FALSE, FALSE, sizeof (guint32) * 3, n_ordinary * 3);
-  for (guint32 t = 0; t < n_vocab; t++)
-    {
-      if (bpe->tok_kind[t] != 1)
-        continue;
-      const guint8 *p = bpe->tok_bytes + bpe->tok_off[t];
-      gsize n = bpe->tok_off[t + 1] - bpe->tok_off[t];
-      for (gsize k = 1; k < n; k++)
-        {
-          guint32 a = k == 1 ? bpe->byte_id[p[0]] : gptd__bpe_lookup_bytes (bpe, p, k);
-          if (a == GPTD__BPE_NO_ID)
-            continue;
-          guint32 b = k == n - 1 ? bpe->byte_id[p[k]] : gptd__bpe_lookup_bytes (bpe, p + k, n - k);
-          if (b == GPTD__BPE_NO_ID)
-            continue;
-          guint32 e[3] = { a, b, t };
-          g_array_append_val (pairs, e);
-        }
-    }
-  cap = pow2_at_least ((guint64) pairs->len * 2);
-  bpe->pair_mask = cap - 1;
-  bpe->pair_shift = 64 - (guint) g_bit_nth_msf (cap, -1);
-  bpe->pair_slots = g_new (GptdBpePairSlot, cap);
-  memset (bpe->pair_slots, 0xff, sizeof (GptdBpePairSlot) * cap);
-  for (guint i = 0; i < pairs->len; i++)
-    {
-      const guint32 *e = &g_array_index (pairs, guint32, i * 3);
-      pair_insert (bpe, e[0], e[1], e[2]);
-    }
-  g_array_free (pairs, TRUE);
-
-  /* Special tokens, longest first. */
-  bpe->n_special = n_special;
-  bpe->special = g_new0 (GptdBpeSpecial, n_special + 1);
-  guint k = 0;
-  for (guint32 i = 0; i < n_vocab; i++)
-    if (bpe->tok_kind[i] == 2)
-      {
-        GptdBpeSpecial *sp = &bpe->special[k++];
-        sp->len = bpe->tok_off[i + 1] - bpe->tok_off[i];
-        sp->text = g_strndup ((const char *) bpe->tok_bytes + bpe->tok_off[i], sp->len);
-        sp->id = i;
-        if (sp->len == 0)
-          {
-            g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
-                         "%s: special token %u is empty", source, i);
-            return NULL;
-          }
-        bpe->special_first[(guint8) sp->text[0] >> 3] |= (guint8) (1u << ((guint8) sp->text[0] & 7));
-        bpe->special_max_len = MAX (bpe->special_max_len, sp->len);
-      }
-  qsort (bpe->special, n_special, sizeof (GptdBpeSpecial), special_cmp);
+  if (!index_specials (bpe, error))
+    return NULL;
 
   bpe->n_merges = n_merges;
   bpe->merges = g_memdup2 (merges, sizeof (GptdBpeMerge) * n_merges);
@@ -332,7 +295,6 @@ gptd_bpe_unref (GptdBpe *bpe)
     g_free (bpe->special[i].text);
   g_free (bpe->special);
   g_free (bpe->merges);
-  g_free (bpe->pair_slots);
   g_free (bpe->tok_slots);
   g_free (bpe->tok_kind);
   g_free (bpe->tok_off);
@@ -512,8 +474,6 @@ parse_string (FastJson *j, guint32 *off, guint32 *len)
       j->p++;
     }
   *len = (guint32) (j->arena_len - *off);
-  if (gptd__bpe_utf8_find_invalid ((const guint8 *) j->arena + *off, *len) != *len)
-    return fail (j, "string is not valid UTF-8");
   return TRUE;
 }
 
@@ -639,31 +599,30 @@ parse_encoder_json (const char *path, const char *data, gsize len,
 }
 
 /* Decodes a token string through the byte-to-unicode mapping into out (room for
- * len bytes); returns the number of bytes, or -1 when a character stands for no
- * byte. */
+ * len bytes); returns the number of bytes, or -1 when the string has a character
+ * that stands for no byte (or is not UTF-8). The characters that stand for bytes
+ * are U+0021-U+007E and U+00A1-U+0143: one or two bytes of UTF-8. */
 static gssize
 unmap_token (const char *s, gsize len, guint8 *out)
 {
+  const guint8 *p = (const guint8 *) s, *end = p + len;
   gsize n = 0;
-  const char *p = s, *end = s + len;
   while (p < end)
     {
-      gunichar cp;
-      guint8 c = (guint8) *p;
-      if (c < 0x80)
+      guint8 c = *p;
+      if (c >= 0x21 && c <= 0x7E)
         {
-          cp = c;
+          out[n++] = c;
           p++;
+          continue;
         }
-      else
-        {
-          cp = g_utf8_get_char (p);
-          p = g_utf8_next_char (p);
-        }
-      int b = gptd__bpe_unicode_to_byte (cp);
+      if (c < 0xC2 || c > 0xC5 || p + 1 >= end || (p[1] & 0xC0) != 0x80)
+        return -1;
+      int b = gptd__bpe_unicode_to_byte (((gunichar) (c & 0x1F) << 6) | (p[1] & 0x3F));
       if (b < 0)
         return -1;
       out[n++] = (guint8) b;
+      p += 2;
     }
   return (gssize) n;
 }
@@ -682,33 +641,6 @@ read_file (const char *path, GMappedFile **mapped, GError **error)
       return FALSE;
     }
   return TRUE;
-}
-
-/* A small open-addressing table from byte strings to ids, for loading. */
-typedef struct {
-  const guint8 *const *bytes;
-  const guint32 *lens;
-  guint32 *slots;
-  guint32 mask;
-} LoadTable;
-
-static guint32
-load_table_find (const LoadTable *t, const guint8 *p, gsize n, gboolean insert, guint32 id)
-{
-  guint32 i = (guint32) gptd__bpe_hash_bytes (p, n) & t->mask;
-  for (;;)
-    {
-      guint32 s = t->slots[i];
-      if (s == GPTD__BPE_NO_ID)
-        {
-          if (insert)
-            t->slots[i] = id;
-          return GPTD__BPE_NO_ID;
-        }
-      if (t->lens[s] == n && memcmp (t->bytes[s], p, n) == 0)
-        return s;
-      i = (i + 1) & t->mask;
-    }
 }
 
 static GptdBpe *
@@ -738,7 +670,7 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
   g_autofree const guint8 **tokens = g_new0 (const guint8 *, n_vocab);
   g_autofree guint32 *lens = g_new0 (guint32, n_vocab);
   g_autofree guint8 *kinds = g_new0 (guint8, n_vocab);
-  g_autofree gboolean *mapped = g_new0 (gboolean, n_vocab);
+  gboolean byte_seen[256] = { FALSE };
   gsize boff = 0;
   for (guint i = 0; i < entries->len; i++)
     {
@@ -758,64 +690,60 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
         {
           tokens[e->id] = bytes_arena + boff;
           lens[e->id] = (guint32) n;
-          mapped[e->id] = TRUE;
+          kinds[e->id] = 1;
+          if (n == 1)
+            byte_seen[bytes_arena[boff]] = TRUE;
           boff += (gsize) n;
         }
       else
         {
           /* Not a byte-level token: can only be a special token. */
-          tokens[e->id] = (const guint8 *) arena + e->key_off;
+          const char *k = arena + e->key_off;
+          if (gptd__bpe_utf8_find_invalid ((const guint8 *) k, e->key_len) != e->key_len
+              || !gptd__bpe_special_form_ok (k, e->key_len))
+            {
+              g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
+                           "%s:%u: token \"%.*s\" (id %u, byte %u) has characters that stand for "
+                           "no byte, and is not a special token like <|endoftext|>",
+                           json_path, line_of (jdata, e->file_off), (int) MIN (e->key_len, 200), k,
+                           e->id, e->file_off);
+              return NULL;
+            }
+          tokens[e->id] = (const guint8 *) k;
           lens[e->id] = e->key_len;
+          kinds[e->id] = 2;
         }
     }
 
-  /* Byte strings -> ids, for the merges. */
-  LoadTable lt = { tokens, lens, NULL, 0 };
-  guint32 cap = pow2_at_least ((guint64) entries->len * 2);
-  lt.mask = cap - 1;
-  lt.slots = g_new (guint32, cap);
-  memset (lt.slots, 0xff, sizeof (guint32) * cap);
-  for (guint32 id = 0; id < n_vocab; id++)
-    if (mapped[id])
+  /* Every byte must have its token. */
+  for (int b = 0; b < 256; b++)
+    if (!byte_seen[b])
       {
-        if (lens[id] == 1)
-          kinds[id] = 1;
-        guint32 dup = load_table_find (&lt, tokens[id], lens[id], TRUE, id);
-        if (dup != GPTD__BPE_NO_ID)
-          {
-            JsonEntry *e = &g_array_index (entries, JsonEntry, entry_of[id]);
-            g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
-                         "%s:%u: \"%.*s\" (byte %u) stands for the same bytes as token %u",
-                         json_path, line_of (jdata, e->file_off), (int) e->key_len,
-                         arena + e->key_off, e->file_off, dup);
-            g_free (lt.slots);
-            return NULL;
-          }
+        char ch[8] = { 0 };
+        g_unichar_to_utf8 (gptd__bpe_byte_to_unicode[b], ch);
+        g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
+                     "%s: no token for the byte 0x%02x (\"%s\" is missing)", json_path, b, ch);
+        return NULL;
       }
 
-  for (int b = 0; b < 256; b++)
+  /* The vocabulary, with every byte-level token taken as ordinary for now. */
+  g_autoptr (GptdBpe) bpe = gptd__bpe_new (dir, n_vocab, tokens, lens, kinds, NULL, 0, error);
+  if (!bpe)
     {
-      guint8 byte = (guint8) b;
-      if (load_table_find (&lt, &byte, 1, FALSE, 0) == GPTD__BPE_NO_ID)
-        {
-          char ch[8] = { 0 };
-          g_unichar_to_utf8 (gptd__bpe_byte_to_unicode[b], ch);
-          g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
-                       "%s: no token for the byte 0x%02x (\"%s\" is missing)", json_path, b, ch);
-          g_free (lt.slots);
-          return NULL;
-        }
+      g_prefix_error (error, "%s: ", json_path);
+      return NULL;
     }
 
   /* vocab.bpe: "#version" line, then one "LEFT RIGHT" merge per line. */
   const char *m = g_mapped_file_get_contents (mmap_);
   gsize mlen = g_mapped_file_get_length (mmap_);
-  g_autoptr (GArray) merges = g_array_sized_new (FALSE, FALSE, sizeof (GptdBpeMerge), 50000);
+  g_autofree guint8 *made = g_new0 (guint8, n_vocab);
+  GptdBpeMerge *merges = g_new (GptdBpeMerge, mlen / 4 + 1);
+  guint n_merges = 0;
   guint8 buf[1024];
   gsize pos = 0;
   guint line = 0;
-  gboolean ok = TRUE;
-  while (ok && pos < mlen)
+  while (pos < mlen)
     {
       line++;
       const char *ls = m + pos;
@@ -829,44 +757,41 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
       const char *why = NULL;
       const char *sp = memchr (ls, ' ', ll);
       guint32 a = GPTD__BPE_NO_ID, b = GPTD__BPE_NO_ID, c = GPTD__BPE_NO_ID;
-      if (gptd__bpe_utf8_find_invalid ((const guint8 *) ls, ll) != ll)
-        why = "line is not valid UTF-8";
-      else if (!sp || sp == ls || sp == ls + ll - 1 || memchr (sp + 1, ' ', (gsize) (ls + ll - sp - 1)))
+      gssize na = -1, nb = -1;
+      if (!sp || sp == ls || sp == ls + ll - 1 || memchr (sp + 1, ' ', (gsize) (ls + ll - sp - 1)))
         why = "expected two tokens separated by one space";
       else if (ll > sizeof buf)
         why = "line too long";
-      else
-        {
-          gssize na = unmap_token (ls, (gsize) (sp - ls), buf);
-          gssize nb = unmap_token (sp + 1, (gsize) (ls + ll - sp - 1), buf + (na > 0 ? na : 0));
-          if (na <= 0 || nb <= 0)
-            why = "a token has a character that stands for no byte";
-          else if ((a = load_table_find (&lt, buf, (gsize) na, FALSE, 0)) == GPTD__BPE_NO_ID)
-            why = "the left token is not in the vocabulary";
-          else if ((b = load_table_find (&lt, buf + na, (gsize) nb, FALSE, 0)) == GPTD__BPE_NO_ID)
-            why = "the right token is not in the vocabulary";
-          else if ((c = load_table_find (&lt, buf, (gsize) (na + nb), FALSE, 0)) == GPTD__BPE_NO_ID)
-            why = "the merged token is not in the vocabulary";
-        }
+      else if ((na = unmap_token (ls, (gsize) (sp - ls), buf)) <= 0
+               || (nb = unmap_token (sp + 1, (gsize) (ls + ll - sp - 1), buf + na)) <= 0)
+        why = gptd__bpe_utf8_find_invalid ((const guint8 *) ls, ll) != ll
+                ? "line is not valid UTF-8" : "a token has a character that stands for no byte";
+      else if ((a = gptd__bpe_lookup_bytes (bpe, buf, (gsize) na)) == GPTD__BPE_NO_ID)
+        why = "the left token is not in the vocabulary";
+      else if ((b = gptd__bpe_lookup_bytes (bpe, buf + na, (gsize) nb)) == GPTD__BPE_NO_ID)
+        why = "the right token is not in the vocabulary";
+      else if ((c = gptd__bpe_lookup_bytes (bpe, buf, (gsize) (na + nb))) == GPTD__BPE_NO_ID)
+        why = "the merged token is not in the vocabulary";
       if (why)
         {
           g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB, "%s:%u: %s: \"%.*s\"",
                        merges_path, line, why, (int) MIN (ll, 200), ls);
-          ok = FALSE;
-          break;
+          g_free (merges);
+          return NULL;
         }
-      kinds[c] = 1;
-      GptdBpeMerge mg = { a, b };
-      g_array_append_val (merges, mg);
+      made[c] = 1;
+      merges[n_merges].left = a;
+      merges[n_merges].right = b;
+      n_merges++;
     }
-  g_free (lt.slots);
-  if (!ok)
-    return NULL;
+  bpe->merges = merges;
+  bpe->n_merges = n_merges;
 
   /* Whatever no merge made is a special token, and must look like one. */
+  gboolean respell = FALSE;
   for (guint32 id = 0; id < n_vocab; id++)
     {
-      if (entry_of[id] < 0 || kinds[id] == 1)
+      if (entry_of[id] < 0 || made[id] || (kinds[id] == 1 && lens[id] == 1))
         continue;
       JsonEntry *e = &g_array_index (entries, JsonEntry, entry_of[id]);
       if (!gptd__bpe_special_form_ok (arena + e->key_off, e->key_len))
@@ -875,16 +800,26 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
                        "%s:%u: token \"%.*s\" (id %u, byte %u) is neither a byte nor made by a "
                        "merge in %s, which has %u merges (is %s truncated?)",
                        json_path, line_of (jdata, e->file_off), (int) MIN (e->key_len, 200),
-                       arena + e->key_off, id, e->file_off, merges_path, merges->len, merges_name);
+                       arena + e->key_off, id, e->file_off, merges_path, n_merges, merges_name);
           return NULL;
         }
+      /* Its string is the key itself, which differs from the byte-level reading
+       * only when the key has characters outside printable ASCII. */
+      if (kinds[id] == 1 && (lens[id] != e->key_len || memcmp (tokens[id], arena + e->key_off, lens[id]) != 0))
+        respell = TRUE;
       kinds[id] = 2;
+      bpe->tok_kind[id] = 2;
       tokens[id] = (const guint8 *) arena + e->key_off;
       lens[id] = e->key_len;
     }
-
-  return gptd__bpe_new (dir, n_vocab, tokens, lens, kinds,
-                        (const GptdBpeMerge *) (void *) merges->data, merges->len, error);
+  if (respell)
+    {
+      GptdBpe *again = gptd__bpe_new (dir, n_vocab, tokens, lens, kinds, bpe->merges, bpe->n_merges, error);
+      return again;
+    }
+  if (!index_specials (bpe, error))
+    return NULL;
+  return g_steal_pointer (&bpe);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1087,9 +1022,9 @@ derive_merge (const GptdBpe *bpe, guint32 id, GptdBpeMerge *out)
 {
   const guint8 *p = bpe->tok_bytes + bpe->tok_off[id];
   gsize n = bpe->tok_off[id + 1] - bpe->tok_off[id];
-  g_autofree guint32 *parts = g_new (guint32, n);
-  for (gsize i = 0; i < n; i++)
-    parts[i] = bpe->byte_id[p[i]];
+  g_autofree gsize *start = g_new (gsize, n + 1);
+  for (gsize i = 0; i <= n; i++)
+    start[i] = i;
   gsize m = n;
   while (m > 2)
     {
@@ -1097,7 +1032,7 @@ derive_merge (const GptdBpe *bpe, guint32 id, GptdBpeMerge *out)
       gsize at = 0;
       for (gsize i = 0; i + 1 < m; i++)
         {
-          guint32 r = gptd__bpe_lookup_pair (bpe, parts[i], parts[i + 1]);
+          guint32 r = gptd__bpe_lookup_bytes (bpe, p + start[i], start[i + 2] - start[i]);
           if (r < id && r < best)
             {
               best = r;
@@ -1106,13 +1041,12 @@ derive_merge (const GptdBpe *bpe, guint32 id, GptdBpeMerge *out)
         }
       if (best == GPTD__BPE_NO_ID)
         return FALSE;
-      parts[at] = best;
-      memmove (parts + at + 1, parts + at + 2, sizeof (guint32) * (m - at - 2));
+      memmove (start + at + 1, start + at + 2, sizeof (gsize) * (m - at - 1));
       m--;
     }
-  out->left = parts[0];
-  out->right = parts[1];
-  return TRUE;
+  out->left = gptd__bpe_lookup_bytes (bpe, p, start[1]);
+  out->right = gptd__bpe_lookup_bytes (bpe, p + start[1], n - start[1]);
+  return out->left != GPTD__BPE_NO_ID && out->right != GPTD__BPE_NO_ID;
 }
 
 static void
