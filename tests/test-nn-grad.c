@@ -518,6 +518,39 @@ test_clip (void)
   g_assert_cmpfloat (fabs (after - norm / 4), <, 1e-5 * norm);
 }
 
+/* The fused clip-and-step matches clip then step bit for bit and leaves the
+ * gradients unclipped. */
+static void
+test_step_clipped (void)
+{
+  GptdGptConfig c = tiny_config ();
+  g_autoptr (GptdGpt) a = tiny_model (&c, 2);
+  g_autoptr (GptdGpt) b = tiny_model (&c, 2);
+  GptdAdamWParams ap;
+  gptd_adamw_params_init (&ap);
+  g_autoptr (GptdAdamW) oa = gptd_adamw_new (a, &ap, NULL);
+  g_autoptr (GptdAdamW) ob = gptd_adamw_new (b, &ap, NULL);
+  size_t n = gptd_gpt_n_params (a);
+  for (int step = 0; step < 3; step++)
+    {
+      gptd_gpt_zero_grad (a);
+      gptd_gpt_zero_grad (b);
+      tiny_loss (a, GPTD_GPT_FORWARD_NONE);
+      tiny_loss (b, GPTD_GPT_FORWARD_NONE);
+      g_assert_true (gptd_gpt_backward (a, 1.0f, NULL));
+      g_assert_true (gptd_gpt_backward (b, 1.0f, NULL));
+      g_autofree float *gb = g_memdup2 (gptd_gpt_get_grads (b), n * 4);
+      float na = gptd_gpt_clip_grad_norm (a, 0.05f);
+      gptd_adamw_step (oa, a, 1e-2f);
+      float nb = gptd_adamw_step_clipped (ob, b, 1e-2f, 0.05f);
+      g_assert_cmpfloat (na, ==, nb);
+      g_assert_cmpfloat (na, >, 0.05f);
+      g_assert_cmpmem (gb, n * 4, gptd_gpt_get_grads (b), n * 4);
+      g_assert_cmpmem (gptd_gpt_get_params (a), n * 4,
+                       gptd_gpt_get_params (b), n * 4);
+    }
+}
+
 static void
 test_schedule (void)
 {
@@ -693,6 +726,7 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/model/freeze", test_freeze);
   g_test_add_func ("/nn/model/accumulation", test_accumulation);
   g_test_add_func ("/nn/model/clip", test_clip);
+  g_test_add_func ("/nn/model/step-clipped", test_step_clipped);
   g_test_add_func ("/nn/model/schedule", test_schedule);
   g_test_add_func ("/nn/model/presets", test_presets);
   g_test_add_func ("/nn/model/tensors", test_tensors);

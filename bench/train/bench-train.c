@@ -176,8 +176,7 @@ main (int argc, char **argv)
           fprintf (stderr, "%s\n", error->message);
           return 1;
         }
-      gptd_gpt_clip_grad_norm (m, 1.0f);
-      gptd_adamw_step (opt, m, 1e-4f);
+      gptd_adamw_step_clipped (opt, m, 1e-4f, 1.0f);
       t = now () - t;
       if (it == 0)
         first = loss;

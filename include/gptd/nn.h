@@ -80,7 +80,8 @@ typedef enum {
 
 /**
  * gptd_nn_set_num_threads:
- * @n_threads: number of threads; 0 or less means one per online CPU.
+ * @n_threads: number of threads; 0 or less means the value of the
+ *   environment variable GPTD_NN_THREADS when set, else one per online CPU.
  *
  * Sets how many threads both OpenBLAS and the element-wise loops use.  The
  * two never run at the same time, and idle loop threads do not spin while
@@ -92,8 +93,8 @@ void gptd_nn_set_num_threads (int n_threads);
 /**
  * gptd_nn_get_num_threads:
  *
- * Returns: the thread count in use (set by gptd_nn_set_num_threads(), else the
- *   number of online CPUs).
+ * Returns: the thread count in use (set by gptd_nn_set_num_threads(), else
+ *   GPTD_NN_THREADS or the number of online CPUs).
  */
 int gptd_nn_get_num_threads (void);
 
@@ -594,6 +595,23 @@ GptdAdamWParams *gptd_adamw_get_params (GptdAdamW *opt);
  * The gradients are not cleared.
  */
 void gptd_adamw_step (GptdAdamW *opt, GptdGpt *model, float lr);
+
+/**
+ * gptd_adamw_step_clipped:
+ * @opt: an optimizer.
+ * @model: the model it was made for.
+ * @lr: learning rate of this step.
+ * @max_norm: largest allowed global gradient norm (<= 0: no clipping).
+ *
+ * The same update as gptd_gpt_clip_grad_norm() followed by
+ * gptd_adamw_step(), bit for bit, but the clipping factor is applied inside
+ * the update, which saves a pass over the gradients.  The gradient buffer
+ * keeps its unclipped values.
+ *
+ * Returns: the global gradient norm before clipping.
+ */
+float gptd_adamw_step_clipped (GptdAdamW *opt, GptdGpt *model, float lr,
+                               float max_norm);
 
 /**
  * gptd_adamw_get_step:

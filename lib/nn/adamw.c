@@ -164,13 +164,13 @@ gptd_adamw_lookup_tensor (const GptdAdamW *o, const char *name)
 GPTD_NN_CLONES static void
 adamw_range (float *restrict p, const float *restrict g, float *restrict m,
              float *restrict v, size_t n, float decay, float b1, float b2,
-             float step_size, float bc2_sqrt, float eps)
+             float step_size, float bc2_sqrt, float eps, float gscale)
 {
   GPTD_NN_SIMD
   for (size_t i = 0; i < n; i++)
     {
       float pi = p[i] * decay;
-      float gi = g[i];
+      float gi = g[i] * gscale;
       float mi = m[i] + (1.0f - b1) * (gi - m[i]);
       float vi = v[i] * b2 + (1.0f - b2) * gi * gi;
       m[i] = mi;
@@ -179,11 +179,9 @@ adamw_range (float *restrict p, const float *restrict g, float *restrict m,
     }
 }
 
-void
-gptd_adamw_step (GptdAdamW *o, GptdGpt *model, float lr)
+static void
+adamw_step (GptdAdamW *o, GptdGpt *model, float lr, float gscale)
 {
-  g_return_if_fail (o != NULL && model != NULL);
-  g_return_if_fail (gptd_gpt_n_params (model) == o->n);
   o->step++;
   const GptdAdamWParams hp = o->hp;
   double bc1 = 1.0 - pow ((double) hp.beta1, (double) o->step);
@@ -215,11 +213,34 @@ gptd_adamw_step (GptdAdamW *o, GptdGpt *model, float lr)
             size_t off = sg->offset + (s0 - pos);
             adamw_range (P + off, G + off, o->m + off, o->v + off, s1 - s0,
                          sg->decay ? decay : 1.0f, hp.beta1, hp.beta2,
-                         step_size, bc2_sqrt, hp.eps);
+                         step_size, bc2_sqrt, hp.eps, gscale);
           }
         pos += sg->length;
       }
   }
+}
+
+void
+gptd_adamw_step (GptdAdamW *o, GptdGpt *model, float lr)
+{
+  g_return_if_fail (o != NULL && model != NULL);
+  g_return_if_fail (gptd_gpt_n_params (model) == o->n);
+  adamw_step (o, model, lr, 1.0f);
+}
+
+static float clip_norm (GptdGpt *model, float max_norm, gboolean apply,
+                        float *coef_out);
+
+float
+gptd_adamw_step_clipped (GptdAdamW *o, GptdGpt *model, float lr,
+                         float max_norm)
+{
+  g_return_val_if_fail (o != NULL && model != NULL, 0.0f);
+  g_return_val_if_fail (gptd_gpt_n_params (model) == o->n, 0.0f);
+  float coef = 1.0f;
+  float norm = clip_norm (model, max_norm, FALSE, &coef);
+  adamw_step (o, model, lr, coef);
+  return norm;
 }
 
 GPTD_NN_CLONES static double
@@ -251,6 +272,14 @@ float
 gptd_gpt_clip_grad_norm (GptdGpt *model, float max_norm)
 {
   g_return_val_if_fail (model != NULL, 0.0f);
+  return clip_norm (model, max_norm, TRUE, NULL);
+}
+
+/* The global norm of the unfrozen gradients and the clipping factor; scales
+ * the gradients when @apply. */
+static float
+clip_norm (GptdGpt *model, float max_norm, gboolean apply, float *coef_out)
+{
   float *G = gptd_gpt_get_grads (model);
   g_autoptr (GArray) segs = segments (model, TRUE);
   size_t total = 0;
@@ -293,7 +322,7 @@ gptd_gpt_clip_grad_norm (GptdGpt *model, float max_norm)
           coef = c < 1.0 ? (float) c : 1.0f;
         }
     }
-    if (coef < 1.0f)
+    if (apply && coef < 1.0f)
       {
         pos = 0;
         for (guint s = 0; s < segs->len && pos < e; s++)
@@ -307,6 +336,8 @@ gptd_gpt_clip_grad_norm (GptdGpt *model, float max_norm)
       }
   }
   g_free (part);
+  if (coef_out != NULL)
+    *coef_out = coef;
   return norm;
 }
 

@@ -520,18 +520,6 @@ drop_for (GptdGpt *m, gboolean train, guint64 counter, guint site)
 #define SITE_ATT_RES(l) (2 + 3 * (guint) (l))
 #define SITE_MLP_RES(l) (3 + 3 * (guint) (l))
 
-/* out (rows, N) = in (rows, K) W (K, N) + bias: Conv1D, input-major W. */
-static void
-conv1d_forward (float *out, const float *in, const GptdNnTensor *w,
-                const GptdNnTensor *b, size_t rows)
-{
-  int K = (int) w->shape[0], N = (int) w->shape[1];
-  if (b != NULL)
-    gptd__nn_fill_bias (out, b->data, rows, N, N);
-  gptd__nn_sgemm (FALSE, FALSE, (int) rows, N, K, 1.0f, in, K, w->data, N,
-                  b != NULL ? 1.0f : 0.0f, out, N);
-}
-
 gboolean
 gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
                   int B, int T, GptdGptForwardFlags flags, float *loss,
@@ -607,36 +595,50 @@ gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
     {
       Block *bl = &m->blocks[l];
       Acts *a = &m->acts[l];
-      conv1d_forward (a->qkv, a->ln1, bl->attn_w, bl->attn_b, BT);
+      GptdNnLinearEpi e = { .bias = bl->attn_b ? bl->attn_b->data : NULL };
+      // qkv (BT,3C) = ln1 (BT,C) Wattn (C,3C) + b
+      gptd__nn_linear_forward (a->qkv, a->ln1, bl->attn_w->data, BT, (int) C,
+                               3 * (int) C, &e);
       d = drop_for (m, train, counter, SITE_ATT (l));
       gptd__nn_attention_forward (a->atty, a->att_lse, a->qkv, B, T, (int) C,
                                   nh, &d, m->scratch);
-      conv1d_forward (m->branch, a->atty, bl->proj_w, NULL, BT);
-      d = drop_for (m, train, counter, SITE_ATT_RES (l));
-      gptd__nn_residual_layernorm (a->mid, m->res[l], m->branch,
-                                   bl->proj_b->data, &d, a->ln2, a->ln2_mean,
-                                   a->ln2_rstd, bl->ln2_w->data,
-                                   bl->ln2_b->data, BT, (int) C, eps);
-      conv1d_forward (a->fch, a->ln2, bl->fc_w, bl->fc_b, BT);
-      gptd__nn_gelu_forward (a->fchg, a->fch, BT * 4 * C);
-      conv1d_forward (m->branch, a->fchg, bl->fcp_w, NULL, BT);
-      d = drop_for (m, train, counter, SITE_MLP_RES (l));
+      // mid = res[l] + drop(atty Wproj + b); ln2 = LN(mid)
+      e = (GptdNnLinearEpi){
+        .bias = bl->proj_b->data, .res_out = a->mid, .res_in = m->res[l],
+        .drop = drop_for (m, train, counter, SITE_ATT_RES (l)),
+        .ln_out = a->ln2, .mean = a->ln2_mean, .rstd = a->ln2_rstd,
+        .ln_w = bl->ln2_w->data, .ln_b = bl->ln2_b->data, .eps = eps,
+      };
+      gptd__nn_linear_forward (m->branch, a->atty, bl->proj_w->data, BT,
+                               (int) C, (int) C, &e);
+      // fch (BT,4C) = ln2 Wfc + b; fchg = gelu(fch)
+      e = (GptdNnLinearEpi){ .bias = bl->fc_b->data, .gelu_out = a->fchg };
+      gptd__nn_linear_forward (a->fch, a->ln2, bl->fc_w->data, BT, (int) C,
+                               4 * (int) C, &e);
+      // res[l+1] = mid + drop(fchg Wfcp + b), then the next LayerNorm
+      e = (GptdNnLinearEpi){
+        .bias = bl->fcp_b->data, .res_out = m->res[l + 1], .res_in = a->mid,
+        .drop = drop_for (m, train, counter, SITE_MLP_RES (l)), .eps = eps,
+      };
       if (l + 1 < L)
-        gptd__nn_residual_layernorm (
-            m->res[l + 1], a->mid, m->branch, bl->fcp_b->data, &d,
-            m->acts[l + 1].ln1, m->acts[l + 1].ln1_mean,
-            m->acts[l + 1].ln1_rstd, m->blocks[l + 1].ln1_w->data,
-            m->blocks[l + 1].ln1_b->data, BT, (int) C, eps);
+        {
+          Acts *n = &m->acts[l + 1];
+          e.ln_out = n->ln1;
+          e.mean = n->ln1_mean;
+          e.rstd = n->ln1_rstd;
+          e.ln_w = m->blocks[l + 1].ln1_w->data;
+          e.ln_b = m->blocks[l + 1].ln1_b->data;
+        }
       else if (!last_only)
-        gptd__nn_residual_layernorm (m->res[L], a->mid, m->branch,
-                                     bl->fcp_b->data, &d, m->lnf,
-                                     m->lnf_mean, m->lnf_rstd,
-                                     m->lnf_w->data, m->lnf_b->data, BT,
-                                     (int) C, eps);
-      else
-        gptd__nn_residual_layernorm (m->res[L], a->mid, m->branch,
-                                     bl->fcp_b->data, &d, NULL, NULL, NULL,
-                                     NULL, NULL, BT, (int) C, eps);
+        {
+          e.ln_out = m->lnf;
+          e.mean = m->lnf_mean;
+          e.rstd = m->lnf_rstd;
+          e.ln_w = m->lnf_w->data;
+          e.ln_b = m->lnf_b->data;
+        }
+      gptd__nn_linear_forward (m->branch, a->fchg, bl->fcp_w->data, BT,
+                               4 * (int) C, (int) C, &e);
     }
 
   size_t rows = BT;
@@ -712,23 +714,6 @@ static float *
 grad_or_null (const GptdNnTensor *t)
 {
   return trainable (t) ? t->grad : NULL;
-}
-
-/* Gradients of a Conv1D layer out = in W + b: dW += in^T dout, db +=
- * colsum(dout) and, when @din is not NULL, din = dout W^T. */
-static void
-conv1d_backward (float *din, const float *dout, const float *in,
-                 const GptdNnTensor *w, const GptdNnTensor *b, size_t rows)
-{
-  int K = (int) w->shape[0], N = (int) w->shape[1];
-  if (trainable (w))
-    gptd__nn_sgemm (TRUE, FALSE, K, N, (int) rows, 1.0f, in, K, dout, N,
-                    1.0f, w->grad, N);
-  if (trainable (b))
-    gptd__nn_bias_backward (b->grad, dout, rows, N, N);
-  if (din != NULL)
-    gptd__nn_sgemm (FALSE, TRUE, (int) rows, K, N, 1.0f, dout, N, w->data, N,
-                    0.0f, din, K);
 }
 
 gboolean
@@ -826,9 +811,15 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
           gptd__nn_dropout_apply (dbranch, dres, &d, BT * C);
           db_ = dbranch;
         }
-      conv1d_backward (dwide, db_, a->fchg, bl->fcp_w, bl->fcp_b, BT);
-      gptd__nn_gelu_backward (dwide, a->fch, BT * 4 * C);
-      conv1d_backward (dln, dwide, a->ln2, bl->fc_w, bl->fc_b, BT);
+      // dfch (BT,4C) = (db_ Wfcp^T) * gelu'(fch)
+      gptd__nn_linear_backward (dwide, grad_or_null (bl->fcp_w),
+                                grad_or_null (bl->fcp_b), db_, a->fchg,
+                                bl->fcp_w->data, BT, 4 * (int) C, (int) C,
+                                a->fch);
+      gptd__nn_linear_backward (dln, grad_or_null (bl->fc_w),
+                                grad_or_null (bl->fc_b), dwide, a->ln2,
+                                bl->fc_w->data, BT, (int) C, 4 * (int) C,
+                                NULL);
       gptd__nn_layernorm_backward (dres, grad_or_null (bl->ln2_w),
                                    grad_or_null (bl->ln2_b), dln, a->mid,
                                    a->ln2_mean, a->ln2_rstd, bl->ln2_w->data,
@@ -842,14 +833,19 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
           gptd__nn_dropout_apply (dbranch, dres, &d, BT * C);
           db_ = dbranch;
         }
-      conv1d_backward (dln, db_, a->atty, bl->proj_w, bl->proj_b, BT);
+      gptd__nn_linear_backward (dln, grad_or_null (bl->proj_w),
+                                grad_or_null (bl->proj_b), db_, a->atty,
+                                bl->proj_w->data, BT, (int) C, (int) C, NULL);
       d = drop_for (m, train, counter, SITE_ATT (l));
       gptd__nn_attention_backward (dwide, dln, a->atty, a->att_lse, a->qkv, B,
                                    T, (int) C, nh, &d, m->scratch);
       gboolean need_dln1 = below || trainable (bl->ln1_w) ||
                            trainable (bl->ln1_b);
-      conv1d_backward (need_dln1 ? dln : NULL, dwide, a->ln1, bl->attn_w,
-                       bl->attn_b, BT);
+      gptd__nn_linear_backward (need_dln1 ? dln : NULL,
+                                grad_or_null (bl->attn_w),
+                                grad_or_null (bl->attn_b), dwide, a->ln1,
+                                bl->attn_w->data, BT, (int) C, 3 * (int) C,
+                                NULL);
       if (need_dln1)
         gptd__nn_layernorm_backward (dres, grad_or_null (bl->ln1_w),
                                      grad_or_null (bl->ln1_b), dln, m->res[l],

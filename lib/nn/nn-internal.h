@@ -169,6 +169,34 @@ void gptd__nn_attention_cached (float *out, const float *qkv, const float *kc,
                                 const float *vc, int n, int p0, int C, int nh,
                                 float *scratch);
 
+/* Epilogue of gptd__nn_linear_forward().  With @res_out, the bias goes into
+ * the residual: res_out = res_in + drop(out + bias), and when @ln_out is set
+ * ln_out = LN(res_out); otherwise out gets the bias, and with @gelu_out
+ * gelu_out = gelu(out). */
+typedef struct {
+  const float *bias;
+  float *gelu_out;
+  float *res_out;
+  const float *res_in;
+  GptdNnDropout drop;
+  float *ln_out, *mean, *rstd;
+  const float *ln_w, *ln_b;
+  float eps;
+} GptdNnLinearEpi;
+
+/* One team region: out (rows, N) = in (rows, K) W (K, N) (Conv1D,
+ * input-major W), then the epilogue @e (may be NULL). */
+void gptd__nn_linear_forward (float *out, const float *in, const float *W,
+                              size_t rows, int K, int N,
+                              const GptdNnLinearEpi *e);
+
+/* One team region: dW += in^T dout, db += colsum (dout), din = dout W^T
+ * (each skipped when NULL), and with @gelu_x din *= gelu'(gelu_x). */
+void gptd__nn_linear_backward (float *din, float *dW, float *db,
+                               const float *dout, const float *in,
+                               const float *W, size_t rows, int K, int N,
+                               const float *gelu_x);
+
 /* Cross-entropy forward over @rows rows of @V logits: stores each row's
  * log-sum-exp in lse and returns the summed loss over counted rows (targets
  * == GPTD_NN_IGNORE_INDEX skipped) in *sum and their number in *count. */

@@ -385,6 +385,129 @@ gptd__nn_embed_backward (float *dwte, float *dwpe, const float *d,
   TEAM_END
 }
 
+/* ---- linear layers with fused epilogues ------------------------------------ */
+
+void
+gptd__nn_linear_forward (float *out, const float *in, const float *W,
+                         size_t rows, int K, int N, const GptdNnLinearEpi *e)
+{
+  const gboolean residual = e != NULL && e->res_out != NULL;
+  const float *bias = e != NULL ? e->bias : NULL;
+  const gboolean fill = bias != NULL && !residual;
+  const gboolean by_rows = rows >= (size_t) N;
+  TEAM_BEGIN
+  size_t b, en;
+  if (by_rows)
+    {
+      gptd__nn_split (rows, nth, tid, 16, &b, &en);
+      if (fill)
+        for (size_t r = b; r < en; r++)
+          memcpy (out + r * N, bias, sizeof (float) * N);
+      // out[b:en] (rows, N) = in[b:en] (rows, K) W (K, N)
+      gptd__nn_sgemm1 (FALSE, FALSE, (int) (en - b), N, K, 1.0f,
+                       in + b * K, K, W, N, fill ? 1.0f : 0.0f, out + b * N,
+                       N);
+      if (e != NULL && e->gelu_out != NULL)
+        gelu_forward_range (e->gelu_out + b * N, out + b * N, (en - b) * N);
+    }
+  else
+    {
+      gptd__nn_split ((size_t) N, nth, tid, 16, &b, &en);
+      if (fill)
+        for (size_t r = 0; r < rows; r++)
+          memcpy (out + r * N + b, bias + b, sizeof (float) * (en - b));
+      gptd__nn_sgemm1 (FALSE, FALSE, (int) rows, (int) (en - b), K, 1.0f, in,
+                       K, W + b, N, fill ? 1.0f : 0.0f, out + b, N);
+      if (e != NULL && e->gelu_out != NULL)
+        for (size_t r = 0; r < rows; r++)
+          gelu_forward_range (e->gelu_out + r * N + b, out + r * N + b,
+                              en - b);
+      if (residual)
+        {
+          GPTD_NN_PRAGMA (omp barrier)
+        }
+    }
+  if (residual)
+    {
+      /* res_out = res_in + drop(out + bias), then LayerNorm, on own rows. */
+      size_t r0, r1;
+      if (by_rows)
+        r0 = b, r1 = en;
+      else
+        gptd__nn_split (rows, nth, tid, 1, &r0, &r1);
+      for (size_t r = r0; r < r1; r++)
+        {
+          float *o = e->res_out + r * N;
+          residual_row (o, e->res_in + r * N, out + r * N, bias, &e->drop,
+                        (uint32_t) (r * N), N);
+          if (e->ln_out != NULL)
+            ln_row (e->ln_out + r * N, e->mean + r, e->rstd + r, o, e->ln_w,
+                    e->ln_b, N, e->eps);
+        }
+    }
+  TEAM_END
+}
+
+void
+gptd__nn_linear_backward (float *din, float *dW, float *db, const float *dout,
+                          const float *in, const float *W, size_t rows, int K,
+                          int N, const float *gelu_x)
+{
+  TEAM_BEGIN
+  size_t b, e;
+  if (dW != NULL)
+    {
+      // dW (K, N) += in^T (K, rows) dout (rows, N)
+      if (K >= N)
+        {
+          gptd__nn_split ((size_t) K, nth, tid, 16, &b, &e);
+          gptd__nn_sgemm1 (TRUE, FALSE, (int) (e - b), N, (int) rows, 1.0f,
+                           in + b, K, dout, N, 1.0f, dW + b * N, N);
+        }
+      else
+        {
+          gptd__nn_split ((size_t) N, nth, tid, 16, &b, &e);
+          gptd__nn_sgemm1 (TRUE, FALSE, K, (int) (e - b), (int) rows, 1.0f,
+                           in, K, dout + b, N, 1.0f, dW + b, N);
+        }
+    }
+  if (db != NULL)
+    {
+      gptd__nn_split ((size_t) N, nth, tid, 16, &b, &e);
+      if (e > b)
+        {
+          float *acc = g_new0 (float, e - b);
+          for (size_t r = 0; r < rows; r++)
+            add_row (acc, dout + r * N + b, e - b);
+          add_row (db + b, acc, e - b);
+          g_free (acc);
+        }
+    }
+  if (din != NULL)
+    {
+      // din (rows, K) = dout (rows, N) W (K, N)^T
+      if (rows >= (size_t) K)
+        {
+          gptd__nn_split (rows, nth, tid, 16, &b, &e);
+          gptd__nn_sgemm1 (FALSE, TRUE, (int) (e - b), K, N, 1.0f,
+                           dout + b * N, N, W, N, 0.0f, din + b * K, K);
+          if (gelu_x != NULL)
+            gelu_backward_range (din + b * K, gelu_x + b * K, (e - b) * K);
+        }
+      else
+        {
+          gptd__nn_split ((size_t) K, nth, tid, 16, &b, &e);
+          gptd__nn_sgemm1 (FALSE, TRUE, (int) rows, (int) (e - b), N, 1.0f,
+                           dout, N, W + b * N, N, 0.0f, din + b, K);
+          if (gelu_x != NULL)
+            for (size_t r = 0; r < rows; r++)
+              gelu_backward_range (din + r * K + b, gelu_x + r * K + b,
+                                   e - b);
+        }
+    }
+  TEAM_END
+}
+
 /* ---- attention ------------------------------------------------------------- */
 
 /* Softmax of row i (n = i + 1 valid entries, scaled scores already in row),

@@ -28,6 +28,9 @@ static int nn_threads = 0; /* 0: not yet initialised */
 static int
 default_threads (void)
 {
+  const char *env = g_getenv ("GPTD_NN_THREADS");
+  if (env != NULL && atoi (env) > 0)
+    return atoi (env);
   long n = sysconf (_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int) n : 1;
 }
