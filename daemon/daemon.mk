@@ -4,7 +4,17 @@
 lib_libgptd_la_SOURCES += lib/io/frame.c
 gptdinclude_HEADERS += include/gptd/frame.h
 
-bin_PROGRAMS += daemon/gptctl
+bin_PROGRAMS += daemon/gptd daemon/gptctl
+
+daemon_gptd_SOURCES = \
+	daemon/gptd.c \
+	daemon/cli.c daemon/cli.h \
+	daemon/server.c daemon/server.h \
+	daemon/worker.c daemon/worker.h \
+	daemon/runs.c daemon/runs.h \
+	daemon/paths.c daemon/paths.h
+daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\"
+daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
 
 daemon_gptctl_SOURCES = \
 	daemon/gptctl.c \
@@ -17,7 +27,4 @@ TESTS += tests/test-frame
 tests_test_frame_SOURCES = tests/test-frame.c
 tests_test_frame_LDADD = $(TEST_LIBS)
 
-
-# The daemon itself is built once the one-shot subcommands (daemon/cli.c) exist.
-EXTRA_DIST += daemon/gptd.c daemon/server.c daemon/server.h daemon/worker.c daemon/worker.h \
-	daemon/runs.c daemon/runs.h
+EXTRA_DIST += docs/control-protocol.md

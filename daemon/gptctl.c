@@ -320,7 +320,6 @@ state_status (Gptd__RunState state)
 typedef struct {
   gboolean tty;       /* stdout is a terminal: redraw a progress line in place */
   gboolean json;
-  gboolean quiet;     /* only the final line */
   gboolean has_line;  /* a progress line is on screen */
 } WatchOutput;
 
@@ -352,8 +351,6 @@ watch_print_event (WatchOutput *out, const Gptd__Event *ev)
       fflush (stdout);
       return;
     }
-  if (out->quiet)
-    return;
   if (out->tty && ev->body_case == GPTD__EVENT__BODY_PROGRESS && ev->progress != NULL)
     {
       guint width = terminal_width ();
@@ -420,7 +417,7 @@ watch_until_end (Client *cl, WatchOutput *out)
 }
 
 static int
-client_watch (Client *cl, const char *run_id, gboolean from_start, gboolean quiet)
+client_watch (Client *cl, const char *run_id, gboolean from_start)
 {
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__WatchRequest watch = GPTD__WATCH_REQUEST__INIT;
@@ -431,7 +428,7 @@ client_watch (Client *cl, const char *run_id, gboolean from_start, gboolean quie
   int status = client_send (cl, &req);
   if (status != EXIT_OK)
     return status;
-  WatchOutput out = { .tty = isatty (STDOUT_FILENO), .json = cl->json, .quiet = quiet };
+  WatchOutput out = { .tty = isatty (STDOUT_FILENO), .json = cl->json };
   return watch_until_end (cl, &out);
 }
 
@@ -544,7 +541,7 @@ cmd_run (Client *cl, int argc, char **argv, const CommandOptions *o)
     }
   if (!o->wait)
     return EXIT_OK;
-  return client_watch (cl, resp->run->id, TRUE, FALSE);
+  return client_watch (cl, resp->run->id, TRUE);
 }
 
 static int
@@ -691,7 +688,7 @@ cmd_watch (Client *cl, int argc, char **argv, const CommandOptions *o)
   int status = want_run_id ("watch", argc);
   if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
     return status;
-  return client_watch (cl, argv[0], o->from_start, FALSE);
+  return client_watch (cl, argv[0], o->from_start);
 }
 
 static int
@@ -712,10 +709,31 @@ cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
         g_print ("run %s: cancelling\n", resp->run->id);
       return EXIT_OK;
     }
-  /* Wait for it to end; it was cancelled as asked, so that is success unless it
-   * ended otherwise first. */
-  status = client_watch (cl, argv[0], FALSE, TRUE);
-  return status == EXIT_RUN_FAILED ? EXIT_OK : status;
+  /* Wait for it to end (stages may take a while to checkpoint), asking for its
+   * status rather than watching: a run that floods events is not slowed by it. */
+  for (;;)
+    {
+      g_autoptr (Gptd__Response) st =
+        call_run_id (cl, GPTD__REQUEST__BODY_STATUS, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+      if (st == NULL)
+        return status;
+      Gptd__RunState state = st->run->state;
+      if (state == GPTD__RUN_STATE__RUN_STATE_SUCCEEDED || state == GPTD__RUN_STATE__RUN_STATE_FAILED
+          || state == GPTD__RUN_STATE__RUN_STATE_CANCELLED
+          || state == GPTD__RUN_STATE__RUN_STATE_INTERRUPTED)
+        {
+          if (cl->json)
+            print_json (&st->run->base, TRUE);
+          else
+            {
+              g_autofree char *err = run_error_text (st->run);
+              g_print ("run %s %s%s%s\n", st->run->id, gptd_run_state_to_string (state),
+                       err ? ": " : "", err ? err : "");
+            }
+          return EXIT_OK;
+        }
+      g_usleep (100 * 1000);
+    }
 }
 
 static int

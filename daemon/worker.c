@@ -73,21 +73,37 @@ worker_send_failure (WorkerCtx *ctx, const char *message)
   worker_send (ctx, &ev);
 }
 
-/* Waits for SIGTERM/SIGINT (blocked in every thread) and cancels the run. */
+/* SIGTERM and SIGINT are turned into a byte on this pipe: a signal may land on any
+ * thread (libraries start their own before main()), and only writing to a pipe is
+ * safe in a handler. */
+static int signal_pipe[2] = { -1, -1 };
+
+static void
+on_stop_signal (int sig)
+{
+  int saved = errno;
+  guint8 b = (guint8) sig;
+  if (write (signal_pipe[1], &b, 1) < 0)
+    {
+      /* Nothing can be done in a handler; the pipe is never full in practice. */
+    }
+  errno = saved;
+}
+
+/* Reads the signal pipe and cancels the run. */
 static void *
 signal_thread (void *data)
 {
   WorkerCtx *ctx = data;
-  sigset_t set;
-  sigemptyset (&set);
-  sigaddset (&set, SIGTERM);
-  sigaddset (&set, SIGINT);
   for (;;)
     {
-      int sig = 0;
-      if (sigwait (&set, &sig) != 0)
+      guint8 b;
+      ssize_t n = read (signal_pipe[0], &b, 1);
+      if (n < 0 && errno == EINTR)
         continue;
-      g_message ("run %s: %s received, cancelling", ctx->run_id, g_strsignal (sig));
+      if (n <= 0)
+        break;
+      g_message ("run %s: %s received, cancelling", ctx->run_id, g_strsignal (b));
       gptd_runner_cancel (ctx->runner);
     }
   return NULL;
@@ -104,13 +120,15 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
   fcntl (fd, F_SETFD, FD_CLOEXEC);
   signal (SIGPIPE, SIG_IGN);
   signal (SIGHUP, SIG_IGN);
-  /* Blocked here, before any thread exists, so every thread inherits the mask
-   * and only the signal thread receives them. */
-  sigset_t set;
-  sigemptyset (&set);
-  sigaddset (&set, SIGTERM);
-  sigaddset (&set, SIGINT);
-  pthread_sigmask (SIG_BLOCK, &set, NULL);
+  if (pipe2 (signal_pipe, O_CLOEXEC) == 0)
+    {
+      struct sigaction sa = { 0 };
+      sa.sa_handler = on_stop_signal;
+      sigemptyset (&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      sigaction (SIGTERM, &sa, NULL);
+      sigaction (SIGINT, &sa, NULL);
+    }
 
   if (chdir (run_dir) != 0)
     {

@@ -1,1 +1,22 @@
-# Build fragment for tests/e2e; see the top-level Makefile.am.
+# Build fragment for tests/e2e: end-to-end tests of the gptd daemon and gptctl.
+# Each test is a shell script printing TAP; it starts its own gptd on a temporary
+# socket and state directory and cleans up after itself.
+
+E2E_TESTS = \
+	tests/e2e/basic.sh \
+	tests/e2e/restart.sh \
+	tests/e2e/clients.sh
+
+TESTS += $(E2E_TESTS)
+EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
+
+# A raw socket client (garbage, oversized and malformed frames, a stuck watcher).
+check_PROGRAMS += tests/e2e/e2e-raw
+tests_e2e_e2e_raw_SOURCES = tests/e2e/e2e-raw.c
+tests_e2e_e2e_raw_LDADD = $(TEST_LIBS)
+
+# The e2e-ticker stage: runs as long as a test needs, fails or dies on request.
+check_LTLIBRARIES += tests/e2e/libgptd-e2e.la
+tests_e2e_libgptd_e2e_la_SOURCES = tests/e2e/e2e-plugin.c
+tests_e2e_libgptd_e2e_la_LDFLAGS = $(PLUGIN_LINKFLAGS) -rpath $(abs_builddir)/tests/e2e
+tests_e2e_libgptd_e2e_la_LIBADD = $(PLUGIN_LIBS)
