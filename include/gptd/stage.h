@@ -190,6 +190,8 @@ void gptd_stage_log (GptdStageContext *ctx, GLogLevelFlags level,
 void gptd_stage_sample (GptdStageContext *ctx, const Gptd__Sample *sample);
 /* Text streamed as it is produced (generation), in whole UTF-8 characters. */
 void gptd_stage_text (GptdStageContext *ctx, const char *text, gboolean done);
+/* A model written (a checkpoint, or the final model), sent to watchers as an event. */
+void gptd_stage_model (GptdStageContext *ctx, const Gptd__Model *model);
 
 /* ---- The stage type -------------------------------------------------------- */
 

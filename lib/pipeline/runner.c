@@ -536,6 +536,16 @@ gptd_stage_text (GptdStageContext *ctx, const char *text, gboolean done)
   emit (ctx->runner, &ev);
 }
 
+void
+gptd_stage_model (GptdStageContext *ctx, const Gptd__Model *model)
+{
+  g_return_if_fail (ctx != NULL && model != NULL);
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  ev.body_case = GPTD__EVENT__BODY_MODEL;
+  ev.model = (Gptd__Model *) model;
+  emit (ctx->runner, &ev);
+}
+
 /* ---- A stage's thread ----------------------------------------------------- */
 
 /* Serves epoch requests until every outgoing link is finished with. */
