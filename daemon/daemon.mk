@@ -27,4 +27,3 @@ TESTS += tests/test-frame
 tests_test_frame_SOURCES = tests/test-frame.c
 tests_test_frame_LDADD = $(TEST_LIBS)
 
-EXTRA_DIST += docs/control-protocol.md

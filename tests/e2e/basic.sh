@@ -5,7 +5,7 @@
 # SIGTERM and gptctl's message when no daemon runs.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 38
+plan 39
 
 HELLO="${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}"
 
@@ -117,6 +117,12 @@ ctl plugins e2e-ticker | grep -q 'interval-ms'
 ok $? "gptctl plugins TYPE describes one, with its parameters"
 ctl plugins no-such-type > /dev/null 2>&1
 ok $(( $? == 4 ? 0 : 1 )) "an unknown stage type exits 4"
+
+# --- SIGHUP ------------------------------------------------------------------------
+kill -HUP "$DPID"
+sleep 0.5
+alive "$DPID" && ctl plugins | grep -q 'e2e-ticker' && grep -q 'rescanning the plugins' "$TMP/daemon.log"
+ok $? "SIGHUP rescans the plugins and the daemon serves on"
 
 # --- stopping ---------------------------------------------------------------------
 stop_daemon
