@@ -20,9 +20,12 @@ python=${PYTHON:-/usr/bin/python3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+# Both run with idle OpenMP threads sleeping rather than spinning (the cores
+# are shared), PyTorch also with glibc's allocator kept from returning memory.
+export OMP_WAIT_POLICY=passive
 "$build/bench/generate/bench-generate" --threads "$threads" --repeat "$repeat" | tee -a "$out"
 if "$python" -c 'import torch' 2>/dev/null; then
-  OMP_WAIT_POLICY=passive MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
+  MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
     "$python" "$here/bench-generate.py" --threads "$threads" --repeat "$repeat" | tee -a "$out"
 else
   echo "# PyTorch not found: reference figures skipped" >&2
