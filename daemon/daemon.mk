@@ -27,3 +27,9 @@ TESTS += tests/test-frame
 tests_test_frame_SOURCES = tests/test-frame.c
 tests_test_frame_LDADD = $(TEST_LIBS)
 
+
+check_PROGRAMS += tests/test-daemon-runs
+TESTS += tests/test-daemon-runs
+tests_test_daemon_runs_SOURCES = tests/test-daemon-runs.c daemon/runs.c daemon/runs.h
+tests_test_daemon_runs_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon -DG_LOG_DOMAIN=\"gptd\"
+tests_test_daemon_runs_LDADD = $(TEST_LIBS)

@@ -353,7 +353,7 @@ run_recover_log (GptdRun *run)
   guint64 good = gptd_frame_decoder_get_offset (dec);
   if (good < length)
     {
-      g_warning ("run %s: cutting a torn event at byte %" G_GUINT64_FORMAT " of %s",
+      g_message ("run %s: cutting a torn event at byte %" G_GUINT64_FORMAT " of %s",
                  run->id, good, path);
       if (truncate (path, (off_t) good) != 0)
         g_warning ("run %s: cannot truncate %s: %s", run->id, path, g_strerror (errno));

@@ -67,7 +67,6 @@ struct _Conn {
   gsize queued;          /* bytes handed to uv_write and not yet written */
   gboolean closing;      /* uv_close was called */
   gboolean draining;     /* no more requests; closed once its output is flushed */
-  gboolean eof;          /* the client has stopped sending */
   pid_t pid;
   uid_t uid;
   gid_t gid;
@@ -245,8 +244,6 @@ conn_watch_end (Conn *c)
   guint64 id = c->watch_id;
   conn_unwatch (c);
   conn_send_run (c, id, run, TRUE);
-  if (c->eof)
-    conn_drain (c);
 }
 
 static void
@@ -808,12 +805,10 @@ conn_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     {
       if (nread != UV_EOF)
         g_debug ("connection %u: %s", c->id, uv_strerror ((int) nread));
-      /* The client is done sending; a watcher that half-closed still gets its
-       * events, everybody else is closed once the answers are out. */
-      uv_read_stop (stream);
-      c->eof = TRUE;
-      if (c->watch_run == NULL)
-        conn_drain (c);
+      /* The client has hung up (or says it is done): it is closed once the
+       * answers already queued are out. */
+      conn_unwatch (c);
+      conn_drain (c);
     }
 }
 

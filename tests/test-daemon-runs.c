@@ -1,0 +1,342 @@
+/* tests/test-daemon-runs.c: unit tests of the daemon's run table (daemon/runs.c):
+ * run directories and status files, the framed event log and its readers, the
+ * state directory lock, and what a restart finds after the daemon died: running
+ * runs marked interrupted, a torn last event cut off, IDs carried on.
+ */
+#include "runs.h"
+
+#include <gptd/frame.h>
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+typedef struct {
+  char *dir;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  f->dir = g_dir_make_tmp ("gptd-runs-XXXXXX", NULL);
+  g_assert_nonnull (f->dir);
+}
+
+static void
+remove_tree (const char *path)
+{
+  g_autoptr (GDir) d = g_dir_open (path, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *p = g_build_filename (path, name, NULL);
+      if (g_file_test (p, G_FILE_TEST_IS_DIR))
+        remove_tree (p);
+      else
+        g_unlink (p);
+    }
+  g_rmdir (path);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  remove_tree (f->dir);
+  g_free (f->dir);
+}
+
+static void
+record_state (GptdRun *run, Gptd__RunState state, const char *stage, const char *error)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__StateChange change = GPTD__STATE_CHANGE__INIT;
+  change.state = state;
+  change.stage = (char *) (stage ? stage : "");
+  change.error = (char *) (error ? error : "");
+  ev.run_id = (char *) "ignored";
+  ev.body_case = GPTD__EVENT__BODY_STATE;
+  ev.state = &change;
+  g_assert_true (gptd__run_record_event (run, &ev));
+  /* The caller's strings are given back. */
+  g_assert_cmpstr (ev.run_id, ==, "ignored");
+}
+
+static void
+record_progress (GptdRun *run, guint64 items)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__Progress p = GPTD__PROGRESS__INIT;
+  p.stage = (char *) "ticks";
+  p.items = items;
+  p.total_items = 100;
+  p.unit = (char *) "ticks";
+  p.loss = NAN;
+  p.val_loss = 2.5;
+  ev.body_case = GPTD__EVENT__BODY_PROGRESS;
+  ev.progress = &p;
+  g_assert_true (gptd__run_record_event (run, &ev));
+}
+
+static GptdRun *
+create_run (GptdRunTable *table)
+{
+  const char *settings[] = { "ticks.count=3", "var=x", NULL };
+  g_autoptr (GError) error = NULL;
+  GptdRun *run = gptd__run_table_create (table, "demo", "[pipeline]\nname=demo\n",
+                                         "/somewhere/demo.pipeline", "/somewhere",
+                                         settings, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (run);
+  return run;
+}
+
+typedef struct {
+  guint calls;
+  guint64 last_seq;
+} Seen;
+
+static void
+count_events (GptdRun *run, const Gptd__Event *event, gpointer user_data)
+{
+  Seen *seen = user_data;
+  seen->calls++;
+  seen->last_seq = event->seq;
+  g_assert_cmpstr (event->run_id, ==, run->id);
+}
+
+static void
+test_lifecycle (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  Seen seen = { 0 };
+  gptd__run_table_set_event_func (table, count_events, &seen);
+
+  GptdRun *run = create_run (table);
+  g_assert_cmpstr (run->id, ==, "1");
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_QUEUED);
+  g_assert_true (gptd__run_table_lookup (table, "1") == run);
+  g_assert_null (gptd__run_table_lookup (table, "2"));
+
+  /* What the worker reads back. */
+  g_autofree char *text = NULL, *filename = NULL, *workdir = NULL;
+  g_auto (GStrv) settings = NULL;
+  g_assert_true (gptd__run_dir_read_request (run->dir, &text, &filename, &workdir, &settings,
+                                             &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (text, ==, "[pipeline]\nname=demo\n");
+  g_assert_cmpstr (filename, ==, "/somewhere/demo.pipeline");
+  g_assert_cmpstr (workdir, ==, "/somewhere");
+  g_assert_cmpuint (g_strv_length (settings), ==, 2);
+  g_assert_cmpstr (settings[1], ==, "var=x");
+
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_RUNNING);
+  g_assert_cmpfloat (run->started, >, 0);
+  record_progress (run, 10);
+  record_progress (run, 20);
+  g_assert_cmpuint (run->progress->items, ==, 20);
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_FAILED, "ticks", "it broke");
+  g_assert_true (gptd__run_is_finished (run));
+  g_assert_cmpstr (run->error, ==, "it broke");
+  g_assert_cmpstr (run->error_stage, ==, "ticks");
+  g_assert_cmpuint (seen.calls, ==, 4);
+  g_assert_cmpuint (seen.last_seq, ==, 4);
+
+  /* A finished run takes no more events. */
+  Gptd__Event late = GPTD__EVENT__INIT;
+  g_assert_false (gptd__run_record_event (run, &late));
+  g_assert_cmpuint (seen.calls, ==, 4);
+
+  g_autoptr (GPtrArray) all = gptd__run_read_log (run, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (all->len, ==, 4);
+  for (guint i = 0; i < all->len; i++)
+    {
+      Gptd__Event *ev = all->pdata[i];
+      g_assert_cmpuint (ev->seq, ==, i + 1);
+      g_assert_cmpstr (ev->run_id, ==, "1");
+    }
+  g_autoptr (GPtrArray) logs = gptd__run_read_log (run, TRUE, &error);
+  g_assert_cmpuint (logs->len, ==, 2);
+
+  gptd__run_table_free (table);
+
+  /* Reopened: the finished run is as it was, progress included. */
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  run = gptd__run_table_lookup (table, "1");
+  g_assert_nonnull (run);
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_FAILED);
+  g_assert_cmpstr (run->name, ==, "demo");
+  g_assert_cmpstr (run->error, ==, "it broke");
+  g_assert_cmpstr (run->error_stage, ==, "ticks");
+  g_assert_nonnull (run->progress);
+  g_assert_cmpuint (run->progress->items, ==, 20);
+  g_assert_true (isnan (run->progress->loss));
+  g_assert_cmpfloat (run->progress->val_loss, ==, 2.5);
+  /* IDs go on. */
+  GptdRun *second = create_run (table);
+  g_assert_cmpstr (second->id, ==, "2");
+  gptd__run_table_free (table);
+}
+
+static void
+test_interrupted (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *queued = create_run (table);
+  GptdRun *running = create_run (table);
+  record_state (running, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+  record_progress (running, 5);
+  /* A pid that is not a worker of this run. */
+  gptd__run_set_pid (running, getpid ());
+  g_autofree char *log_path = g_build_filename (running->dir, GPTD_RUN_EVENTS_FILE, NULL);
+  g_autofree char *queued_id = g_strdup (queued->id);
+  g_autofree char *running_id = g_strdup (running->id);
+  /* The daemon dies here, in the middle of writing an event. */
+  gptd__run_table_free (table);
+  g_autofree char *before = NULL;
+  gsize before_len = 0;
+  g_assert_true (g_file_get_contents (log_path, &before, &before_len, NULL));
+  FILE *fp = fopen (log_path, "ab");
+  const guint8 torn[] = { 0, 0, 0, 40, 0x0a, 0x01 };
+  fwrite (torn, 1, sizeof torn, fp);
+  fclose (fp);
+
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *r = gptd__run_table_lookup (table, running_id);
+  g_assert_cmpint (r->state, ==, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED);
+  g_assert_cmpint (r->pid, ==, 0);
+  g_assert_nonnull (strstr (r->error, "gptd stopped while the run was running"));
+  g_assert_cmpfloat (r->finished, >, 0);
+  GptdRun *q = gptd__run_table_lookup (table, queued_id);
+  g_assert_cmpint (q->state, ==, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED);
+
+  /* The torn frame is gone and the interruption follows the whole events. */
+  g_autoptr (GPtrArray) events = gptd__run_read_log (r, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (events->len, ==, 3);
+  Gptd__Event *last = events->pdata[2];
+  g_assert_cmpuint (last->seq, ==, 3);
+  g_assert_cmpint (last->body_case, ==, GPTD__EVENT__BODY_STATE);
+  g_assert_cmpint (last->state->state, ==, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED);
+  g_autofree char *after = NULL;
+  gsize after_len = 0;
+  g_assert_true (g_file_get_contents (log_path, &after, &after_len, NULL));
+  g_assert_cmpuint (after_len, >, before_len);
+  g_assert_cmpmem (after, before_len, before, before_len);
+  gptd__run_table_free (table);
+
+  /* Written back: a third start finds it interrupted on disk, unchanged. */
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  r = gptd__run_table_lookup (table, running_id);
+  g_assert_cmpint (r->state, ==, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED);
+  g_autoptr (GPtrArray) again = gptd__run_read_log (r, FALSE, &error);
+  g_assert_cmpuint (again->len, ==, 3);
+  gptd__run_table_free (table);
+}
+
+static void
+test_lock (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRunTable *second = gptd__run_table_open (f->dir, &error);
+  g_assert_null (second);
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST);
+  g_assert_nonnull (strstr (error->message, "Another gptd is using the state directory"));
+  g_clear_error (&error);
+  gptd__run_table_free (table);
+  second = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  gptd__run_table_free (second);
+}
+
+static void
+test_reader_follows (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  GptdRun *run = create_run (table);
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+
+  g_autoptr (GptdRunLogReader) reader = gptd__run_log_reader_new (run, &error);
+  g_assert_no_error (error);
+  Gptd__Event *ev = gptd__run_log_reader_next (reader, &error);
+  g_assert_nonnull (ev);
+  g_assert_cmpuint (ev->seq, ==, 1);
+  protobuf_c_message_free_unpacked (&ev->base, NULL);
+  g_assert_null (gptd__run_log_reader_next (reader, &error));
+  g_assert_no_error (error);
+
+  /* Events appended later are read on. */
+  record_progress (run, 1);
+  record_progress (run, 2);
+  for (guint64 seq = 2; seq <= 3; seq++)
+    {
+      ev = gptd__run_log_reader_next (reader, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (ev);
+      g_assert_cmpuint (ev->seq, ==, seq);
+      protobuf_c_message_free_unpacked (&ev->base, NULL);
+    }
+  g_assert_null (gptd__run_log_reader_next (reader, &error));
+  g_assert_no_error (error);
+  gptd__run_table_free (table);
+}
+
+static void
+test_bad_run_dirs (Fixture *f, gconstpointer data)
+{
+  /* A run directory without a readable status is skipped (with a warning), and
+   * its ID is not given again. */
+  g_autofree char *bad = g_build_filename (f->dir, "runs", "7", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (bad, 0750), ==, 0);
+  g_autofree char *status = g_build_filename (bad, GPTD_RUN_STATUS_FILE, NULL);
+  g_assert_true (g_file_set_contents (status, "{ not json", -1, NULL));
+  g_autofree char *other = g_build_filename (f->dir, "runs", "not-a-run", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (other, 0750), ==, 0);
+
+  if (!g_test_subprocess ())
+    {
+      /* The warning is checked in a subprocess, where it is not fatal. */
+      g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      g_test_trap_assert_stderr ("*Skipping run 7:*status.json*");
+      return;
+    }
+  g_log_set_always_fatal (G_LOG_FATAL_MASK);
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  g_autoptr (GPtrArray) list = gptd__run_table_list (table);
+  g_assert_cmpuint (list->len, ==, 0);
+  GptdRun *run = create_run (table);
+  g_assert_cmpstr (run->id, ==, "8");
+  gptd__run_table_free (table);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/daemon/runs/lifecycle", Fixture, NULL, fixture_setup, test_lifecycle,
+              fixture_teardown);
+  g_test_add ("/daemon/runs/interrupted", Fixture, NULL, fixture_setup, test_interrupted,
+              fixture_teardown);
+  g_test_add ("/daemon/runs/lock", Fixture, NULL, fixture_setup, test_lock, fixture_teardown);
+  g_test_add ("/daemon/runs/reader-follows", Fixture, NULL, fixture_setup,
+              test_reader_follows, fixture_teardown);
+  g_test_add ("/daemon/runs/bad-run-dirs", Fixture, NULL, fixture_setup, test_bad_run_dirs,
+              fixture_teardown);
+  return g_test_run ();
+}
