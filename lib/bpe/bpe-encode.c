@@ -15,10 +15,12 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include "bpe/bpe-internal.h"
+#include "bpe/bpe-pretok.h"
 
 /* Pieces longer than this are merged with the heap. */
-#define ARRAY_MERGE_MAX 128
+#define ARRAY_MERGE_MAX 40
+/* Heap merges of pieces up to this long use stack memory. */
+#define HEAP_STACK_MAX 512
 /* Pieces longer than this are not cached. */
 #define CACHE_PIECE_MAX 128
 #define CACHE_SLOTS_LOG2 15
@@ -64,9 +66,13 @@ merge_array (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
       if (best == GPTD__BPE_NO_ID)
         break;
       id[at] = best;
-      memmove (id + at + 1, id + at + 2, sizeof (guint32) * (m - at - 2));
-      memmove (rank + at + 1, rank + at + 2, sizeof (guint32) * (m - at - 2));
-      memmove (start + at + 1, start + at + 2, sizeof (guint32) * (m - at - 1));
+      for (gsize i = at + 1; i + 1 < m; i++)
+        {
+          id[i] = id[i + 1];
+          rank[i] = rank[i + 1];
+          start[i] = start[i + 1];
+        }
+      start[m - 1] = start[m];
       m--;
       rank[at] = at + 1 < m ? rank_of (bpe, p, start[at], start[at + 2]) : GPTD__BPE_NO_ID;
       if (at > 0)
@@ -121,10 +127,13 @@ static gsize
 merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
 {
   /* Part i starts at byte i and ends where next[i] starts. */
-  guint32 *id = g_new (guint32, n * 4);
+  guint32 id_stack[HEAP_STACK_MAX * 4];
+  guint64 heap_stack[HEAP_STACK_MAX * 3 + 4];
+  gboolean on_stack = n <= HEAP_STACK_MAX;
+  guint32 *id = on_stack ? id_stack : g_new (guint32, n * 4);
   guint32 *next = id + n, *prev = id + 2 * n, *rnext = id + 3 * n;
-  gsize hcap = n * 3 + 4, hlen = 0;
-  guint64 *heap = g_new (guint64, hcap);
+  gsize hlen = 0;
+  guint64 *heap = on_stack ? heap_stack : g_new (guint64, n * 3 + 4);
   for (gsize i = 0; i < n; i++)
     {
       id[i] = bpe->byte_id[p[i]];
@@ -150,11 +159,8 @@ merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
         prev[next[j]] = i;
       id[j] = GPTD__BPE_NO_ID;
       rnext[j] = GPTD__BPE_NO_ID;
-      if (hlen + 2 > hcap)
-        {
-          hcap *= 2;
-          heap = g_renew (guint64, heap, hcap);
-        }
+      /* The heap holds at most n - 1 entries at first and each merge (at most
+       * n - 1 of them) pushes two, so hcap = 3n + 4 always suffices. */
       guint32 k = next[i];
       rnext[i] = k < n ? rank_of (bpe, p, i, next[k]) : GPTD__BPE_NO_ID;
       if (rnext[i] != GPTD__BPE_NO_ID)
@@ -170,8 +176,11 @@ merge_heap (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out)
   gsize m = 0;
   for (guint32 i = 0; i < n; i = next[i])
     out[m++] = id[i];
-  g_free (heap);
-  g_free (id);
+  if (!on_stack)
+    {
+      g_free (heap);
+      g_free (id);
+    }
   return m;
 }
 
@@ -255,27 +264,17 @@ encode_piece (const GptdBpe *bpe, PieceCache *c, const guint8 *p, gsize n, guint
       out[0] = bpe->byte_id[p[0]];
       return 1;
     }
-  guint64 h = gptd__bpe_hash_bytes (p, n);
-  guint32 h32 = (guint32) (h >> 32);
+  guint64 key = gptd__bpe_key (p, n);
 
   /* The whole piece as one token. */
-  guint32 i = (guint32) h & bpe->tok_mask;
-  for (;;)
+  guint32 id = gptd__bpe_lookup_key (bpe, p, n, key);
+  if (id != GPTD__BPE_NO_ID)
     {
-      const GptdBpeTokSlot *s = &bpe->tok_slots[i];
-      if (s->id == GPTD__BPE_NO_ID)
-        break;
-      if (s->hash == h32)
-        {
-          guint32 off = bpe->tok_off[s->id];
-          if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
-            {
-              out[0] = s->id;
-              return 1;
-            }
-        }
-      i = (i + 1) & bpe->tok_mask;
+      out[0] = id;
+      return 1;
     }
+  guint64 h = n <= 8 ? key * 0xbf58476d1ce4e5b9ull ^ n : key;
+  guint32 h32 = (guint32) (h >> 32);
 
   if (n > CACHE_PIECE_MAX)
     return gptd__bpe_merge (bpe, p, n, out, FALSE);
@@ -286,7 +285,7 @@ encode_piece (const GptdBpe *bpe, PieceCache *c, const guint8 *p, gsize n, guint
       memcpy (out, c->ids + slot->ids_off, sizeof (guint32) * slot->n_ids);
       return slot->n_ids;
     }
-  gsize m = merge_array (bpe, p, n, out);
+  gsize m = gptd__bpe_merge (bpe, p, n, out, FALSE);
   if (c->keys_len + n > CACHE_KEY_BYTES || c->ids_len + m > CACHE_ID_COUNT)
     piece_cache_clear (c);
   memcpy (c->keys + c->keys_len, p, n);
@@ -309,7 +308,7 @@ gptd__bpe_encode_ordinary (const GptdBpe *bpe, const guint8 *s, gsize len, guint
   gsize pos = 0, k = 0;
   while (pos < len)
     {
-      gsize e = gptd__bpe_pretok_next (s, pos, len);
+      gsize e = gptd__bpe_pretok_next_inline (s, pos, len);
       k += encode_piece (bpe, c, s + pos, e - pos, out + k);
       pos = e;
     }

@@ -26,11 +26,23 @@ typedef struct {
   guint32 right;
 } GptdBpeMerge;
 
-/* Slot of the token table (bytes -> id); id == GPTD__BPE_NO_ID when empty. */
+/* Slot of the token table (bytes -> id). key is gptd__bpe_key() of the bytes;
+ * for tokens of up to 8 bytes it is the bytes themselves, so that comparing key
+ * and len compares the token. id == GPTD__BPE_NO_ID when empty; len ==
+ * G_MAXUINT32 for a removed token, which never matches. */
 typedef struct {
-  guint32 hash;
+  guint64 key;
   guint32 id;
+  guint32 len;
 } GptdBpeTokSlot;
+
+/* Slot of the table of tokens of up to 4 bytes: the bytes as gptd__bpe_key()
+ * packs them, and id | len << 24 (G_MAXUINT32 when empty; len 0xff for a
+ * removed token). */
+typedef struct {
+  guint32 key;
+  guint32 id_len;
+} GptdBpeShortSlot;
 
 struct _GptdBpe {
   gint     ref_count;
@@ -43,8 +55,12 @@ struct _GptdBpe {
   guint8  *tok_kind;      /* per id: 0 none, 1 ordinary, 2 special */
   guint32  byte_id[256];  /* id of each single byte */
 
-  GptdBpeTokSlot *tok_slots;   /* tokens by bytes (lookups skip special tokens) */
+  GptdBpeTokSlot *tok_slots;   /* ordinary tokens of more than 4 bytes by bytes */
   guint32         tok_mask;
+  guint           tok_shift;   /* 64 - log2 (number of slots) */
+  GptdBpeShortSlot *short_slots; /* ordinary tokens of up to 4 bytes */
+  guint32           short_mask;
+  guint             short_shift;
 
   GptdBpeSpecial *special;     /* sorted by decreasing length */
   guint           n_special;
@@ -87,26 +103,72 @@ gptd__bpe_hash_bytes (const guint8 *p, gsize n)
   return h;
 }
 
-/* Looks up the ordinary token with bytes p[0, n); GPTD__BPE_NO_ID when none. */
-static inline guint32
-gptd__bpe_lookup_bytes (const GptdBpe *bpe, const guint8 *p, gsize n)
+/* A 64-bit key of the bytes p[0, n): for n <= 8 the bytes themselves (one
+ * value per byte string of that length), longer strings hashed. */
+static inline G_GNUC_PURE guint64
+gptd__bpe_key (const guint8 *p, gsize n)
 {
-  guint64 h = gptd__bpe_hash_bytes (p, n);
-  guint32 h32 = (guint32) (h >> 32);
-  guint32 i = (guint32) h & bpe->tok_mask;
+  if (n >= 4)
+    {
+      guint32 a, b;
+      memcpy (&a, p, 4);
+      memcpy (&b, p + n - 4, 4);
+      if (G_LIKELY (n <= 8))
+        return a | ((guint64) b << 32);
+      return gptd__bpe_hash_bytes (p, n);
+    }
+  return p[0] | ((guint64) p[n >> 1] << 8) | ((guint64) p[n - 1] << 16);
+}
+
+/* The first slot to probe for a key. */
+static inline guint32
+gptd__bpe_slot_of (const GptdBpe *bpe, guint64 key, gsize n)
+{
+  if (n <= 4)
+    return (guint32) ((((guint32) key | ((guint64) n << 32)) * 0x9E3779B97F4A7C15ull) >> bpe->short_shift);
+  return (guint32) (((key ^ ((guint64) n << 56)) * 0x9E3779B97F4A7C15ull) >> bpe->tok_shift);
+}
+
+/* Looks up the ordinary token with bytes p[0, n), whose key is key;
+ * GPTD__BPE_NO_ID when none. */
+static inline G_GNUC_PURE guint32
+gptd__bpe_lookup_key (const GptdBpe *bpe, const guint8 *p, gsize n, guint64 key)
+{
+  guint32 i = gptd__bpe_slot_of (bpe, key, n);
+  if (n <= 4)
+    {
+      guint32 want = (guint32) n << 24;
+      for (;;)
+        {
+          const GptdBpeShortSlot *s = &bpe->short_slots[i];
+          if (s->key == (guint32) key && (s->id_len & 0xff000000u) == want)
+            return s->id_len & 0xffffffu;
+          if (s->id_len == G_MAXUINT32)
+            return GPTD__BPE_NO_ID;
+          i = (i + 1) & bpe->short_mask;
+        }
+    }
   for (;;)
     {
       const GptdBpeTokSlot *s = &bpe->tok_slots[i];
+      if (s->key == key && s->len == n)
+        {
+          if (G_LIKELY (n <= 8))
+            return s->id;
+          if (memcmp (bpe->tok_bytes + bpe->tok_off[s->id], p, n) == 0)
+            return s->id;
+        }
       if (s->id == GPTD__BPE_NO_ID)
         return GPTD__BPE_NO_ID;
-      if (s->hash == h32)
-        {
-          guint32 off = bpe->tok_off[s->id];
-          if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
-            return bpe->tok_kind[s->id] == 1 ? s->id : GPTD__BPE_NO_ID;
-        }
       i = (i + 1) & bpe->tok_mask;
     }
+}
+
+/* Looks up the ordinary token with bytes p[0, n) (n >= 1); GPTD__BPE_NO_ID when none. */
+static inline G_GNUC_PURE guint32
+gptd__bpe_lookup_bytes (const GptdBpe *bpe, const guint8 *p, gsize n)
+{
+  return gptd__bpe_lookup_key (bpe, p, n, gptd__bpe_key (p, n));
 }
 
 /* ---- vocabulary construction (bpe-vocab.c) ---- */

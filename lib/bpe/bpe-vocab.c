@@ -25,7 +25,7 @@
 #endif
 
 /* Ids above this are refused, so that a corrupt file cannot ask for huge tables. */
-#define MAX_ID (1u << 24)
+#define MAX_ID ((1u << 24) - 1)
 
 G_DEFINE_QUARK (gptd-bpe-error-quark, gptd_bpe_error)
 
@@ -113,32 +113,51 @@ pow2_at_least (guint64 n)
   return p;
 }
 
-/* Inserts id into the token table; returns the id already there with the same
+/* Inserts id into the token tables; returns the id already there with the same
  * bytes, or GPTD__BPE_NO_ID. */
 static guint32
 tok_insert (GptdBpe *bpe, guint32 id)
 {
   const guint8 *p = bpe->tok_bytes + bpe->tok_off[id];
   gsize n = bpe->tok_off[id + 1] - bpe->tok_off[id];
-  guint64 h = gptd__bpe_hash_bytes (p, n);
-  guint32 i = (guint32) h & bpe->tok_mask;
-  for (;;)
+  guint64 key = gptd__bpe_key (p, n);
+  guint32 dup = gptd__bpe_lookup_key (bpe, p, n, key);
+  if (dup != GPTD__BPE_NO_ID)
+    return dup;
+  guint32 i = gptd__bpe_slot_of (bpe, key, n);
+  if (n <= 4)
     {
-      GptdBpeTokSlot *s = &bpe->tok_slots[i];
-      if (s->id == GPTD__BPE_NO_ID)
-        {
-          s->id = id;
-          s->hash = (guint32) (h >> 32);
-          return GPTD__BPE_NO_ID;
-        }
-      if (s->hash == (guint32) (h >> 32))
-        {
-          guint32 off = bpe->tok_off[s->id];
-          if (bpe->tok_off[s->id + 1] - off == n && memcmp (bpe->tok_bytes + off, p, n) == 0)
-            return s->id;
-        }
-      i = (i + 1) & bpe->tok_mask;
+      while (bpe->short_slots[i].id_len != G_MAXUINT32)
+        i = (i + 1) & bpe->short_mask;
+      bpe->short_slots[i].key = (guint32) key;
+      bpe->short_slots[i].id_len = id | ((guint32) n << 24);
+      return GPTD__BPE_NO_ID;
     }
+  while (bpe->tok_slots[i].id != GPTD__BPE_NO_ID)
+    i = (i + 1) & bpe->tok_mask;
+  bpe->tok_slots[i].key = key;
+  bpe->tok_slots[i].id = id;
+  bpe->tok_slots[i].len = (guint32) n;
+  return GPTD__BPE_NO_ID;
+}
+
+/* Removes token id (an ordinary token turned special) from the token tables. */
+static void
+tok_remove (GptdBpe *bpe, guint32 id)
+{
+  const guint8 *p = bpe->tok_bytes + bpe->tok_off[id];
+  gsize n = bpe->tok_off[id + 1] - bpe->tok_off[id];
+  guint32 i = gptd__bpe_slot_of (bpe, gptd__bpe_key (p, n), n);
+  if (n <= 4)
+    {
+      for (; bpe->short_slots[i].id_len != G_MAXUINT32; i = (i + 1) & bpe->short_mask)
+        if ((bpe->short_slots[i].id_len & 0xffffffu) == id)
+          bpe->short_slots[i].id_len = id | 0xff000000u;
+      return;
+    }
+  for (; bpe->tok_slots[i].id != GPTD__BPE_NO_ID; i = (i + 1) & bpe->tok_mask)
+    if (bpe->tok_slots[i].id == id)
+      bpe->tok_slots[i].len = G_MAXUINT32;
 }
 
 static int
@@ -231,9 +250,19 @@ gptd__bpe_new (const char          *source,
     }
   bpe->tok_off[n_vocab] = off;
 
-  /* Ordinary tokens by bytes. */
-  guint32 cap = pow2_at_least ((guint64) n_ordinary * 2);
+  /* Ordinary tokens by bytes: up to 4 bytes, and longer. */
+  guint n_short = 0;
+  for (guint32 i = 0; i < n_vocab; i++)
+    if (tokens[i] && kinds[i] == 1 && lens[i] <= 4)
+      n_short++;
+  guint32 cap = pow2_at_least ((guint64) n_short * 3 / 2);
+  bpe->short_mask = cap - 1;
+  bpe->short_shift = 64 - (guint) g_bit_nth_msf (cap, -1);
+  bpe->short_slots = g_new (GptdBpeShortSlot, cap);
+  memset (bpe->short_slots, 0xff, sizeof (GptdBpeShortSlot) * cap);
+  cap = pow2_at_least ((guint64) (n_ordinary - n_short) * 3 / 2);
   bpe->tok_mask = cap - 1;
+  bpe->tok_shift = 64 - (guint) g_bit_nth_msf (cap, -1);
   bpe->tok_slots = g_new (GptdBpeTokSlot, cap);
   memset (bpe->tok_slots, 0xff, sizeof (GptdBpeTokSlot) * cap);
   for (int b = 0; b < 256; b++)
@@ -296,6 +325,7 @@ gptd_bpe_unref (GptdBpe *bpe)
   g_free (bpe->special);
   g_free (bpe->merges);
   g_free (bpe->tok_slots);
+  g_free (bpe->short_slots);
   g_free (bpe->tok_kind);
   g_free (bpe->tok_off);
   g_free (bpe->tok_bytes);
@@ -807,6 +837,8 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
        * only when the key has characters outside printable ASCII. */
       if (kinds[id] == 1 && (lens[id] != e->key_len || memcmp (tokens[id], arena + e->key_off, lens[id]) != 0))
         respell = TRUE;
+      if (bpe->tok_kind[id] == 1)
+        tok_remove (bpe, id);
       kinds[id] = 2;
       bpe->tok_kind[id] = 2;
       tokens[id] = (const guint8 *) arena + e->key_off;

@@ -3,6 +3,7 @@
 
 lib_libgptd_la_SOURCES += \
 	lib/bpe/bpe-internal.h \
+	lib/bpe/bpe-pretok.h \
 	lib/bpe/bpe-pretok.c \
 	lib/bpe/bpe-utf8.c \
 	lib/bpe/bpe-vocab.c \
@@ -25,3 +26,9 @@ EXTRA_DIST += \
 	tests/golden/bpe/data-ids.json \
 	tests/golden/bpe/make-goldens.mjs \
 	tests/golden/bpe/make-data-hashes.mjs
+
+# The tokenizer benchmark (built, not run by make check; see bench/tokenizer/).
+noinst_PROGRAMS += bench/tokenizer/bench-tokenizer
+bench_tokenizer_bench_tokenizer_SOURCES = bench/tokenizer/bench-tokenizer.c \
+	bench/tokenizer/bpe-naive-train.c bench/tokenizer/bpe-naive-train.h
+bench_tokenizer_bench_tokenizer_LDADD = $(TEST_LIBS)

@@ -1,0 +1,243 @@
+/* bench/tokenizer/bench-tokenizer.c: throughput of gptd's BPE tokenizer.
+ *
+ *   bench-tokenizer [--vocab gpt2] [--runs N] [--chunk-kb K] [--ids-out FILE]
+ *                   [--train-mb M] [--train-vocab V] CORPUS
+ *
+ * Reports, as "key value" lines:
+ * - the time to load the vocabulary (median of 11 loads);
+ * - single-thread encode throughput (median of N runs, each on a fresh thread so
+ *   that the per-thread piece cache starts cold);
+ * - two-thread throughput: the corpus is cut into chunks at split points and two
+ *   worker threads encode chunks in parallel; the ids, concatenated in chunk
+ *   order, must equal the single-thread ids;
+ * - training time of gptd's trainer and of the straightforward trainer on the
+ *   first M MB of the corpus, and whether their vocabularies are identical.
+ * With --ids-out, the single-thread ids are written as little-endian uint32.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <gptd/bpe.h>
+
+#include "bpe-naive-train.h"
+
+static const char *opt_vocab = "gpt2";
+static int opt_runs = 5;
+static int opt_chunk_kb = 256;
+static const char *opt_ids_out;
+static double opt_train_mb = 1.0;
+static int opt_train_vocab = 1000;
+
+typedef struct {
+  const GptdBpe *bpe;
+  const char    *text;
+  gsize          len;
+  GArray        *ids;
+  double         seconds;
+} EncodeJob;
+
+static gpointer
+encode_thread (gpointer data)
+{
+  EncodeJob *job = data;
+  GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
+  g_array_set_size (job->ids, 0);
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (GError) error = NULL;
+  if (!gptd_bpe_encode (job->bpe, job->text, job->len, &opts, job->ids, &error))
+    g_error ("encode: %s", error->message);
+  job->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  return NULL;
+}
+
+typedef struct {
+  const GptdBpe *bpe;
+  const char    *text;
+  GArray        *cuts;   /* gsize: chunk boundaries, first 0, last len */
+  GArray       **out;    /* per chunk */
+  gint           next;   /* next chunk to take */
+} ParallelJob;
+
+static gpointer
+parallel_worker (gpointer data)
+{
+  ParallelJob *job = data;
+  GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
+  for (;;)
+    {
+      gint c = g_atomic_int_add (&job->next, 1);
+      if (c >= (gint) job->cuts->len - 1)
+        break;
+      gsize a = g_array_index (job->cuts, gsize, c), b = g_array_index (job->cuts, gsize, c + 1);
+      opts.base_offset = a;
+      g_autoptr (GError) error = NULL;
+      if (!gptd_bpe_encode (job->bpe, job->text + a, b - a, &opts, job->out[c], &error))
+        g_error ("encode: %s", error->message);
+    }
+  return NULL;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, (gsize) n, sizeof (double), cmp_double);
+  return v[n / 2];
+}
+
+int
+main (int argc, char **argv)
+{
+  GOptionEntry entries[] = {
+    { "vocab", 0, 0, G_OPTION_ARG_STRING, &opt_vocab, "Vocabulary (name or path)", "VOCAB" },
+    { "runs", 0, 0, G_OPTION_ARG_INT, &opt_runs, "Runs per measurement", "N" },
+    { "chunk-kb", 0, 0, G_OPTION_ARG_INT, &opt_chunk_kb, "Chunk size for two threads", "K" },
+    { "ids-out", 0, 0, G_OPTION_ARG_FILENAME, &opt_ids_out, "Write the ids here", "FILE" },
+    { "train-mb", 0, 0, G_OPTION_ARG_DOUBLE, &opt_train_mb, "Training text size (0: skip)", "M" },
+    { "train-vocab", 0, 0, G_OPTION_ARG_INT, &opt_train_vocab, "Trained vocabulary size", "V" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("CORPUS - BPE tokenizer benchmark");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 2)
+    {
+      fprintf (stderr, "%s\n", error ? error->message : "usage: bench-tokenizer [OPTIONS] CORPUS");
+      return 2;
+    }
+  g_autofree char *text = NULL;
+  gsize len;
+  if (!g_file_get_contents (argv[1], &text, &len, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 1;
+    }
+  printf ("corpus_bytes %" G_GSIZE_FORMAT "\n", len);
+
+  /* Loading. */
+  double load_ms[11];
+  GptdBpe *bpe = NULL;
+  for (int i = 0; i < 11; i++)
+    {
+      gptd_bpe_unref (bpe);
+      gint64 t0 = g_get_monotonic_time ();
+      bpe = gptd_bpe_load (opt_vocab, &error);
+      load_ms[i] = (g_get_monotonic_time () - t0) / 1e3;
+      if (!bpe)
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 1;
+        }
+    }
+  printf ("load_ms %.1f\n", median (load_ms, 11));
+
+  /* One thread. */
+  double *rate = g_new (double, opt_runs);
+  EncodeJob job = { bpe, text, len, g_array_new (FALSE, FALSE, sizeof (guint32)), 0 };
+  for (int r = 0; r < opt_runs; r++)
+    {
+      g_thread_join (g_thread_new ("encode", encode_thread, &job));
+      rate[r] = len / 1e6 / job.seconds;
+    }
+  printf ("encode_1t_mb_per_s %.2f\n", median (rate, opt_runs));
+  printf ("tokens %u\n", job.ids->len);
+  if (opt_ids_out
+      && !g_file_set_contents (opt_ids_out, job.ids->data, (gssize) job.ids->len * 4, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 1;
+    }
+
+  /* Two threads over chunks cut at split points. */
+  g_autoptr (GArray) cuts = g_array_new (FALSE, FALSE, sizeof (gsize));
+  gsize pos = 0;
+  g_array_append_val (cuts, pos);
+  gsize chunk = (gsize) opt_chunk_kb * 1024;
+  while (len - pos > chunk)
+    {
+      gsize cut = pos + gptd_bpe_split_point (bpe, text + pos, chunk, GPTD_BPE_SPECIAL_TEXT);
+      if (cut == pos)
+        cut = pos + chunk; /* never happens on this corpus */
+      pos = cut;
+      g_array_append_val (cuts, pos);
+    }
+  g_array_append_val (cuts, len);
+  guint n_chunks = cuts->len - 1;
+  GArray **out = g_new (GArray *, n_chunks);
+  for (guint c = 0; c < n_chunks; c++)
+    out[c] = g_array_new (FALSE, FALSE, sizeof (guint32));
+  gboolean same = TRUE;
+  for (int r = 0; r < opt_runs; r++)
+    {
+      for (guint c = 0; c < n_chunks; c++)
+        g_array_set_size (out[c], 0);
+      ParallelJob pj = { bpe, text, cuts, out, 0 };
+      gint64 t0 = g_get_monotonic_time ();
+      GThread *a = g_thread_new ("enc-a", parallel_worker, &pj);
+      GThread *b = g_thread_new ("enc-b", parallel_worker, &pj);
+      g_thread_join (a);
+      g_thread_join (b);
+      rate[r] = len / 1e6 / ((g_get_monotonic_time () - t0) / 1e6);
+    }
+  gsize k = 0;
+  for (guint c = 0; c < n_chunks && same; c++)
+    {
+      if (k + out[c]->len > job.ids->len
+          || memcmp (out[c]->data, &g_array_index (job.ids, guint32, k), out[c]->len * 4) != 0)
+        same = FALSE;
+      k += out[c]->len;
+    }
+  same = same && k == job.ids->len;
+  printf ("encode_2t_mb_per_s %.2f\n", median (rate, opt_runs));
+  printf ("encode_2t_chunks %u\n", n_chunks);
+  printf ("encode_2t_ids_identical %s\n", same ? "yes" : "NO");
+
+  /* Training. */
+  if (opt_train_mb > 0)
+    {
+      gsize tlen = MIN (len, (gsize) (opt_train_mb * 1e6));
+      tlen = gptd_bpe_split_point (bpe, text, tlen, GPTD_BPE_SPECIAL_TEXT);
+      static const char *const special[] = { "<|endoftext|>", NULL };
+      gint64 t0 = g_get_monotonic_time ();
+      g_autoptr (GptdBpeTrainer) trainer = gptd_bpe_trainer_new (special, &error);
+      if (!gptd_bpe_trainer_add_text (trainer, text, tlen, &error))
+        g_error ("%s", error->message);
+      g_autoptr (GptdBpe) trained = gptd_bpe_trainer_train (trainer, (guint) opt_train_vocab, &error);
+      if (!trained)
+        g_error ("%s", error->message);
+      double fast = (g_get_monotonic_time () - t0) / 1e6;
+      t0 = g_get_monotonic_time ();
+      g_autoptr (GPtrArray) ref = gptd_naive_bpe_train ((const char *const[]) { text }, &tlen, 1,
+                                                         special, (guint) opt_train_vocab);
+      double naive = (g_get_monotonic_time () - t0) / 1e6;
+      gboolean ident = ref->len == gptd_bpe_get_n_vocab (trained);
+      for (guint i = 0; ident && i < ref->len; i++)
+        {
+          gsize n, rn;
+          const guint8 *p = gptd_bpe_get_token (trained, i, &n);
+          const guint8 *rp = g_bytes_get_data (ref->pdata[i], &rn);
+          ident = n == rn && memcmp (p, rp, n) == 0;
+        }
+      printf ("train_bytes %" G_GSIZE_FORMAT "\n", tlen);
+      printf ("train_vocab %d\n", opt_train_vocab);
+      printf ("train_gptd_s %.3f\n", fast);
+      printf ("train_naive_s %.3f\n", naive);
+      printf ("train_identical %s\n", ident ? "yes" : "NO");
+    }
+
+  for (guint c = 0; c < n_chunks; c++)
+    g_array_free (out[c], TRUE);
+  g_free (out);
+  g_free (rate);
+  g_array_free (job.ids, TRUE);
+  gptd_bpe_unref (bpe);
+  return same ? 0 : 1;
+}
