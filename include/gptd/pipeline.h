@@ -133,7 +133,8 @@ typedef struct _GptdPipeline GptdPipeline;
  * @settings: (nullable) (array zero-terminated=1): "var=value" and "stage.key=value"
  *   settings, applied as described above
  * @problems: (out) (optional) (transfer full) (element-type GptdPipelineProblem):
- *   on failure, every problem found, in file order; %NULL on success
+ *   on failure, every problem found (syntax, then each stage in file order, then links,
+ *   then cycles); %NULL on success
  * @error: return location for a #GError
  *
  * Parses and checks a pipeline. The text is kept (gptd_pipeline_get_text()) so that
