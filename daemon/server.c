@@ -368,6 +368,11 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
       Gptd__RunState state = GPTD__RUN_STATE__RUN_STATE_FAILED;
       if (protocol_error != NULL)
         why = g_strdup_printf ("worker sent a malformed event: %s", protocol_error);
+      else if (run->cancel_requested)
+        {
+          /* Killed by the cancel's SIGTERM before it could handle it. */
+          state = GPTD__RUN_STATE__RUN_STATE_CANCELLED;
+        }
       else if (s->stopping)
         {
           state = GPTD__RUN_STATE__RUN_STATE_INTERRUPTED;
