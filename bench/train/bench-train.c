@@ -27,6 +27,14 @@ now (void)
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static double
+cpu_now (void)
+{
+  struct timespec t;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 static int
 cmp_double (const void *a, const void *b)
 {
@@ -164,10 +172,11 @@ main (int argc, char **argv)
   GptdRngState rng = { 1, 0 };
   gptd_gpt_set_rng (m, &rng);
   double *times = g_new (double, steps);
+  double *cpus = g_new (double, steps);
   float loss = 0.0f, first = 0.0f;
   for (int it = 0; it < warmup + steps; it++)
     {
-      double t = now ();
+      double t = now (), c = cpu_now ();
       gptd_gpt_zero_grad (m);
       if (!gptd_gpt_forward (m, tok, tok + 1, B, T, GPTD_GPT_FORWARD_TRAIN,
                              &loss, &error) ||
@@ -178,26 +187,33 @@ main (int argc, char **argv)
         }
       gptd_adamw_step_clipped (opt, m, 1e-4f, 1.0f);
       t = now () - t;
+      c = cpu_now () - c;
       if (it == 0)
         first = loss;
       if (it >= warmup)
-        times[it - warmup] = t;
+        {
+          times[it - warmup] = t;
+          cpus[it - warmup] = c;
+        }
     }
   qsort (times, steps, sizeof (double), cmp_double);
+  qsort (cpus, steps, sizeof (double), cmp_double);
   double med = times[steps / 2];
   double n = (double) gptd_gpt_n_params (m);
   double flops_tok = 6.0 * n + 12.0 * cfg.n_layer * T * cfg.n_embd;
   double tps = (double) B * T / med;
   printf ("impl=gptd layers=%d embd=%d heads=%d batch=%d context=%d "
           "params=%.0f threads=%d dropout=%g step_s=%.4f min_step_s=%.4f "
-          "tokens_per_s=%.1f gflops=%.1f peak_rss_mib=%.0f loss_first=%.4f "
-          "loss_last=%.4f\n",
+          "tokens_per_s=%.1f gflops=%.1f cpu_s=%.3f gflops_per_cpu_s=%.1f "
+          "peak_rss_mib=%.0f loss_first=%.4f loss_last=%.4f\n",
           cfg.n_layer, cfg.n_embd, cfg.n_head, B, T, n, threads,
           (double) dropout, med, times[0], tps, tps * flops_tok / 1e9,
+          cpus[steps / 2], (double) B * T * flops_tok / cpus[steps / 2] / 1e9,
           peak_rss_kib () / 1024.0, (double) first, (double) loss);
   gptd_adamw_free (opt);
   gptd_gpt_free (m);
   g_free (tok);
   g_free (times);
+  g_free (cpus);
   return 0;
 }

@@ -97,22 +97,25 @@ def main():
     data = torch.randint(0, V, (a.batch * a.context + 1,), generator=g)
     x = data[:-1].view(a.batch, a.context)
     y = data[1:].view(a.batch, a.context)
-    times = []
+    times, cpus = [], []
     first = last = 0.0
     for it in range(a.warmup + a.steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        t = time.perf_counter() - t
+        t, c = time.perf_counter() - t, time.process_time() - c
         if it == 0:
             first = loss.item()
         last = loss.item()
         if it >= a.warmup:
             times.append(t)
+            cpus.append(c)
     times.sort()
+    cpus.sort()
+    cpu = cpus[len(cpus) // 2]
     med = times[len(times) // 2]
     n = sum(p.numel() for p in model.parameters())
     flops_tok = 6.0 * n + 12.0 * a.layers * a.context * a.embd
@@ -120,10 +123,11 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("impl=torch-%s layers=%d embd=%d heads=%d batch=%d context=%d params=%d "
           "threads=%d dropout=%g step_s=%.4f min_step_s=%.4f tokens_per_s=%.1f "
-          "gflops=%.1f peak_rss_mib=%.0f loss_first=%.4f loss_last=%.4f"
+          "gflops=%.1f cpu_s=%.3f gflops_per_cpu_s=%.1f peak_rss_mib=%.0f "
+          "loss_first=%.4f loss_last=%.4f"
           % (torch.__version__, a.layers, a.embd, a.heads, a.batch, a.context, n,
-             a.threads, a.dropout, med, times[0], tps, tps * flops_tok / 1e9, rss,
-             first, last))
+             a.threads, a.dropout, med, times[0], tps, tps * flops_tok / 1e9, cpu,
+             a.batch * a.context * flops_tok / cpu / 1e9, rss, first, last))
 
 
 if __name__ == "__main__":
