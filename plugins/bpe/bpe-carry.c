@@ -1,0 +1,85 @@
+/* bpe-carry.c: cutting documents that arrive in chunks into segments that encode
+ * independently: each chunk's text is appended to what was carried over, the part
+ * before gptd_bpe_split_point() is handed on and the rest carried to the next
+ * chunk, so a document encodes exactly as it would whole. */
+#include "config.h"
+
+#include <string.h>
+
+#include "bpe-plugin.h"
+
+void
+gptd_bpe_carry_init (GptdBpeCarry *carry)
+{
+  memset (carry, 0, sizeof *carry);
+  carry->buf = g_string_new (NULL);
+}
+
+void
+gptd_bpe_carry_clear (GptdBpeCarry *carry)
+{
+  if (carry->buf)
+    g_string_free (carry->buf, TRUE);
+  g_free (carry->source);
+  g_free (carry->label);
+  memset (carry, 0, sizeof *carry);
+}
+
+void
+gptd_bpe_segment_clear (GptdBpeSegment *seg)
+{
+  g_clear_pointer (&seg->text, g_free);
+  g_clear_pointer (&seg->source, g_free);
+  g_clear_pointer (&seg->label, g_free);
+}
+
+static void
+emit (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray *segments)
+{
+  GptdBpeSegment seg = { g_strndup (carry->buf->str, len), len, carry->offset, begins, last,
+                         carry->n_docs, g_strdup (carry->source), g_strdup (carry->label),
+                         carry->index };
+  g_array_append_val (segments, seg);
+  g_string_erase (carry->buf, 0, (gssize) len);
+  carry->offset += len;
+}
+
+void
+gptd_bpe_carry_end (GptdBpeCarry *carry, GArray *segments)
+{
+  if (!carry->open)
+    return;
+  emit (carry, carry->buf->len, FALSE, TRUE, segments);
+  carry->open = FALSE;
+}
+
+void
+gptd_bpe_carry_feed (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode special,
+                     const Gptd__Document *doc, GArray *segments)
+{
+  const char *source = doc->source ? doc->source : "";
+  gboolean begins = FALSE;
+  if (!carry->open || carry->index != doc->index || g_strcmp0 (carry->source, source) != 0)
+    {
+      gptd_bpe_carry_end (carry, segments);
+      g_free (carry->source);
+      g_free (carry->label);
+      carry->source = g_strdup (source);
+      carry->label = doc->label && *doc->label ? g_strdup (doc->label) : NULL;
+      carry->index = doc->index;
+      carry->offset = doc->offset;
+      carry->open = TRUE;
+      carry->n_docs++;
+      begins = TRUE;
+    }
+  g_string_append_len (carry->buf, (const char *) doc->text.data, (gssize) doc->text.len);
+  if (doc->last)
+    {
+      emit (carry, carry->buf->len, begins, TRUE, segments);
+      carry->open = FALSE;
+      return;
+    }
+  gsize cut = gptd_bpe_split_point (bpe, carry->buf->str, carry->buf->len, special);
+  if (cut > 0 || begins)
+    emit (carry, cut, begins, FALSE, segments);
+}
