@@ -6,7 +6,8 @@
  * Reports, as "key value" lines:
  * - the time to load the vocabulary (median of 11 loads);
  * - single-thread encode throughput (median of N runs, each on a fresh thread so
- *   that the per-thread piece cache starts cold);
+ *   that the per-thread piece cache starts cold), per second of wall-clock time and
+ *   per second of the thread's CPU time (steadier on a busy machine);
  * - two-thread throughput: the corpus is cut into chunks at split points and two
  *   worker threads encode chunks in parallel; the ids, concatenated in chunk
  *   order, must equal the single-thread ids;
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <glib.h>
 #include <gptd/bpe.h>
@@ -36,7 +38,16 @@ typedef struct {
   gsize          len;
   GArray        *ids;
   double         seconds;
+  double         cpu_seconds;  /* CPU time of the encoding thread */
 } EncodeJob;
+
+static double
+thread_cpu_seconds (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static gpointer
 encode_thread (gpointer data)
@@ -44,11 +55,13 @@ encode_thread (gpointer data)
   EncodeJob *job = data;
   GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
   g_array_set_size (job->ids, 0);
+  double c0 = thread_cpu_seconds ();
   gint64 t0 = g_get_monotonic_time ();
   g_autoptr (GError) error = NULL;
   if (!gptd_bpe_encode (job->bpe, job->text, job->len, &opts, job->ids, &error))
     g_error ("encode: %s", error->message);
   job->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  job->cpu_seconds = thread_cpu_seconds () - c0;
   return NULL;
 }
 
@@ -141,13 +154,17 @@ main (int argc, char **argv)
 
   /* One thread. */
   double *rate = g_new (double, opt_runs);
-  EncodeJob job = { bpe, text, len, g_array_new (FALSE, FALSE, sizeof (guint32)), 0 };
+  double *cpu_rate = g_new (double, opt_runs);
+  EncodeJob job = { bpe, text, len, g_array_new (FALSE, FALSE, sizeof (guint32)), 0, 0 };
   for (int r = 0; r < opt_runs; r++)
     {
       g_thread_join (g_thread_new ("encode", encode_thread, &job));
       rate[r] = len / 1e6 / job.seconds;
+      cpu_rate[r] = len / 1e6 / job.cpu_seconds;
     }
   printf ("encode_1t_mb_per_s %.2f\n", median (rate, opt_runs));
+  printf ("encode_1t_mb_per_cpu_s %.2f\n", median (cpu_rate, opt_runs));
+  g_free (cpu_rate);
   printf ("tokens %u\n", job.ids->len);
   if (opt_ids_out
       && !g_file_set_contents (opt_ids_out, job.ids->data, (gssize) job.ids->len * 4, &error))

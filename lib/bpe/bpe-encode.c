@@ -300,15 +300,27 @@ encode_piece (const GptdBpe *bpe, PieceCache *c, const guint8 *p, gsize n, guint
   return m;
 }
 
-gsize
-gptd__bpe_encode_ordinary (const GptdBpe *bpe, const guint8 *s, gsize len, guint32 *out)
+/* Encodes valid UTF-8 text without special tokens into ids, whose first k
+ * elements are taken; the array grows as needed (its length is its capacity
+ * here). Returns the new number of ids. */
+static gsize
+encode_ordinary_into (const GptdBpe *bpe, const guint8 *s, gsize len, GArray *ids, gsize k)
 {
   gptd__bpe_classes_init ();
   PieceCache *c = piece_cache_get (bpe);
-  gsize pos = 0, k = 0;
+  guint32 *out = (guint32 *) (void *) ids->data;
+  gsize cap = ids->len;
+  gsize pos = 0;
   while (pos < len)
     {
       gsize e = gptd__bpe_pretok_next_inline (s, pos, len);
+      if (G_UNLIKELY (k + (e - pos) > cap))
+        {
+          cap = MAX (cap * 2, k + (e - pos) + 4096);
+          cap = MIN (cap, MAX (k + (len - pos), k + (e - pos)));
+          g_array_set_size (ids, (guint) cap);
+          out = (guint32 *) (void *) ids->data;
+        }
       k += encode_piece (bpe, c, s + pos, e - pos, out + k);
       pos = e;
     }
@@ -381,12 +393,12 @@ gptd_bpe_encode (const GptdBpe              *bpe,
       len = fixed->len;
     }
 
+  /* Room for a part of the text; encode_ordinary_into() grows it as needed. */
   guint old = ids->len;
-  g_array_set_size (ids, old + len);
-  guint32 *out = &g_array_index (ids, guint32, old);
-  gsize k = 0;
+  g_array_set_size (ids, old + (guint) MIN (len + 1, (gsize) 1 << 16));
+  gsize k = old;
   if (options->special == GPTD_BPE_SPECIAL_TEXT || bpe->n_special == 0)
-    k = gptd__bpe_encode_ordinary (bpe, s, len, out);
+    k = encode_ordinary_into (bpe, s, len, ids, k);
   else
     {
       gsize pos = 0;
@@ -403,16 +415,18 @@ gptd_bpe_encode (const GptdBpe              *bpe,
                            sp->text, options->base_offset + at);
               return FALSE;
             }
-          k += gptd__bpe_encode_ordinary (bpe, s + pos, at - pos, out + k);
+          k = encode_ordinary_into (bpe, s + pos, at - pos, ids, k);
           if (at < len)
             {
-              out[k++] = sp->id;
+              if (k + 1 > ids->len)
+                g_array_set_size (ids, (guint) (k + 1));
+              g_array_index (ids, guint32, k++) = sp->id;
               at += sp->len;
             }
           pos = at;
         }
     }
-  g_array_set_size (ids, old + k);
+  g_array_set_size (ids, (guint) k);
   return TRUE;
 }
 

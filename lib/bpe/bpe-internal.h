@@ -242,9 +242,6 @@ GString *gptd__bpe_utf8_make_valid (const guint8 *s, gsize len);
  * returns the number of ids. use_heap forces the O(n log n) algorithm. */
 gsize gptd__bpe_merge (const GptdBpe *bpe, const guint8 *p, gsize n, guint32 *out, gboolean use_heap);
 
-/* Encodes valid UTF-8 text without special tokens; out needs room for len ids.
- * Returns the number of ids written. */
-gsize gptd__bpe_encode_ordinary (const GptdBpe *bpe, const guint8 *s, gsize len, guint32 *out);
 
 G_END_DECLS
 
