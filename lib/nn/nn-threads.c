@@ -103,6 +103,33 @@ gptd__nn_sgemm (gboolean trans_a, gboolean trans_b, int M, int N, int K,
                 float beta, float *C, int ldc)
 {
   int nt = gptd_nn_get_num_threads ();
+  if (M == 1 && K > 0)
+    {
+      /* A vector times a matrix (one token at a time): the matrix-vector
+       * kernel reads the matrix once instead of packing a copy of it. */
+      GPTD_NN_PRAGMA (omp parallel num_threads (nt))
+      {
+        int t = 0, n = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num ();
+        n = omp_get_num_threads ();
+#endif
+        size_t b, e;
+        gptd__nn_split ((size_t) N, n, t, 16, &b, &e);
+        int incx = trans_a ? lda : 1;
+        if (beta == 0.0f && e > b)
+          memset (C + b, 0, (e - b) * sizeof (float));
+        if (e > b && trans_b)
+          // c[b:e] = B[b:e, :] a: B is (N, K)
+          cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), K, alpha,
+                       B + b * (size_t) ldb, ldb, A, incx, beta, C + b, 1);
+        else if (e > b)
+          // c[b:e] = B[:, b:e]^T a: B is (K, N)
+          cblas_sgemv (CblasRowMajor, CblasTrans, K, (int) (e - b), alpha,
+                       B + b, ldb, A, incx, beta, C + b, 1);
+      }
+      return;
+    }
   /* Small products are not worth a split. */
   if (nt == 1 || (double) M * N * K < 2e5)
     {
