@@ -123,6 +123,11 @@ daemon_mode (int argc, char **argv)
     socket_path = gptd__default_socket_path ();
   if (state_dir == NULL)
     state_dir = gptd__default_state_dir ();
+  /* Absolute, so run directories mean the same to the workers (which start in
+   * them) as to the daemon. */
+  char *abs = g_canonicalize_filename (state_dir, NULL);
+  g_free (state_dir);
+  state_dir = abs;
 
   GptdServerOptions opts = {
     .socket_path = socket_path,

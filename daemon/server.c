@@ -242,6 +242,8 @@ conn_watch_end (Conn *c)
 {
   GptdRun *run = c->watch_run;
   guint64 id = c->watch_id;
+  if (run == NULL)
+    return;  /* the connection was closed meanwhile */
   conn_unwatch (c);
   conn_send_run (c, id, run, TRUE);
 }
@@ -315,7 +317,7 @@ server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer user_data)
           continue;
         }
       conn_send_event (c, event);
-      if (final)
+      if (final && !c->closing)
         conn_watch_end (c);
     }
 }
