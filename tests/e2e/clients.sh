@@ -70,7 +70,7 @@ alive "$DPID"
 ok $? "the daemon is still running"
 
 # --- a watcher that stops reading ---------------------------------------------------
-ticker_pipeline "$TMP/flood.pipeline" flood count=1000000 interval-ms=0 log=true log-bytes=2000
+ticker_pipeline "$TMP/flood.pipeline" flood count=100000 interval-ms=1 log=true log-bytes=1000
 FID=$(ctl run "$TMP/flood.pipeline")
 wait_state "$FID" running 20
 ok $? "a run flooding events is running"
