@@ -25,7 +25,8 @@ EXTRA_DIST += \
 	tests/golden/bpe/ids.json \
 	tests/golden/bpe/data-ids.json \
 	tests/golden/bpe/make-goldens.mjs \
-	tests/golden/bpe/make-data-hashes.mjs
+	tests/golden/bpe/make-data-hashes.mjs \
+	tests/golden/bpe/check-tiktoken.sh
 
 # The tokenizer benchmark (built, not run by make check; see bench/tokenizer/).
 noinst_PROGRAMS += bench/tokenizer/bench-tokenizer
