@@ -8,7 +8,7 @@
 # BUILDDIR is the build tree holding bench/generate/bench-generate (default:
 # the current directory); THREADS defaults to 2; REPEAT (default 3) is the
 # number of runs with a KV cache, whose median is reported (runs without a
-# cache are made once: they are slow).  Needs /usr/bin/python3 with PyTorch
+# cache are made once: they are slow; SKIP_NO_CACHE=1 leaves them out).  Needs /usr/bin/python3 with PyTorch
 # for the reference figures (skipped when absent).  Prints JSON lines, then a
 # Markdown table.
 set -eu
@@ -23,10 +23,12 @@ trap 'rm -f "$out"' EXIT
 # Both run with idle OpenMP threads sleeping rather than spinning (the cores
 # are shared), PyTorch also with glibc's allocator kept from returning memory.
 export OMP_WAIT_POLICY=passive
-"$build/bench/generate/bench-generate" --threads "$threads" --repeat "$repeat" | tee -a "$out"
+skip=
+if [ "${SKIP_NO_CACHE:-0}" = 1 ]; then skip=--skip-no-cache; fi
+"$build/bench/generate/bench-generate" --threads "$threads" --repeat "$repeat" $skip | tee -a "$out"
 if "$python" -c 'import torch' 2>/dev/null; then
   MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
-    "$python" "$here/bench-generate.py" --threads "$threads" --repeat "$repeat" | tee -a "$out"
+    "$python" "$here/bench-generate.py" --threads "$threads" --repeat "$repeat" $skip | tee -a "$out"
 else
   echo "# PyTorch not found: reference figures skipped" >&2
 fi
