@@ -43,6 +43,7 @@ struct _Server {
   uv_signal_t sig_int;
   uv_signal_t sig_hup;
   uv_timer_t stop_timer;
+  uv_timer_t watchdog;      /* systemd watchdog pings (inactive without one) */
   gboolean listening;
   gboolean stopping;
   gboolean finished;
@@ -324,6 +325,15 @@ server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer user_data)
 
 /* ---- Workers ------------------------------------------------------------------ */
 
+/* Tells systemd (when it runs gptd) how many runs are going. */
+static void
+server_notify_status (Server *s)
+{
+#ifdef HAVE_SYSTEMD
+  sd_notifyf (0, "STATUS=Listening on %s; %u run(s) running", s->socket_path, s->n_workers);
+#endif
+}
+
 typedef struct {
   Server *server;
   GptdRun *run;
@@ -393,6 +403,7 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
   run->worker = NULL;
   gptd__run_set_pid (run, 0);
   s->n_workers--;
+  server_notify_status (s);
   if (s->stopping && s->n_workers == 0)
     server_finish_stop (s);
 }
@@ -412,6 +423,7 @@ server_start_worker (Server *s, GptdRun *run, GError **error)
     }
   run->worker = w;
   s->n_workers++;
+  server_notify_status (s);
   gptd__run_set_pid (run, gptd__worker_get_pid (w));
   return TRUE;
 }
@@ -1001,6 +1013,7 @@ server_finish_stop (Server *s)
   s->finished = TRUE;
   uv_timer_stop (&s->stop_timer);
   uv_close ((uv_handle_t *) &s->stop_timer, NULL);
+  uv_close ((uv_handle_t *) &s->watchdog, NULL);
   uv_close ((uv_handle_t *) &s->sig_term, NULL);
   uv_close ((uv_handle_t *) &s->sig_int, NULL);
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
@@ -1069,6 +1082,14 @@ server_on_signal (uv_signal_t *handle, int signum)
 
 /* ---- Main --------------------------------------------------------------------- */
 
+#ifdef HAVE_SYSTEMD
+static void
+server_on_watchdog (uv_timer_t *timer)
+{
+  sd_notify (0, "WATCHDOG=1");
+}
+#endif
+
 int
 gptd__server_main (const GptdServerOptions *options)
 {
@@ -1116,6 +1137,7 @@ gptd__server_main (const GptdServerOptions *options)
   uv_signal_init (&s.loop, &s.sig_int);
   uv_signal_init (&s.loop, &s.sig_hup);
   uv_timer_init (&s.loop, &s.stop_timer);
+  uv_timer_init (&s.loop, &s.watchdog);
   s.sig_term.data = s.sig_int.data = s.sig_hup.data = s.stop_timer.data = &s;
   uv_signal_start (&s.sig_term, server_on_signal, SIGTERM);
   uv_signal_start (&s.sig_int, server_on_signal, SIGINT);
@@ -1128,8 +1150,14 @@ gptd__server_main (const GptdServerOptions *options)
                PACKAGE_VERSION, s.socket_path, options->state_dir, types->len, runs->len);
   }
 #ifdef HAVE_SYSTEMD
-  sd_notifyf (0, "READY=1\nSTATUS=Listening on %s\nMAINPID=%lu", s.socket_path,
-              (unsigned long) getpid ());
+  sd_notifyf (0, "READY=1\nSTATUS=Listening on %s; 0 run(s) running\nMAINPID=%lu",
+              s.socket_path, (unsigned long) getpid ());
+  /* With WatchdogSec= set, ping at half the interval: a loop that stops turning
+   * gets the daemon restarted. */
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled (0, &watchdog_usec) > 0 && watchdog_usec >= 2000)
+    uv_timer_start (&s.watchdog, server_on_watchdog, watchdog_usec / 2000,
+                    watchdog_usec / 2000);
 #endif
 
   uv_run (&s.loop, UV_RUN_DEFAULT);
