@@ -71,6 +71,8 @@ run_free (GptdRun *run)
     return;
   if (run->log_fd >= 0)
     close (run->log_fd);
+  if (run->json_fd >= 0)
+    close (run->json_fd);
   g_free (run->id);
   g_free (run->dir);
   g_free (run->name);
@@ -91,6 +93,7 @@ run_new (GptdRunTable *table, const char *id)
   run->id = g_strdup (id);
   run->dir = g_build_filename (table->runs_dir, id, NULL);
   run->log_fd = -1;
+  run->json_fd = -1;
   run->table = table;
   run->watchers = g_ptr_array_new ();
   return run;
@@ -264,13 +267,13 @@ run_load_status (GptdRun *run, GError **error)
 /* ---- The event log ------------------------------------------------------------ */
 
 static gboolean
-run_open_log (GptdRun *run, GError **error)
+open_append (const char *dir, const char *name, int *fd, GError **error)
 {
-  if (run->log_fd >= 0)
+  if (*fd >= 0)
     return TRUE;
-  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_EVENTS_FILE, NULL);
-  run->log_fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (run->log_fd < 0)
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  *fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (*fd < 0)
     {
       int saved = errno;
       g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
@@ -280,15 +283,46 @@ run_open_log (GptdRun *run, GError **error)
   return TRUE;
 }
 
+static gboolean
+run_open_log (GptdRun *run, GError **error)
+{
+  return open_append (run->dir, GPTD_RUN_EVENTS_FILE, &run->log_fd, error)
+         && open_append (run->dir, GPTD_RUN_EVENTS_JSON_FILE, &run->json_fd, error);
+}
+
+static void
+close_fd (int *fd)
+{
+  if (*fd >= 0)
+    {
+      fsync (*fd);
+      close (*fd);
+      *fd = -1;
+    }
+}
+
 static void
 run_close_log (GptdRun *run)
 {
-  if (run->log_fd >= 0)
+  close_fd (&run->log_fd);
+  close_fd (&run->json_fd);
+}
+
+static gboolean
+write_all (int fd, const void *data, gsize size)
+{
+  const guint8 *p = data;
+  while (size > 0)
     {
-      fsync (run->log_fd);
-      close (run->log_fd);
-      run->log_fd = -1;
+      ssize_t n = write (fd, p, size);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return FALSE;
+      p += n;
+      size -= (gsize) n;
     }
+  return TRUE;
 }
 
 static void
@@ -309,19 +343,13 @@ run_append_log (GptdRun *run, const Gptd__Event *event)
     }
   gsize size;
   const guint8 *data = g_bytes_get_data (frame, &size);
-  while (size > 0)
-    {
-      ssize_t n = write (run->log_fd, data, size);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          g_warning ("run %s: cannot write its event log: %s", run->id, g_strerror (errno));
-          return;
-        }
-      data += n;
-      size -= (gsize) n;
-    }
+  if (!write_all (run->log_fd, data, size))
+    g_warning ("run %s: cannot write its event log: %s", run->id, g_strerror (errno));
+  g_autofree char *json = gptd_message_to_json_string (&event->base, FALSE, FALSE);
+  g_autofree char *line = g_strconcat (json, "\n", NULL);
+  if (!write_all (run->json_fd, line, strlen (line)))
+    g_warning ("run %s: cannot write %s: %s", run->id, GPTD_RUN_EVENTS_JSON_FILE,
+               g_strerror (errno));
 }
 
 /* Scans the event log of a run found unfinished on disk: the last sequence number,
@@ -357,6 +385,18 @@ run_recover_log (GptdRun *run)
                  run->id, good, path);
       if (truncate (path, (off_t) good) != 0)
         g_warning ("run %s: cannot truncate %s: %s", run->id, path, g_strerror (errno));
+    }
+
+  /* The JSON log likewise ends after its last whole line. */
+  g_autofree char *jpath = g_build_filename (run->dir, GPTD_RUN_EVENTS_JSON_FILE, NULL);
+  g_autofree char *jdata = NULL;
+  gsize jlen = 0;
+  if (g_file_get_contents (jpath, &jdata, &jlen, NULL) && jlen > 0 && jdata[jlen - 1] != '\n')
+    {
+      const char *nl = g_strrstr_len (jdata, (gssize) jlen, "\n");
+      off_t keep = nl ? (off_t) (nl - jdata + 1) : 0;
+      if (truncate (jpath, keep) != 0)
+        g_warning ("run %s: cannot truncate %s: %s", run->id, jpath, g_strerror (errno));
     }
 }
 
@@ -541,7 +581,7 @@ gptd__run_log_reader_free (GptdRunLogReader *reader)
   g_free (reader);
 }
 
-/* ---- request.json ------------------------------------------------------------- */
+/* ---- run.json ----------------------------------------------------------------- */
 
 static gboolean
 write_request (const char *dir, const char *filename, const char *workdir,

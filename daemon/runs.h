@@ -4,12 +4,15 @@
  * increasing integers) holding:
  *
  *   pipeline.pipeline  the pipeline text as submitted
- *   request.json       the file name it was submitted as, the client's working
- *                      directory and the --set settings
+ *   run.json           the file name it was submitted as, the --set settings and
+ *                      the client's working directory (the file `gptd run` writes,
+ *                      so `gptd run --resume RUN_DIR` works on it)
  *   status.json        the run's RunInfo as JSON (state, times, error, pid, the
  *                      latest progress), replaced atomically on every state change
  *   events.log         every event of the run, as frames (4-byte big-endian length
- *                      and a packed gptd.Event), appended as they arrive
+ *                      and a packed gptd.Event), appended as they arrive: what
+ *                      watchers replay
+ *   events.jsonl       the same events as JSON lines, as `gptd run` writes them
  *   output.log         what the worker process wrote to stdout and stderr
  *
  * The table is rebuilt from the status files when the daemon starts; a run whose
@@ -68,6 +71,7 @@ typedef struct {
   guint64 last_seq;
   /*< private >*/
   int log_fd;
+  int json_fd;
   GptdRunTable *table;
   /*< owned by the server >*/
   gpointer worker;
@@ -77,9 +81,10 @@ typedef struct {
 
 /* File names inside a run directory. */
 #define GPTD_RUN_PIPELINE_FILE "pipeline.pipeline"
-#define GPTD_RUN_REQUEST_FILE "request.json"
+#define GPTD_RUN_REQUEST_FILE "run.json"
 #define GPTD_RUN_STATUS_FILE "status.json"
 #define GPTD_RUN_EVENTS_FILE "events.log"
+#define GPTD_RUN_EVENTS_JSON_FILE "events.jsonl"
 #define GPTD_RUN_OUTPUT_FILE "output.log"
 
 /**
@@ -119,7 +124,7 @@ GPtrArray *gptd__run_table_list (GptdRunTable *table);
  * @error: return location for a #GError
  *
  * Creates a new run in state QUEUED: its directory, pipeline.pipeline,
- * request.json, status.json and an empty event log.
+ * run.json, status.json and empty event logs.
  *
  * Returns: (transfer none): the run, or %NULL with @error set (nothing is left
  *   behind)

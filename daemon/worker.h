@@ -8,7 +8,7 @@
  *
  * with fd 3 the write end of a socket pair and stdout/stderr appended to
  * RUN_DIR/output.log. The worker loads the plugins, loads the pipeline saved in
- * RUN_DIR (pipeline.pipeline and request.json, see runs.h) under its original
+ * RUN_DIR (pipeline.pipeline and run.json, see runs.h) under its original
  * file name, runs it with the runner in RUN_DIR and writes every event of the run
  * to fd 3 as a frame (gptd.Event). SIGTERM or SIGINT cancel the run (stages that
  * checkpoint do so as they stop); the worker also gets SIGTERM when the daemon

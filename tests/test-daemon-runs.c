@@ -197,6 +197,7 @@ test_interrupted (Fixture *f, gconstpointer data)
   /* A pid that is not a worker of this run. */
   gptd__run_set_pid (running, getpid ());
   g_autofree char *log_path = g_build_filename (running->dir, GPTD_RUN_EVENTS_FILE, NULL);
+  g_autofree char *json_path = g_build_filename (running->dir, GPTD_RUN_EVENTS_JSON_FILE, NULL);
   g_autofree char *queued_id = g_strdup (queued->id);
   g_autofree char *running_id = g_strdup (running->id);
   /* The daemon dies here, in the middle of writing an event. */
@@ -207,6 +208,9 @@ test_interrupted (Fixture *f, gconstpointer data)
   FILE *fp = fopen (log_path, "ab");
   const guint8 torn[] = { 0, 0, 0, 40, 0x0a, 0x01 };
   fwrite (torn, 1, sizeof torn, fp);
+  fclose (fp);
+  fp = fopen (json_path, "ab");
+  fputs ("{\"run_id\":\"2\",\"se", fp);
   fclose (fp);
 
   table = gptd__run_table_open (f->dir, &error);
@@ -232,6 +236,19 @@ test_interrupted (Fixture *f, gconstpointer data)
   g_assert_true (g_file_get_contents (log_path, &after, &after_len, NULL));
   g_assert_cmpuint (after_len, >, before_len);
   g_assert_cmpmem (after, before_len, before, before_len);
+  /* events.jsonl: the same three events, one whole JSON object per line. */
+  g_autofree char *json = NULL;
+  g_assert_true (g_file_get_contents (json_path, &json, NULL, NULL));
+  g_auto (GStrv) lines = g_strsplit (json, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 4);
+  g_assert_cmpstr (lines[3], ==, "");
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *seq = g_strdup_printf ("\"seq\":%u,", i + 1);
+      g_assert_nonnull (strstr (lines[i], seq));
+      g_assert_true (g_str_has_prefix (lines[i], "{") && g_str_has_suffix (lines[i], "}"));
+    }
+  g_assert_nonnull (strstr (lines[2], "RUN_STATE_INTERRUPTED"));
   gptd__run_table_free (table);
 
   /* Written back: a third start finds it interrupted on disk, unchanged. */

@@ -5,7 +5,7 @@
 # SIGTERM and gptctl's message when no daemon runs.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 39
+plan 41
 
 HELLO="${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}"
 
@@ -49,8 +49,11 @@ ok $? "the replay ends with the final state"
 
 RUNDIR="$STATE/runs/1"
 [ -f "$RUNDIR/pipeline.pipeline" ] && cmp -s "$RUNDIR/pipeline.pipeline" "$HELLO" \
-  && [ -s "$RUNDIR/events.log" ] && grep -q RUN_STATE_SUCCEEDED "$RUNDIR/status.json"
-ok $? "the run directory holds the pipeline as submitted, the event log and the status"
+  && [ -s "$RUNDIR/events.log" ] && grep -q RUN_STATE_SUCCEEDED "$RUNDIR/status.json" \
+  && grep -q '"filename"' "$RUNDIR/run.json"
+ok $? "the run directory holds the pipeline as submitted, run.json, the event log and the status"
+[ "$(wc -l < "$RUNDIR/events.jsonl")" -ge 3 ] && tail -n 1 "$RUNDIR/events.jsonl" | grep -q 'RUN_STATE_SUCCEEDED'
+ok $? "events.jsonl holds the events as JSON lines"
 [ -s "$RUNDIR/output.log" ] && grep -q '"text"' "$RUNDIR/output.log"
 ok $? "dump's output went to the run's output.log"
 
@@ -133,3 +136,7 @@ ctl ps > /dev/null 2> "$TMP/down.err"
 status=$?
 [ $status -eq 3 ] && grep -q "gptd is not running at $SOCK: start it with" "$TMP/down.err"
 ok $? "gptctl without a daemon says so and exits 3"
+
+# A daemon's run directory is one `gptd run --resume` understands.
+timeout 60 "$GPTD" run --resume "$RUNDIR" --quiet > /dev/null 2> "$TMP/resume.err"
+ok $? "gptd run --resume runs a daemon run directory again"
