@@ -1,8 +1,9 @@
 /* tests/e2e/e2e-plugin.c: a plugin for the end-to-end tests of the daemon. Its one
  * stage type, `e2e-ticker`, is a source that emits a Document per tick at a set
  * pace, with progress, so a run lasts as long as a test needs; it can log every
- * tick (a flood of events for lag tests), fail at a given tick, or kill its own
- * process (a worker that dies without reporting).
+ * tick (a flood of events for lag tests), fail at a given tick, kill its own
+ * process (a worker that dies without reporting), or ignore being cancelled (a
+ * worker that does not stop when told to).
  */
 #include <gptd/plugin.h>
 #include <gptd/stage.h>
@@ -20,6 +21,7 @@ typedef struct {
   gint64 die_at;
   gboolean log;
   gint64 log_bytes;
+  gboolean stubborn;
 } Ticker;
 
 static const GptdParamSpec ticker_params[] = {
@@ -31,6 +33,8 @@ static const GptdParamSpec ticker_params[] = {
     "Kill the worker process with SIGKILL at this tick (-1: never)", 0 },
   { "log", GPTD_PARAM_BOOL, "false", 0, 0, NULL, "Log a line per tick", 0 },
   { "log-bytes", GPTD_PARAM_INT, "16", 1, 1e6, NULL, "Length of each logged line", 0 },
+  { "stubborn", GPTD_PARAM_BOOL, "false", 0, 0, NULL,
+    "Once cancelled, go on sleeping for count * interval-ms instead of stopping", 0 },
   { NULL }
 };
 
@@ -49,6 +53,7 @@ ticker_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
   t->die_at = gptd_params_get_int (params, "die-at");
   t->log = gptd_params_get_bool (params, "log");
   t->log_bytes = gptd_params_get_int (params, "log-bytes");
+  t->stubborn = gptd_params_get_bool (params, "stubborn");
   return t;
 }
 
@@ -61,6 +66,8 @@ ticker_run (gpointer self, GptdStageContext *ctx, GError **error)
     {
       if (gptd_stage_context_is_cancelled (ctx))
         {
+          if (t->stubborn)
+            g_usleep ((gulong) (t->count * t->interval_ms) * 1000);
           g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
           return FALSE;
         }

@@ -4,10 +4,11 @@
 # table is rebuilt from disk and the run is listed as interrupted (and its worker
 # has stopped); new runs get new IDs. Then SIGTERM during a run: the worker is
 # told to stop, the run is marked interrupted, gptd exits 0 and removes its
-# socket. A second daemon on the same state directory is refused.
+# socket. A second daemon on the same state directory is refused. A worker that
+# does not stop within --stop-timeout is killed.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 18
+plan 22
 
 ticker_pipeline "$TMP/long.pipeline" long count=100000 interval-ms=20
 
@@ -57,3 +58,19 @@ stop_daemon
 ok $? "SIGTERM during a run: gptd exits 0"
 grep -q '"state" : "RUN_STATE_INTERRUPTED"' "$STATE/runs/$ID2/status.json" && [ ! -e "$SOCK" ]
 ok $? "the run was stopped and marked interrupted, and the socket removed"
+
+# --- a worker that does not stop when told to ----------------------------------------
+ticker_pipeline "$TMP/stubborn.pipeline" stubborn count=100000 interval-ms=20 stubborn=true
+check "gptd starts with a 1 s stop timeout" start_daemon --stop-timeout 1
+ID3=$(ctl run "$TMP/stubborn.pipeline")
+wait_state "$ID3" running 20
+ok $? "a run that ignores cancellation is running"
+WPID=$(worker_pids)
+kill -TERM "$DPID"
+wait_gone "$DPID" 15
+ok $? "SIGTERM: gptd stops within the timeout though the worker does not"
+wait "$DPID"
+ok $? "and exits 0"
+DPID=
+! alive "$WPID" && grep -q 'did not stop in time and was killed' "$STATE/runs/$ID3/status.json"
+ok $? "the worker was killed and its run marked interrupted, saying so"
