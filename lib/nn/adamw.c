@@ -161,12 +161,12 @@ gptd_adamw_lookup_tensor (const GptdAdamW *o, const char *name)
   return g_hash_table_lookup (o->by_name, name);
 }
 
-GPTD_NN_CLONES static void
-adamw_range (float *restrict p, const float *restrict g, float *restrict m,
-             float *restrict v, size_t n, float decay, float b1, float b2,
-             float step_size, float bc2_sqrt, float eps, float gscale)
+static void
+adamw_range_scalar (float *restrict p, const float *restrict g,
+                    float *restrict m, float *restrict v, size_t n,
+                    float decay, float b1, float b2, float step_size,
+                    float bc2_sqrt, float eps, float gscale)
 {
-  GPTD_NN_SIMD
   for (size_t i = 0; i < n; i++)
     {
       float pi = p[i] * decay;
@@ -177,6 +177,67 @@ adamw_range (float *restrict p, const float *restrict g, float *restrict m,
       v[i] = vi;
       p[i] = pi - step_size * mi / (sqrtf (vi) / bc2_sqrt + eps);
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* The same update eight lanes at a time (sqrtf with errno semantics keeps
+ * the compiler from vectorising the plain loop). */
+__attribute__ ((target ("avx2,fma"))) static void
+adamw_range_avx2 (float *restrict p, const float *restrict g,
+                  float *restrict m, float *restrict v, size_t n, float decay,
+                  float b1, float b2, float step_size, float bc2_sqrt,
+                  float eps, float gscale)
+{
+  const __m256 vdecay = _mm256_set1_ps (decay), vgs = _mm256_set1_ps (gscale);
+  const __m256 c1 = _mm256_set1_ps (1.0f - b1), vb2 = _mm256_set1_ps (b2);
+  const __m256 c2 = _mm256_set1_ps (1.0f - b2);
+  const __m256 vstep = _mm256_set1_ps (step_size);
+  const __m256 vbc2 = _mm256_set1_ps (bc2_sqrt), veps = _mm256_set1_ps (eps);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    {
+      __m256 pi = _mm256_mul_ps (_mm256_loadu_ps (p + i), vdecay);
+      __m256 gi = _mm256_mul_ps (_mm256_loadu_ps (g + i), vgs);
+      __m256 mo = _mm256_loadu_ps (m + i);
+      __m256 mi = _mm256_fmadd_ps (c1, _mm256_sub_ps (gi, mo), mo);
+      __m256 vi = _mm256_fmadd_ps (_mm256_mul_ps (c2, gi), gi,
+                                   _mm256_mul_ps (_mm256_loadu_ps (v + i), vb2));
+      _mm256_storeu_ps (m + i, mi);
+      _mm256_storeu_ps (v + i, vi);
+      __m256 den = _mm256_add_ps (_mm256_div_ps (_mm256_sqrt_ps (vi), vbc2),
+                                  veps);
+      _mm256_storeu_ps (p + i, _mm256_sub_ps (pi, _mm256_div_ps (
+                                                      _mm256_mul_ps (vstep, mi),
+                                                      den)));
+    }
+  adamw_range_scalar (p + i, g + i, m + i, v + i, n - i, decay, b1, b2,
+                      step_size, bc2_sqrt, eps, gscale);
+}
+#endif
+
+static void
+adamw_range (float *restrict p, const float *restrict g, float *restrict m,
+             float *restrict v, size_t n, float decay, float b1, float b2,
+             float step_size, float bc2_sqrt, float eps, float gscale)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static gsize have_avx2 = 0; /* 0 unknown, 1 no, 2 yes */
+  if (g_once_init_enter (&have_avx2))
+    g_once_init_leave (&have_avx2, __builtin_cpu_supports ("avx2") &&
+                                           __builtin_cpu_supports ("fma")
+                                       ? 2
+                                       : 1);
+  if (have_avx2 == 2)
+    {
+      adamw_range_avx2 (p, g, m, v, n, decay, b1, b2, step_size, bc2_sqrt,
+                        eps, gscale);
+      return;
+    }
+#endif
+  adamw_range_scalar (p, g, m, v, n, decay, b1, b2, step_size, bc2_sqrt, eps,
+                      gscale);
 }
 
 static void

@@ -7,6 +7,12 @@
  * inside attention are single-threaded sgemm calls, one (batch, head) pair
  * per thread at a time.
  */
+/* Floating-point compares inside the kernels (clamps, maxima) must not stop
+ * vectorisation: none of them may trap. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("-fno-trapping-math")
+#endif
+
 #include "nn/nn-internal.h"
 
 #include <math.h>
