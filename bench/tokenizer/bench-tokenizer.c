@@ -71,6 +71,8 @@ typedef struct {
   GArray        *cuts;   /* gsize: chunk boundaries, first 0, last len */
   GArray       **out;    /* per chunk */
   gint           next;   /* next chunk to take */
+  GMutex         lock;
+  double         cpu_seconds; /* of all workers */
 } ParallelJob;
 
 static gpointer
@@ -78,6 +80,7 @@ parallel_worker (gpointer data)
 {
   ParallelJob *job = data;
   GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
+  double c0 = thread_cpu_seconds ();
   for (;;)
     {
       gint c = g_atomic_int_add (&job->next, 1);
@@ -89,6 +92,9 @@ parallel_worker (gpointer data)
       if (!gptd_bpe_encode (job->bpe, job->text + a, b - a, &opts, job->out[c], &error))
         g_error ("encode: %s", error->message);
     }
+  g_mutex_lock (&job->lock);
+  job->cpu_seconds += thread_cpu_seconds () - c0;
+  g_mutex_unlock (&job->lock);
   return NULL;
 }
 
@@ -136,14 +142,16 @@ main (int argc, char **argv)
   printf ("corpus_bytes %" G_GSIZE_FORMAT "\n", len);
 
   /* Loading. */
-  double load_ms[11];
+  double load_ms[11], load_cpu_ms[11];
   GptdBpe *bpe = NULL;
   for (int i = 0; i < 11; i++)
     {
       gptd_bpe_unref (bpe);
+      double c0 = thread_cpu_seconds ();
       gint64 t0 = g_get_monotonic_time ();
       bpe = gptd_bpe_load (opt_vocab, &error);
       load_ms[i] = (g_get_monotonic_time () - t0) / 1e3;
+      load_cpu_ms[i] = (thread_cpu_seconds () - c0) * 1e3;
       if (!bpe)
         {
           fprintf (stderr, "%s\n", error->message);
@@ -151,6 +159,7 @@ main (int argc, char **argv)
         }
     }
   printf ("load_ms %.1f\n", median (load_ms, 11));
+  printf ("load_cpu_ms %.1f\n", median (load_cpu_ms, 11));
 
   /* One thread. */
   double *rate = g_new (double, opt_runs);
@@ -192,17 +201,21 @@ main (int argc, char **argv)
   for (guint c = 0; c < n_chunks; c++)
     out[c] = g_array_new (FALSE, FALSE, sizeof (guint32));
   gboolean same = TRUE;
+  double *cpu2 = g_new (double, opt_runs);
   for (int r = 0; r < opt_runs; r++)
     {
       for (guint c = 0; c < n_chunks; c++)
         g_array_set_size (out[c], 0);
-      ParallelJob pj = { bpe, text, cuts, out, 0 };
+      ParallelJob pj = { bpe, text, cuts, out, 0, { 0 }, 0 };
+      g_mutex_init (&pj.lock);
       gint64 t0 = g_get_monotonic_time ();
       GThread *a = g_thread_new ("enc-a", parallel_worker, &pj);
       GThread *b = g_thread_new ("enc-b", parallel_worker, &pj);
       g_thread_join (a);
       g_thread_join (b);
       rate[r] = len / 1e6 / ((g_get_monotonic_time () - t0) / 1e6);
+      cpu2[r] = len / 1e6 / pj.cpu_seconds;
+      g_mutex_clear (&pj.lock);
     }
   gsize k = 0;
   for (guint c = 0; c < n_chunks && same; c++)
@@ -214,6 +227,8 @@ main (int argc, char **argv)
     }
   same = same && k == job.ids->len;
   printf ("encode_2t_mb_per_s %.2f\n", median (rate, opt_runs));
+  printf ("encode_2t_mb_per_cpu_s %.2f\n", median (cpu2, opt_runs));
+  g_free (cpu2);
   printf ("encode_2t_chunks %u\n", n_chunks);
   printf ("encode_2t_ids_identical %s\n", same ? "yes" : "NO");
 

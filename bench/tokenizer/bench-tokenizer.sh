@@ -40,7 +40,7 @@ echo "ids_identical_to_tiktoken $same" >&2
 
 get () { awk -v k="$1" '$1 == k { print $2 }' "$tmp/tiktoken.txt" "$tmp/gptd.txt"; }
 tk=$(get tiktoken_mb_per_s); g1=$(get encode_1t_mb_per_s); g2=$(get encode_2t_mb_per_s)
-tkc=$(get tiktoken_mb_per_cpu_s); g1c=$(get encode_1t_mb_per_cpu_s)
+tkc=$(get tiktoken_mb_per_cpu_s); g1c=$(get encode_1t_mb_per_cpu_s); g2c=$(get encode_2t_mb_per_cpu_s)
 ratio () { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }' || echo "-"; }
 cat <<EOT
 | measure | value |
@@ -48,8 +48,8 @@ cat <<EOT
 | corpus | $(get corpus_bytes) bytes, $(get tokens) GPT-2 tokens |
 | tiktoken (npm, WASM), 1 thread | ${tk:--} MB/s (${tkc:--} MB per CPU-second) |
 | gptd, 1 thread | $g1 MB/s ($(ratio "$g1" "$tk") tiktoken); $g1c MB per CPU-second ($(ratio "$g1c" "$tkc")) |
-| gptd, 2 threads | $g2 MB/s ($(ratio "$g2" "$g1") one thread; ids identical: $(get encode_2t_ids_identical)) |
+| gptd, 2 threads | $g2 MB/s ($(ratio "$g2" "$g1") one thread; ids identical: $(get encode_2t_ids_identical)); $g2c MB per CPU-second of both workers |
 | ids identical to tiktoken | $same |
-| GPT-2 vocabulary load | $(get load_ms) ms |
+| GPT-2 vocabulary load | $(get load_ms) ms ($(get load_cpu_ms) ms of CPU time) |
 | training, $(get train_bytes) bytes to $(get train_vocab) tokens | gptd $(get train_gptd_s) s, straightforward $(get train_naive_s) s ($(ratio "$(get train_naive_s)" "$(get train_gptd_s)")); identical: $(get train_identical) |
 EOT
