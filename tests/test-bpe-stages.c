@@ -155,6 +155,43 @@ test_tokenize_chunks (Fixture *f, gconstpointer data)
       }
 }
 
+/* A document of 2.5 MB, read whole (one message) or in 1 MB chunks: cut into
+ * segments for the workers, it still gives the ids of the whole document. */
+static void
+test_tokenize_large (Fixture *f, gconstpointer data)
+{
+  GString *big = g_string_new (NULL);
+  while (big->len < 2500000)
+    {
+      g_autofree char *part = test_bpe_random_text (1000);
+      g_string_append (big, part);
+      g_string_append (big, "\n\nThe quick brown fox jumps over the lazy dog; it's 1234 times.   ");
+    }
+  const char *texts[] = { big->str };
+  g_autofree char *p0 = write_text (f, "big.txt", big->str);
+  g_autoptr (GArray) want = expected_ids (f, texts, 1, FALSE);
+  static const char *const chunk_sizes[] = { "4194304", "1048576" };
+  for (guint c = 0; c < G_N_ELEMENTS (chunk_sizes); c++)
+    {
+      g_autofree char *out = g_build_filename (f->dir, "out.u32", NULL);
+      g_autofree char *text = g_strdup_printf (
+        "[pipeline]\nname=t\n"
+        "[stage read]\ntype=text-source\npath=%s\nchunk-size=%s\n"
+        "[stage tok]\ntype=bpe-tokenizer\ninput=read\nvocab=%s\nspecial-tokens=allowed\n"
+        "[stage write]\ntype=token-writer\ninput=tok\npath=%s\nformat=u32\n",
+        p0, chunk_sizes[c], f->vocab, out);
+      TestEvents ev;
+      test_events_init (&ev);
+      g_autoptr (GError) error = NULL;
+      g_assert_true (run (text, &ev, &error));
+      g_assert_no_error (error);
+      g_autoptr (GArray) got = read_u32 (out, 0);
+      g_assert_cmpmem (got->data, got->len * 4, want->data, want->len * 4);
+      test_events_clear (&ev);
+    }
+  g_string_free (big, TRUE);
+}
+
 /* An llm.c shard: header, uint16 ids; token-reader reads it back into Tokens. */
 static void
 test_llmc_roundtrip (Fixture *f, gconstpointer data)
@@ -362,6 +399,7 @@ main (int argc, char **argv)
   g_assert_nonnull (gptd_registry_lookup (registry, "bpe-tokenizer"));
 #define ADD(path, fn) g_test_add (path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
   ADD ("/bpe-stages/tokenize-chunks", test_tokenize_chunks);
+  ADD ("/bpe-stages/tokenize-large", test_tokenize_large);
   ADD ("/bpe-stages/llmc-roundtrip", test_llmc_roundtrip);
   ADD ("/bpe-stages/reader-errors", test_reader_errors);
   ADD ("/bpe-stages/special-error", test_special_error);

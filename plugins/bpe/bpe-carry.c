@@ -33,8 +33,12 @@ gptd_bpe_segment_clear (GptdBpeSegment *seg)
   g_clear_pointer (&seg->label, g_free);
 }
 
+/* Segments larger than this are cut further (where the pre-tokenizer would), so
+ * that one large document still keeps several workers busy. */
+#define SEGMENT_MAX ((gsize) 1 << 20)
+
 static void
-emit (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray *segments)
+emit_one (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray *segments)
 {
   GptdBpeSegment seg = { g_strndup (carry->buf->str, len), len, carry->offset, begins, last,
                          carry->n_docs, g_strdup (carry->source), g_strdup (carry->label),
@@ -44,12 +48,28 @@ emit (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray *se
   carry->offset += len;
 }
 
+static void
+emit (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode special, gsize len,
+      gboolean begins, gboolean last, GArray *segments)
+{
+  while (bpe && len > SEGMENT_MAX)
+    {
+      gsize cut = gptd_bpe_split_point (bpe, carry->buf->str, SEGMENT_MAX, special);
+      if (cut == 0)
+        break;
+      emit_one (carry, cut, begins, FALSE, segments);
+      begins = FALSE;
+      len -= cut;
+    }
+  emit_one (carry, len, begins, last, segments);
+}
+
 void
 gptd_bpe_carry_end (GptdBpeCarry *carry, GArray *segments)
 {
   if (!carry->open)
     return;
-  emit (carry, carry->buf->len, FALSE, TRUE, segments);
+  emit (carry, NULL, GPTD_BPE_SPECIAL_TEXT, carry->buf->len, FALSE, TRUE, segments);
   carry->open = FALSE;
 }
 
@@ -75,11 +95,11 @@ gptd_bpe_carry_feed (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode
   g_string_append_len (carry->buf, (const char *) doc->text.data, (gssize) doc->text.len);
   if (doc->last)
     {
-      emit (carry, carry->buf->len, begins, TRUE, segments);
+      emit (carry, bpe, special, carry->buf->len, begins, TRUE, segments);
       carry->open = FALSE;
       return;
     }
   gsize cut = gptd_bpe_split_point (bpe, carry->buf->str, carry->buf->len, special);
   if (cut > 0 || begins)
-    emit (carry, cut, begins, FALSE, segments);
+    emit (carry, bpe, special, cut, begins, FALSE, segments);
 }
