@@ -8,7 +8,7 @@
 # does not stop within --stop-timeout is killed.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 22
+plan 23
 
 ticker_pipeline "$TMP/long.pipeline" long count=100000 interval-ms=20
 
