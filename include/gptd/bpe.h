@@ -219,7 +219,8 @@ typedef struct {
  * @error: return location for a #GError
  *
  * Encodes @text exactly as tiktoken's gpt2 encoding does and appends the ids to
- * @ids. On error @ids is left as it was.
+ * @ids. On error @ids is left as it was. Texts of 4 GiB or more must be encoded
+ * in parts cut with gptd_bpe_split_point().
  *
  * Returns: %TRUE on success; %FALSE with GPTD_BPE_ERROR_INVALID_UTF8 or
  *   GPTD_BPE_ERROR_SPECIAL_TOKEN (each naming a byte offset).

@@ -372,6 +372,8 @@ gptd_bpe_encode (const GptdBpe              *bpe,
   g_return_val_if_fail (bpe != NULL, FALSE);
   g_return_val_if_fail (text != NULL || len == 0, FALSE);
   g_return_val_if_fail (ids != NULL && g_array_get_element_size (ids) == sizeof (guint32), FALSE);
+  /* A GArray holds fewer than 2^32 elements; longer texts are encoded in parts. */
+  g_return_val_if_fail (len < G_MAXUINT - ids->len, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   if (!options)
     options = &defaults;

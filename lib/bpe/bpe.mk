@@ -26,7 +26,8 @@ EXTRA_DIST += \
 	tests/golden/bpe/data-ids.json \
 	tests/golden/bpe/make-goldens.mjs \
 	tests/golden/bpe/make-data-hashes.mjs \
-	tests/golden/bpe/check-tiktoken.sh
+	tests/golden/bpe/check-tiktoken.sh \
+	bench/tokenizer/RESULTS.md
 
 # The tokenizer benchmark (built, not run by make check; see bench/tokenizer/).
 noinst_PROGRAMS += bench/tokenizer/bench-tokenizer
