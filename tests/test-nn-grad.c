@@ -672,6 +672,29 @@ test_last_only (void)
                                    GPTD_GPT_FORWARD_NONE, NULL, NULL));
 }
 
+/* Changing the team size after the plan regrows the per-thread scratch. */
+static void
+test_thread_change (void)
+{
+  int saved = gptd_nn_get_num_threads ();
+  GptdGptConfig c = tiny_config ();
+  g_autoptr (GptdGpt) m = tiny_model (&c, 6);
+  g_autoptr (GptdGptKvCache) cache = gptd_gpt_kv_cache_new (m, 0, NULL);
+  gptd_nn_set_num_threads (1);
+  float l1 = tiny_loss (m, GPTD_GPT_FORWARD_NONE);
+  const float *k1 = gptd_gpt_forward_cached (m, cache, tiny_tokens, 6, NULL);
+  float first = k1[3];
+  gptd_nn_set_num_threads (4);
+  g_assert_cmpint (gptd_nn_get_num_threads (), ==, 4);
+  float l4 = tiny_loss (m, GPTD_GPT_FORWARD_NONE);
+  g_assert_true (gptd_gpt_backward (m, 1.0f, NULL));
+  gptd_gpt_kv_cache_reset (cache);
+  const float *k4 = gptd_gpt_forward_cached (m, cache, tiny_tokens, 6, NULL);
+  g_assert_cmpfloat (fabs (l1 - l4), <, 1e-5);
+  g_assert_cmpfloat (fabs (first - k4[3]), <, 1e-5);
+  gptd_nn_set_num_threads (saved);
+}
+
 static void
 test_input_errors (void)
 {
@@ -731,6 +754,7 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/model/presets", test_presets);
   g_test_add_func ("/nn/model/tensors", test_tensors);
   g_test_add_func ("/nn/model/last-only", test_last_only);
+  g_test_add_func ("/nn/model/thread-change", test_thread_change);
   g_test_add_func ("/nn/model/input-errors", test_input_errors);
   return g_test_run ();
 }

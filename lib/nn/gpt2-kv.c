@@ -18,6 +18,7 @@ struct _GptdGptKvCache {
   size_t kv_bytes;
   /* Scratch for up to cap_n new rows. */
   int cap_n;
+  size_t cap_nt;
   float *buf;
   size_t buf_bytes;
   float *x, *ln, *mean, *rstd, *qkv, *atty, *branch, *fch, *att, *logits;
@@ -82,11 +83,13 @@ gptd_gpt_kv_cache_get_length (const GptdGptKvCache *c)
 static gboolean
 reserve (GptdGptKvCache *c, int n, GError **error)
 {
-  if (n <= c->cap_n)
+  size_t nt = (size_t) gptd_nn_get_num_threads ();
+  if (n <= c->cap_n && nt <= c->cap_nt)
     return TRUE;
+  n = MAX (n, c->cap_n);
+  nt = MAX (nt, c->cap_nt);
   const GptdGpt *m = c->model;
   size_t C = (size_t) m->cfg.n_embd;
-  size_t nt = (size_t) gptd_nn_get_num_threads ();
   size_t floats = (size_t) n * C * 4 + 2 * (size_t) n + (size_t) n * 3 * C +
                   (size_t) n * 4 * C + nt * n * c->max_len + (size_t) m->n_out;
   gptd__nn_free (c->buf, c->buf_bytes);
@@ -95,6 +98,7 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   if (c->buf == NULL)
     {
       c->cap_n = 0;
+      c->cap_nt = 0;
       c->buf_bytes = 0;
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate KV-cache scratch for %d tokens", n);
@@ -114,6 +118,7 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   c->logits = TAKE ((size_t) m->n_out);
 #undef TAKE
   c->cap_n = n;
+  c->cap_nt = nt;
   return TRUE;
 }
 

@@ -38,6 +38,7 @@ struct _GptdGpt {
   /* Activation plan for up to plan_bt rows and plan_t positions. */
   size_t plan_bt;
   int plan_t;
+  int plan_nt; /* team size the scratch was sized for */
   float *act;
   size_t act_bytes;
   float *big; /* logits, later backward scratch */

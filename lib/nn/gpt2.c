@@ -233,6 +233,7 @@ plan_clear (GptdGpt *m)
   g_clear_pointer (&m->targets, g_free);
   m->plan_bt = 0;
   m->plan_t = 0;
+  m->plan_nt = 0;
   m->logits_valid = FALSE;
 }
 
@@ -435,7 +436,8 @@ static gboolean
 plan (GptdGpt *m, int B, int T, GError **error)
 {
   size_t BT = (size_t) B * T;
-  if (BT <= m->plan_bt && T <= m->plan_t)
+  int nt = gptd_nn_get_num_threads ();
+  if (BT <= m->plan_bt && T <= m->plan_t && nt <= m->plan_nt)
     return TRUE;
   size_t bt = MAX (BT, m->plan_bt);
   int t = MAX (T, m->plan_t);
@@ -445,13 +447,14 @@ plan (GptdGpt *m, int B, int T, GError **error)
   const size_t C = (size_t) m->cfg.n_embd, V = (size_t) m->n_out;
   /* bt rows hold at least bt / t sequences of t positions. */
   size_t nb = (bt + t - 1) / t;
-  size_t per_layer = bt * C * 8 + bt * 4 + bt * 3 * C + nb * nh * t +
-                     bt * 4 * C * 2;
+  /* ln1, atty, mid, ln2; qkv; fch, fchg; four LayerNorm statistics; the
+   * attention log-sum-exp. */
+  size_t per_layer = bt * C * 4 + bt * 3 * C + bt * 4 * C * 2 + bt * 4 +
+                     nb * nh * t;
   size_t act_floats = per_layer * L + bt * C * (size_t) (L + 1) +
                       bt * C + 2 * bt + bt * C + bt;
   size_t bwd_floats = bt * C * 3 + bt * 4 * C;
   size_t big_floats = MAX (bt * V, bwd_floats);
-  int nt = gptd_nn_get_num_threads ();
   size_t scratch_floats = (size_t) nt * 3 * t * t + (size_t) nt * 2 * C;
 
   m->act_bytes = act_floats * sizeof (float);
@@ -500,9 +503,10 @@ plan (GptdGpt *m, int B, int T, GError **error)
   m->branch = TAKE (bt * C);
   m->ce_lse = TAKE (bt);
 #undef TAKE
-  g_assert ((size_t) (p - m->act) <= act_floats);
+  g_assert ((size_t) (p - m->act) == act_floats);
   m->plan_bt = bt;
   m->plan_t = t;
+  m->plan_nt = nt;
   return TRUE;
 }
 
