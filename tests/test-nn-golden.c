@@ -7,6 +7,8 @@
  */
 #include "test-nn-util.h"
 
+#include <json-glib/json-glib.h>
+
 #define REL_TOL 1e-4
 
 typedef struct {
@@ -235,6 +237,46 @@ test_determinism (void)
   tnn_golden_free (g);
 }
 
+/* hf-tiny-expected.json holds the reference logits of the model stored in
+ * tests/golden/nn/hf-tiny; its weights are make_goldens.py's deterministic
+ * ones, so gptd's model built from the same rule must give them. */
+static void
+test_hf_tiny_expected (void)
+{
+  g_autofree char *path = g_test_build_filename (
+      G_TEST_DIST, "golden", "nn", "hf-tiny-expected.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  GError *error = NULL;
+  g_assert_true (json_parser_load_from_file (parser, path, &error));
+  g_assert_no_error (error);
+  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+  JsonArray *tok = json_object_get_array_member (root, "tokens");
+  JsonArray *rows = json_object_get_array_member (root, "logits");
+  int T = (int) json_array_get_length (tok);
+  GptdGptConfig cfg = {
+    .n_layer = 2, .n_head = 2, .n_embd = 16, .context_length = 32,
+    .vocab_size = 50, .qkv_bias = TRUE, .tie_embeddings = TRUE,
+    .layer_norm_epsilon = 1e-5f,
+  };
+  Variant v = { .cfg = cfg, .B = 1, .T = T, .seed = 7 };
+  g_autoptr (GptdGpt) m = model_for (&v);
+  g_autofree gint32 *tokens = g_new (gint32, T);
+  for (int t = 0; t < T; t++)
+    tokens[t] = (gint32) json_array_get_int_element (tok, t);
+  g_assert_true (gptd_gpt_forward (m, tokens, NULL, 1, T, 0, NULL, &error));
+  const float *logits = gptd_gpt_get_logits (m, NULL, NULL, NULL);
+  g_assert_cmpuint (json_array_get_length (rows), ==, (guint) T);
+  for (int t = 0; t < T; t++)
+    {
+      JsonArray *row = json_array_get_array_element (rows, t);
+      g_assert_cmpuint (json_array_get_length (row), ==, 50);
+      float want[50];
+      for (int k = 0; k < 50; k++)
+        want[k] = (float) json_array_get_double_element (row, k);
+      tnn_assert_close ("hf-tiny logits", logits + t * 50, want, 50, REL_TOL);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -254,5 +296,6 @@ main (int argc, char **argv)
                         test_kv_cache);
   g_test_add_data_func ("/nn/kv-cache/untied", "untied", test_kv_cache);
   g_test_add_func ("/nn/determinism/seeded-dropout", test_determinism);
+  g_test_add_func ("/nn/golden/hf-tiny-expected", test_hf_tiny_expected);
   return g_test_run ();
 }
