@@ -1,6 +1,7 @@
 /* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
- * lists, watches and cancels runs, reads their logs, lists stage types and
- * validates pipelines over the control socket (docs/control-protocol.md).
+ * lists, watches, cancels and resumes runs, reads their logs, lists stage types,
+ * validates pipelines and streams generated text over the control socket
+ * (docs/control-protocol.md).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -52,13 +53,25 @@ static const char gptctl_description[] =
   "  cancel ID [--no-wait]\n"
   "                     cancel a run (stages checkpoint as they stop) and wait for\n"
   "                     it to end\n"
+  "  resume ID [--wait]\n"
+  "                     resume a run that failed, was cancelled or was interrupted\n"
+  "                     from its last checkpoint, in its run directory; --wait\n"
+  "                     watches it to the end\n"
+  "  generate --model DIR [--max-new-tokens N] [--temperature T] [--top-k K]\n"
+  "           [--top-p P] [--seed S] [--eos-id ID] PROMPT\n"
+  "                     stream text the daemon generates from PROMPT (- reads it\n"
+  "                     from standard input) with the model in DIR (config.json,\n"
+  "                     model.safetensors, vocab.json, merges.txt; or a checkpoint\n"
+  "                     directory). Defaults: 50 tokens, greedy (temperature 0),\n"
+  "                     no top-k, top-p 1, a random seed, no eos. The daemon keeps\n"
+  "                     recently used models loaded. Ctrl-C stops the generation.\n"
   "  plugins [TYPE]     list the daemon's stage types, or describe one\n"
   "  validate FILE [--set KEY=VALUE]...\n"
   "                     check a pipeline with the daemon's plugins\n"
   "  ping               check that the daemon answers\n"
   "\n"
   "--json prints what the daemon answered as JSON (one object, or one per line for\n"
-  "watch and logs) instead of text.\n"
+  "watch, logs and generate) instead of text.\n"
   "\n"
   "Environment:\n"
   "  GPTD_SOCKET        the socket when --socket is not given; default\n"
@@ -67,12 +80,14 @@ static const char gptctl_description[] =
   "\n"
   "Exit status:\n"
   "  0  success\n"
-  "  1  the run failed, was cancelled or was interrupted; the pipeline is invalid\n"
-  "  2  bad usage, or the pipeline file cannot be read\n"
+  "  1  the run failed, was cancelled or was interrupted; the pipeline is invalid;\n"
+  "     (generate) the generation was cancelled (the daemon is stopping)\n"
+  "  2  bad usage, or the pipeline file cannot be read; (generate) a bad parameter\n"
+  "     or a model the daemon cannot load\n"
   "  3  gptd is not running (or its socket cannot be used)\n"
-  "  4  no such run or stage type\n"
-  "  5  the daemon refused the request (the run has ended, the request is not\n"
-  "     supported, the daemon is stopping)\n"
+  "  4  no such run, stage type or model directory\n"
+  "  5  the daemon refused the request (the run has ended or cannot be resumed,\n"
+  "     the request is not supported, the daemon is stopping)\n"
   "  6  the connection broke or the daemon's answer made no sense (for watch: this\n"
   "     client fell too far behind and was dropped)\n";
 
@@ -439,6 +454,14 @@ typedef struct {
   gboolean wait;
   gboolean from_start;
   gboolean no_wait;
+  /* generate */
+  char *model;
+  int max_new_tokens;
+  double temperature;
+  int top_k;
+  double top_p;
+  char *seed;
+  int eos_id;
 } CommandOptions;
 
 static int
@@ -619,6 +642,7 @@ call_run_id (Client *cl, Gptd__Request__BodyCase body, const char *run_id,
     case GPTD__REQUEST__BODY_STATUS: req.status = &rid; break;
     case GPTD__REQUEST__BODY_LOGS: req.logs = &rid; break;
     case GPTD__REQUEST__BODY_CANCEL: req.cancel = &rid; break;
+    case GPTD__REQUEST__BODY_RESUME: req.resume = &rid; break;
     default: g_assert_not_reached ();
     }
   Gptd__Response *resp = client_call (cl, &req, expected, status);
@@ -737,6 +761,169 @@ cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
 }
 
 static int
+cmd_resume (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("resume", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_RESUME, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (cl->json)
+    print_json (&resp->run->base, !o->wait);
+  else
+    {
+      g_print ("run %s: resuming in %s\n", resp->run->id, resp->run->run_dir);
+      fflush (stdout);
+    }
+  if (!o->wait)
+    return EXIT_OK;
+  return client_watch (cl, resp->run->id, FALSE);
+}
+
+/* The prompt argument: the text itself, or standard input for "-". */
+static char *
+read_prompt (const char *arg)
+{
+  if (strcmp (arg, "-") != 0)
+    return g_strdup (arg);
+  GString *text = g_string_new (NULL);
+  char buf[65536];
+  size_t n;
+  while ((n = fread (buf, 1, sizeof buf, stdin)) > 0)
+    g_string_append_len (text, buf, (gssize) n);
+  if (ferror (stdin))
+    {
+      g_printerr ("gptctl: cannot read the prompt from standard input: %s\n",
+                  g_strerror (errno));
+      g_string_free (text, TRUE);
+      return NULL;
+    }
+  return g_string_free (text, FALSE);
+}
+
+static int
+cmd_generate (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 1)
+    {
+      g_printerr ("gptctl: generate wants one PROMPT (- reads it from standard input)\n");
+      return EXIT_USAGE;
+    }
+  if (o->model == NULL)
+    {
+      g_printerr ("gptctl: generate needs --model DIR\n");
+      return EXIT_USAGE;
+    }
+  if (o->max_new_tokens < 0 || o->top_k < 0)
+    {
+      g_printerr ("gptctl: --%s must be >= 0\n", o->top_k < 0 ? "top-k" : "max-new-tokens");
+      return EXIT_USAGE;
+    }
+  guint64 seed = 0;
+  if (o->seed != NULL)
+    {
+      g_autoptr (GError) error = NULL;
+      if (!g_ascii_string_to_unsigned (o->seed, 10, 0, G_MAXUINT64, &seed, &error))
+        {
+          g_printerr ("gptctl: --seed: %s\n", error->message);
+          return EXIT_USAGE;
+        }
+    }
+  g_autofree char *prompt = read_prompt (argv[0]);
+  if (prompt == NULL)
+    return EXIT_USAGE;
+  if (!g_utf8_validate (prompt, -1, NULL))
+    {
+      g_printerr ("gptctl: the prompt is not valid UTF-8 text\n");
+      return EXIT_USAGE;
+    }
+  /* The daemon has another working directory: send an absolute path. */
+  g_autofree char *model = g_canonicalize_filename (o->model, NULL);
+
+  int status = client_connect (cl);
+  if (status != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__GenerateRequest gr = GPTD__GENERATE_REQUEST__INIT;
+  gr.model = model;
+  gr.prompt = prompt;
+  gr.max_new_tokens = (guint32) o->max_new_tokens;
+  gr.temperature = o->temperature;
+  gr.top_k = (guint32) o->top_k;
+  gr.top_p = o->top_p;
+  gr.seed = seed;
+  gr.has_seed = o->seed != NULL;
+  gr.eos_id = o->eos_id;
+  req.body_case = GPTD__REQUEST__BODY_GENERATE;
+  req.generate = &gr;
+  if ((status = client_send (cl, &req)) != EXIT_OK)
+    return status;
+
+  /* Text as it comes, until the answer with end set. */
+  g_autofree char *stop_reason = NULL;
+  guint tokens = 0;
+  gboolean ended_line = TRUE;
+  for (;;)
+    {
+      g_autoptr (Gptd__Response) resp = client_receive (cl, &status);
+      if (resp == NULL)
+        {
+          if (!ended_line)
+            g_print ("\n");
+          return status;
+        }
+      if (resp->error != NULL && resp->error->code != GPTD__ERROR_CODE__ERROR_CODE_NONE)
+        {
+          if (!ended_line)
+            g_print ("\n");
+          fflush (stdout);
+          status = response_error_status (resp);
+          return resp->error->code == GPTD__ERROR_CODE__ERROR_CODE_LAGGED ? EXIT_PROTOCOL
+                                                                          : status;
+        }
+      if (resp->body_case != GPTD__RESPONSE__BODY_EVENT || resp->event == NULL)
+        {
+          g_printerr ("gptctl: gptd answered with an unexpected message\n");
+          return EXIT_PROTOCOL;
+        }
+      const Gptd__Event *ev = resp->event;
+      if (cl->json)
+        {
+          print_json (&ev->base, FALSE);
+          fflush (stdout);
+        }
+      if (ev->body_case == GPTD__EVENT__BODY_TEXT && ev->text != NULL)
+        {
+          if (ev->text->done)
+            {
+              g_free (stop_reason);
+              stop_reason = g_strdup (ev->text->stop_reason);
+              tokens = ev->text->tokens;
+            }
+          else if (!cl->json && ev->text->text != NULL && *ev->text->text)
+            {
+              fputs (ev->text->text, stdout);
+              fflush (stdout);
+              ended_line = FALSE;
+            }
+        }
+      if (resp->end)
+        break;
+    }
+  if (!cl->json)
+    {
+      /* The text, then one newline. */
+      g_print ("\n");
+      fflush (stdout);
+      if (isatty (STDERR_FILENO))
+        g_printerr ("(%u tokens, stopped: %s)\n", tokens, stop_reason ? stop_reason : "?");
+    }
+  return g_strcmp0 (stop_reason, "cancelled") == 0 ? EXIT_RUN_FAILED : EXIT_OK;
+}
+
+static int
 cmd_plugins (Client *cl, int argc, char **argv, const CommandOptions *o)
 {
   if (argc > 1)
@@ -811,10 +998,20 @@ static const struct {
   { "watch", cmd_watch },
   { "logs", cmd_logs },
   { "cancel", cmd_cancel },
+  { "resume", cmd_resume },
+  { "generate", cmd_generate },
   { "plugins", cmd_plugins },
   { "validate", cmd_validate },
   { "ping", cmd_ping },
 };
+
+static void
+command_options_clear (CommandOptions *o)
+{
+  g_strfreev (o->settings);
+  g_free (o->model);
+  g_free (o->seed);
+}
 
 int
 main (int argc, char **argv)
@@ -824,6 +1021,9 @@ main (int argc, char **argv)
   g_autofree char *socket_path = NULL;
   gboolean json = FALSE, version = FALSE;
   CommandOptions o = { 0 };
+  o.max_new_tokens = 50;
+  o.top_p = 1.0;
+  o.eos_id = -1;
   GOptionEntry entries[] = {
     { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
       "The daemon's control socket (default: $GPTD_SOCKET, else the daemon's default)",
@@ -833,11 +1033,25 @@ main (int argc, char **argv)
       "run, validate: set a variable (var=value) or a stage key (stage.key=value)",
       "KEY=VALUE" },
     { "wait", 'w', 0, G_OPTION_ARG_NONE, &o.wait,
-      "run: watch the run to its end and exit with its result", NULL },
+      "run, resume: watch the run to its end and exit with its result", NULL },
     { "from-start", 0, 0, G_OPTION_ARG_NONE, &o.from_start,
       "watch: replay the run's past events first", NULL },
     { "no-wait", 0, 0, G_OPTION_ARG_NONE, &o.no_wait,
       "cancel: return without waiting for the run to end", NULL },
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o.model,
+      "generate: the model directory", "DIR" },
+    { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &o.max_new_tokens,
+      "generate: how many tokens to generate (default 50)", "N" },
+    { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &o.temperature,
+      "generate: 0 (the default) for greedy decoding, else sample at this temperature", "T" },
+    { "top-k", 0, 0, G_OPTION_ARG_INT, &o.top_k,
+      "generate: sample among the K most likely tokens only (default 0: all)", "K" },
+    { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &o.top_p,
+      "generate: nucleus sampling threshold in (0, 1] (default 1: all)", "P" },
+    { "seed", 0, 0, G_OPTION_ARG_STRING, &o.seed,
+      "generate: seed of the sampling (default: a random one)", "S" },
+    { "eos-id", 0, 0, G_OPTION_ARG_INT, &o.eos_id,
+      "generate: stop when this token comes out (default -1: never)", "ID" },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
     { NULL }
   };
@@ -849,19 +1063,19 @@ main (int argc, char **argv)
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     {
       g_printerr ("gptctl: %s\nTry 'gptctl --help'.\n", error->message);
-      g_strfreev (o.settings);
+      command_options_clear (&o);
       return EXIT_USAGE;
     }
   if (version)
     {
       g_print ("gptctl %s\n", PACKAGE_VERSION);
-      g_strfreev (o.settings);
+      command_options_clear (&o);
       return EXIT_OK;
     }
   if (argc < 2)
     {
       g_printerr ("gptctl: no command given\nTry 'gptctl --help'.\n");
-      g_strfreev (o.settings);
+      command_options_clear (&o);
       return EXIT_USAGE;
     }
 
@@ -884,6 +1098,6 @@ main (int argc, char **argv)
     }
   if (cl.fd >= 0)
     close (cl.fd);
-  g_strfreev (o.settings);
+  command_options_clear (&o);
   return status;
 }

@@ -462,6 +462,48 @@ gptd__run_finish (GptdRun *run, Gptd__RunState state, const char *stage, const c
   gptd__run_record_event (run, &ev);
 }
 
+void
+gptd__run_reopen (GptdRun *run, const char *why)
+{
+  g_return_if_fail (gptd__run_is_finished (run));
+  g_return_if_fail (run->state != GPTD__RUN_STATE__RUN_STATE_SUCCEEDED);
+
+  g_autofree char *line = g_strdup_printf ("%s (the run had %s)",
+                                           why ? why : "resuming from the last checkpoint",
+                                           run->state == GPTD__RUN_STATE__RUN_STATE_FAILED
+                                             ? "failed"
+                                             : run->state == GPTD__RUN_STATE__RUN_STATE_CANCELLED
+                                               ? "been cancelled" : "been interrupted");
+  /* Not final any more: the events that follow are recorded again. */
+  run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
+  run->finished = 0;
+  g_clear_pointer (&run->error, g_free);
+  g_clear_pointer (&run->error_stage, g_free);
+
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__LogLine log = GPTD__LOG_LINE__INIT;
+  log.stage = (char *) "gptd";
+  log.level = GPTD__LOG_LEVEL__LOG_LEVEL_MESSAGE;
+  log.message = line;
+  ev.body_case = GPTD__EVENT__BODY_LOG;
+  ev.log = &log;
+  ev.run_id = (char *) "";
+  gptd__run_record_event (run, &ev);
+
+  Gptd__Event sev = GPTD__EVENT__INIT;
+  Gptd__StateChange change = GPTD__STATE_CHANGE__INIT;
+  change.state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
+  change.stage = (char *) "";
+  change.error = (char *) "";
+  sev.body_case = GPTD__EVENT__BODY_STATE;
+  sev.state = &change;
+  sev.run_id = (char *) "";
+  gptd__run_record_event (run, &sev);
+  /* The state did not change from the event's point of view (it was set
+   * above), so the status is written here. */
+  gptd__run_write_status (run, NULL);
+}
+
 static void
 free_message (gpointer msg)
 {

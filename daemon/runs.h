@@ -52,6 +52,8 @@ typedef struct _GptdRunTable GptdRunTable;
  * @worker: (nullable): the server's worker for this run while it runs.
  * @watchers: the server's connections watching this run live (not owned).
  * @cancel_requested: a client asked to cancel the run.
+ * @resume_pending: a client asked to resume the run while its previous worker
+ *   was still exiting; the new worker starts once that one has gone.
  *
  * One run. The server reads the fields; only runs.c changes the state ones.
  */
@@ -77,6 +79,7 @@ typedef struct {
   gpointer worker;
   GPtrArray *watchers;
   gboolean cancel_requested;
+  gboolean resume_pending;
 } GptdRun;
 
 /* File names inside a run directory. */
@@ -166,6 +169,20 @@ gboolean gptd__run_record_event (GptdRun *run, Gptd__Event *event);
  */
 void gptd__run_finish (GptdRun *run, Gptd__RunState state, const char *stage,
                        const char *error);
+
+/**
+ * gptd__run_reopen:
+ * @run: a run that has ended, but not succeeded
+ * @why: (nullable): what the log line announcing it says (default: "resuming
+ *   from the last checkpoint")
+ *
+ * Makes an ended run go on in the same run directory: its error and end time
+ * are cleared, a log line and a StateChange to QUEUED are appended to its event
+ * log, and status.json is written. The caller then starts a worker that
+ * resumes the pipeline from its checkpoints. The start time stays that of the
+ * first start.
+ */
+void gptd__run_reopen (GptdRun *run, const char *why);
 
 /**
  * GptdRunEventFunc:

@@ -1,6 +1,8 @@
 /* daemon/server.c: the gptd daemon's event loop: the control socket and its
  * connections, the request handlers (one function per request type), watchers
- * with bounded output queues, worker processes, signals and the clean stop.
+ * with bounded output queues, worker processes (started and resumed), text
+ * generation on a pool of threads with a cache of loaded models, signals and
+ * the clean stop.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -14,18 +16,23 @@
 #include "worker.h"
 
 #include <gptd/frame.h>
+#include <gptd/generate.h>
+#include <gptd/gpt2-file.h>
 #include <gptd/pipeline.h>
 #include <gptd/registry.h>
 #include <gptd/runner.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <uv.h>
 
@@ -35,6 +42,7 @@
 
 typedef struct _Server Server;
 typedef struct _Conn Conn;
+typedef struct _GenCache GenCache;
 
 struct _Server {
   uv_loop_t loop;
@@ -56,6 +64,13 @@ struct _Server {
   char *socket_path;
   guint stop_timeout_ms;
   gsize queue_limit;
+  /* Generation (see "Generation" below). */
+  GenCache *gen_cache;
+  GThreadPool *gen_pool;
+  uv_async_t gen_async;     /* generation threads wake the loop with it */
+  GMutex gen_out_lock;
+  GQueue gen_out;           /* GenMsg*: frames from the generation threads */
+  guint n_gen_jobs;         /* generate requests not yet ended */
 };
 
 struct _Conn {
@@ -75,6 +90,8 @@ struct _Conn {
   GptdRun *watch_run;
   guint64 watch_id;
   GptdRunLogReader *replay;
+  /* The generate requests of this connection that have not ended (GenJob*). */
+  GList *gen_jobs;
 };
 
 typedef struct {
@@ -85,6 +102,7 @@ typedef struct {
 
 static void conn_close (Conn *c);
 static void conn_replay_pump (Conn *c);
+static void conn_cancel_generations (Conn *c);
 static void server_finish_stop (Server *s);
 
 /* ---- Sending ------------------------------------------------------------------ */
@@ -152,6 +170,8 @@ conn_drain (Conn *c)
   if (c->closing || c->draining)
     return;
   c->draining = TRUE;
+  /* Nothing more will be sent: a generation for this client stops. */
+  conn_cancel_generations (c);
   uv_read_stop ((uv_stream_t *) &c->pipe);
   if (c->queued == 0)
     conn_close (c);
@@ -161,6 +181,23 @@ conn_drain (Conn *c)
 
 static void conn_send_error (Conn *c, guint64 id, Gptd__ErrorCode code, const char *format, ...)
   G_GNUC_PRINTF (4, 5);
+
+/* Sends an encoded Response frame. */
+static void
+conn_send_frame (Conn *c, GBytes *frame)
+{
+  if (c->closing || c->draining)
+    return;
+  /* A client that sends requests without reading the answers is dropped before
+   * its queue grows without bound. */
+  if (c->queued > c->server->queue_limit + 2 * (gsize) GPTD_FRAME_MAX_SIZE)
+    {
+      g_message ("connection %u (pid %d): not reading its answers; dropped", c->id, (int) c->pid);
+      conn_close (c);
+      return;
+    }
+  conn_send_bytes (c, frame);
+}
 
 static void
 conn_send (Conn *c, Gptd__Response *resp)
@@ -175,15 +212,7 @@ conn_send (Conn *c, Gptd__Response *resp)
                        "The answer is too large to send: %s", error->message);
       return;
     }
-  /* A client that sends requests without reading the answers is dropped before
-   * its queue grows without bound. */
-  if (c->queued > c->server->queue_limit + 2 * (gsize) GPTD_FRAME_MAX_SIZE)
-    {
-      g_message ("connection %u (pid %d): not reading its answers; dropped", c->id, (int) c->pid);
-      conn_close (c);
-      return;
-    }
-  conn_send_bytes (c, frame);
+  conn_send_frame (c, frame);
 }
 
 static void
@@ -344,6 +373,10 @@ server_on_worker_event (GptdWorker *worker, Gptd__Event *event, gpointer user_da
 {
   WorkerLink *link = user_data;
   GptdRun *run = link->run;
+  /* The run was resumed while this (old) worker was still exiting: what it
+   * still says belongs to the run that ended. */
+  if (run->resume_pending)
+    return;
   /* A run cancelled because the daemon stops was interrupted, not cancelled by
    * anyone: it can be resumed. */
   if (link->server->stopping && !run->cancel_requested
@@ -356,6 +389,16 @@ server_on_worker_event (GptdWorker *worker, Gptd__Event *event, gpointer user_da
       return;
     }
   gptd__run_record_event (run, event);
+}
+
+static gboolean server_start_worker (Server *s, GptdRun *run, gboolean resume, GError **error);
+
+/* Stops the daemon once nothing runs any more (after a stop was asked for). */
+static void
+server_maybe_finish_stop (Server *s)
+{
+  if (s->stopping && s->n_workers == 0 && s->n_gen_jobs == 0)
+    server_finish_stop (s);
 }
 
 static void
@@ -374,7 +417,9 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
     g_info ("run %s: worker %d exited with status %" G_GINT64_FORMAT, run->id, run->pid,
             exit_status);
 
-  if (!gptd__run_is_finished (run))
+  gboolean resume = run->resume_pending;
+  run->resume_pending = FALSE;
+  if (!resume && !gptd__run_is_finished (run))
     {
       g_autofree char *why = NULL;
       Gptd__RunState state = GPTD__RUN_STATE__RUN_STATE_FAILED;
@@ -403,18 +448,31 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
   run->worker = NULL;
   gptd__run_set_pid (run, 0);
   s->n_workers--;
+  if (resume)
+    {
+      /* A resume asked for while this worker was exiting: start its successor. */
+      g_autoptr (GError) error = NULL;
+      if (s->stopping)
+        gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED, NULL,
+                          "gptd stopped before the run could resume");
+      else if (!server_start_worker (s, run, TRUE, &error))
+        {
+          g_warning ("run %s: %s", run->id, error->message);
+          gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
+        }
+    }
   server_notify_status (s);
-  if (s->stopping && s->n_workers == 0)
-    server_finish_stop (s);
+  server_maybe_finish_stop (s);
 }
 
 static gboolean
-server_start_worker (Server *s, GptdRun *run, GError **error)
+server_start_worker (Server *s, GptdRun *run, gboolean resume, GError **error)
 {
   WorkerLink *link = g_new0 (WorkerLink, 1);
   link->server = s;
   link->run = run;
-  GptdWorker *w = gptd__worker_spawn (&s->loop, run->dir, run->id, server_on_worker_event,
+  GptdWorker *w = gptd__worker_spawn (&s->loop, run->dir, run->id, resume,
+                                      server_on_worker_event,
                                       server_on_worker_exit, link, error);
   if (w == NULL)
     {
@@ -427,6 +485,541 @@ server_start_worker (Server *s, GptdRun *run, GError **error)
   gptd__run_set_pid (run, gptd__worker_get_pid (w));
   return TRUE;
 }
+
+/* ---- Generation --------------------------------------------------------------- */
+
+/* Generate requests never run on the loop thread. Each one is a GenJob pushed
+ * to a pool of generation threads (at most generate_threads at once; more wait
+ * in the pool's queue). The thread streams what it produces as ready-made
+ * Response frames through a locked queue and wakes the loop with
+ * uv_async_send(); at each wakeup (wakeups coalesce) the loop sends every frame
+ * queued. A job's last frame has end set; once the loop has handled it the job
+ * is freed. Until then the loop alone touches the job's conn, and the thread
+ * the rest; the connection going away (hanging up, lagging, closing) or the
+ * daemon stopping sets the job's cancelled flag, which the generator checks
+ * before each token.
+ *
+ * Loaded models are kept in a cache of at most model_cache generators, keyed by
+ * the model directory's real path and the modification times and sizes of the
+ * files a generator reads (so a model written again is loaded again). Beyond
+ * the limit the least recently used idle generator is unloaded. A generator
+ * serves one request at a time: a request for a model that another request is
+ * using waits for it rather than loading a second copy (the weights are most of
+ * a model's memory, and two generations of one model compete for the same
+ * memory bandwidth anyway). Requests for different models run side by side. */
+
+typedef struct {
+  char *key;                 /* real path and file stamps */
+  char *dir;                 /* the real path */
+  GptdGenerator *generator;  /* NULL while it is being loaded */
+  gboolean busy;             /* serving a request, or being loaded */
+  guint64 used;              /* the cache's clock at its last use */
+} CachedModel;
+
+struct _GenCache {
+  GMutex lock;
+  GCond cond;                /* a model became free, or a load ended */
+  GPtrArray *models;         /* CachedModel* */
+  guint capacity;
+  guint64 clock;
+  guint64 loads;
+  guint64 hits;
+};
+
+static void
+cached_model_free (gpointer data)
+{
+  CachedModel *m = data;
+  gptd_generator_free (m->generator);
+  g_free (m->key);
+  g_free (m->dir);
+  g_free (m);
+}
+
+static GenCache *
+gen_cache_new (guint capacity)
+{
+  GenCache *cache = g_new0 (GenCache, 1);
+  g_mutex_init (&cache->lock);
+  g_cond_init (&cache->cond);
+  cache->models = g_ptr_array_new_with_free_func (cached_model_free);
+  cache->capacity = capacity;
+  return cache;
+}
+
+static void
+gen_cache_free (GenCache *cache)
+{
+  if (cache == NULL)
+    return;
+  g_ptr_array_unref (cache->models);
+  g_mutex_clear (&cache->lock);
+  g_cond_clear (&cache->cond);
+  g_free (cache);
+}
+
+/* Unloads the least recently used idle models beyond the capacity. Locked. */
+static void
+gen_cache_evict (GenCache *cache)
+{
+  while (cache->models->len > cache->capacity)
+    {
+      CachedModel *lru = NULL;
+      guint at = 0;
+      for (guint i = 0; i < cache->models->len; i++)
+        {
+          CachedModel *m = cache->models->pdata[i];
+          if (!m->busy && (lru == NULL || m->used < lru->used))
+            {
+              lru = m;
+              at = i;
+            }
+        }
+      if (lru == NULL)
+        return;  /* all in use: the cache shrinks as they are released */
+      g_message ("generate: unloading the model %s (least recently used of %u)", lru->dir,
+                 cache->models->len);
+      g_ptr_array_remove_index (cache->models, at);
+    }
+}
+
+static void
+append_file_stamp (GString *key, const char *dir, const char *name)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  struct stat st;
+  if (stat (path, &st) != 0)
+    g_string_append_printf (key, "|%s:-", name);
+  else
+    g_string_append_printf (key, "|%s:%lld.%09ld:%lld", name, (long long) st.st_mtim.tv_sec,
+                            (long) st.st_mtim.tv_nsec, (long long) st.st_size);
+}
+
+/* The cache key of the model directory @dir (its real path and the stamps of
+ * the files a generator loads), with the real path in *@real_out; NULL with a
+ * G_FILE_ERROR when the directory cannot be used. */
+static char *
+model_cache_key (const char *dir, char **real_out, GError **error)
+{
+  char *resolved = realpath (dir, NULL);
+  if (resolved == NULL)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "The model directory %s %s", dir,
+                   saved == ENOENT ? "does not exist" : g_strerror (saved));
+      return NULL;
+    }
+  g_autofree char *real = g_strdup (resolved);
+  free (resolved);
+  struct stat st;
+  if (stat (real, &st) != 0 || !S_ISDIR (st.st_mode))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOTDIR,
+                   "The model %s is not a directory", dir);
+      return NULL;
+    }
+  GString *key = g_string_new (real);
+  static const char *const files[] = {
+    GPTD_GPT_DIR_CONFIG, GPTD_GPT_DIR_WEIGHTS, GPTD_GPT_DIR_VOCAB, GPTD_GPT_DIR_MERGES,
+    GPTD_CHECKPOINT_INDEX,
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
+    append_file_stamp (key, real, files[i]);
+  *real_out = g_steal_pointer (&real);
+  return g_string_free (key, FALSE);
+}
+
+/* What a request learns about the cache when it gets its model. */
+typedef struct {
+  gboolean loaded;      /* loaded for this request (else it was cached) */
+  double load_s;        /* seconds the load took */
+  guint n_models;       /* models in the cache afterwards */
+  guint64 loads, hits;  /* the cache's counters afterwards */
+} GenCacheNote;
+
+/* Gets a generator for the model in @dir, for the caller alone, loading it
+ * when the cache does not hold it; waits while another request uses it. NULL
+ * with a G_FILE_ERROR (no such directory), G_IO_ERROR_CANCELLED (@cancelled
+ * became set while waiting) or the loader's error. Release it with
+ * gen_cache_release(). */
+static CachedModel *
+gen_cache_acquire (GenCache *cache, const char *dir, gint *cancelled, GenCacheNote *note,
+                   GError **error)
+{
+  g_autofree char *real = NULL;
+  g_autofree char *key = model_cache_key (dir, &real, error);
+  if (key == NULL)
+    return NULL;
+
+  g_mutex_lock (&cache->lock);
+  for (;;)
+    {
+      CachedModel *found = NULL;
+      for (guint i = 0; i < cache->models->len && found == NULL; i++)
+        {
+          CachedModel *m = cache->models->pdata[i];
+          if (strcmp (m->key, key) == 0)
+            found = m;
+        }
+      if (found == NULL)
+        break;
+      if (!found->busy)
+        {
+          found->busy = TRUE;
+          found->used = ++cache->clock;
+          cache->hits++;
+          note->loaded = FALSE;
+          note->n_models = cache->models->len;
+          note->loads = cache->loads;
+          note->hits = cache->hits;
+          g_mutex_unlock (&cache->lock);
+          return found;
+        }
+      if (g_atomic_int_get (cancelled))
+        {
+          g_mutex_unlock (&cache->lock);
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                       "cancelled while waiting for the model %s", real);
+          return NULL;
+        }
+      /* In use (or being loaded) for another request: wait, looking at the
+       * cancelled flag now and then. */
+      g_cond_wait_until (&cache->cond, &cache->lock,
+                         g_get_monotonic_time () + 100 * G_TIME_SPAN_MILLISECOND);
+    }
+
+  /* Not loaded: an entry that makes others wanting it wait for this load.
+   * Idle entries of older files of the same directory go. */
+  for (guint i = cache->models->len; i-- > 0;)
+    {
+      CachedModel *m = cache->models->pdata[i];
+      if (!m->busy && strcmp (m->dir, real) == 0)
+        {
+          g_message ("generate: the model in %s has changed; unloading the old one", real);
+          g_ptr_array_remove_index (cache->models, i);
+        }
+    }
+  CachedModel *m = g_new0 (CachedModel, 1);
+  m->key = g_strdup (key);
+  m->dir = g_strdup (real);
+  m->busy = TRUE;
+  m->used = ++cache->clock;
+  g_ptr_array_add (cache->models, m);
+  g_mutex_unlock (&cache->lock);
+
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (GError) local = NULL;
+  GptdGenerator *generator = gptd_generator_load (real, NULL, 0, &local);
+  double load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+
+  g_mutex_lock (&cache->lock);
+  if (generator == NULL)
+    {
+      g_ptr_array_remove (cache->models, m);
+      g_cond_broadcast (&cache->cond);
+      g_mutex_unlock (&cache->lock);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "Cannot load the model in %s: %s", real, local->message);
+      return NULL;
+    }
+  m->generator = generator;
+  m->used = ++cache->clock;
+  cache->loads++;
+  gen_cache_evict (cache);
+  note->loaded = TRUE;
+  note->load_s = load_s;
+  note->n_models = cache->models->len;
+  note->loads = cache->loads;
+  note->hits = cache->hits;
+  g_mutex_unlock (&cache->lock);
+  g_message ("generate: loaded the model %s in %.2f s", real, load_s);
+  return m;
+}
+
+static void
+gen_cache_release (GenCache *cache, CachedModel *m)
+{
+  g_mutex_lock (&cache->lock);
+  m->busy = FALSE;
+  m->used = ++cache->clock;
+  gen_cache_evict (cache);
+  g_cond_broadcast (&cache->cond);
+  g_mutex_unlock (&cache->lock);
+}
+
+/* One generate request. */
+typedef struct {
+  Server *server;
+  Conn *conn;            /* loop thread only; NULL once its client is gone */
+  guint64 id;            /* the request's id */
+  char *model;
+  char *prompt;
+  GptdGenerateOptions options;
+  int client_pid;
+  gint cancelled;        /* atomic */
+  guint64 seq;           /* generation thread only: the last event number */
+} GenJob;
+
+/* A frame from a generation thread to the loop. */
+typedef struct {
+  GenJob *job;
+  GBytes *frame;         /* nullable */
+  gboolean end;          /* the job's last: it is freed after this */
+} GenMsg;
+
+static void
+gen_job_free (GenJob *job)
+{
+  g_free (job->model);
+  g_free (job->prompt);
+  g_free (job);
+}
+
+/* Generation thread: queues @resp for the job's client and wakes the loop. */
+static void
+gen_post (GenJob *job, const Gptd__Response *resp)
+{
+  Server *s = job->server;
+  g_autoptr (GError) error = NULL;
+  GenMsg *msg = g_new0 (GenMsg, 1);
+  msg->job = job;
+  msg->end = resp->end;
+  msg->frame = gptd_frame_encode (&resp->base, 0, &error);
+  if (msg->frame == NULL)
+    g_warning ("generate: an answer could not be encoded: %s", error->message);
+  g_mutex_lock (&s->gen_out_lock);
+  g_queue_push_tail (&s->gen_out, msg);
+  /* Under the lock: the loop cannot end the job, and so cannot close the
+   * async handle while stopping, before this call is done. */
+  uv_async_send (&s->gen_async);
+  g_mutex_unlock (&s->gen_out_lock);
+}
+
+static void
+gen_post_event (GenJob *job, Gptd__Event *ev, gboolean end)
+{
+  ev->run_id = (char *) "";
+  ev->seq = ++job->seq;
+  ev->time = (double) g_get_real_time () / G_USEC_PER_SEC;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = job->id;
+  resp.body_case = GPTD__RESPONSE__BODY_EVENT;
+  resp.event = ev;
+  resp.end = end;
+  gen_post (job, &resp);
+}
+
+static void gen_post_error (GenJob *job, Gptd__ErrorCode code, const char *format, ...)
+  G_GNUC_PRINTF (3, 4);
+
+static void
+gen_post_error (GenJob *job, Gptd__ErrorCode code, const char *format, ...)
+{
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_message ("generate: request %" G_GUINT64_FORMAT " of pid %d failed: %s", job->id,
+             job->client_pid, message);
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__Error err = GPTD__ERROR__INIT;
+  err.code = code;
+  err.message = message;
+  resp.id = job->id;
+  resp.error = &err;
+  resp.end = TRUE;
+  gen_post (job, &resp);
+}
+
+static void
+gen_post_end (GenJob *job, const char *stop_reason, guint tokens)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
+  chunk.text = (char *) "";
+  chunk.done = TRUE;
+  chunk.stop_reason = (char *) stop_reason;
+  chunk.tokens = tokens;
+  ev.body_case = GPTD__EVENT__BODY_TEXT;
+  ev.text = &chunk;
+  gen_post_event (job, &ev, TRUE);
+}
+
+static void
+gen_on_token (gint32 id, const char *text, gsize text_len, gpointer user_data)
+{
+  if (text_len == 0)
+    return;  /* a character still incomplete */
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
+  chunk.text = (char *) text;
+  chunk.stop_reason = (char *) "";
+  ev.body_case = GPTD__EVENT__BODY_TEXT;
+  ev.text = &chunk;
+  gen_post_event (user_data, &ev, FALSE);
+}
+
+static gboolean
+gen_is_cancelled (gpointer user_data)
+{
+  GenJob *job = user_data;
+  return g_atomic_int_get (&job->cancelled);
+}
+
+/* Generation thread: runs one request from start to end. */
+static void
+gen_job_run (gpointer data, gpointer user_data)
+{
+  GenJob *job = data;
+  Server *s = user_data;
+  if (g_atomic_int_get (&job->cancelled))
+    {
+      gen_post_end (job, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED), 0);
+      return;
+    }
+
+  g_autoptr (GError) error = NULL;
+  GenCacheNote note = { 0 };
+  CachedModel *m = gen_cache_acquire (s->gen_cache, job->model, &job->cancelled, &note, &error);
+  if (m == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        gen_post_end (job, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED), 0);
+      else
+        gen_post_error (job, error->domain == G_FILE_ERROR
+                               ? GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND
+                               : GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "%s", error->message);
+      return;
+    }
+
+  /* First a line saying where the model came from: the cache's counters. */
+  {
+    g_autofree char *line =
+      note.loaded
+        ? g_strdup_printf ("model %s: loaded in %.2f s (models cached: %u; loads: %"
+                           G_GUINT64_FORMAT ", hits: %" G_GUINT64_FORMAT "); seed %"
+                           G_GUINT64_FORMAT, m->dir, note.load_s, note.n_models, note.loads,
+                           note.hits, job->options.seed)
+        : g_strdup_printf ("model %s: cached (models cached: %u; loads: %" G_GUINT64_FORMAT
+                           ", hits: %" G_GUINT64_FORMAT "); seed %" G_GUINT64_FORMAT, m->dir,
+                           note.n_models, note.loads, note.hits, job->options.seed);
+    Gptd__Event ev = GPTD__EVENT__INIT;
+    Gptd__LogLine log = GPTD__LOG_LINE__INIT;
+    log.stage = (char *) "generate";
+    log.level = GPTD__LOG_LEVEL__LOG_LEVEL_INFO;
+    log.message = line;
+    ev.body_case = GPTD__EVENT__BODY_LOG;
+    ev.log = &log;
+    gen_post_event (job, &ev, FALSE);
+  }
+
+  GptdGenerateCallbacks callbacks = { gen_on_token, gen_is_cancelled, job };
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (GptdGenerateResult) result =
+    gptd_generator_generate (m->generator, job->prompt, &job->options, &callbacks, &error);
+  double seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+  gen_cache_release (s->gen_cache, m);
+  if (result == NULL)
+    {
+      gboolean bad_input = error->domain == GPTD_GENERATE_ERROR
+                           && error->code != GPTD_GENERATE_ERROR_MODEL;
+      gen_post_error (job, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
+                                     : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                      "Generating from the model in %s failed: %s", job->model,
+                      error->message);
+      return;
+    }
+  const char *stop = gptd_generate_stop_to_string (result->stop);
+  g_message ("generate: request %" G_GUINT64_FORMAT " of pid %d: %d tokens (%s) from %s in "
+             "%.2f s", job->id, job->client_pid, result->n_ids, stop, job->model, seconds);
+  gen_post_end (job, stop, (guint) result->n_ids);
+}
+
+/* The job's client sees nothing more of it: it is cancelled and its connection
+ * forgets it. Loop thread. */
+static void
+gen_job_detach (GenJob *job)
+{
+  g_atomic_int_set (&job->cancelled, TRUE);
+  if (job->conn != NULL)
+    {
+      job->conn->gen_jobs = g_list_remove (job->conn->gen_jobs, job);
+      job->conn = NULL;
+    }
+}
+
+static void
+conn_cancel_generations (Conn *c)
+{
+  while (c->gen_jobs != NULL)
+    gen_job_detach (c->gen_jobs->data);
+}
+
+/* Loop thread: sends what the generation threads queued. */
+static void
+server_on_gen_wakeup (uv_async_t *handle)
+{
+  Server *s = handle->data;
+  g_mutex_lock (&s->gen_out_lock);
+  GQueue queue = s->gen_out;
+  g_queue_init (&s->gen_out);
+  g_mutex_unlock (&s->gen_out_lock);
+
+  GenMsg *msg;
+  while ((msg = g_queue_pop_head (&queue)) != NULL)
+    {
+      GenJob *job = msg->job;
+      Conn *c = job->conn;
+      if (c != NULL && msg->frame != NULL)
+        {
+          if (!msg->end && c->queued > s->queue_limit)
+            {
+              /* The client does not read what it asked for. */
+              g_message ("connection %u (pid %d) lagged behind its generation by %"
+                         G_GSIZE_FORMAT " bytes; dropped", c->id, (int) c->pid, c->queued);
+              gen_job_detach (job);
+              Gptd__Response resp = GPTD__RESPONSE__INIT;
+              Gptd__Error err = GPTD__ERROR__INIT;
+              err.code = GPTD__ERROR_CODE__ERROR_CODE_LAGGED;
+              err.message = (char *) "You fell too far behind the generated text and were dropped";
+              resp.id = job->id;
+              resp.error = &err;
+              resp.end = TRUE;
+              conn_send (c, &resp);
+              conn_drain (c);
+            }
+          else
+            conn_send_frame (c, msg->frame);
+        }
+      if (msg->end)
+        {
+          gen_job_detach (job);
+          gen_job_free (job);
+          s->n_gen_jobs--;
+          server_maybe_finish_stop (s);
+        }
+      if (msg->frame != NULL)
+        g_bytes_unref (msg->frame);
+      g_free (msg);
+    }
+}
+
+/* Cancels every generation; their clients are told they were cancelled. */
+static void
+server_cancel_generations (Server *s)
+{
+  for (GList *l = s->conns; l != NULL; l = l->next)
+    {
+      Conn *c = l->data;
+      for (GList *j = c->gen_jobs; j != NULL; j = j->next)
+        g_atomic_int_set (&((GenJob *) j->data)->cancelled, TRUE);
+    }
+}
+
+/* The most new tokens one request may ask for. */
+#define GEN_MAX_NEW_TOKENS (1u << 20)
 
 /* ---- Requests ----------------------------------------------------------------- */
 
@@ -521,7 +1114,7 @@ request_run (Conn *c, const Gptd__Request *req)
     }
   g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, filename,
              (int) c->pid, (unsigned) c->uid);
-  if (!server_start_worker (s, run, &error))
+  if (!server_start_worker (s, run, FALSE, &error))
     {
       g_warning ("run %s: %s", run->id, error->message);
       gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
@@ -672,10 +1265,67 @@ request_cancel (Conn *c, const Gptd__Request *req)
     }
   g_message ("run %s: cancel asked by pid %d uid %u", run->id, (int) c->pid, (unsigned) c->uid);
   run->cancel_requested = TRUE;
-  if (run->worker != NULL)
+  if (run->resume_pending)
+    {
+      /* Resumed, but its new worker has not started yet: it never will. */
+      run->resume_pending = FALSE;
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+    }
+  else if (run->worker != NULL)
     gptd__worker_kill (run->worker, SIGTERM);
   else
     gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+  conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_resume (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  GptdRun *run = lookup_run (c, req->id, req->resume->run_id);
+  if (run == NULL)
+    return;
+  if (s->stopping)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and resumes no run");
+      return;
+    }
+  if (!gptd__run_is_finished (run))
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s is %s; only a run that failed, was cancelled or was "
+                       "interrupted can be resumed", run->id,
+                       gptd_run_state_to_string (run->state));
+      return;
+    }
+  if (run->state == GPTD__RUN_STATE__RUN_STATE_SUCCEEDED)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s has succeeded; there is nothing to resume", run->id);
+      return;
+    }
+  g_message ("run %s: resume asked by pid %d uid %u (it was %s)", run->id, (int) c->pid,
+             (unsigned) c->uid, gptd_run_state_to_string (run->state));
+  gptd__run_reopen (run, NULL);
+  run->cancel_requested = FALSE;
+  if (run->worker != NULL)
+    {
+      /* Its previous worker has reported the end but not exited yet: the new
+       * one starts when it has (server_on_worker_exit). */
+      run->resume_pending = TRUE;
+      conn_send_run (c, req->id, run, FALSE);
+      return;
+    }
+  g_autoptr (GError) error = NULL;
+  if (!server_start_worker (s, run, TRUE, &error))
+    {
+      g_warning ("run %s: %s", run->id, error->message);
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
+                       run->id, error->message);
+      return;
+    }
   conn_send_run (c, req->id, run, FALSE);
 }
 
@@ -706,6 +1356,78 @@ request_ping (Conn *c, const Gptd__Request *req)
 }
 
 static void
+request_generate (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  const Gptd__GenerateRequest *gr = req->generate;
+  if (s->stopping)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and starts no generation");
+      return;
+    }
+  if (gr->model == NULL || !*gr->model)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                       "The generate request names no model directory");
+      return;
+    }
+  if (!g_path_is_absolute (gr->model))
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                       "The model directory must be an absolute path, not %s", gr->model);
+      return;
+    }
+  if (gr->prompt == NULL || !*gr->prompt)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                       "The prompt is empty: generation needs at least one token");
+      return;
+    }
+  if (gr->max_new_tokens > GEN_MAX_NEW_TOKENS || gr->top_k > G_MAXINT32)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                       gr->max_new_tokens > GEN_MAX_NEW_TOKENS
+                         ? "max-new-tokens must be at most %u" : "top-k must be at most %u",
+                       gr->max_new_tokens > GEN_MAX_NEW_TOKENS ? GEN_MAX_NEW_TOKENS
+                                                                : (guint) G_MAXINT32);
+      return;
+    }
+  GptdGenerateOptions opts;
+  gptd_generate_options_init (&opts);
+  opts.max_new_tokens = (int) gr->max_new_tokens;
+  opts.temperature = gr->temperature;
+  opts.top_k = (int) gr->top_k;
+  opts.top_p = gr->top_p;
+  opts.eos_id = gr->eos_id;
+  /* Without a seed, each request samples differently. */
+  opts.seed = gr->has_seed ? gr->seed
+                           : ((guint64) g_random_int () << 32) | (guint64) g_random_int ();
+  opts.use_kv_cache = TRUE;
+  g_autoptr (GError) error = NULL;
+  if (!gptd_generate_options_validate (&opts, &error))
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                       "Bad generate parameters: %s", error->message);
+      return;
+    }
+
+  GenJob *job = g_new0 (GenJob, 1);
+  job->server = s;
+  job->conn = c;
+  job->id = req->id;
+  job->model = g_strdup (gr->model);
+  job->prompt = g_strdup (gr->prompt);
+  job->options = opts;
+  job->client_pid = (int) c->pid;
+  c->gen_jobs = g_list_prepend (c->gen_jobs, job);
+  s->n_gen_jobs++;
+  g_info ("generate: request %" G_GUINT64_FORMAT " of pid %d: %u tokens from %s",
+          req->id, (int) c->pid, gr->max_new_tokens, gr->model);
+  g_thread_pool_push (s->gen_pool, job, NULL);
+}
+
+static void
 request_unsupported (Conn *c, const Gptd__Request *req)
 {
   const ProtobufCFieldDescriptor *f =
@@ -729,9 +1451,9 @@ static const struct {
   { GPTD__REQUEST__BODY_LOGS, request_logs },
   { GPTD__REQUEST__BODY_CANCEL, request_cancel },
   { GPTD__REQUEST__BODY_PLUGINS, request_plugins },
-  { GPTD__REQUEST__BODY_RESUME, request_unsupported },
+  { GPTD__REQUEST__BODY_RESUME, request_resume },
   { GPTD__REQUEST__BODY_PAUSE, request_unsupported },
-  { GPTD__REQUEST__BODY_GENERATE, request_unsupported },
+  { GPTD__REQUEST__BODY_GENERATE, request_generate },
   { GPTD__REQUEST__BODY_PING, request_ping },
 };
 
@@ -767,6 +1489,7 @@ conn_close (Conn *c)
     return;
   c->closing = TRUE;
   conn_unwatch (c);
+  conn_cancel_generations (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
@@ -1017,6 +1740,8 @@ server_finish_stop (Server *s)
   uv_close ((uv_handle_t *) &s->sig_term, NULL);
   uv_close ((uv_handle_t *) &s->sig_int, NULL);
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
+  /* No generation is left to post to it (server_maybe_finish_stop). */
+  uv_close ((uv_handle_t *) &s->gen_async, NULL);
   /* Each connection is closed once its last answers are out (a few seconds at
    * most). */
   for (GList *l = s->conns; l != NULL;)
@@ -1042,14 +1767,18 @@ server_begin_stop (Server *s, int signum)
       return;
     }
   s->stopping = TRUE;
-  g_message ("%s received: stopping (%u run(s) to stop)", g_strsignal (signum), s->n_workers);
+  g_message ("%s received: stopping (%u run(s) and %u generation(s) to stop)",
+             g_strsignal (signum), s->n_workers, s->n_gen_jobs);
 #ifdef HAVE_SYSTEMD
   sd_notify (0, "STOPPING=1");
 #endif
   server_close_listener (s);
+  /* Generations end at their next token, telling their clients they were
+   * cancelled. */
+  server_cancel_generations (s);
   if (s->n_workers == 0)
     {
-      server_finish_stop (s);
+      server_maybe_finish_stop (s);
       return;
     }
   server_kill_workers (s, SIGTERM);
@@ -1143,6 +1872,28 @@ gptd__server_main (const GptdServerOptions *options)
   uv_signal_start (&s.sig_int, server_on_signal, SIGINT);
   uv_signal_start (&s.sig_hup, server_on_signal, SIGHUP);
 
+  /* Generation: the model cache and the pool of generation threads. */
+  {
+    guint cache_size = options->model_cache, threads = options->generate_threads;
+    const char *env;
+    if (cache_size == 0 && (env = g_getenv ("GPTD_MODEL_CACHE")) != NULL && atoi (env) > 0)
+      cache_size = (guint) atoi (env);
+    if (threads == 0 && (env = g_getenv ("GPTD_GENERATE_THREADS")) != NULL && atoi (env) > 0)
+      threads = (guint) atoi (env);
+    if (cache_size == 0)
+      cache_size = GPTD_SERVER_DEFAULT_MODEL_CACHE;
+    if (threads == 0)
+      threads = GPTD_SERVER_DEFAULT_GENERATE_THREADS;
+    s.gen_cache = gen_cache_new (cache_size);
+    g_mutex_init (&s.gen_out_lock);
+    g_queue_init (&s.gen_out);
+    uv_async_init (&s.loop, &s.gen_async, server_on_gen_wakeup);
+    s.gen_async.data = &s;
+    s.gen_pool = g_thread_pool_new (gen_job_run, &s, (gint) threads, FALSE, NULL);
+    g_message ("generate: up to %u request(s) at once, up to %u model(s) kept loaded", threads,
+               cache_size);
+  }
+
   {
     g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);
     g_autoptr (GPtrArray) runs = gptd__run_table_list (s.runs);
@@ -1164,6 +1915,14 @@ gptd__server_main (const GptdServerOptions *options)
   g_message ("gptd stopped");
 
 out:
+  if (s.gen_pool != NULL)
+    {
+      /* Every generation has ended (the loop waited for them): the threads are
+       * idle and are joined here. */
+      g_thread_pool_free (s.gen_pool, TRUE, TRUE);
+      g_mutex_clear (&s.gen_out_lock);
+    }
+  gen_cache_free (s.gen_cache);
   {
     int r = uv_loop_close (&s.loop);
     if (r != 0)

@@ -6,6 +6,10 @@
  * function of server.c, found through a table indexed by the request's body, so
  * a new request type is one function and one table line.
  *
+ * Generate requests are served in the daemon itself, off the loop thread: a
+ * bounded pool of generation threads runs them, and a cache keeps the most
+ * recently used models loaded (see server.c, "Generation").
+ *
  * SIGTERM and SIGINT stop the daemon cleanly: the socket file is removed, every
  * worker gets SIGTERM (its run is cancelled, stages checkpoint) and is waited for
  * up to the stop timeout (then killed); runs stopped this way are marked
@@ -24,6 +28,12 @@ G_BEGIN_DECLS
  * @stop_timeout_ms: how long workers are waited for when stopping
  * @client_queue_limit: the bytes a connection may have waiting to be sent
  *   before it is told it lagged and dropped
+ * @model_cache: how many models generate requests keep loaded (least recently
+ *   used ones beyond it are unloaded); 0: $GPTD_MODEL_CACHE, else
+ *   %GPTD_SERVER_DEFAULT_MODEL_CACHE
+ * @generate_threads: how many generate requests run at once (more wait their
+ *   turn); 0: $GPTD_GENERATE_THREADS, else
+ *   %GPTD_SERVER_DEFAULT_GENERATE_THREADS
  *
  * How the daemon is set up.
  */
@@ -32,10 +42,14 @@ typedef struct {
   const char *state_dir;
   guint stop_timeout_ms;
   gsize client_queue_limit;
+  guint model_cache;
+  guint generate_threads;
 } GptdServerOptions;
 
 #define GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS 30000
 #define GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT (4u * 1024u * 1024u)
+#define GPTD_SERVER_DEFAULT_MODEL_CACHE 2
+#define GPTD_SERVER_DEFAULT_GENERATE_THREADS 2
 
 /**
  * gptd__server_main:

@@ -113,6 +113,10 @@ int
 gptd__worker_main (const char *run_dir, const char *run_id, int fd)
 {
   WorkerCtx ctx = { .fd = fd, .run_id = run_id };
+  /* The daemon says so when the run is resumed; processes the stages start
+   * must not inherit it. */
+  gboolean resume = g_strcmp0 (g_getenv (GPTD_WORKER_RESUME_ENV), "1") == 0;
+  g_unsetenv (GPTD_WORKER_RESUME_ENV);
 
   /* Stop the run when the daemon dies, and never leak the event pipe into
    * processes that stages start. */
@@ -164,6 +168,9 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
 
   g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, worker_on_event, &ctx);
   gptd_runner_set_run_id (runner, run_id);
+  gptd_runner_set_resume (runner, resume);
+  if (resume)
+    g_message ("run %s: resuming from its checkpoints", run_id);
   ctx.runner = runner;
 
   pthread_t sig_thread;
@@ -327,7 +334,7 @@ worker_exited (uv_process_t *process, int64_t exit_status, int term_signal)
 
 GptdWorker *
 gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
-                    GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
+                    gboolean resume, GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
                     gpointer user_data, GError **error)
 {
   g_autofree char *out_path = g_build_filename (run_dir, GPTD_RUN_OUTPUT_FILE, NULL);
@@ -360,8 +367,12 @@ gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
   stdio[2].data.fd = out_fd;
   stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
   stdio[3].data.stream = (uv_stream_t *) &w->pipe;
+  g_auto (GStrv) env = g_get_environ ();
+  env = resume ? g_environ_setenv (env, GPTD_WORKER_RESUME_ENV, "1", TRUE)
+               : g_environ_unsetenv (env, GPTD_WORKER_RESUME_ENV);
   uv_process_options_t opts = { 0 };
   opts.exit_cb = worker_exited;
+  opts.env = env;
   opts.file = "/proc/self/exe";
   opts.args = args;
   opts.cwd = run_dir;

@@ -10,7 +10,11 @@
  * RUN_DIR/output.log. The worker loads the plugins, loads the pipeline saved in
  * RUN_DIR (pipeline.pipeline and run.json, see runs.h) under its original
  * file name, runs it with the runner in RUN_DIR and writes every event of the run
- * to fd 3 as a frame (gptd.Event). SIGTERM or SIGINT cancel the run (stages that
+ * to fd 3 as a frame (gptd.Event). A worker started to resume a run (the
+ * environment variable GPTD_WORKER_RESUME=1, which the worker removes from its
+ * environment) runs the pipeline with the runner's resume flag, as
+ * `gptd run --resume RUN_DIR` does: stages continue from their last
+ * checkpoints. SIGTERM or SIGINT cancel the run (stages that
  * checkpoint do so as they stop); the worker also gets SIGTERM when the daemon
  * dies. Exit status: 0 succeeded, 1 failed, 130 cancelled.
  *
@@ -25,6 +29,9 @@
 #include <gptd.pb-c.h>
 
 G_BEGIN_DECLS
+
+/* The environment variable that tells a worker to resume its run. */
+#define GPTD_WORKER_RESUME_ENV "GPTD_WORKER_RESUME"
 
 /**
  * gptd__worker_main:
@@ -72,6 +79,7 @@ typedef void (*GptdWorkerExitFunc) (GptdWorker *worker, gint64 exit_status, int 
  * @loop: the daemon's loop
  * @run_dir: the run directory (its output.log receives stdout and stderr)
  * @run_id: the run's ID
+ * @resume: resume the run from its checkpoints rather than start it
  * @event_func: receives the worker's events
  * @exit_func: told when the worker has ended
  * @user_data: passed to the functions
@@ -82,7 +90,7 @@ typedef void (*GptdWorkerExitFunc) (GptdWorker *worker, gint64 exit_status, int 
  * Returns: (transfer none): the worker, or %NULL with @error set
  */
 GptdWorker *gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
-                                GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
+                                gboolean resume, GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
                                 gpointer user_data, GError **error);
 
 /* The worker's process id. */
