@@ -5,7 +5,9 @@
 E2E_TESTS = \
 	tests/e2e/basic.sh \
 	tests/e2e/restart.sh \
-	tests/e2e/clients.sh
+	tests/e2e/clients.sh \
+	tests/e2e/generate.sh \
+	tests/e2e/resume.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
@@ -14,6 +16,11 @@ EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
 check_PROGRAMS += tests/e2e/e2e-raw
 tests_e2e_e2e_raw_SOURCES = tests/e2e/e2e-raw.c
 tests_e2e_e2e_raw_LDADD = $(TEST_LIBS)
+
+# The generation library run directly, for generate.sh to compare with.
+check_PROGRAMS += tests/e2e/e2e-generate
+tests_e2e_e2e_generate_SOURCES = tests/e2e/e2e-generate.c
+tests_e2e_e2e_generate_LDADD = $(TEST_LIBS)
 
 # The e2e-ticker stage: runs as long as a test needs, fails or dies on request.
 check_LTLIBRARIES += tests/e2e/libgptd-e2e.la
