@@ -3,8 +3,10 @@
  * freezing, seeded dropout and thread control.
  *
  * Numbers are float32 and row-major.  Every matrix product goes through
- * cblas_sgemm; the element-wise work runs in OpenMP loops that never overlap
- * with OpenBLAS's own threads.
+ * cblas_sgemm (cblas_sgemv for a single row, as in KV-cache decoding), run
+ * single-threaded on slices inside the model's OpenMP team; the element-wise
+ * work runs in OpenMP loops of the same team, so OpenBLAS threads and OpenMP
+ * threads never compete for the cores.
  *
  * Parameters follow Hugging Face's GPT-2 names and layouts, so that OpenAI's
  * released weights can be copied in as they are:
