@@ -343,6 +343,29 @@ gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error)
   return TRUE;
 }
 
+/* TRUE when the running program is one built in gptd's build tree and not yet
+ * installed (e.g. daemon/gptd straight after `make`). */
+static gboolean
+running_uninstalled (void)
+{
+#ifdef GPTD_ABS_BUILDDIR
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
+  return exe != NULL && g_str_has_prefix (exe, GPTD_ABS_BUILDDIR "/");
+#else
+  return FALSE;
+#endif
+}
+
+static gboolean
+scan_path (GptdRegistry *registry, const char *path, GError **error)
+{
+  g_auto (GStrv) dirs = g_strsplit (path, G_SEARCHPATH_SEPARATOR_S, -1);
+  for (guint i = 0; dirs[i]; i++)
+    if (*dirs[i] && !gptd_registry_scan_dir (registry, dirs[i], error))
+      return FALSE;
+  return TRUE;
+}
+
 gboolean
 gptd_registry_scan (GptdRegistry *registry, GError **error)
 {
@@ -350,11 +373,15 @@ gptd_registry_scan (GptdRegistry *registry, GError **error)
   const char *env = g_getenv ("GPTD_PLUGIN_PATH");
   if (env && *env)
     {
-      g_auto (GStrv) dirs = g_strsplit (env, G_SEARCHPATH_SEPARATOR_S, -1);
-      for (guint i = 0; dirs[i]; i++)
-        if (*dirs[i] && !gptd_registry_scan_dir (registry, dirs[i], error))
-          return FALSE;
+      if (!scan_path (registry, env, error))
+        return FALSE;
     }
+#ifdef GPTD_BUILD_PLUGIN_PATH
+  /* A program run from the build tree uses the plugins built beside it, not
+   * those of an installed gptd. */
+  else if (running_uninstalled ())
+    return scan_path (registry, GPTD_BUILD_PLUGIN_PATH, error);
+#endif
   return gptd_registry_scan_dir (registry, GPTD_PLUGINDIR, error);
 }
 
