@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs what gptd needs on Debian (or Ubuntu), then configures and builds it.
-# Run as root (or through sudo). Extra arguments are passed to ./configure.
+# Installs packages as root, or through sudo when run by another user. Extra
+# arguments are passed to ./configure.
 set -e
 cd "$(dirname "$0")/.."
+as_root=
+[ "$(id -u)" -eq 0 ] || as_root=sudo
 if command -v apt-get >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends \
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libglib2.0-dev libjson-glib-dev libuv1-dev \
     libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libsystemd-dev \
