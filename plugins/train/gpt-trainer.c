@@ -20,6 +20,7 @@
  */
 #include "train-plugin.h"
 #include "metrics.h"
+#include "windows.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,6 +30,8 @@
 #include <gptd/generate.h>
 #include <gptd/gpt2-file.h>
 #include <gptd/nn.h>
+
+static const char *const weight_init_choices[] = { "gpt2", "book", NULL };
 
 static const char *const model_choices[] = {
   "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "custom", NULL
@@ -52,6 +55,10 @@ static const GptdParamSpec gpt_trainer_params[] = {
     "Bias in the query/key/value projection (the presets have one)", 0 },
   { "tie-embeddings", GPTD_PARAM_BOOL, NULL, 0, 0, NULL,
     "Output head shares the token embedding (the presets do)", 0 },
+  { "weight-init", GPTD_PARAM_ENUM, "gpt2", 0, 0, weight_init_choices,
+    "Random weights: gpt2 (normal 0.02, GPT-2's scheme) or book (PyTorch's defaults, "
+    "as the book's GPTModel: embeddings normal 0/1, linear layers uniform "
+    "+-1/sqrt(fan_in)), which memorises a small text much sooner", 0 },
   { "init", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "Start from this model directory (config.json + model.safetensors, e.g. OpenAI's "
     "GPT-2) instead of random weights", 0 },
@@ -392,9 +399,13 @@ save_checkpoint (GptTrainer *self, GptdStageContext *ctx, const char *why, GErro
   g_hash_table_unref (info.hparams);
   if (!ok)
     return FALSE;
+  g_autofree char *where = self->batch_index == 0 && self->epoch > 0
+    ? g_strdup_printf ("end of epoch %u", self->epoch)
+    : g_strdup_printf ("epoch %u, batch %" G_GUINT64_FORMAT, self->epoch + 1,
+                       self->batch_index);
   gptd_stage_log (ctx, G_LOG_LEVEL_INFO, "checkpoint (%s) at step %" G_GINT64_FORMAT
-                  ", epoch %u, batch %" G_GUINT64_FORMAT ": %s (%.1f s)", why, self->step,
-                  self->epoch + 1, self->batch_index, dir, g_timer_elapsed (t, NULL));
+                  " (%s): %s (%.1f s)", why, self->step, where, dir,
+                  g_timer_elapsed (t, NULL));
   g_free (self->saved_dir);
   self->saved_dir = g_steal_pointer (&dir);
   self->saved_step = self->step;
@@ -482,6 +493,49 @@ resume_from_checkpoint (GptTrainer *self, GptdStageContext *ctx, GError **error)
                   self->epoch + 1, self->batch_index, self->tokens_seen);
   gptd_training_info_clear (&info);
   return TRUE;
+}
+
+/* PyTorch's default initialisation, which the book's GPTModel gets: nn.Embedding
+ * normal(0, 1), nn.Linear weight and bias uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+ * LayerNorm weight 1 and bias 0 (as gptd_gpt_new() leaves them). The numbers come
+ * from a counter-based stream of @seed, so the same seed gives the same weights. */
+static void
+init_weights_book (GptdGpt *model, guint64 seed)
+{
+  guint64 key = gptd__windows_shuffle_key (seed, G_GUINT64_CONSTANT (0x626f6f6b), 0, 0);
+  guint64 counter = 0;
+
+  for (guint i = 0; i < gptd_gpt_n_tensors (model); i++)
+    {
+      const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
+      if (strstr (t->name, "ln_") != NULL)
+        continue;
+      if (g_str_has_prefix (t->name, "wte.") || g_str_has_prefix (t->name, "wpe."))
+        {
+          for (size_t j = 0; j < t->numel; j++)
+            {
+              /* Box-Muller with two uniforms in (0, 1]. */
+              double u1 = ((gptd__windows_random (key, counter++) >> 11) + 1) * 0x1.0p-53;
+              double u2 = (gptd__windows_random (key, counter++) >> 11) * 0x1.0p-53;
+              t->data[j] = (float) (sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2));
+            }
+          continue;
+        }
+      /* The fan-in of the weight the tensor belongs to: Conv1D weights are stored
+       * input-major (in, out), the head output-major (out, in). */
+      g_autofree char *wname = g_str_has_suffix (t->name, ".bias")
+        ? g_strdup_printf ("%.*sweight", (int) strlen (t->name) - 4, t->name)
+        : g_strdup (t->name);
+      const GptdNnTensor *w = gptd_gpt_lookup_tensor (model, wname);
+      size_t fan_in = w == NULL ? t->shape[0]
+                      : g_str_has_prefix (wname, "lm_head.") ? w->shape[1] : w->shape[0];
+      double bound = 1.0 / sqrt ((double) fan_in);
+      for (size_t j = 0; j < t->numel; j++)
+        {
+          double u = (gptd__windows_random (key, counter++) >> 11) * 0x1.0p-53;
+          t->data[j] = (float) ((2.0 * u - 1.0) * bound);
+        }
+    }
 }
 
 /* ---- Creation ---------------------------------------------------------------------- */
@@ -650,7 +704,10 @@ gpt_trainer_create (GptdStageContext *ctx, const GptdParams *params, GError **er
           self->model = gptd_gpt_new (&self->config, error);
           if (self->model == NULL)
             goto fail;
-          gptd_gpt_init_weights (self->model, self->seed);
+          if (g_str_equal (gptd_params_get_string (params, "weight-init"), "book"))
+            init_weights_book (self->model, self->seed);
+          else
+            gptd_gpt_init_weights (self->model, self->seed);
         }
       GptdRngState rng = { self->seed, 0 };
       gptd_gpt_set_rng (self->model, &rng);
