@@ -934,6 +934,86 @@ test_context_too_long (void)
   remove_tree (dir);
 }
 
+/* weight-init=book: PyTorch's defaults, as the book's GPTModel (embeddings N(0, 1),
+ * linear layers U(+-1/sqrt(fan_in))), the same for the same seed. Checked on the
+ * checkpoint after one step at a negligible learning rate. */
+static GptdGpt *
+book_init_model (const char *seed)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = make_run_dir ();
+  g_autofree char *text = train_pipeline ("weight-init=book\nmax-steps=1\n", NULL);
+  /* A negligible learning rate, no decay, no evaluation, the given seed. */
+  const char *edits[][2] = { { "lr=0.004\n", "lr=1e-12\n" },
+                             { "weight-decay=0.1\n", "weight-decay=0\n" },
+                             { "eval-freq=4\n", "eval-freq=0\n" },
+                             { "seed=123\n", NULL } };
+  for (guint i = 0; i < G_N_ELEMENTS (edits); i++)
+    {
+      g_autofree char *to = edits[i][1] ? g_strdup (edits[i][1])
+                                        : g_strdup_printf ("seed=%s\n", seed);
+      g_auto (GStrv) parts = g_strsplit (text, edits[i][0], -1);
+      g_assert_cmpuint (g_strv_length (parts), ==, 2);
+      g_free (text);
+      text = g_strjoinv (to, parts);
+    }
+  Events ev;
+  events_init (&ev);
+  g_assert_true (run_pipeline (text, dir, FALSE, &ev, &error));
+  g_assert_no_error (error);
+  events_clear (&ev);
+  g_autofree char *root = g_build_filename (dir, "checkpoint", NULL);
+  GptdGpt *m = gptd_checkpoint_load (root, NULL, NULL, &error);
+  g_assert_no_error (error);
+  remove_tree (dir);
+  return m;
+}
+
+static void
+test_book_init (void)
+{
+  GptdGpt *a = book_init_model ("7");
+  GptdGpt *b = book_init_model ("7");
+  GptdGpt *c = book_init_model ("8");
+  size_t n = gptd_gpt_n_params (a);
+  g_assert_cmpmem (gptd_gpt_get_params (a), n * 4, gptd_gpt_get_params (b), n * 4);
+  g_assert_true (memcmp (gptd_gpt_get_params (a), gptd_gpt_get_params (c), n * 4) != 0);
+
+  const GptdNnTensor *wte = gptd_gpt_lookup_tensor (a, "wte.weight");
+  double sum = 0, sq = 0;
+  for (size_t i = 0; i < wte->numel; i++)
+    {
+      sum += wte->data[i];
+      sq += (double) wte->data[i] * wte->data[i];
+    }
+  double mean = sum / wte->numel, sd = sqrt (sq / wte->numel - mean * mean);
+  /* Within four standard errors of N(0, 1)'s mean and deviation. */
+  g_assert_cmpfloat (fabs (mean), <, 4.0 / sqrt (wte->numel));
+  g_assert_cmpfloat (fabs (sd - 1.0), <, 4.0 / sqrt (2.0 * wte->numel));
+
+  /* c_attn is (32, 96): fan-in 32; lm_head is (64, 32): fan-in 32; c_proj of the MLP
+   * is (128, 32): fan-in 128. */
+  const struct { const char *name; double fan_in; } lin[] = {
+    { "h.0.attn.c_attn.weight", 32 }, { "lm_head.weight", 32 },
+    { "h.1.mlp.c_proj.weight", 128 }, { "h.1.mlp.c_fc.bias", 32 },
+  };
+  for (guint k = 0; k < G_N_ELEMENTS (lin); k++)
+    {
+      const GptdNnTensor *t = gptd_gpt_lookup_tensor (a, lin[k].name);
+      g_assert_nonnull (t);
+      double bound = 1.0 / sqrt (lin[k].fan_in), max = 0;
+      for (size_t i = 0; i < t->numel; i++)
+        max = MAX (max, fabs (t->data[i]));
+      g_assert_cmpfloat (max, <=, bound * (1 + 1e-5));
+      g_assert_cmpfloat (max, >, bound * 0.9);
+    }
+  const GptdNnTensor *ln = gptd_gpt_lookup_tensor (a, "h.0.ln_1.weight");
+  g_assert_cmpfloat (ln->data[0], ==, 1.0);
+  gptd_gpt_free (a);
+  gptd_gpt_free (b);
+  gptd_gpt_free (c);
+}
+
 /* The shipped pipelines load (with every plugin of the build tree), and the quick
  * start runs a few steps on gptd's own documents with its byte-level vocabulary. */
 static GptdRegistry *
@@ -1035,6 +1115,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/cancel-checkpoint", test_cancel_checkpoint);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
+  g_test_add_func ("/train/e2e/book-init", test_book_init);
   g_test_add_func ("/train/e2e/bytes-vocab", test_bytes_vocab);
   g_test_add_func ("/train/e2e/shipped-pipelines", test_shipped_pipelines);
   int rc = g_test_run ();
