@@ -14,6 +14,7 @@
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char gptd_description[] =
   "Subcommands (each has its own --help):\n"
@@ -54,6 +55,9 @@ static const char gptd_description[] =
   "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"
   "                        installed one (" GPTD_PLUGINDIR ").\n"
   "  GPTD_SOCKET, GPTD_STATE_DIR  the defaults described above.\n"
+  "  GPTD_MODEL_CACHE, GPTD_GENERATE_THREADS  defaults of --model-cache and\n"
+  "                        --generate-threads.\n"
+  "  OMP_WAIT_POLICY       gptd sets it to passive unless it is set.\n"
   "\n"
   "Exit status: 0 after a clean stop, 1 when the daemon cannot start (the socket is\n"
   "in use, the state directory is locked by another gptd or cannot be created), 2\n"
@@ -78,6 +82,7 @@ daemon_mode (int argc, char **argv)
   g_autofree char *state_dir = NULL;
   int stop_timeout_s = GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS / 1000;
   gint64 queue_limit = GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT;
+  int model_cache = 0, generate_threads = 0;
   gboolean verbose = FALSE, version = FALSE;
   GOptionEntry entries[] = {
     { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
@@ -88,6 +93,10 @@ daemon_mode (int argc, char **argv)
       "Seconds to wait for runs to stop when stopping (default 30)", "SECONDS" },
     { "client-queue-limit", 0, 0, G_OPTION_ARG_INT64, &queue_limit,
       "Bytes a client may fall behind before it is dropped (default 4 MiB)", "BYTES" },
+    { "model-cache", 0, 0, G_OPTION_ARG_INT, &model_cache,
+      "Models that generate requests keep loaded (default $GPTD_MODEL_CACHE, else 2)", "N" },
+    { "generate-threads", 0, 0, G_OPTION_ARG_INT, &generate_threads,
+      "Generate requests served at once (default $GPTD_GENERATE_THREADS, else 2)", "N" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and debug messages",
       NULL },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
@@ -113,9 +122,10 @@ daemon_mode (int argc, char **argv)
       g_printerr ("gptd: unknown subcommand '%s'\nTry 'gptd --help'.\n", argv[1]);
       return 2;
     }
-  if (stop_timeout_s < 0 || queue_limit < 4096)
+  if (stop_timeout_s < 0 || queue_limit < 4096 || model_cache < 0 || generate_threads < 0)
     {
-      g_printerr ("gptd: --stop-timeout must be >= 0 and --client-queue-limit >= 4096\n");
+      g_printerr ("gptd: --stop-timeout, --model-cache and --generate-threads must be >= 0 "
+                  "and --client-queue-limit >= 4096\n");
       return 2;
     }
   if (verbose)
@@ -135,6 +145,8 @@ daemon_mode (int argc, char **argv)
     .state_dir = state_dir,
     .stop_timeout_ms = (guint) stop_timeout_s * 1000,
     .client_queue_limit = (gsize) queue_limit,
+    .model_cache = (guint) model_cache,
+    .generate_threads = (guint) generate_threads,
   };
   return gptd__server_main (&opts);
 }
@@ -142,6 +154,18 @@ daemon_mode (int argc, char **argv)
 int
 main (int argc, char **argv)
 {
+  /* OpenMP threads that spin while waiting for work take the cores from the other
+   * stages of a pipeline, from other runs and from the daemon's generation
+   * threads: gptd's numeric loops wait passively unless told otherwise. libgomp
+   * reads the setting once, when it is loaded, so gptd starts itself again with
+   * it set. */
+  if (g_getenv ("OMP_WAIT_POLICY") == NULL)
+    {
+      g_setenv ("OMP_WAIT_POLICY", "passive", TRUE);
+      execv ("/proc/self/exe", argv);
+      /* Without /proc, go on with the default policy. */
+    }
+
   setlocale (LC_ALL, "");
 
   if (argc >= 2)
