@@ -66,7 +66,13 @@ static const GptdPadSpec tokenizer_outputs[] = {
 static gpointer
 tokenizer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
 {
-  g_autoptr (GptdBpe) bpe = gptd_bpe_load (gptd_params_get_string (params, "vocab"), error);
+  /* A directory or file given by path is relative to the pipeline file, as PATH keys are;
+   * a bare name (gpt2) is looked up in the data directories unless such a file is there. */
+  const char *vocab = gptd_params_get_string (params, "vocab");
+  g_autofree char *vocab_path = gptd_params_resolve_path (params, vocab);
+  if (strchr (vocab, '/') != NULL || g_file_test (vocab_path, G_FILE_TEST_EXISTS))
+    vocab = vocab_path;
+  g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab, error);
   if (!bpe)
     return NULL;
   Tokenizer *tk = g_new0 (Tokenizer, 1);

@@ -7,7 +7,7 @@
 
 plan 41
 
-HELLO="${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}"
+HELLO=$(realpath -s "${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}")
 
 check "gptd starts and answers ping" start_daemon
 [ "$(stat -c %a "$SOCK" 2>/dev/null)" = 660 ]
