@@ -21,8 +21,9 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 # Both run with idle OpenMP threads sleeping rather than spinning (the cores
-# are shared), PyTorch also with glibc's allocator kept from returning memory.
-export OMP_WAIT_POLICY=passive
+# are shared), unless GOMP_SPINCOUNT is given (gptd's own default is 10000: a
+# brief spin); PyTorch also with glibc's allocator kept from returning memory.
+if [ -z "${GOMP_SPINCOUNT:-}" ]; then export OMP_WAIT_POLICY=passive; else unset OMP_WAIT_POLICY; fi
 skip=
 if [ "${SKIP_NO_CACHE:-0}" = 1 ]; then skip=--skip-no-cache; fi
 "$build/bench/generate/bench-generate" --threads "$threads" --repeat "$repeat" $skip | tee -a "$out"
