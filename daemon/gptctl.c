@@ -220,6 +220,32 @@ client_call (Client *cl, Gptd__Request *req, Gptd__Response__BodyCase expected, 
   return resp;
 }
 
+/* Sends @req and waits for its answer with the @expected body. NULL with *status
+ * set to gptctl's exit code when that fails or gptd answered with an error (which
+ * has been printed). */
+static Gptd__Response *
+client_call_checked (Client *cl, Gptd__Request *req, Gptd__Response__BodyCase expected,
+                     int *status)
+{
+  Gptd__Response *resp = client_call (cl, req, expected, status);
+  if (resp != NULL && (*status = response_error_status (resp)) != EXIT_OK)
+    {
+      protobuf_c_message_free_unpacked (&resp->base, NULL);
+      return NULL;
+    }
+  return resp;
+}
+
+/* Connects to gptd, then as client_call_checked(). */
+static Gptd__Response *
+client_request (Client *cl, Gptd__Request *req, Gptd__Response__BodyCase expected,
+                int *status)
+{
+  if ((*status = client_connect (cl)) != EXIT_OK)
+    return NULL;
+  return client_call_checked (cl, req, expected, status);
+}
+
 static void
 print_json (const ProtobufCMessage *msg, gboolean pretty)
 {
@@ -580,16 +606,12 @@ cmd_validate (Client *cl, int argc, char **argv, const CommandOptions *o)
   int status = fill_run_request (&rr, argv[0], o->settings, keep);
   if (status != EXIT_OK)
     return status;
-  if ((status = client_connect (cl)) != EXIT_OK)
-    return status;
   Gptd__Request req = GPTD__REQUEST__INIT;
   req.body_case = GPTD__REQUEST__BODY_VALIDATE;
   req.validate = &rr;
   g_autoptr (Gptd__Response) resp =
-    client_call (cl, &req, GPTD__RESPONSE__BODY_VALIDATE, &status);
+    client_request (cl, &req, GPTD__RESPONSE__BODY_VALIDATE, &status);
   if (resp == NULL)
-    return status;
-  if ((status = response_error_status (resp)) != EXIT_OK)
     return status;
   const Gptd__ValidateResult *vr = resp->validate;
   if (cl->json)
@@ -609,17 +631,13 @@ cmd_ps (Client *cl, int argc, char **argv, const CommandOptions *o)
       g_printerr ("gptctl: ps takes no arguments\n");
       return EXIT_USAGE;
     }
-  int status = client_connect (cl);
-  if (status != EXIT_OK)
-    return status;
+  int status;
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__Empty empty = GPTD__EMPTY__INIT;
   req.body_case = GPTD__REQUEST__BODY_PS;
   req.ps = &empty;
-  g_autoptr (Gptd__Response) resp = client_call (cl, &req, GPTD__RESPONSE__BODY_RUNS, &status);
+  g_autoptr (Gptd__Response) resp = client_request (cl, &req, GPTD__RESPONSE__BODY_RUNS, &status);
   if (resp == NULL)
-    return status;
-  if ((status = response_error_status (resp)) != EXIT_OK)
     return status;
   if (cl->json)
     print_json (&resp->runs->base, TRUE);
@@ -645,13 +663,7 @@ call_run_id (Client *cl, Gptd__Request__BodyCase body, const char *run_id,
     case GPTD__REQUEST__BODY_RESUME: req.resume = &rid; break;
     default: g_assert_not_reached ();
     }
-  Gptd__Response *resp = client_call (cl, &req, expected, status);
-  if (resp != NULL && (*status = response_error_status (resp)) != EXIT_OK)
-    {
-      protobuf_c_message_free_unpacked (&resp->base, NULL);
-      return NULL;
-    }
-  return resp;
+  return client_call_checked (cl, &req, expected, status);
 }
 
 static int
@@ -931,19 +943,15 @@ cmd_plugins (Client *cl, int argc, char **argv, const CommandOptions *o)
       g_printerr ("gptctl: plugins takes at most one stage TYPE\n");
       return EXIT_USAGE;
     }
-  int status = client_connect (cl);
-  if (status != EXIT_OK)
-    return status;
+  int status;
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__PluginsRequest pr = GPTD__PLUGINS_REQUEST__INIT;
   pr.stage_type = argc == 1 ? argv[0] : (char *) "";
   req.body_case = GPTD__REQUEST__BODY_PLUGINS;
   req.plugins = &pr;
   g_autoptr (Gptd__Response) resp =
-    client_call (cl, &req, GPTD__RESPONSE__BODY_PLUGINS, &status);
+    client_request (cl, &req, GPTD__RESPONSE__BODY_PLUGINS, &status);
   if (resp == NULL)
-    return status;
-  if ((status = response_error_status (resp)) != EXIT_OK)
     return status;
   const Gptd__PluginList *list = resp->plugins;
   if (cl->json)
@@ -969,17 +977,13 @@ cmd_ping (Client *cl, int argc, char **argv, const CommandOptions *o)
       g_printerr ("gptctl: ping takes no arguments\n");
       return EXIT_USAGE;
     }
-  int status = client_connect (cl);
-  if (status != EXIT_OK)
-    return status;
+  int status;
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__Empty empty = GPTD__EMPTY__INIT;
   req.body_case = GPTD__REQUEST__BODY_PING;
   req.ping = &empty;
-  g_autoptr (Gptd__Response) resp = client_call (cl, &req, GPTD__RESPONSE__BODY_OK, &status);
+  g_autoptr (Gptd__Response) resp = client_request (cl, &req, GPTD__RESPONSE__BODY_OK, &status);
   if (resp == NULL)
-    return status;
-  if ((status = response_error_status (resp)) != EXIT_OK)
     return status;
   if (cl->json)
     g_print ("{\"ok\":true}\n");
