@@ -695,6 +695,59 @@ test_thread_change (void)
   gptd_nn_set_num_threads (saved);
 }
 
+/* One token at a time (the single-region decoding step, its products split
+ * by rows of the weights over the team) gives the logits of the several-row
+ * path over the same prefix, for 1 to 3 threads, with and without the qkv
+ * bias, with a tied and with an untied biased head. */
+static void
+test_decode_step (void)
+{
+  int saved = gptd_nn_get_num_threads ();
+  for (int variant = 0; variant < 2; variant++)
+    {
+      GptdGptConfig c = tiny_config ();
+      c.n_embd = 24;
+      c.n_head = 3;
+      if (variant == 1)
+        {
+          c.qkv_bias = FALSE;
+          c.tie_embeddings = FALSE;
+          c.head_bias = TRUE;
+        }
+      g_autoptr (GptdGpt) m = tiny_model (&c, 11 + variant);
+      const int V = c.vocab_size, n = 10;
+      g_autoptr (GptdGptKvCache) step = gptd_gpt_kv_cache_new (m, 0, NULL);
+      g_autoptr (GptdGptKvCache) whole = gptd_gpt_kv_cache_new (m, 0, NULL);
+      for (int nt = 1; nt <= 3; nt++)
+        {
+          gptd_nn_set_num_threads (nt);
+          gptd_gpt_kv_cache_reset (step);
+          for (int k = 0; k < n; k++)
+            {
+              GError *error = NULL;
+              const float *a =
+                  gptd_gpt_forward_cached (m, step, tiny_tokens + k, 1, &error);
+              g_assert_no_error (error);
+              float got[64];
+              memcpy (got, a, sizeof (float) * V);
+              if (k == 0)
+                continue; /* one row: the same path either way */
+              gptd_gpt_kv_cache_reset (whole);
+              const float *b = gptd_gpt_forward_cached (m, whole, tiny_tokens,
+                                                        k + 1, &error);
+              g_assert_no_error (error);
+              for (int v = 0; v < V; v++)
+                if (fabsf (got[v] - b[v]) > 1e-5f * (1.0f + fabsf (b[v])))
+                  g_error ("variant %d, %d threads, token %d: logit %d is %g "
+                           "one token at a time, %g for the whole prefix",
+                           variant, nt, k, v, got[v], b[v]);
+            }
+          g_assert_cmpint (gptd_gpt_kv_cache_get_length (step), ==, n);
+        }
+    }
+  gptd_nn_set_num_threads (saved);
+}
+
 static void
 test_input_errors (void)
 {
@@ -755,6 +808,7 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/model/tensors", test_tensors);
   g_test_add_func ("/nn/model/last-only", test_last_only);
   g_test_add_func ("/nn/model/thread-change", test_thread_change);
+  g_test_add_func ("/nn/model/decode-step", test_decode_step);
   g_test_add_func ("/nn/model/input-errors", test_input_errors);
   return g_test_run ();
 }

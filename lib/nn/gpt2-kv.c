@@ -22,6 +22,7 @@ struct _GptdGptKvCache {
   float *buf;
   size_t buf_bytes;
   float *x, *ln, *mean, *rstd, *qkv, *atty, *branch, *fch, *att, *logits;
+  float *part; /* (cap_nt, 4C): per-thread partial products of one row */
 };
 
 GptdGptKvCache *
@@ -91,7 +92,8 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   const GptdGpt *m = c->model;
   size_t C = (size_t) m->cfg.n_embd;
   size_t floats = (size_t) n * C * 4 + 2 * (size_t) n + (size_t) n * 3 * C +
-                  (size_t) n * 4 * C + nt * n * c->max_len + (size_t) m->n_out;
+                  (size_t) n * 4 * C + nt * n * c->max_len + (size_t) m->n_out +
+                  nt * 4 * C;
   gptd__nn_free (c->buf, c->buf_bytes);
   c->buf_bytes = floats * sizeof (float);
   c->buf = gptd__nn_alloc (c->buf_bytes);
@@ -116,34 +118,11 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   c->fch = TAKE ((size_t) n * 4 * C);
   c->att = TAKE (nt * n * c->max_len);
   c->logits = TAKE ((size_t) m->n_out);
+  c->part = TAKE (nt * 4 * C);
 #undef TAKE
   c->cap_n = n;
   c->cap_nt = nt;
   return TRUE;
-}
-
-/* y (N) = x (K) W (K, N) + beta y, W row-major (Conv1D, input-major): the
- * product of a single-token step.  A one-row sgemm would pack the whole
- * weight matrix first; a matrix-vector product reads each weight once, which
- * is all a decoding step can afford (it is bound by memory bandwidth).  The
- * output columns are split over the team, each thread running a
- * single-threaded sgemv on its slice. */
-static void
-kv_matvec (const float *x, const float *W, int K, int N, float beta, float *y)
-{
-  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
-  {
-    int t = 0, nth = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num ();
-    nth = omp_get_num_threads ();
-#endif
-    size_t b, e;
-    gptd__nn_split ((size_t) N, nth, t, 16, &b, &e);
-    if (e > b)
-      cblas_sgemv (CblasRowMajor, CblasTrans, K, (int) (e - b), 1.0f, W + b, N,
-                   x, 1, beta, y + b, 1);
-  }
 }
 
 /* y (N) = W (N, K) x (K) + beta y, W row-major (nn.Linear, output-major): the
@@ -167,16 +146,147 @@ kv_matvec_rows (const float *x, const float *W, int N, int K, float beta,
   }
 }
 
-/* out (n, N) = in (n, K) W (K, N) + beta out: sgemm for several rows, the
- * matrix-vector product for one. */
+/* out (n, N) = in (n, K) W (K, N) + beta out, for several new rows. */
 static void
 kv_linear (const float *in, const float *W, int n, int K, int N, float beta,
            float *out)
 {
-  if (n == 1)
-    kv_matvec (in, W, K, N, beta, out);
+  gptd__nn_sgemm (FALSE, FALSE, n, N, K, 1.0f, in, K, W, N, beta, out, N);
+}
+
+/* part[t] (N) = x[b:e] W[b:e, :] for this thread's block [b, e) of the K
+ * rows of W (K, N, row-major: Conv1D, input-major): the first half of a
+ * matrix-vector product split by rows, the second being the sum of the
+ * partial products (part_sum()).  A one-row sgemm would pack the whole
+ * weight matrix first; a matrix-vector product reads each weight once, which
+ * is all a decoding step can afford (it is bound by memory bandwidth).
+ * Splitting the rows lets each thread stream one contiguous block of whole
+ * rows; splitting the columns instead has every thread read a part of each
+ * row, which the hardware prefetchers follow far worse (on gpt2-small the
+ * weights are read at 40 GB/s against 32 here). */
+static void
+matvec_part (const float *x, const float *W, int K, int N, int t, int nth,
+             float *part)
+{
+  size_t b, e;
+  float *mine = part + (size_t) t * N;
+  gptd__nn_split ((size_t) K, nth, t, 8, &b, &e);
+  if (e > b)
+    cblas_sgemv (CblasRowMajor, CblasTrans, (int) (e - b), N, 1.0f,
+                 W + b * (size_t) N, N, x + b, 1, 0.0f, mine, 1);
   else
-    gptd__nn_sgemm (FALSE, FALSE, n, N, K, 1.0f, in, K, W, N, beta, out, N);
+    memset (mine, 0, sizeof (float) * N);
+}
+
+/* The sum of the nth partial products at column j. */
+static inline float
+part_sum (const float *part, int nth, int N, size_t j)
+{
+  float s = part[j];
+  for (int i = 1; i < nth; i++)
+    s += part[(size_t) i * N + j];
+  return s;
+}
+
+/* One new token at position c->len, c->x holding its embedding: the whole
+ * model in a single parallel region.  Decoding one token is bound by the
+ * memory bandwidth of reading the weights; what else it does is small, but
+ * opening a parallel region for each small step (a layer norm of one row,
+ * the GELU of 4C values) costs more than the step itself.  Here the threads
+ * stay in one region and meet at barriers: the matrix-vector products are
+ * split by rows of the weights (see matvec_part()), their sums, biases, GELU
+ * and residual additions by columns, attention by heads, and the layer norms
+ * of one row run on one thread. */
+static void
+decode_one (GptdGpt *m, GptdGptKvCache *c)
+{
+  const GptdGptConfig *cfg = &m->cfg;
+  const int L = cfg->n_layer, nh = cfg->n_head, C = cfg->n_embd;
+  const int V = m->n_out, hd = C / nh, p0 = c->len;
+  const float eps = cfg->layer_norm_epsilon;
+  float *x = c->x, *ln = c->ln, *qkv = c->qkv, *atty = c->atty;
+  float *fch = c->fch, *part = c->part;
+
+  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
+  {
+    int t = 0, nth = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    size_t b, e;
+    for (int l = 0; l < L; l++)
+      {
+        const Block *bl = &m->blocks[l];
+        float *kc = c->k + (size_t) l * c->max_len * C;
+        float *vc = c->v + (size_t) l * c->max_len * C;
+        GPTD_NN_PRAGMA (omp single)
+        gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln1_w->data,
+                                 bl->ln1_b->data, 1, C, eps);
+        // qkv (3C) = ln (C) attn_w (C, 3C) + attn_b
+        matvec_part (ln, bl->attn_w->data, C, 3 * C, t, nth, part);
+        GPTD_NN_PRAGMA (omp barrier)
+        gptd__nn_split ((size_t) 3 * C, nth, t, 16, &b, &e);
+        for (size_t j = b; j < e; j++)
+          qkv[j] = bl->attn_b != NULL
+                       ? bl->attn_b->data[j] + part_sum (part, nth, 3 * C, j)
+                       : part_sum (part, nth, 3 * C, j);
+        GPTD_NN_PRAGMA (omp barrier)
+        // Each thread stores the new key and value of its heads and
+        // attends with them.
+        gptd__nn_split ((size_t) nh, nth, t, 1, &b, &e);
+        for (size_t h = b; h < e; h++)
+          {
+            memcpy (kc + (size_t) p0 * C + h * hd, qkv + C + h * hd,
+                    sizeof (float) * hd);
+            memcpy (vc + (size_t) p0 * C + h * hd, qkv + 2 * C + h * hd,
+                    sizeof (float) * hd);
+            gptd__nn_attention_row (atty + h * hd, qkv + h * hd, kc + h * hd,
+                                    vc + h * hd, p0 + 1, hd, C,
+                                    c->att + (size_t) t * c->max_len);
+          }
+        GPTD_NN_PRAGMA (omp barrier)
+        // x += atty (C) proj_w (C, C) + proj_b
+        matvec_part (atty, bl->proj_w->data, C, C, t, nth, part);
+        GPTD_NN_PRAGMA (omp barrier)
+        gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
+        for (size_t j = b; j < e; j++)
+          x[j] = x[j] + part_sum (part, nth, C, j) + bl->proj_b->data[j];
+        GPTD_NN_PRAGMA (omp barrier)
+        GPTD_NN_PRAGMA (omp single)
+        gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln2_w->data,
+                                 bl->ln2_b->data, 1, C, eps);
+        // fch (4C) = gelu (ln (C) fc_w (C, 4C) + fc_b)
+        matvec_part (ln, bl->fc_w->data, C, 4 * C, t, nth, part);
+        GPTD_NN_PRAGMA (omp barrier)
+        gptd__nn_split ((size_t) 4 * C, nth, t, 16, &b, &e);
+        for (size_t j = b; j < e; j++)
+          fch[j] = bl->fc_b->data[j] + part_sum (part, nth, 4 * C, j);
+        gptd__nn_gelu_range (fch + b, fch + b, e - b);
+        GPTD_NN_PRAGMA (omp barrier)
+        // x += fch (4C) fcp_w (4C, C) + fcp_b
+        matvec_part (fch, bl->fcp_w->data, 4 * C, C, t, nth, part);
+        GPTD_NN_PRAGMA (omp barrier)
+        gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
+        for (size_t j = b; j < e; j++)
+          x[j] = x[j] + part_sum (part, nth, C, j) + bl->fcp_b->data[j];
+        GPTD_NN_PRAGMA (omp barrier)
+      }
+    GPTD_NN_PRAGMA (omp single)
+    gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
+                             m->lnf_b->data, 1, C, eps);
+    // logits (V) = head_w (V, C) lnf (C) + head_b, rows split
+    gptd__nn_split ((size_t) V, nth, t, 16, &b, &e);
+    if (e > b)
+      {
+        if (m->head_b != NULL)
+          memcpy (c->logits + b, m->head_b->data + b, sizeof (float) * (e - b));
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), C, 1.0f,
+                     m->head_w->data + b * (size_t) C, C, ln, 1,
+                     m->head_b != NULL ? 1.0f : 0.0f, c->logits + b, 1);
+      }
+  }
+  c->len = p0 + 1;
 }
 
 const float *
@@ -218,6 +328,11 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
       const float *pe = m->wpe->data + (size_t) (p0 + i) * C;
       for (int k = 0; k < C; k++)
         c->x[(size_t) i * C + k] = te[k] + pe[k];
+    }
+  if (n == 1)
+    {
+      decode_one (m, c);
+      return c->logits;
     }
   for (int l = 0; l < L; l++)
     {

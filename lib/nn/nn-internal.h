@@ -123,6 +123,9 @@ void gptd__nn_layernorm_backward (float *dx, float *dw, float *db,
 
 /* Parallel: y = gelu(x) (tanh approximation). */
 void gptd__nn_gelu_forward (float *y, const float *x, size_t n);
+/* Serial (for callers already inside a parallel region): y = gelu(x) over
+ * @n elements, bit-identical to gptd__nn_gelu_forward(). */
+void gptd__nn_gelu_range (float *y, const float *x, size_t n);
 /* Parallel: d = d * gelu'(x), in place. */
 void gptd__nn_gelu_backward (float *d, const float *x, size_t n);
 
@@ -168,6 +171,14 @@ void gptd__nn_attention_backward (float *dqkv, const float *dout,
 void gptd__nn_attention_cached (float *out, const float *qkv, const float *kc,
                                 const float *vc, int n, int p0, int C, int nh,
                                 float *scratch);
+
+/* Serial (for callers already inside a parallel region): attention of one
+ * query row @q (hd) of one head at position len - 1 against the cached keys
+ * @kc and values @vc of that head (len rows, row stride @ld), written to
+ * @out (hd).  @scratch: len floats. */
+void gptd__nn_attention_row (float *out, const float *q, const float *kc,
+                             const float *vc, int len, int hd, int ld,
+                             float *scratch);
 
 /* Epilogue of gptd__nn_linear_forward().  With @res_out, the bias goes into
  * the residual: res_out = res_in + drop(out + bias), and when @ln_out is set

@@ -254,6 +254,12 @@ gelu_backward_range (float *restrict d, const float *restrict x, size_t n)
 }
 
 void
+gptd__nn_gelu_range (float *y, const float *x, size_t n)
+{
+  gelu_forward_range (y, x, n);
+}
+
+void
 gptd__nn_gelu_forward (float *y, const float *x, size_t n)
 {
   TEAM_BEGIN
@@ -619,6 +625,45 @@ gptd__nn_attention_cached (float *out, const float *qkv, const float *kc,
                        C, 0.0f, out + h * hd, C);
     }
   TEAM_END
+}
+
+GPTD_NN_CLONES static void
+attention_row (float *restrict out, const float *restrict q,
+               const float *restrict kc, const float *restrict vc, int len,
+               int hd, int ld, float *restrict scratch)
+{
+  const float scale = 1.0f / sqrtf ((float) hd);
+  const GptdNnDropout none = { 0, 0, 1.0f };
+  for (int j = 0; j < len; j++)
+    {
+      // S[j] = scale * q . k_j
+      const float *k = kc + (size_t) j * ld;
+      float s = 0.0f;
+      GPTD_NN_PRAGMA (omp simd reduction (+ : s))
+      for (int d = 0; d < hd; d++)
+        s += q[d] * k[d];
+      scratch[j] = scale * s;
+    }
+  softmax_row (scratch, len, len, &none, 0);
+  // out (hd) = P (len) V (len, hd)
+  for (int d = 0; d < hd; d++)
+    out[d] = 0.0f;
+  for (int j = 0; j < len; j++)
+    {
+      const float *v = vc + (size_t) j * ld;
+      const float p = scratch[j];
+      GPTD_NN_SIMD
+      for (int d = 0; d < hd; d++)
+        out[d] += p * v[d];
+    }
+}
+
+void
+gptd__nn_attention_row (float *out, const float *q, const float *kc,
+                        const float *vc, int len, int hd, int ld,
+                        float *scratch)
+{
+  attention_row (out, q, kc, vc, len, hd, ld, scratch);
 }
 
 /* Recomputes P (and the dropped P~) of row i from the scaled scores and the
