@@ -8,7 +8,8 @@
 # Needs: the benchmarks built (make -C BUILDDIR bench/train/bench-train
 # bench/tokenizer/bench-tokenizer bench/generate/bench-generate), Debian's
 # python3-torch for the PyTorch peers, npm's tiktoken in $TIKTOKEN_DIR for the
-# tokenizer peer, and $GPTD_DATA_DIR for the tokenizer corpus.
+# tokenizer peer, and $GPTD_DATA_DIR for the tokenizer corpus and the
+# verdict-pretrain comparison (about 15 minutes; VERDICT=0 leaves it out).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-.}" && pwd)
@@ -18,7 +19,12 @@ echo "# gptd benchmarks, $(date -u +%FT%TZ), $(nproc) CPUs, OPENBLAS_CORETYPE=${
 (cd "$out" && LOG="$out/train.log" "$here/train/run.sh" "$build" "${REPEATS:-3}") > "$out/train.md" 2>&1 || echo "train benchmark failed: see $out/train.md"
 "$here/tokenizer/bench-tokenizer.sh" "$build" > "$out/tokenizer.md" 2>&1 || echo "tokenizer benchmark failed: see $out/tokenizer.md"
 "$here/generate/bench-generate.sh" "$build" 2 "${REPEATS:-3}" > "$out/generate.md" 2>&1 || echo "generate benchmark failed: see $out/generate.md"
-for f in train tokenizer generate; do
+benches="train tokenizer generate"
+if [ "${VERDICT:-1}" != 0 ]; then
+  "$here/train/bench-verdict.sh" "$build" 2 > "$out/verdict.md" 2>&1 || echo "verdict benchmark failed: see $out/verdict.md"
+  benches="$benches verdict"
+fi
+for f in $benches; do
   printf '\n## %s\n\n' "$f" >> "$out/summary.md"
   cat "$out/$f.md" >> "$out/summary.md"
 done
