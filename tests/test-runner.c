@@ -431,6 +431,33 @@ test_named_inputs (void)
   test_events_clear (&ev);
 }
 
+/* A diamond: one source read by a stage's later input directly and by its
+ * first input through another stage.  The stage reads its first input to the
+ * end before the second, so the second's link must hold far more than a
+ * link's capacity (16) without blocking the source; the run would otherwise
+ * deadlock, which the subprocess's time limit turns into a failure. */
+static void
+test_diamond (void)
+{
+  if (g_test_subprocess ())
+    {
+      TestEvents ev;
+      run_ok (HEAD "[stage c]\ntype=test-counter\ncount=200\nlog=false\n"
+              "[stage p]\ntype=test-pass\ninput=c\n"
+              "[stage j]\ntype=test-join\ninput.left=p\ninput.right=c\n"
+              "[stage s]\ntype=test-sink\ninput=j\n", &ev);
+      g_assert_cmpint (count_prefix (&ev, "j: input 0: "), ==, 200);
+      g_assert_cmpint (count_prefix (&ev, "j: input 1: "), ==, 200);
+      g_assert_cmpint (test_events_find (&ev, "j: input 0: 199"), <,
+                       test_events_find (&ev, "j: input 1: 0"));
+      g_assert_cmpint (test_events_find (&ev, "s: end of stream after 400"), >=, 0);
+      test_events_clear (&ev);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 /* An output nobody reads, and an optional input nobody feeds. */
 static void
 test_unlinked (void)
@@ -525,6 +552,7 @@ main (int argc, char **argv)
   g_test_add_func ("/runner/two-outputs", test_two_outputs);
   g_test_add_func ("/runner/named-inputs", test_named_inputs);
   g_test_add_func ("/runner/unlinked", test_unlinked);
+  g_test_add_func ("/runner/diamond", test_diamond);
   g_test_add_func ("/runner/format/progress", test_format_progress);
   g_test_add_func ("/runner/format/event", test_format_event);
   int rc = g_test_run ();

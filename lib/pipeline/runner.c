@@ -35,8 +35,10 @@ typedef struct {
   gboolean epochs;             /* the producer serves epoch requests on this link */
   gboolean auto_request;       /* the runner asks for one epoch on the consumer's behalf */
 
-  Item *ring;                  /* bounded queue, @capacity items */
+  Item *ring;                  /* queue of @capacity items */
   guint capacity, head, count;
+  gboolean unbounded;          /* grows instead of blocking the producer (see
+                                  unbound_shared_inputs()) */
   GCond not_full, not_empty;
 
   gboolean consumer_closed;    /* the consumer has ended: pushes are dropped */
@@ -226,12 +228,24 @@ link_free (gpointer data)
 static gboolean
 link_put_locked (GptdRunner *r, Link *l, const Item *item)
 {
-  while (!g_atomic_int_get (&r->cancelled) && !l->consumer_closed && l->count == l->capacity)
+  while (!g_atomic_int_get (&r->cancelled) && !l->consumer_closed && !l->unbounded &&
+         l->count == l->capacity)
     g_cond_wait (&l->not_full, &r->lock);
   if (g_atomic_int_get (&r->cancelled))
     return FALSE;
   if (l->consumer_closed)
     return TRUE;
+  if (l->count == l->capacity)
+    {
+      /* An unbounded link: double the ring, its items in order from 0. */
+      Item *ring = g_new0 (Item, (gsize) l->capacity * 2);
+      for (guint i = 0; i < l->count; i++)
+        ring[i] = l->ring[(l->head + i) % l->capacity];
+      g_free (l->ring);
+      l->ring = ring;
+      l->head = 0;
+      l->capacity *= 2;
+    }
   Item *slot = &l->ring[(l->head + l->count) % l->capacity];
   slot->kind = item->kind;
   slot->desc = item->desc;
@@ -779,6 +793,52 @@ gptd_runner_set_link_capacity (GptdRunner *runner, guint capacity)
   runner->capacity = capacity;
 }
 
+/* Marks @s and every stage upstream of it in @seen. */
+static void
+mark_upstream (GptdRunner *r, guint s, gboolean *seen)
+{
+  if (seen[s])
+    return;
+  seen[s] = TRUE;
+  GptdStageContext *ctx = r->ctx[s];
+  for (guint i = 0; i < ctx->def->n_inputs; i++)
+    if (ctx->in_links[i] != NULL)
+      mark_upstream (r, ctx->in_links[i]->producer, seen);
+}
+
+/* A process-style stage reads all of its input 0, then all of input 1, and so
+ * on.  When two of its inputs come from the same upstream stage (a diamond:
+ * one source fanned out, the branches joined again), that stage's pushes to
+ * the later input would fill its bounded link while nobody reads it, the
+ * stage would block, and the earlier input would never end: a deadlock.  The
+ * links of such later inputs are therefore unbounded: they hold what arrives
+ * until the stage reaches them (the memory of that input's messages). */
+static void
+unbound_shared_inputs (GptdRunner *r)
+{
+  g_autofree gboolean *before = g_new (gboolean, r->n_stages);
+  g_autofree gboolean *mine = g_new (gboolean, r->n_stages);
+  for (guint s = 0; s < r->n_stages; s++)
+    {
+      GptdStageContext *ctx = r->ctx[s];
+      if (ctx->def->type->run != NULL || ctx->def->n_inputs < 2)
+        continue;
+      memset (before, 0, sizeof (gboolean) * r->n_stages);
+      for (guint i = 0; i < ctx->def->n_inputs; i++)
+        {
+          Link *l = ctx->in_links[i];
+          if (l == NULL)
+            continue;
+          memset (mine, 0, sizeof (gboolean) * r->n_stages);
+          mark_upstream (r, l->producer, mine);
+          for (guint u = 0; u < r->n_stages && !l->unbounded; u++)
+            l->unbounded = mine[u] && before[u];
+          for (guint u = 0; u < r->n_stages; u++)
+            before[u] = before[u] || mine[u];
+        }
+    }
+}
+
 static void
 build_graph (GptdRunner *r)
 {
@@ -832,6 +892,7 @@ build_graph (GptdRunner *r)
           ctx->in_links[i] = l;
         }
     }
+  unbound_shared_inputs (r);
 }
 
 static void
