@@ -365,6 +365,14 @@ test_message_json (void)
   JsonArray *arr = json_object_get_array_member (tobj, "ids");
   g_assert_cmpuint (json_array_get_length (arr), ==, 3);
   g_assert_cmpint (json_array_get_int_element (arr, 2), ==, 4294967295);
+
+  /* Unsigned 64-bit values: numbers up to 2^63 - 1, decimal strings above. */
+  Gptd__EpochRequest r = GPTD__EPOCH_REQUEST__INIT;
+  r.seed = G_MAXUINT64;
+  r.start = (guint64) G_MAXINT64;
+  g_autoptr (JsonObject) robj = to_object (&r.base, FALSE);
+  g_assert_cmpstr (json_object_get_string_member (robj, "seed"), ==, "18446744073709551615");
+  g_assert_cmpint (json_object_get_int_member (robj, "start"), ==, G_MAXINT64);
 }
 
 int

@@ -3,7 +3,9 @@
  * The conversion walks the message's ProtobufCMessageDescriptor, so it works for
  * every message type, including those a plugin defines: each field present is a JSON
  * member named as in the .proto file; scalars become numbers or booleans (64-bit
- * integers stay numbers), enums their value name (e.g. "RUN_STATE_RUNNING"), strings
+ * integers stay numbers, except unsigned ones above 2^63 - 1, which JSON readers
+ * keeping integers as int64 cannot hold: those become decimal strings, as in
+ * protobuf's own JSON mapping), enums their value name (e.g. "RUN_STATE_RUNNING"), strings
  * strings, bytes a string when they are valid UTF-8 and otherwise an object
  * {"base64": "..."}, nested messages objects, repeated fields arrays, and a oneof
  * only its chosen member. Non-finite doubles (NaN losses) become null. proto3 fields

@@ -54,6 +54,20 @@ int_node (gint64 v)
   return n;
 }
 
+/* An unsigned 64-bit value: a number up to G_MAXINT64 (what json-glib and most
+ * readers hold as an integer), a decimal string above. */
+static JsonNode *
+uint64_node (guint64 v)
+{
+  if (v <= (guint64) G_MAXINT64)
+    return int_node ((gint64) v);
+  JsonNode *n = json_node_new (JSON_NODE_VALUE);
+  char buf[24];
+  g_snprintf (buf, sizeof buf, "%" G_GUINT64_FORMAT, v);
+  json_node_set_string (n, buf);
+  return n;
+}
+
 /* One value of field @f stored at @p. */
 static JsonNode *
 value_node (const ProtobufCFieldDescriptor *f, const void *p, gboolean all_fields)
@@ -73,7 +87,7 @@ value_node (const ProtobufCFieldDescriptor *f, const void *p, gboolean all_field
       return int_node (*(const gint64 *) p);
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-      return int_node ((gint64) *(const guint64 *) p);
+      return uint64_node (*(const guint64 *) p);
     case PROTOBUF_C_TYPE_FLOAT:
       return double_node (*(const float *) p);
     case PROTOBUF_C_TYPE_DOUBLE:
