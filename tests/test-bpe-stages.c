@@ -2,7 +2,9 @@
  * bpe-tokenizer (chunked documents encode as whole ones, on one thread or two,
  * output in input order, <|endoftext|> between documents, special-token errors
  * naming source and offset), token-writer and token-reader (llm.c shards and raw
- * ids, bad files), and bpe-trainer (a vocabulary the tokenizer then loads).
+ * ids, bad files; output split into shards of shard-tokens each, read back in order
+ * through a glob, and a run failing midway keeping its complete shards), and
+ * bpe-trainer (a vocabulary the tokenizer then loads).
  *
  * They use GPT-2's vocabulary when $GPTD_DATA_DIR/gpt2 exists and a small
  * vocabulary written by the test otherwise.
@@ -391,6 +393,338 @@ test_trainer (Fixture *f, gconstpointer data)
   g_string_free (s, TRUE);
 }
 
+/* ---- token-writer shard-tokens ---------------------------------------------- */
+
+/* @n ids, below @max, with no pattern that survives a shift or a reordering. */
+static GArray *
+make_ids (guint n, guint32 max)
+{
+  GArray *ids = g_array_sized_new (FALSE, FALSE, sizeof (guint32), n);
+  for (guint i = 0; i < n; i++)
+    {
+      guint32 v = (guint32) (((guint64) i * 7919u + (guint64) i * i * 31u + 13u) % max);
+      g_array_append_val (ids, v);
+    }
+  return ids;
+}
+
+/* Writes @ids as raw little-endian uint32 to @name in the fixture's directory. */
+static char *
+write_ids (Fixture *f, const char *name, GArray *ids)
+{
+  char *path = g_build_filename (f->dir, name, NULL);
+  g_autofree guint8 *bytes = g_malloc (4 * ids->len + 1);
+  for (guint i = 0; i < ids->len; i++)
+    {
+      guint32 v = g_array_index (ids, guint32, i);
+      for (int b = 0; b < 4; b++)
+        bytes[4 * i + b] = (guint8) (v >> (8 * b));
+    }
+  g_assert_true (g_file_set_contents (path, (const char *) bytes, 4 * ids->len, NULL));
+  return path;
+}
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* The names in @dir, sorted and separated by spaces. */
+static char *
+list_dir (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  g_assert_nonnull (d);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  while ((name = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+/* "PREFIX000000SUFFIX PREFIX000001SUFFIX ..." for @n shards. */
+static char *
+shard_names (const char *prefix, const char *suffix, guint n)
+{
+  GString *s = g_string_new (NULL);
+  for (guint i = 0; i < n; i++)
+    g_string_append_printf (s, "%s%s%06u%s", i ? " " : "", prefix, i, suffix);
+  return g_string_free (s, FALSE);
+}
+
+/* The file at @path is an llm.c shard holding ids [@from, @from + @n) of @ids. */
+static void
+check_llmc_shard (const char *path, GArray *ids, guint from, guint n)
+{
+  g_autofree char *bytes = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &bytes, &len, NULL));
+  g_assert_cmpuint (len, ==, 1024 + 2 * (gsize) n);
+  g_autoptr (GArray) words = read_u32 (path, 0);
+  g_assert_cmpuint (g_array_index (words, guint32, 0), ==, 20240520);
+  g_assert_cmpuint (g_array_index (words, guint32, 1), ==, 1);
+  g_assert_cmpuint (g_array_index (words, guint32, 2), ==, n);
+  for (guint k = 3; k < 256; k++)
+    g_assert_cmpuint (g_array_index (words, guint32, k), ==, 0);
+  for (guint i = 0; i < n; i++)
+    {
+      const guint8 *p = (const guint8 *) bytes + 1024 + 2 * i;
+      g_assert_cmpuint (p[0] | (p[1] << 8), ==, g_array_index (ids, guint32, from + i));
+    }
+}
+
+/* Runs token-reader (raw uint32 @in, 7 ids a message) into token-writer with
+ * path=@out, format=@format and shard-tokens=@n. */
+static gboolean
+run_shard_writer (const char *in, const char *out, const char *format, guint n, TestEvents *ev,
+                  GError **error)
+{
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=token-reader\npath=%s\nformat=u32\nchunk-tokens=7\n"
+    "[stage write]\ntype=token-writer\ninput=read\npath=%s\nformat=%s\nshard-tokens=%u\n",
+    in, out, format, n);
+  test_events_init (ev);
+  return run (text, ev, error);
+}
+
+/* Reads @glob (format @format) with token-reader and returns its ids; the reader
+ * must log that it read @n_files files. */
+static GArray *
+read_back (Fixture *f, const char *glob, const char *format, guint n_files)
+{
+  g_autofree char *raw = g_build_filename (f->dir, "back.u32", NULL);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=token-reader\npath=%s\nformat=%s\nchunk-tokens=5\n"
+    "[stage write]\ntype=token-writer\ninput=read\npath=%s\nformat=u32\n",
+    glob, format, raw);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run (text, &ev, &error));
+  g_assert_no_error (error);
+  g_autofree char *suffix = g_strdup_printf (" from %u file%s", n_files, n_files == 1 ? "" : "s");
+  int at = test_events_find_prefix (&ev, "read: read ");
+  g_assert_cmpint (at, >=, 0);
+  g_assert_true (g_str_has_suffix (ev.logs->pdata[at], suffix));
+  test_events_clear (&ev);
+  GArray *ids = read_u32 (raw, 0);
+  g_unlink (raw);
+  return ids;
+}
+
+/* shard-tokens=N over streams of known length (messages of 7 ids, so that shards
+ * end inside messages): ceil(len/N) llm.c shards named train_NNNNNN.bin, each with
+ * its header and ids, nothing else in the directory; a glob reads them back in
+ * order. */
+static void
+test_shards_llmc (Fixture *f, gconstpointer data)
+{
+  static const struct {
+    guint len, n;
+  } cases[] = { { 1000, 300 }, { 900, 300 }, { 5, 1 }, { 10, 100 }, { 2000, 128 } };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      guint len = cases[c].len, n = cases[c].n, n_shards = (len + n - 1) / n;
+      g_autoptr (GArray) ids = make_ids (len, 50257);
+      g_autofree char *in = write_ids (f, "in.u32", ids);
+      g_autofree char *name = g_strdup_printf ("shards.%u", c);
+      g_autofree char *dir = g_build_filename (f->dir, name, NULL);
+      g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+      g_autofree char *out = g_build_filename (dir, "train.bin", NULL);
+      TestEvents ev;
+      g_autoptr (GError) error = NULL;
+      g_assert_true (run_shard_writer (in, out, "llmc", n, &ev, &error));
+      g_assert_no_error (error);
+      g_autofree char *first = g_build_filename (dir, "train_000000.bin", NULL);
+      g_autofree char *last_name = g_strdup_printf ("train_%06u.bin", n_shards - 1);
+      g_autofree char *last = g_build_filename (dir, last_name, NULL);
+      g_autofree char *line = n_shards == 1
+        ? g_strdup_printf ("write: wrote %u tokens in 1 shard (%s, llmc)", len, first)
+        : g_strdup_printf ("write: wrote %u tokens in %u shards (%s to %s, llmc)", len, n_shards,
+                           first, last);
+      if (test_events_find (&ev, line) < 0)
+        g_error ("no log line \"%s\"", line);
+      test_events_clear (&ev);
+
+      g_autofree char *listing = list_dir (dir);
+      g_autofree char *want_listing = shard_names ("train_", ".bin", n_shards);
+      g_assert_cmpstr (listing, ==, want_listing);
+      for (guint s = 0; s < n_shards; s++)
+        {
+          g_autofree char *sname = g_strdup_printf ("train_%06u.bin", s);
+          g_autofree char *spath = g_build_filename (dir, sname, NULL);
+          check_llmc_shard (spath, ids, s * n, MIN (n, len - s * n));
+        }
+
+      g_autofree char *glob = g_build_filename (dir, "train_*.bin", NULL);
+      g_autoptr (GArray) back = read_back (f, glob, "llmc", n_shards);
+      g_assert_cmpmem (back->data, back->len * 4, ids->data, ids->len * 4);
+    }
+
+  /* An llm.c shard holds at most 2^31 - 1 tokens: a larger shard-tokens is refused. */
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdPipeline) p = gptd_pipeline_load_data (
+    registry,
+    "[pipeline]\nname=t\n[stage read]\ntype=token-reader\npath=/x.u32\nformat=u32\n"
+    "[stage write]\ntype=token-writer\ninput=read\npath=/x.bin\nshard-tokens=2147483648\n",
+    -1, "test.pipeline", NULL, NULL, &error);
+  g_assert_null (p);
+  g_assert_nonnull (error);
+  if (!strstr (error->message, "2147483647"))
+    g_error ("error \"%s\" should give the range of shard-tokens", error->message);
+}
+
+/* format=u32 shards (ids above 65535) of a path without extension: raw files
+ * train_NNNNNN of 4-byte ids, read back in order through a glob. */
+static void
+test_shards_u32 (Fixture *f, gconstpointer data)
+{
+  guint len = 1000, n = 256, n_shards = 4;
+  g_autoptr (GArray) ids = make_ids (len, 100000);
+  g_autofree char *in = write_ids (f, "in.u32", ids);
+  g_autofree char *dir = g_build_filename (f->dir, "raw.d", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  g_autofree char *out = g_build_filename (dir, "train", NULL);
+  TestEvents ev;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run_shard_writer (in, out, "u32", n, &ev, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (test_events_find_prefix (&ev, "write: wrote 1000 tokens in 4 shards ("), >=, 0);
+  test_events_clear (&ev);
+
+  g_autofree char *listing = list_dir (dir);
+  g_autofree char *want_listing = shard_names ("train_", "", n_shards);
+  g_assert_cmpstr (listing, ==, want_listing);
+  for (guint s = 0; s < n_shards; s++)
+    {
+      g_autofree char *sname = g_strdup_printf ("train_%06u", s);
+      g_autofree char *spath = g_build_filename (dir, sname, NULL);
+      g_autoptr (GArray) got = read_u32 (spath, 0);
+      guint m = MIN (n, len - s * n);
+      g_assert_cmpuint (got->len, ==, m);
+      g_assert_cmpmem (got->data, m * 4, &g_array_index (ids, guint32, s * n), m * 4);
+    }
+  g_autofree char *glob = g_build_filename (dir, "train_*", NULL);
+  g_autoptr (GArray) back = read_back (f, glob, "u32", n_shards);
+  g_assert_cmpmem (back->data, back->len * 4, ids->data, ids->len * 4);
+}
+
+/* An empty input writes one empty shard, _000000, which reads back as no tokens. */
+static void
+test_shards_empty (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autofree char *in = write_ids (f, "in.u32", ids);
+  g_autofree char *dir = g_build_filename (f->dir, "empty", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  g_autofree char *out = g_build_filename (dir, "train.bin", NULL);
+  TestEvents ev;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run_shard_writer (in, out, "llmc", 100, &ev, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (test_events_find_prefix (&ev, "write: wrote 0 tokens in 1 shard ("), >=, 0);
+  test_events_clear (&ev);
+  g_autofree char *listing = list_dir (dir);
+  g_assert_cmpstr (listing, ==, "train_000000.bin");
+  g_autofree char *shard = g_build_filename (dir, "train_000000.bin", NULL);
+  check_llmc_shard (shard, ids, 0, 0);
+  g_autofree char *glob = g_build_filename (dir, "train_*.bin", NULL);
+  g_autoptr (GArray) back = read_back (f, glob, "llmc", 1);
+  g_assert_cmpuint (back->len, ==, 0);
+}
+
+/* Shards of an earlier, longer run that follow the last one written are removed
+ * (up to the first gap in the numbers); earlier ones are replaced. */
+static void
+test_shards_stale (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GArray) ids = make_ids (700, 50257);
+  g_autofree char *in = write_ids (f, "in.u32", ids);
+  g_autofree char *dir = g_build_filename (f->dir, "stale", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  static const char *const old[] = { "train_000001.bin", "train_000003.bin", "train_000004.bin",
+                                     "train_000006.bin" };
+  for (guint i = 0; i < G_N_ELEMENTS (old); i++)
+    {
+      g_autofree char *p = g_build_filename (dir, old[i], NULL);
+      g_assert_true (g_file_set_contents (p, "old", 3, NULL));
+    }
+  g_autofree char *out = g_build_filename (dir, "train.bin", NULL);
+  TestEvents ev;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run_shard_writer (in, out, "llmc", 300, &ev, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (test_events_find_prefix (&ev, "write: removed 2 shards of an earlier run"), >=, 0);
+  g_assert_cmpint (test_events_find_prefix (&ev, "write: wrote 700 tokens in 3 shards ("), >=, 0);
+  test_events_clear (&ev);
+  g_autofree char *listing = list_dir (dir);
+  g_assert_cmpstr (listing, ==,
+                   "train_000000.bin train_000001.bin train_000002.bin train_000006.bin");
+  for (guint s = 0; s < 3; s++)
+    {
+      g_autofree char *sname = g_strdup_printf ("train_%06u.bin", s);
+      g_autofree char *spath = g_build_filename (dir, sname, NULL);
+      check_llmc_shard (spath, ids, s * 300, MIN (300, 700 - s * 300));
+    }
+}
+
+/* A run failing midway — the third shard cannot be renamed into place (a directory
+ * has its name), or its tokens hold an id too large for llmc — keeps the first two
+ * complete shards and leaves no temporary or partial file. */
+static void
+test_shards_failure (Fixture *f, gconstpointer data)
+{
+  for (int c = 0; c < 2; c++)
+    {
+      g_autoptr (GArray) ids = make_ids (1000, 50257);
+      if (c == 1)
+        g_array_index (ids, guint32, 650) = 70000;
+      g_autofree char *in = write_ids (f, "in.u32", ids);
+      g_autofree char *name = g_strdup_printf ("fail.%d", c);
+      g_autofree char *dir = g_build_filename (f->dir, name, NULL);
+      g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+      g_autofree char *third = g_build_filename (dir, "train_000002.bin", NULL);
+      if (c == 0)
+        {
+          g_assert_cmpint (g_mkdir (third, 0755), ==, 0);
+          g_autofree char *inside = g_build_filename (third, "keep", NULL);
+          g_assert_true (g_file_set_contents (inside, "x", 1, NULL));
+        }
+      g_autofree char *out = g_build_filename (dir, "train.bin", NULL);
+      TestEvents ev;
+      g_autoptr (GError) error = NULL;
+      g_assert_false (run_shard_writer (in, out, "llmc", 300, &ev, &error));
+      g_assert_nonnull (error);
+      const char *needle = c == 0 ? "cannot rename" : "does not fit in 16 bits";
+      if (!strstr (error->message, needle) || !strstr (error->message, third))
+        g_error ("error \"%s\" should name %s and say \"%s\"", error->message, third, needle);
+      test_events_clear (&ev);
+
+      g_autofree char *listing = list_dir (dir);
+      g_assert_cmpstr (listing, ==,
+                       c == 0 ? "train_000000.bin train_000001.bin train_000002.bin"
+                              : "train_000000.bin train_000001.bin");
+      for (guint s = 0; s < 2; s++)
+        {
+          g_autofree char *sname = g_strdup_printf ("train_%06u.bin", s);
+          g_autofree char *spath = g_build_filename (dir, sname, NULL);
+          check_llmc_shard (spath, ids, s * 300, 300);
+        }
+      g_autofree char *glob = g_build_filename (dir, "train_*.bin", NULL);
+      if (c == 1)
+        {
+          g_autoptr (GArray) back = read_back (f, glob, "llmc", 2);
+          g_assert_cmpuint (back->len, ==, 600);
+          g_assert_cmpmem (back->data, 600 * 4, ids->data, 600 * 4);
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -404,6 +738,11 @@ main (int argc, char **argv)
   ADD ("/bpe-stages/reader-errors", test_reader_errors);
   ADD ("/bpe-stages/special-error", test_special_error);
   ADD ("/bpe-stages/trainer", test_trainer);
+  ADD ("/bpe-stages/shards-llmc", test_shards_llmc);
+  ADD ("/bpe-stages/shards-u32", test_shards_u32);
+  ADD ("/bpe-stages/shards-empty", test_shards_empty);
+  ADD ("/bpe-stages/shards-stale", test_shards_stale);
+  ADD ("/bpe-stages/shards-failure", test_shards_failure);
   int rc = g_test_run ();
   gptd_registry_free (registry);
   return rc;

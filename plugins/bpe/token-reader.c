@@ -1,13 +1,16 @@
 /* token-reader.c: the `token-reader` stage — reads token files (llm.c shards, or
  * raw little-endian uint16/uint32 ids) and emits their ids as Tokens, so that
- * training can start from pre-tokenized data. Every file is checked before use:
- * magic, version and size of an llm.c shard, whole ids in a raw file. */
+ * training can start from pre-tokenized data. A glob's matches are read in byte
+ * order of their names (whatever the locale), so shards written by token-writer
+ * come back in order. Every file is checked before use: magic, version and size
+ * of an llm.c shard, whole ids in a raw file. */
 #include "config.h"
 
 #include <errno.h>
 #include <glob.h>
 #include <gio/gio.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bpe-plugin.h"
@@ -28,8 +31,9 @@ typedef struct {
 
 static const GptdParamSpec reader_params[] = {
   { "path", GPTD_PARAM_STRING, NULL, 0, 0, NULL,
-    "The files to read: a file, a glob (*.bin) or a comma-separated list of them; "
-    "relative to the pipeline file", GPTD_PARAM_REQUIRED },
+    "The files to read: a file, a glob (train_*.bin, its matches in byte order of "
+    "their names) or a comma-separated list of them; relative to the pipeline file",
+    GPTD_PARAM_REQUIRED },
   { "format", GPTD_PARAM_ENUM, "llmc", 0, 0, format_choices,
     "llmc: llm.c's shard (256-int32 header, uint16 ids); u16 or u32: raw little-endian ids",
     0 },
@@ -56,6 +60,12 @@ reader_destroy (gpointer data)
   g_free (r);
 }
 
+static int
+compare_paths (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
 static gpointer
 reader_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
 {
@@ -73,13 +83,17 @@ reader_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
       g_autofree char *abs = gptd_params_resolve_path (params, item);
       if (strpbrk (item, "*?["))
         {
+          /* glob() sorts with strcoll(), which depends on the locale; the matches
+           * are sorted by their bytes instead, so that shards named _000000,
+           * _000001, ... are read in order everywhere. */
           glob_t g;
-          if (glob (abs, 0, NULL, &g) != 0)
+          if (glob (abs, GLOB_NOSORT, NULL, &g) != 0)
             {
               g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "no file matches %s", abs);
               reader_destroy (r);
               return NULL;
             }
+          qsort (g.gl_pathv, g.gl_pathc, sizeof (char *), compare_paths);
           for (size_t k = 0; k < g.gl_pathc; k++)
             g_ptr_array_add (r->files, g_strdup (g.gl_pathv[k]));
           globfree (&g);
