@@ -5,20 +5,42 @@
  *
  * Reports, as "key value" lines:
  * - the time to load the vocabulary (median of 11 loads);
- * - single-thread encode throughput (median of N runs, each on a fresh thread so
- *   that the per-thread piece cache starts cold), per second of wall-clock time and
- *   per second of the thread's CPU time (steadier on a busy machine);
+ * - single-thread encode throughput: one gptd_bpe_encode() call over the whole
+ *   corpus, on a fresh thread each run so that the per-thread piece cache starts
+ *   cold, per second of wall-clock time and per second of the thread's CPU time
+ *   (steadier on a busy machine);
  * - two-thread throughput: the corpus is cut into chunks at split points and two
- *   worker threads encode chunks in parallel; the ids, concatenated in chunk
- *   order, must equal the single-thread ids;
+ *   worker threads (fresh each run) encode chunks in parallel; the ids,
+ *   concatenated in chunk order, must equal the single-thread ids;
  * - training time of gptd's trainer and of the straightforward trainer on the
  *   first M MB of the corpus, and whether their vocabularies are identical.
+ *
+ * Both encode measurements are made alike, so that their ratio means something:
+ * - each starts with one untimed run, so that no timed run pays for the first
+ *   writes to freshly allocated output memory (about 12,000 page faults on the
+ *   25.9 MB corpus, which on a virtual machine can cost as much CPU time as the
+ *   encoding itself);
+ * - they run on the same two CPUs: the two workers are pinned one to each, and
+ *   the single thread is run N times on each and reported as the mean of the
+ *   two CPUs' medians (the two CPUs of a shared virtual machine were seen to
+ *   differ by a quarter to a third in work per CPU-second, and which one is
+ *   faster changes with the host's load; the per-CPU figures are reported too);
+ * - their runs are interleaved, so that both see the same load on the machine.
+ * With one CPU (or off Linux) nothing is pinned and each measurement has N runs.
  * With --ids-out, the single-thread ids are written as little-endian uint32.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* CPU_SET, pthread_setaffinity_np */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include <glib.h>
 #include <gptd/bpe.h>
@@ -39,6 +61,8 @@ typedef struct {
   GArray        *ids;
   double         seconds;
   double         cpu_seconds;  /* CPU time of the encoding thread */
+  long           faults;       /* page faults of the encoding thread */
+  int            cpu;          /* pin the thread here; -1: anywhere */
 } EncodeJob;
 
 static double
@@ -49,12 +73,63 @@ thread_cpu_seconds (void)
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Page faults of the calling thread so far (0 where not available). */
+static long
+thread_faults (void)
+{
+#ifdef RUSAGE_THREAD
+  struct rusage ru;
+  if (getrusage (RUSAGE_THREAD, &ru) == 0)
+    return ru.ru_minflt + ru.ru_majflt;
+#endif
+  return 0;
+}
+
+/* The first two CPUs this process may run on, or n_cpus = 0 when it has only one
+ * or pinning is not available. */
+static int bench_cpu[2];
+static int n_cpus;
+
+static void
+find_cpus (void)
+{
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity (0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE && n_cpus < 2; c++)
+      if (CPU_ISSET (c, &set))
+        bench_cpu[n_cpus++] = c;
+#endif
+  if (n_cpus < 2)
+    n_cpus = 0;
+}
+
+/* Pins the calling thread to one CPU (cpu >= 0). */
+static void
+pin_to (int cpu)
+{
+#ifdef __linux__
+  if (cpu < 0)
+    return;
+  cpu_set_t set;
+  CPU_ZERO (&set);
+  CPU_SET (cpu, &set);
+  int err = pthread_setaffinity_np (pthread_self (), sizeof set, &set);
+  if (err != 0)
+    g_error ("pinning a thread to CPU %d: %s", cpu, g_strerror (err));
+#else
+  (void) cpu;
+#endif
+}
+
 static gpointer
 encode_thread (gpointer data)
 {
   EncodeJob *job = data;
+  pin_to (job->cpu);
   GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
   g_array_set_size (job->ids, 0);
+  long f0 = thread_faults ();
   double c0 = thread_cpu_seconds ();
   gint64 t0 = g_get_monotonic_time ();
   g_autoptr (GError) error = NULL;
@@ -62,6 +137,7 @@ encode_thread (gpointer data)
     g_error ("encode: %s", error->message);
   job->seconds = (g_get_monotonic_time () - t0) / 1e6;
   job->cpu_seconds = thread_cpu_seconds () - c0;
+  job->faults = thread_faults () - f0;
   return NULL;
 }
 
@@ -71,15 +147,25 @@ typedef struct {
   GArray        *cuts;   /* gsize: chunk boundaries, first 0, last len */
   GArray       **out;    /* per chunk */
   gint           next;   /* next chunk to take */
-  GMutex         lock;
-  double         cpu_seconds; /* of all workers */
 } ParallelJob;
+
+typedef struct {
+  ParallelJob *job;
+  int          cpu;          /* pin the worker here; -1: anywhere */
+  gsize        bytes;        /* encoded by this worker */
+  double       cpu_seconds;  /* of this worker */
+  long         faults;       /* page faults of this worker */
+} Worker;
 
 static gpointer
 parallel_worker (gpointer data)
 {
-  ParallelJob *job = data;
+  Worker *w = data;
+  ParallelJob *job = w->job;
   GptdBpeEncodeOptions opts = { .special = GPTD_BPE_SPECIAL_TEXT };
+  pin_to (w->cpu);
+  w->bytes = 0;
+  long f0 = thread_faults ();
   double c0 = thread_cpu_seconds ();
   for (;;)
     {
@@ -91,11 +177,31 @@ parallel_worker (gpointer data)
       g_autoptr (GError) error = NULL;
       if (!gptd_bpe_encode (job->bpe, job->text + a, b - a, &opts, job->out[c], &error))
         g_error ("encode: %s", error->message);
+      w->bytes += b - a;
     }
-  g_mutex_lock (&job->lock);
-  job->cpu_seconds += thread_cpu_seconds () - c0;
-  g_mutex_unlock (&job->lock);
+  w->cpu_seconds = thread_cpu_seconds () - c0;
+  w->faults = thread_faults () - f0;
   return NULL;
+}
+
+/* One two-thread run; returns its wall-clock seconds and fills w[2]. */
+static double
+parallel_run (ParallelJob *pj, Worker w[2])
+{
+  for (guint c = 0; c + 1 < pj->cuts->len; c++)
+    g_array_set_size (pj->out[c], 0);
+  pj->next = 0;
+  for (int i = 0; i < 2; i++)
+    {
+      w[i].job = pj;
+      w[i].cpu = n_cpus ? bench_cpu[i] : -1;
+    }
+  gint64 t0 = g_get_monotonic_time ();
+  GThread *a = g_thread_new ("enc-a", parallel_worker, &w[0]);
+  GThread *b = g_thread_new ("enc-b", parallel_worker, &w[1]);
+  g_thread_join (a);
+  g_thread_join (b);
+  return (g_get_monotonic_time () - t0) / 1e6;
 }
 
 static int
@@ -161,28 +267,7 @@ main (int argc, char **argv)
   printf ("load_ms %.1f\n", median (load_ms, 11));
   printf ("load_cpu_ms %.1f\n", median (load_cpu_ms, 11));
 
-  /* One thread. */
-  double *rate = g_new (double, opt_runs);
-  double *cpu_rate = g_new (double, opt_runs);
-  EncodeJob job = { bpe, text, len, g_array_new (FALSE, FALSE, sizeof (guint32)), 0, 0 };
-  for (int r = 0; r < opt_runs; r++)
-    {
-      g_thread_join (g_thread_new ("encode", encode_thread, &job));
-      rate[r] = len / 1e6 / job.seconds;
-      cpu_rate[r] = len / 1e6 / job.cpu_seconds;
-    }
-  printf ("encode_1t_mb_per_s %.2f\n", median (rate, opt_runs));
-  printf ("encode_1t_mb_per_cpu_s %.2f\n", median (cpu_rate, opt_runs));
-  g_free (cpu_rate);
-  printf ("tokens %u\n", job.ids->len);
-  if (opt_ids_out
-      && !g_file_set_contents (opt_ids_out, job.ids->data, (gssize) job.ids->len * 4, &error))
-    {
-      fprintf (stderr, "%s\n", error->message);
-      return 1;
-    }
-
-  /* Two threads over chunks cut at split points. */
+  /* Chunks for two threads, cut at split points. */
   g_autoptr (GArray) cuts = g_array_new (FALSE, FALSE, sizeof (gsize));
   gsize pos = 0;
   g_array_append_val (cuts, pos);
@@ -200,23 +285,66 @@ main (int argc, char **argv)
   GArray **out = g_new (GArray *, n_chunks);
   for (guint c = 0; c < n_chunks; c++)
     out[c] = g_array_new (FALSE, FALSE, sizeof (guint32));
-  gboolean same = TRUE;
-  double *cpu2 = g_new (double, opt_runs);
+  ParallelJob pj = { bpe, text, cuts, out, 0 };
+  Worker w[2] = { { 0 } };
+
+  /* One untimed run of each, then interleaved timed runs: per round, the single
+   * thread once on each CPU, then the two workers. */
+  find_cpus ();
+  int places = n_cpus ? n_cpus : 1;
+  EncodeJob job = { bpe, text, len, g_array_new (FALSE, FALSE, sizeof (guint32)), 0, 0, -1 };
+  g_thread_join (g_thread_new ("encode", encode_thread, &job));
+  parallel_run (&pj, w);
+  double *rate1[2], *cpu1[2];
+  for (int p = 0; p < places; p++)
+    {
+      rate1[p] = g_new (double, opt_runs);
+      cpu1[p] = g_new (double, opt_runs);
+    }
+  double *faults1 = g_new (double, opt_runs * places), *faults2 = g_new (double, opt_runs);
+  double *rate2 = g_new (double, opt_runs), *cpu2 = g_new (double, opt_runs);
+  double *wcpu2[2] = { g_new (double, opt_runs), g_new (double, opt_runs) };
   for (int r = 0; r < opt_runs; r++)
     {
-      for (guint c = 0; c < n_chunks; c++)
-        g_array_set_size (out[c], 0);
-      ParallelJob pj = { bpe, text, cuts, out, 0, { 0 }, 0 };
-      g_mutex_init (&pj.lock);
-      gint64 t0 = g_get_monotonic_time ();
-      GThread *a = g_thread_new ("enc-a", parallel_worker, &pj);
-      GThread *b = g_thread_new ("enc-b", parallel_worker, &pj);
-      g_thread_join (a);
-      g_thread_join (b);
-      rate[r] = len / 1e6 / ((g_get_monotonic_time () - t0) / 1e6);
-      cpu2[r] = len / 1e6 / pj.cpu_seconds;
-      g_mutex_clear (&pj.lock);
+      for (int p = 0; p < places; p++)
+        {
+          job.cpu = n_cpus ? bench_cpu[p] : -1;
+          g_thread_join (g_thread_new ("encode", encode_thread, &job));
+          rate1[p][r] = len / 1e6 / job.seconds;
+          cpu1[p][r] = len / 1e6 / job.cpu_seconds;
+          faults1[r * places + p] = job.faults;
+        }
+      double s = parallel_run (&pj, w);
+      rate2[r] = len / 1e6 / s;
+      cpu2[r] = len / 1e6 / (w[0].cpu_seconds + w[1].cpu_seconds);
+      faults2[r] = w[0].faults + w[1].faults;
+      for (int i = 0; i < 2; i++)
+        wcpu2[i][r] = w[i].cpu_seconds > 0 ? w[i].bytes / 1e6 / w[i].cpu_seconds : 0;
     }
+
+  double r1 = 0, c1 = 0;
+  for (int p = 0; p < places; p++)
+    {
+      double rm = median (rate1[p], opt_runs), cm = median (cpu1[p], opt_runs);
+      r1 += rm / places;
+      c1 += cm / places;
+      if (n_cpus)
+        printf ("encode_1t_cpu%d_mb_per_cpu_s %.2f\n", bench_cpu[p], cm);
+      g_free (rate1[p]);
+      g_free (cpu1[p]);
+    }
+  printf ("encode_1t_mb_per_s %.2f\n", r1);
+  printf ("encode_1t_mb_per_cpu_s %.2f\n", c1);
+  printf ("encode_1t_page_faults %.0f\n", median (faults1, opt_runs * places));
+  printf ("tokens %u\n", job.ids->len);
+  if (opt_ids_out
+      && !g_file_set_contents (opt_ids_out, job.ids->data, (gssize) job.ids->len * 4, &error))
+    {
+      fprintf (stderr, "%s\n", error->message);
+      return 1;
+    }
+
+  gboolean same = TRUE;
   gsize k = 0;
   for (guint c = 0; c < n_chunks && same; c++)
     {
@@ -226,11 +354,21 @@ main (int argc, char **argv)
       k += out[c]->len;
     }
   same = same && k == job.ids->len;
-  printf ("encode_2t_mb_per_s %.2f\n", median (rate, opt_runs));
+  if (n_cpus)
+    for (int i = 0; i < 2; i++)
+      printf ("encode_2t_cpu%d_mb_per_cpu_s %.2f\n", bench_cpu[i], median (wcpu2[i], opt_runs));
+  printf ("encode_2t_mb_per_s %.2f\n", median (rate2, opt_runs));
   printf ("encode_2t_mb_per_cpu_s %.2f\n", median (cpu2, opt_runs));
-  g_free (cpu2);
+  printf ("encode_2t_page_faults %.0f\n", median (faults2, opt_runs));
   printf ("encode_2t_chunks %u\n", n_chunks);
   printf ("encode_2t_ids_identical %s\n", same ? "yes" : "NO");
+  printf ("encode_cpus %s\n", n_cpus ? "pinned" : "unpinned");
+  g_free (faults1);
+  g_free (faults2);
+  g_free (rate2);
+  g_free (cpu2);
+  g_free (wcpu2[0]);
+  g_free (wcpu2[1]);
 
   /* Training. */
   if (opt_train_mb > 0)
@@ -268,7 +406,6 @@ main (int argc, char **argv)
   for (guint c = 0; c < n_chunks; c++)
     g_array_free (out[c], TRUE);
   g_free (out);
-  g_free (rate);
   g_array_free (job.ids, TRUE);
   gptd_bpe_unref (bpe);
   return same ? 0 : 1;
