@@ -6,12 +6,13 @@
  *  - training makes the loss fall and writes metrics.csv, eval.csv, loss.svg, samples
  *    and a loadable checkpoint;
  *  - a run killed with SIGKILL and resumed, and a run cancelled (which writes a
- *    checkpoint) and resumed, reproduce the uninterrupted run's losses and final
- *    weights bit for bit;
+ *    checkpoint) and resumed, also while an evaluation is running, reproduce the
+ *    uninterrupted run's losses, evaluations and final weights bit for bit;
  *  - bad parameters are load-time errors naming the stage and the key.
  *
- * The test defines two stages of its own (a token source and a batch recorder) and
- * loads the train plugin from the build tree.
+ * The test defines stages of its own (a token source, a batch recorder, and
+ * token-windows with a hook that cancels the run when an evaluation asks for its
+ * batches) and loads the train plugin from the build tree.
  */
 #include <math.h>
 #include <signal.h>
@@ -237,6 +238,48 @@ static const GptdPluginDescriptor test_plugin = {
 
 /* ---- Running pipelines ------------------------------------------------------------- */
 
+typedef struct {
+  GptdRunner *runner;
+  gint64 cancel_at;   /* cancel once progress reaches this step (0: never) */
+  gint64 kill_at;     /* SIGKILL this process once progress reaches this step */
+  guint cancel_at_validation; /* cancel at this validation request (1: the first) */
+  guint n_validation;
+  guint n_samples;
+  GPtrArray *samples;  /* char * */
+  GPtrArray *logs;
+} Events;
+
+/* The events of the pipeline running now. */
+static Events *running_events;
+
+/* token-windows, but a request for the validation split (made by the trainer's
+ * evaluation, after its train-split batches) can cancel the run first: the
+ * trainer is then waiting for the batches of an evaluation. */
+static GptdStageType cancelling_windows_type;
+static gboolean (*windows_epoch) (gpointer self, GptdStageContext *ctx, guint output,
+                                  const Gptd__EpochRequest *request, GError **error);
+
+static gboolean
+cancelling_windows_epoch (gpointer self, GptdStageContext *ctx, guint output,
+                          const Gptd__EpochRequest *request, GError **error)
+{
+  Events *e = running_events;
+  if (e != NULL && g_strcmp0 (request->split, "validation") == 0
+      && ++e->n_validation == e->cancel_at_validation)
+    {
+      gptd_runner_cancel (e->runner);
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                           "cancelled during an evaluation");
+      return FALSE;
+    }
+  return windows_epoch (self, ctx, output, request, error);
+}
+
+static const GptdPluginDescriptor wrap_plugin = {
+  GPTD_PLUGIN_ABI_MAJOR, GPTD_PLUGIN_ABI_MINOR, "test-train-windows", "test stages", "1",
+  "MIT", (const GptdStageType *const[]){ &cancelling_windows_type, NULL }, { NULL }
+};
+
 static GptdRegistry *registry;
 
 static GptdRegistry *
@@ -254,18 +297,17 @@ get_registry (void)
       g_assert_no_error (error);
       g_assert_true (gptd_registry_add_descriptor (registry, &test_plugin, "(test)", &error));
       g_assert_no_error (error);
+      const GptdStageType *tw = gptd_registry_lookup (registry, "token-windows");
+      g_assert_nonnull (tw);
+      cancelling_windows_type = *tw;
+      cancelling_windows_type.name = "test-cancelling-windows";
+      windows_epoch = tw->epoch;
+      cancelling_windows_type.epoch = cancelling_windows_epoch;
+      g_assert_true (gptd_registry_add_descriptor (registry, &wrap_plugin, "(test)", &error));
+      g_assert_no_error (error);
     }
   return registry;
 }
-
-typedef struct {
-  GptdRunner *runner;
-  gint64 cancel_at;   /* cancel once progress reaches this step (0: never) */
-  gint64 kill_at;     /* SIGKILL this process once progress reaches this step */
-  guint n_samples;
-  GPtrArray *samples;  /* char * */
-  GPtrArray *logs;
-} Events;
 
 static void
 on_event (const Gptd__Event *ev, gpointer data)
@@ -305,8 +347,10 @@ run_pipeline (const char *text, const char *run_dir, gboolean resume, Events *ev
     return FALSE;
   g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, on_event, events);
   events->runner = runner;
+  running_events = events;
   gptd_runner_set_resume (runner, resume);
   gboolean ok = gptd_runner_run (runner, error);
+  running_events = NULL;
   events->runner = NULL;
   return ok;
 }
@@ -868,6 +912,67 @@ test_cancel_checkpoint (void)
   remove_tree (dir);
 }
 
+/* A cancel while the trainer evaluates (after the step of an evaluation, here
+ * when the evaluation asks for its validation batches) leaves that step's
+ * evaluation and metrics row to the resumed run, which then reproduces every
+ * loss, evaluation and weight of the uninterrupted run, even when it is
+ * cancelled again in that same evaluation. */
+static void
+test_cancel_during_evaluation (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = make_run_dir ();
+  const char *ref = reference_run ();
+  g_autofree char *plain = train_pipeline ("checkpoint-every=8\n", NULL);
+  g_auto (GStrv) parts = g_strsplit (plain, "type=token-windows", -1);
+  g_assert_cmpuint (g_strv_length (parts), ==, 2);
+  g_autofree char *text = g_strjoinv ("type=test-cancelling-windows", parts);
+  g_autofree char *root = g_build_filename (dir, "checkpoint", NULL);
+  Events ev;
+
+  /* Evaluations at steps 0, 4, 8: cancelled in the one of step 8, right after the
+   * periodic checkpoint of step 8 and the 9th optimizer step. */
+  events_init (&ev);
+  ev.cancel_at_validation = 3;
+  n_models = 0;
+  g_assert_false (run_pipeline (text, dir, FALSE, &ev, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_cmpuint (ev.n_validation, ==, 3);
+  g_assert_cmpuint (n_models, ==, 0);
+  events_clear (&ev);
+  GptdTrainingInfo info = { 0 };
+  GptdGpt *m = gptd_checkpoint_load (root, NULL, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (info.step, ==, 9);
+  gptd_training_info_clear (&info);
+  gptd_gpt_free (m);
+
+  /* Resumed and cancelled again in its first evaluation. */
+  events_init (&ev);
+  ev.cancel_at_validation = 1;
+  g_assert_false (run_pipeline (text, dir, TRUE, &ev, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  events_clear (&ev);
+
+  /* Resumed to the end. */
+  events_init (&ev);
+  g_assert_true (run_pipeline (text, dir, TRUE, &ev, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (n_models, ==, 1);
+  events_clear (&ev);
+
+  g_autofree char *want = losses_of (ref);
+  g_autofree char *got = losses_of (dir);
+  g_assert_cmpstr (got, ==, want);
+  g_autofree char *want_e = read_text (ref, "eval.csv");
+  g_autofree char *got_e = read_text (dir, "eval.csv");
+  g_assert_cmpstr (got_e, ==, want_e);
+  assert_same_weights (ref, dir);
+  remove_tree (dir);
+}
+
 /* ---- Load-time errors ------------------------------------------------------------------ */
 
 static const struct {
@@ -1113,6 +1218,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/loss-falls", test_loss_falls);
   g_test_add_func ("/train/e2e/resume-after-sigkill", test_resume_after_sigkill);
   g_test_add_func ("/train/e2e/cancel-checkpoint", test_cancel_checkpoint);
+  g_test_add_func ("/train/e2e/cancel-during-evaluation", test_cancel_during_evaluation);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
   g_test_add_func ("/train/e2e/book-init", test_book_init);

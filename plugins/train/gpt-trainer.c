@@ -16,7 +16,10 @@
  * moments, step, dropout RNG, data position, elapsed time) is written every
  * checkpoint-every steps, at the end and when the run is cancelled. A resumed run
  * loads it and asks for the epoch from the next batch, so it computes exactly
- * the losses of an uninterrupted run.
+ * the losses of an uninterrupted run. A cancel that lands while the last step's
+ * evaluation is still due (it is itself a request, which a cancelled run cannot
+ * make) leaves that step's evaluation and metrics row to the resumed run: the
+ * checkpoint carries the step's loss and learning rate for it.
  */
 #include "train-plugin.h"
 #include "metrics.h"
@@ -123,6 +126,11 @@ static const GptdPadSpec gpt_trainer_outputs[] = {
 #define HP_SEED "seed"
 #define HP_TRAIN_LOSS "train_loss"
 #define HP_VAL_LOSS "val_loss"
+/* The last step's metrics row, present when its evaluation is still to be done. */
+#define HP_PENDING_LOSS "pending_train_loss"
+#define HP_PENDING_LR "pending_lr"
+#define HP_PENDING_TOKENS "pending_tokens"
+#define HP_PENDING_TIME "pending_time_s"
 
 /* Request seeds of the train split's epochs and of the train-loss evaluations. */
 #define EVAL_SEED_SALT G_GUINT64_CONSTANT (0x65766131)
@@ -178,7 +186,8 @@ typedef struct {
   gint32 *sample_ids;        /* room for the prompt plus the sample */
 
   /* The last step's bookkeeping, done once the input is free again (evaluation
-   * needs it, and it is busy until the end of the chunk being pulled). */
+   * needs it, and it is busy until the end of the chunk being pulled). Set until
+   * the step's metrics row is written, so also while its evaluation runs. */
   gboolean pending;
   float p_loss;
   double p_lr;
@@ -391,6 +400,18 @@ save_checkpoint (GptTrainer *self, GptdStageContext *ctx, const char *why, GErro
                        g_strdup (g_ascii_dtostr (buf, sizeof buf, self->last_train_loss)));
   g_hash_table_insert (info.hparams, HP_VAL_LOSS,
                        g_strdup (g_ascii_dtostr (buf, sizeof buf, self->last_val_loss)));
+  if (self->pending)
+    {
+      /* The last step's evaluation and row are left to the resumed run. */
+      g_hash_table_insert (info.hparams, HP_PENDING_LOSS,
+                           g_strdup (g_ascii_dtostr (buf, sizeof buf, self->p_loss)));
+      g_hash_table_insert (info.hparams, HP_PENDING_LR,
+                           g_strdup (g_ascii_dtostr (buf, sizeof buf, self->p_lr)));
+      g_hash_table_insert (info.hparams, HP_PENDING_TOKENS,
+                           g_strdup (g_ascii_dtostr (buf, sizeof buf, self->p_tokens)));
+      g_hash_table_insert (info.hparams, HP_PENDING_TIME,
+                           g_strdup (g_ascii_dtostr (buf, sizeof buf, self->p_time)));
+    }
 
   g_autofree char *dir = NULL;
   g_autoptr (GTimer) t = g_timer_new ();
@@ -476,6 +497,16 @@ resume_from_checkpoint (GptTrainer *self, GptdStageContext *ctx, GError **error)
   self->last_train_loss = hparam_double (info.hparams, HP_TRAIN_LOSS, NAN);
   self->last_val_loss = hparam_double (info.hparams, HP_VAL_LOSS, NAN);
   self->schedule.total_steps = self->total_steps;
+  if (info.hparams != NULL && g_hash_table_contains (info.hparams, HP_PENDING_LOSS)
+      && self->step > 0)
+    {
+      /* Cancelled before the last step's evaluation: it is done first. */
+      self->pending = TRUE;
+      self->p_loss = (float) hparam_double (info.hparams, HP_PENDING_LOSS, NAN);
+      self->p_lr = hparam_double (info.hparams, HP_PENDING_LR, NAN);
+      self->p_tokens = hparam_double (info.hparams, HP_PENDING_TOKENS, 0);
+      self->p_time = hparam_double (info.hparams, HP_PENDING_TIME, 0);
+    }
   gint64 threads = hparam_int (info.hparams, HP_THREADS, 0);
   if (threads != 0 && threads != gptd_nn_get_num_threads ())
     gptd_stage_log (ctx, G_LOG_LEVEL_WARNING,
@@ -491,6 +522,10 @@ resume_from_checkpoint (GptTrainer *self, GptdStageContext *ctx, GError **error)
                   G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT " tokens seen",
                   self->saved_dir ? self->saved_dir : self->ckpt_root, self->step,
                   self->epoch + 1, self->batch_index, self->tokens_seen);
+  if (self->pending)
+    gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
+                    "the run was cancelled during the evaluation after step %" G_GINT64_FORMAT
+                    ": it is done first", self->step - 1);
   gptd_training_info_clear (&info);
   return TRUE;
 }
@@ -906,8 +941,17 @@ finished (GptTrainer *self)
          || (self->epochs > 0 && self->epoch >= self->epochs);
 }
 
+/* Whether global step @g is evaluated after it is taken. */
+static gboolean
+eval_due (GptTrainer *self, gint64 g)
+{
+  return self->eval_freq > 0 && g >= 0 && g % self->eval_freq == 0;
+}
+
 /* After the step just taken (global step g = self->step - 1): evaluation (unless
- * @can_evaluate is FALSE), the metrics row, progress and a periodic checkpoint. */
+ * @can_evaluate is FALSE), the metrics row, progress and a periodic checkpoint.
+ * When the evaluation fails (a cancel), the step stays pending: nothing of it has
+ * been written. */
 static gboolean
 after_step_full (GptTrainer *self, GptdStageContext *ctx, gboolean can_evaluate,
                  GError **error)
@@ -918,8 +962,7 @@ after_step_full (GptTrainer *self, GptdStageContext *ctx, gboolean can_evaluate,
   gboolean evaluated = FALSE;
   GptdTrainMetricsRow row;
 
-  self->pending = FALSE;
-  if (can_evaluate && self->eval_freq > 0 && g % self->eval_freq == 0)
+  if (can_evaluate && eval_due (self, g))
     {
       double tr = NAN;
       if (!evaluate (self, ctx, g, &tr, &val, error))
@@ -937,6 +980,7 @@ after_step_full (GptTrainer *self, GptdStageContext *ctx, gboolean can_evaluate,
                       self->epoch + 1, g, tr, val);
     }
 
+  self->pending = FALSE;
   row.step = g;
   row.epoch = self->epoch;
   row.tokens_seen = self->tokens_seen;
@@ -1126,8 +1170,9 @@ gpt_trainer_run (gpointer data, GptdStageContext *ctx, GError **error)
   GptTrainer *self = data;
   g_autoptr (GError) local = NULL;
 
-  self->metrics = gptd__train_metrics_open (self->run_dir, self->step > 0, self->step,
-                                            error);
+  /* A pending step (its evaluation was cancelled) has no rows yet: drop any. */
+  self->metrics = gptd__train_metrics_open (self->run_dir, self->step > 0,
+                                            self->step - (self->pending ? 1 : 0), error);
   if (self->metrics == NULL)
     return FALSE;
   self->timer = g_timer_new ();
@@ -1141,28 +1186,33 @@ gpt_trainer_run (gpointer data, GptdStageContext *ctx, GError **error)
                   self->config.n_head, self->config.n_embd, self->config.context_length,
                   self->config.vocab_size, self->config.dropout, gptd_nn_get_num_threads ());
 
-  while (!finished (self))
-    {
-      gboolean epoch_done = FALSE;
-      if (!train_chunk (self, ctx, &epoch_done, &local))
-        break;
-      if (epoch_done)
-        {
-          if (!sample (self, ctx, &local))
-            break;
-          self->epoch++;
-          self->batch_index = 0;
-        }
-    }
+  /* The checkpoint's last step, when a cancel interrupted its evaluation. */
+  if (!self->pending || after_step (self, ctx, &local))
+    while (!finished (self))
+      {
+        gboolean epoch_done = FALSE;
+        if (!train_chunk (self, ctx, &epoch_done, &local))
+          break;
+        if (epoch_done)
+          {
+            if (!sample (self, ctx, &local))
+              break;
+            self->epoch++;
+            self->batch_index = 0;
+          }
+      }
 
   if (local != NULL)
     {
       if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED)
           || gptd_stage_context_is_cancelled (ctx))
         {
-          /* Keep the work done: the run can be resumed from here. */
+          /* Keep the work done: the run can be resumed from here. The last step's
+           * row is written now unless it is to be evaluated: then the checkpoint
+           * keeps it pending for the resumed run, which evaluates exactly as an
+           * uninterrupted run would have. */
           g_autoptr (GError) save_error = NULL;
-          if (self->pending)
+          if (self->pending && !eval_due (self, self->step - 1))
             after_step_full (self, ctx, FALSE, NULL);
           if (self->step > 0 && !save_checkpoint (self, ctx, "cancelled", &save_error))
             gptd_stage_log (ctx, G_LOG_LEVEL_WARNING, "cannot write a checkpoint: %s",

@@ -13,7 +13,7 @@
 GPTD_PLUGIN_PATH="$GPTD_BUILDDIR/plugins/bpe/.libs:$GPTD_BUILDDIR/plugins/train/.libs:$GPTD_PLUGIN_PATH"
 export GPTD_PLUGIN_PATH
 
-plan 23
+plan 24
 
 # 1500 steps of a 2-layer, 32-wide GPT on the README's bytes: a few seconds.
 cat > "$TMP/train.pipeline" <<PIPE
@@ -111,6 +111,8 @@ cut -d, -f1,4 "$RUNDIR/metrics.csv" > "$TMP/resumed.loss"
 cut -d, -f1,4 "$STATE/runs/$ID2/metrics.csv" > "$TMP/straight.loss"
 cmp -s "$TMP/resumed.loss" "$TMP/straight.loss"
 ok $? "the resumed run's training losses equal the uninterrupted run's"
+cmp -s "$RUNDIR/eval.csv" "$STATE/runs/$ID2/eval.csv"
+ok $? "and so do its evaluations (eval.csv)"
 
 ctl resume "$ID" 2> "$TMP/succeeded.err"
 [ $? -eq 5 ] && grep -q "Run $ID has succeeded; there is nothing to resume" "$TMP/succeeded.err"
