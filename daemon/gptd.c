@@ -1,6 +1,6 @@
 /* daemon/gptd.c: the gptd program: the daemon (no subcommand), the one-shot
- * subcommands `run`, `validate` and `plugins`, and the internal worker mode the
- * daemon starts for each run.
+ * subcommands `run`, `validate` and `plugins`, and the internal modes the daemon
+ * starts: a worker for each run, and the plugin probe.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -11,7 +11,10 @@
 #include "server.h"
 #include "worker.h"
 
+#include <gptd/registry.h>
+
 #include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,6 +57,11 @@ static const char gptd_description[] =
   "Environment:\n"
   "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"
   "                        installed one (" GPTD_PLUGINDIR ").\n"
+  "  GPTD_PLUGIN_EXCLUDE   colon-separated plugin files never loaded. The daemon\n"
+  "                        loads the plugins in a child process first, at start\n"
+  "                        and on SIGHUP; a plugin that crashes it (or hangs) is\n"
+  "                        added to the list, for the daemon and its workers, and\n"
+  "                        a warning names it.\n"
   "  GPTD_SOCKET, GPTD_STATE_DIR  the defaults described above.\n"
   "  GPTD_MODEL_CACHE, GPTD_GENERATE_THREADS  defaults of --model-cache and\n"
   "                        --generate-threads.\n"
@@ -74,6 +82,54 @@ worker_mode (int argc, char **argv)
       return 2;
     }
   return gptd__worker_main (argv[2], argv[4], 3);
+}
+
+/* Prints what a scan does to each plugin file, a line at a time and flushed at
+ * once, so that the daemon reading it learns which file was being loaded when the
+ * process died. */
+static void
+probe_report (const char *path, GptdRegistryFileEvent event, const GError *error,
+              gpointer user_data)
+{
+  switch (event)
+    {
+    case GPTD_REGISTRY_FILE_LOADING:
+      printf ("loading %s\n", path);
+      break;
+    case GPTD_REGISTRY_FILE_LOADED:
+      printf ("loaded %s\n", path);
+      break;
+    case GPTD_REGISTRY_FILE_FAILED:
+      {
+        g_autofree char *message = g_strdup (error ? error->message : "");
+        g_strdelimit (message, "\r\n", ' ');
+        printf ("failed %s: %s\n", path, message);
+      }
+      break;
+    }
+  fflush (stdout);
+}
+
+static int
+probe_mode (int argc, char **argv)
+{
+  /* gptd --probe-plugins: loads the plugins as every scan does, saying which file
+   * it is loading; the daemon runs it before loading them itself. */
+  if (argc != 2)
+    {
+      g_printerr ("gptd: --probe-plugins is internal and takes no arguments\n");
+      return 2;
+    }
+  g_autoptr (GptdRegistry) registry = gptd_registry_new ();
+  gptd_registry_set_file_func (registry, probe_report, NULL);
+  g_autoptr (GError) error = NULL;
+  /* A directory that cannot be read is not the probe's business: the daemon's own
+   * scan reports it. */
+  if (!gptd_registry_scan (registry, &error))
+    g_printerr ("gptd: %s\n", error->message);
+  printf ("done\n");
+  fflush (stdout);
+  return 0;
 }
 
 static int
@@ -174,6 +230,8 @@ main (int argc, char **argv)
     {
       if (strcmp (argv[1], "--worker") == 0)
         return worker_mode (argc, argv);
+      if (strcmp (argv[1], "--probe-plugins") == 0)
+        return probe_mode (argc, argv);
       if (strcmp (argv[1], "run") == 0)
         return gptd_cli_run (argc - 1, argv + 1);
       if (strcmp (argv[1], "validate") == 0)

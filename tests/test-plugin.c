@@ -1,9 +1,11 @@
 /* test-plugin.c: the plugin loader and registry — the test plugins of the build tree
  * (a good one, one built for ABI 99, one without a descriptor, one re-registering a
- * taken stage type name), descriptor checks, the control-protocol form of stage types
- * and the text `gptd plugins` prints. */
+ * taken stage type name, one that crashes while loading on request), exclusions by
+ * GPTD_PLUGIN_EXCLUDE, the per-file reports of a scan, descriptor checks, the
+ * control-protocol form of stage types and the text `gptd plugins` prints. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -128,6 +130,156 @@ test_scan_path (void)
     g_setenv ("GPTD_PLUGIN_PATH", old, TRUE);
   else
     g_unsetenv ("GPTD_PLUGIN_PATH");
+}
+
+/* GPTD_PLUGIN_EXCLUDE: listed files are not opened, whatever the spelling of their
+ * path, and each is named in a warning once; without it they load again. */
+static void
+test_scan_exclude (void)
+{
+  g_autofree char *dir = test_plugin_dir ();
+  g_autofree char *good_file = g_strconcat ("testplugin-good.", G_MODULE_SUFFIX, NULL);
+  g_autofree char *abi_file = g_strconcat ("testplugin-wrong-abi.", G_MODULE_SUFFIX, NULL);
+  /* dir/../.libs/file and dir/./file: the same files, spelt otherwise. */
+  g_autofree char *good = g_build_filename (dir, "..", ".libs", good_file, NULL);
+  g_autofree char *abi = g_build_filename (dir, ".", abi_file, NULL);
+  g_autofree char *env = g_strdup_printf (":/nonexistent/x.so:%s::%s", good, abi);
+  g_setenv ("GPTD_PLUGIN_EXCLUDE", env, TRUE);
+  g_autoptr (GptdRegistry) r = gptd_registry_new ();
+  g_autoptr (GError) error = NULL;
+  g_assert_true (gptd_registry_scan_dir (r, dir, &error));
+  g_assert_no_error (error);
+  /* The same directory again: no second warning. */
+  g_assert_true (gptd_registry_scan_dir (r, dir, &error));
+  g_unsetenv ("GPTD_PLUGIN_EXCLUDE");
+
+  /* testplugin-good was not loaded: test-counter comes from the twin now, and
+   * test-params from nowhere. */
+  const char *path = NULL;
+  g_assert_nonnull (gptd_registry_lookup_plugin (r, "test-counter", &path));
+  g_assert_true (g_str_has_suffix (path, "testplugin-twin." G_MODULE_SUFFIX));
+  g_assert_null (gptd_registry_lookup (r, "test-params"));
+  GPtrArray *w = gptd_registry_get_warnings (r);
+  guint good_warnings = 0, abi_warnings = 0;
+  for (guint i = 0; i < w->len; i++)
+    {
+      const char *msg = w->pdata[i];
+      g_test_message ("%s", msg);
+      if (strstr (msg, good_file))
+        {
+          good_warnings++;
+          g_assert_nonnull (strstr (msg, ": skipped: listed in GPTD_PLUGIN_EXCLUDE"));
+        }
+      if (strstr (msg, abi_file))
+        {
+          abi_warnings++;
+          /* Not opened, so not the ABI warning. */
+          g_assert_nonnull (strstr (msg, "GPTD_PLUGIN_EXCLUDE"));
+          g_assert_null (strstr (msg, "ABI 99"));
+        }
+    }
+  g_assert_cmpuint (good_warnings, ==, 1);
+  g_assert_cmpuint (abi_warnings, ==, 1);
+
+  /* Without the variable everything loads as before. */
+  g_autoptr (GptdRegistry) again = scanned ();
+  g_assert_nonnull (gptd_registry_lookup (again, "test-params"));
+  g_assert_null (strstr (warning_for (again, abi_file), "GPTD_PLUGIN_EXCLUDE"));
+}
+
+typedef struct {
+  GPtrArray *events;   /* "loading PATH", "loaded PATH", "failed PATH: message" */
+} FileEvents;
+
+static void
+record_file_event (const char *path, GptdRegistryFileEvent event, const GError *error,
+                   gpointer user_data)
+{
+  FileEvents *fe = user_data;
+  switch (event)
+    {
+    case GPTD_REGISTRY_FILE_LOADING:
+      g_assert_null (error);
+      g_ptr_array_add (fe->events, g_strconcat ("loading ", path, NULL));
+      break;
+    case GPTD_REGISTRY_FILE_LOADED:
+      g_assert_null (error);
+      g_ptr_array_add (fe->events, g_strconcat ("loaded ", path, NULL));
+      break;
+    case GPTD_REGISTRY_FILE_FAILED:
+      g_assert_nonnull (error);
+      g_ptr_array_add (fe->events, g_strdup_printf ("failed %s: %s", path, error->message));
+      break;
+    }
+}
+
+/* The file function hears of each file a scan opens, in the scan's order, before
+ * and after; not of excluded files, nor of files met again. */
+static void
+test_scan_file_func (void)
+{
+  g_autofree char *dir = test_plugin_dir ();
+  g_autofree char *twin = test_plugin ("testplugin-twin");
+  g_setenv ("GPTD_PLUGIN_EXCLUDE", twin, TRUE);
+  FileEvents fe = { g_ptr_array_new_with_free_func (g_free) };
+  g_autoptr (GptdRegistry) r = gptd_registry_new ();
+  gptd_registry_set_file_func (r, record_file_event, &fe);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (gptd_registry_scan_dir (r, dir, &error));
+  g_assert_true (gptd_registry_scan_dir (r, dir, &error));
+  g_unsetenv ("GPTD_PLUGIN_EXCLUDE");
+
+  for (guint i = 0; i < fe.events->len; i++)
+    g_test_message ("%s", (const char *) fe.events->pdata[i]);
+  /* Pairs: loading X, then loaded X or failed X; file names in order. */
+  g_assert_cmpuint (fe.events->len % 2, ==, 0);
+  g_autofree char *last = g_strdup ("");
+  guint loaded = 0, failed = 0;
+  for (guint i = 0; i < fe.events->len; i += 2)
+    {
+      const char *a = fe.events->pdata[i], *b = fe.events->pdata[i + 1];
+      g_assert_true (g_str_has_prefix (a, "loading "));
+      const char *path = a + strlen ("loading ");
+      g_assert_true (g_str_has_prefix (path, dir));
+      g_assert_cmpint (strcmp (last, path), <, 0);
+      g_free (last);
+      last = g_strdup (path);
+      g_assert_null (strstr (path, "testplugin-twin"));
+      g_autofree char *ok = g_strconcat ("loaded ", path, NULL);
+      g_autofree char *bad = g_strconcat ("failed ", path, ": ", path, ": skipped: ", NULL);
+      if (strcmp (b, ok) == 0)
+        loaded++;
+      else
+        {
+          g_assert_true (g_str_has_prefix (b, bad));
+          failed++;
+        }
+      if (strstr (path, "testplugin-good") || strstr (path, "testplugin-crash"))
+        g_assert_cmpstr (b, ==, ok);
+      if (strstr (path, "testplugin-wrong-abi"))
+        g_assert_nonnull (strstr (b, "plugin ABI 99.0"));
+    }
+  g_assert_cmpuint (loaded, >=, 2);
+  g_assert_cmpuint (failed, >=, 2);
+  /* The crash plugin loaded quietly (no GPTD_TEST_CRASH_ON_LOAD). */
+  g_assert_nonnull (gptd_registry_lookup (r, "test-idle"));
+  g_ptr_array_unref (fe.events);
+}
+
+/* testplugin-crash kills the process that loads it when GPTD_TEST_CRASH_ON_LOAD=1. */
+static void
+test_crash_on_load (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_setenv ("GPTD_TEST_CRASH_ON_LOAD", "1", TRUE);
+      g_autoptr (GptdRegistry) r = gptd_registry_new ();
+      g_autofree char *crash = test_plugin ("testplugin-crash");
+      gptd_registry_load_file (r, crash, NULL);
+      exit (0);
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
 }
 
 static void
@@ -399,6 +551,9 @@ main (int argc, char **argv)
   g_test_add_func ("/plugin/scan/no-descriptor", test_scan_no_descriptor);
   g_test_add_func ("/plugin/scan/duplicate-type", test_scan_duplicate);
   g_test_add_func ("/plugin/scan/search-path", test_scan_path);
+  g_test_add_func ("/plugin/scan/exclude", test_scan_exclude);
+  g_test_add_func ("/plugin/scan/file-func", test_scan_file_func);
+  g_test_add_func ("/plugin/load-file/crash-on-load", test_crash_on_load);
   g_test_add_func ("/plugin/load-file/errors", test_load_file_errors);
   g_test_add_func ("/plugin/descriptor/rejected", test_bad_descriptors);
   g_test_add_func ("/plugin/describe/stage-type", test_describe);

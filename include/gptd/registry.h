@@ -13,6 +13,11 @@
  * When two plugins register the same stage type name, the first one found wins and a
  * warning names both files.
  *
+ * Scanning skips the files listed in GPTD_PLUGIN_EXCLUDE (colon-separated paths,
+ * compared after resolving symbolic links, `.` and `..`), with a warning for each.
+ * The daemon adds to it the plugins that crash while being loaded, so that neither
+ * it nor its workers open them (see `gptd --probe-plugins`).
+ *
  * The registry also converts its stage types to the control protocol's
  * Gptd__PluginList / Gptd__StageTypeInfo messages, and formats those messages as text
  * (the output of `gptd plugins` and `gptctl plugins`), so that the daemon's client
@@ -57,6 +62,34 @@ typedef enum {
  */
 typedef struct _GptdRegistry GptdRegistry;
 
+/* The environment variable that lists plugin files scans must not open. */
+#define GPTD_PLUGIN_EXCLUDE_ENV "GPTD_PLUGIN_EXCLUDE"
+
+/**
+ * GptdRegistryFileEvent:
+ * @GPTD_REGISTRY_FILE_LOADING: a scan is about to open the file.
+ * @GPTD_REGISTRY_FILE_LOADED: the file was loaded and its stage types registered.
+ * @GPTD_REGISTRY_FILE_FAILED: the file was skipped; the error says why (it is the
+ *   text that also goes to the warnings).
+ */
+typedef enum {
+  GPTD_REGISTRY_FILE_LOADING,
+  GPTD_REGISTRY_FILE_LOADED,
+  GPTD_REGISTRY_FILE_FAILED,
+} GptdRegistryFileEvent;
+
+/**
+ * GptdRegistryFileFunc:
+ * @path: the plugin file, as found on the search path (directory + name)
+ * @event: what happens to it
+ * @error: (nullable): why it was skipped, for %GPTD_REGISTRY_FILE_FAILED
+ * @user_data: the data given to gptd_registry_set_file_func()
+ *
+ * Told about each plugin file a scan opens, before it is opened and after.
+ */
+typedef void (*GptdRegistryFileFunc) (const char *path, GptdRegistryFileEvent event,
+                                      const GError *error, gpointer user_data);
+
 /**
  * gptd_registry_new:
  *
@@ -81,8 +114,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdRegistry, gptd_registry_free)
  *
  * Loads every plugin in the directories of GPTD_PLUGIN_PATH (in order), then in the
  * compiled-in plugin directory GPTD_PLUGINDIR. Files are visited in name order within
- * a directory. Directories that do not exist are ignored. A plugin that fails to load
- * is skipped with a warning (see gptd_registry_get_warnings()); it is not an error.
+ * a directory; a file met again (by its real path) is not opened again. Directories
+ * that do not exist are ignored. A plugin that fails to load, or that
+ * GPTD_PLUGIN_EXCLUDE lists, is skipped with a warning (see
+ * gptd_registry_get_warnings()); it is not an error.
  *
  * Returns: %FALSE with @error set only when scanning itself failed (a directory that
  * exists cannot be read); %TRUE otherwise, even when no plugin was found.
@@ -103,6 +138,23 @@ gboolean gptd_registry_scan (GptdRegistry *registry, GError **error);
 gboolean gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error);
 
 /**
+ * gptd_registry_set_file_func:
+ * @registry: a registry
+ * @func: (nullable): the function, or %NULL for none
+ * @user_data: passed to @func
+ *
+ * Makes gptd_registry_scan() and gptd_registry_scan_dir() call @func for each file
+ * they open: %GPTD_REGISTRY_FILE_LOADING just before opening it (its constructors
+ * and descriptor run then), then %GPTD_REGISTRY_FILE_LOADED or
+ * %GPTD_REGISTRY_FILE_FAILED. Files the scan does not open (already loaded or
+ * skipped, or listed in GPTD_PLUGIN_EXCLUDE) are not reported. When a process dies
+ * while loading plugins, the last file reported as loading without an outcome is
+ * the one that killed it; `gptd --probe-plugins` prints these events for the daemon.
+ */
+void gptd_registry_set_file_func (GptdRegistry *registry, GptdRegistryFileFunc func,
+                                  gpointer user_data);
+
+/**
  * gptd_registry_load_file:
  * @registry: a registry
  * @path: a plugin shared object
@@ -110,6 +162,7 @@ gboolean gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError
  *
  * Loads one plugin. On failure the same text that gptd_registry_scan() would add to
  * the warnings is returned in @error (and is *not* added to the warnings).
+ * GPTD_PLUGIN_EXCLUDE does not apply: it only filters what a scan finds.
  *
  * Returns: %TRUE when the plugin was loaded and its stage types registered (stage
  * types whose names were already taken are skipped with a warning).

@@ -5,10 +5,11 @@ gptdinclude_HEADERS += include/gptd/registry.h
 # Test-only plugins, built as real shared objects (-rpath makes libtool build a .so
 # although they are never installed) into tests/.libs, which is on the tests'
 # GPTD_PLUGIN_PATH: a good one with the stage types the tests use, one built for
-# another ABI, one without a descriptor and one re-registering a taken name.
+# another ABI, one without a descriptor, one re-registering a taken name and one
+# that crashes while loading when GPTD_TEST_CRASH_ON_LOAD=1 is set.
 TEST_PLUGIN_LDFLAGS = $(PLUGIN_LINKFLAGS) -rpath /nowhere
 check_LTLIBRARIES += tests/testplugin-good.la tests/testplugin-wrong-abi.la \
-	tests/testplugin-no-descriptor.la tests/testplugin-twin.la
+	tests/testplugin-no-descriptor.la tests/testplugin-twin.la tests/testplugin-crash.la
 tests_testplugin_good_la_SOURCES = tests/plugins/testplugin-good.c
 tests_testplugin_good_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_testplugin_good_la_LIBADD = $(PLUGIN_LIBS)
@@ -21,6 +22,9 @@ tests_testplugin_no_descriptor_la_LIBADD = $(PLUGIN_LIBS)
 tests_testplugin_twin_la_SOURCES = tests/plugins/testplugin-twin.c
 tests_testplugin_twin_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_testplugin_twin_la_LIBADD = $(PLUGIN_LIBS)
+tests_testplugin_crash_la_SOURCES = tests/plugins/testplugin-crash.c
+tests_testplugin_crash_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_testplugin_crash_la_LIBADD = $(PLUGIN_LIBS)
 EXTRA_DIST += tests/test-pipeline-util.h
 
 check_PROGRAMS += tests/test-plugin

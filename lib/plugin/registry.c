@@ -1,6 +1,7 @@
 /* registry.c: the plugin loader — finding plugin shared objects on the search path,
- * opening them with GModule, checking their descriptors (ABI version, fields, stage
- * type tables, parameter defaults) and registering their stage types by name. */
+ * skipping those listed in GPTD_PLUGIN_EXCLUDE, opening the others with GModule,
+ * checking their descriptors (ABI version, fields, stage type tables, parameter
+ * defaults) and registering their stage types by name. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -29,6 +30,8 @@ struct _GptdRegistry {
   GHashTable *files;                  /* canonical paths already loaded */
   GHashTable *failed;                 /* canonical paths skipped while scanning */
   GPtrArray *warnings;                /* char* */
+  GptdRegistryFileFunc file_func;     /* told about each file a scan opens */
+  gpointer file_func_data;
 };
 
 G_DEFINE_QUARK (gptd-registry-error-quark, gptd_registry_error)
@@ -308,6 +311,31 @@ compare_strings (gconstpointer a, gconstpointer b)
   return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
+void
+gptd_registry_set_file_func (GptdRegistry *registry, GptdRegistryFileFunc func,
+                             gpointer user_data)
+{
+  g_return_if_fail (registry != NULL);
+  registry->file_func = func;
+  registry->file_func_data = user_data;
+}
+
+/* The files GPTD_PLUGIN_EXCLUDE lists, by their keys (see file_key()); NULL when
+ * it lists none. */
+static GHashTable *
+excluded_files (void)
+{
+  const char *env = g_getenv (GPTD_PLUGIN_EXCLUDE_ENV);
+  if (env == NULL || *env == '\0')
+    return NULL;
+  GHashTable *set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_auto (GStrv) paths = g_strsplit (env, G_SEARCHPATH_SEPARATOR_S, -1);
+  for (guint i = 0; paths[i]; i++)
+    if (*paths[i])
+      g_hash_table_add (set, file_key (paths[i]));
+  return set;
+}
+
 gboolean
 gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error)
 {
@@ -327,18 +355,37 @@ gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error)
     if (g_str_has_suffix (name, "." G_MODULE_SUFFIX))
       g_ptr_array_add (names, g_strdup (name));
   g_ptr_array_sort (names, compare_strings);
+  g_autoptr (GHashTable) excluded = excluded_files ();
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *path = g_build_filename (dir, names->pdata[i], NULL);
       g_autofree char *key = file_key (path);
       if (g_hash_table_contains (registry->failed, key))
         continue;   /* warned about already */
+      if (g_hash_table_contains (registry->files, key))
+        continue;   /* loaded already, from another directory of the path */
+      if (excluded && g_hash_table_contains (excluded, key))
+        {
+          g_ptr_array_add (registry->warnings,
+                           g_strdup_printf ("%s: skipped: listed in %s", path,
+                                            GPTD_PLUGIN_EXCLUDE_ENV));
+          g_hash_table_add (registry->failed, g_steal_pointer (&key));
+          continue;
+        }
+      if (registry->file_func)
+        registry->file_func (path, GPTD_REGISTRY_FILE_LOADING, NULL,
+                             registry->file_func_data);
       g_autoptr (GError) err = NULL;
       if (!gptd_registry_load_file (registry, path, &err))
         {
+          if (registry->file_func)
+            registry->file_func (path, GPTD_REGISTRY_FILE_FAILED, err,
+                                 registry->file_func_data);
           g_ptr_array_add (registry->warnings, g_strdup (err->message));
           g_hash_table_add (registry->failed, g_steal_pointer (&key));
         }
+      else if (registry->file_func)
+        registry->file_func (path, GPTD_REGISTRY_FILE_LOADED, NULL, registry->file_func_data);
     }
   return TRUE;
 }
