@@ -52,7 +52,7 @@ static const char gptd_description[] =
   "                        is cancelled, trainers checkpoint), wait up to\n"
   "                        --stop-timeout, then kill what is left; those runs are\n"
   "                        marked interrupted. A second signal kills them at once.\n"
-  "  SIGHUP                rescan the plugins.\n"
+  "  SIGHUP                rescan (and first probe) the plugins.\n"
   "\n"
   "Environment:\n"
   "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"

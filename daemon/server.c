@@ -2010,6 +2010,11 @@ server_load_registry (GError **error)
   g_autoptr (GptdRegistry) registry = gptd_registry_new ();
   if (!gptd_registry_scan (registry, error))
     return NULL;
+  /* What the scan skipped or rejected goes to the log too, not only to
+   * `gptctl plugins`. */
+  GPtrArray *warnings = gptd_registry_get_warnings (registry);
+  for (guint i = 0; warnings != NULL && i < warnings->len; i++)
+    g_warning ("Plugin skipped: %s", (const char *) warnings->pdata[i]);
   return g_steal_pointer (&registry);
 }
 

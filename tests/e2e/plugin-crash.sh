@@ -6,7 +6,7 @@
 # runs pipelines, and survives a SIGHUP rescan, which probes again.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 14
+plan 15
 
 HELLO=$(realpath -s "${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}")
 GPTD_PLUGIN_PATH="$GPTD_PLUGIN_PATH:$GPTD_BUILDDIR/tests/.libs"
@@ -34,6 +34,9 @@ check "gptd starts and answers ping although a plugin crashes while loading" sta
 [ "$(crash_lines)" -eq 1 ]
 ok $? "its log names the crashing plugin once, with what killed the probe"
 grep "$CRASH_RE" "$TMP/daemon.log" | sed 's/^/# /'
+grep -q 'Plugin skipped: .*testplugin-crash\.so: skipped: listed in GPTD_PLUGIN_EXCLUDE' "$TMP/daemon.log" \
+  && grep -q 'Plugin skipped: .*testplugin-wrong-abi\.so' "$TMP/daemon.log"
+ok $? "the log also lists the plugins the scan skipped or rejected"
 
 ctl plugins > "$TMP/plugins.out" 2>&1
 grep -q 'dump' "$TMP/plugins.out" && grep -q 'e2e-ticker' "$TMP/plugins.out" \
