@@ -23,6 +23,7 @@ struct _GptdGptKvCache {
   size_t buf_bytes;
   float *x, *ln, *mean, *rstd, *qkv, *atty, *branch, *fch, *att, *logits;
   float *part; /* (cap_nt, 4C): per-thread partial products of one row */
+  float *lnt;  /* (cap_nt, C): per-thread layer norm of one row */
 };
 
 GptdGptKvCache *
@@ -93,7 +94,7 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   size_t C = (size_t) m->cfg.n_embd;
   size_t floats = (size_t) n * C * 4 + 2 * (size_t) n + (size_t) n * 3 * C +
                   (size_t) n * 4 * C + nt * n * c->max_len + (size_t) m->n_out +
-                  nt * 4 * C;
+                  nt * 4 * C + nt * C;
   gptd__nn_free (c->buf, c->buf_bytes);
   c->buf_bytes = floats * sizeof (float);
   c->buf = gptd__nn_alloc (c->buf_bytes);
@@ -119,6 +120,7 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   c->att = TAKE (nt * n * c->max_len);
   c->logits = TAKE ((size_t) m->n_out);
   c->part = TAKE (nt * 4 * C);
+  c->lnt = TAKE (nt * C);
 #undef TAKE
   c->cap_n = n;
   c->cap_nt = nt;
@@ -188,15 +190,29 @@ part_sum (const float *part, int nth, int N, size_t j)
   return s;
 }
 
+/* The sum of partial products and @bias (may be NULL) over columns [b, e) of
+ * an N-wide output, into out[b:e]. */
+static inline void
+reduce_cols (float *out, const float *part, const float *bias, int nth, int N,
+             size_t b, size_t e)
+{
+  for (size_t j = b; j < e; j++)
+    out[j] = bias != NULL ? bias[j] + part_sum (part, nth, N, j)
+                          : part_sum (part, nth, N, j);
+}
+
 /* One new token at position c->len, c->x holding its embedding: the whole
  * model in a single parallel region.  Decoding one token is bound by the
  * memory bandwidth of reading the weights; what else it does is small, but
  * opening a parallel region for each small step (a layer norm of one row,
- * the GELU of 4C values) costs more than the step itself.  Here the threads
- * stay in one region and meet at barriers: the matrix-vector products are
- * split by rows of the weights (see matvec_part()), their sums, biases, GELU
- * and residual additions by columns, attention by heads, and the layer norms
- * of one row run on one thread. */
+ * the GELU of 4C values) costs more than the step itself, and so does every
+ * meeting of the threads.  Here the threads stay in one region and meet at
+ * eight barriers per layer: the matrix-vector products are split by rows of
+ * the weights (see matvec_part()); their sums with biases, GELU and residual
+ * additions by columns; the qkv sums, the new keys and values and attention
+ * by heads, so that a thread attends with what it summed itself; and every
+ * thread computes the layer norms of the one row on its own, into its own
+ * buffer, instead of waiting for one thread to do it. */
 static void
 decode_one (GptdGpt *m, GptdGptKvCache *c)
 {
@@ -204,7 +220,7 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
   const int L = cfg->n_layer, nh = cfg->n_head, C = cfg->n_embd;
   const int V = m->n_out, hd = C / nh, p0 = c->len;
   const float eps = cfg->layer_norm_epsilon;
-  float *x = c->x, *ln = c->ln, *qkv = c->qkv, *atty = c->atty;
+  float *x = c->x, *qkv = c->qkv, *atty = c->atty;
   float *fch = c->fch, *part = c->part;
 
   GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
@@ -214,29 +230,29 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
     t = omp_get_thread_num ();
     nth = omp_get_num_threads ();
 #endif
+    float *ln = c->lnt + (size_t) t * C;
     size_t b, e;
     for (int l = 0; l < L; l++)
       {
         const Block *bl = &m->blocks[l];
         float *kc = c->k + (size_t) l * c->max_len * C;
         float *vc = c->v + (size_t) l * c->max_len * C;
-        GPTD_NN_PRAGMA (omp single)
+        const float *attn_b = bl->attn_b != NULL ? bl->attn_b->data : NULL;
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln1_w->data,
                                  bl->ln1_b->data, 1, C, eps);
         // qkv (3C) = ln (C) attn_w (C, 3C) + attn_b
         matvec_part (ln, bl->attn_w->data, C, 3 * C, t, nth, part);
         GPTD_NN_PRAGMA (omp barrier)
-        gptd__nn_split ((size_t) 3 * C, nth, t, 16, &b, &e);
-        for (size_t j = b; j < e; j++)
-          qkv[j] = bl->attn_b != NULL
-                       ? bl->attn_b->data[j] + part_sum (part, nth, 3 * C, j)
-                       : part_sum (part, nth, 3 * C, j);
-        GPTD_NN_PRAGMA (omp barrier)
-        // Each thread stores the new key and value of its heads and
-        // attends with them.
+        // Each thread sums the query, key and value of its heads, stores the
+        // new key and value, and attends with them.
         gptd__nn_split ((size_t) nh, nth, t, 1, &b, &e);
         for (size_t h = b; h < e; h++)
           {
+            for (int seg = 0; seg < 3; seg++)
+              {
+                size_t c0 = (size_t) seg * C + h * hd;
+                reduce_cols (qkv, part, attn_b, nth, 3 * C, c0, c0 + hd);
+              }
             memcpy (kc + (size_t) p0 * C + h * hd, qkv + C + h * hd,
                     sizeof (float) * hd);
             memcpy (vc + (size_t) p0 * C + h * hd, qkv + 2 * C + h * hd,
@@ -253,15 +269,13 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
         for (size_t j = b; j < e; j++)
           x[j] = x[j] + part_sum (part, nth, C, j) + bl->proj_b->data[j];
         GPTD_NN_PRAGMA (omp barrier)
-        GPTD_NN_PRAGMA (omp single)
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln2_w->data,
                                  bl->ln2_b->data, 1, C, eps);
         // fch (4C) = gelu (ln (C) fc_w (C, 4C) + fc_b)
         matvec_part (ln, bl->fc_w->data, C, 4 * C, t, nth, part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) 4 * C, nth, t, 16, &b, &e);
-        for (size_t j = b; j < e; j++)
-          fch[j] = bl->fc_b->data[j] + part_sum (part, nth, 4 * C, j);
+        reduce_cols (fch, part, bl->fc_b->data, nth, 4 * C, b, e);
         gptd__nn_gelu_range (fch + b, fch + b, e - b);
         GPTD_NN_PRAGMA (omp barrier)
         // x += fch (4C) fcp_w (4C, C) + fcp_b
@@ -272,7 +286,6 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
           x[j] = x[j] + part_sum (part, nth, C, j) + bl->fcp_b->data[j];
         GPTD_NN_PRAGMA (omp barrier)
       }
-    GPTD_NN_PRAGMA (omp single)
     gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
                              m->lnf_b->data, 1, C, eps);
     // logits (V) = head_w (V, C) lnf (C) + head_b, rows split
