@@ -201,6 +201,16 @@ reduce_cols (float *out, const float *part, const float *bias, int nth, int N,
                           : part_sum (part, nth, N, j);
 }
 
+/* The residual addition x[b:e] += (sum of partial products) + bias[b:e] of an
+ * N-wide output. */
+static inline void
+residual_cols (float *x, const float *part, const float *bias, int nth, int N,
+               size_t b, size_t e)
+{
+  for (size_t j = b; j < e; j++)
+    x[j] = x[j] + part_sum (part, nth, N, j) + bias[j];
+}
+
 /* One new token at position c->len, c->x holding its embedding: the whole
  * model in a single parallel region.  Decoding one token is bound by the
  * memory bandwidth of reading the weights; what else it does is small, but
@@ -266,8 +276,7 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
         matvec_part (atty, bl->proj_w->data, C, C, t, nth, part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        for (size_t j = b; j < e; j++)
-          x[j] = x[j] + part_sum (part, nth, C, j) + bl->proj_b->data[j];
+        residual_cols (x, part, bl->proj_b->data, nth, C, b, e);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln2_w->data,
                                  bl->ln2_b->data, 1, C, eps);
@@ -282,8 +291,7 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
         matvec_part (fch, bl->fcp_w->data, 4 * C, C, t, nth, part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        for (size_t j = b; j < e; j++)
-          x[j] = x[j] + part_sum (part, nth, C, j) + bl->fcp_b->data[j];
+        residual_cols (x, part, bl->fcp_b->data, nth, C, b, e);
         GPTD_NN_PRAGMA (omp barrier)
       }
     gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
