@@ -127,25 +127,22 @@ reserve (GptdGptKvCache *c, int n, GError **error)
   return TRUE;
 }
 
-/* y (N) = W (N, K) x (K) + beta y, W row-major (nn.Linear, output-major): the
- * output head of a single-token step, rows split over the team. */
+/* Thread t's share of the logits of one row: logits[b:e] = head_w[b:e, :] lnf
+ * + head_b[b:e] (head_w is (V, C) row-major, nn.Linear's output-major layout),
+ * the V rows split over @nth threads. */
 static void
-kv_matvec_rows (const float *x, const float *W, int N, int K, float beta,
-                float *y)
+head_part (const GptdGpt *m, const float *lnf, float *logits, int t, int nth)
 {
-  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
-  {
-    int t = 0, nth = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num ();
-    nth = omp_get_num_threads ();
-#endif
-    size_t b, e;
-    gptd__nn_split ((size_t) N, nth, t, 16, &b, &e);
-    if (e > b)
-      cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), K, 1.0f,
-                   W + b * (size_t) K, K, x, 1, beta, y + b, 1);
-  }
+  const int V = m->n_out, C = m->cfg.n_embd;
+  size_t b, e;
+  gptd__nn_split ((size_t) V, nth, t, 16, &b, &e);
+  if (e <= b)
+    return;
+  if (m->head_b != NULL)
+    memcpy (logits + b, m->head_b->data + b, sizeof (float) * (e - b));
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), C, 1.0f,
+               m->head_w->data + b * (size_t) C, C, lnf, 1,
+               m->head_b != NULL ? 1.0f : 0.0f, logits + b, 1);
 }
 
 /* out (n, N) = in (n, K) W (K, N) + beta out, for several new rows. */
@@ -228,7 +225,7 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
 {
   const GptdGptConfig *cfg = &m->cfg;
   const int L = cfg->n_layer, nh = cfg->n_head, C = cfg->n_embd;
-  const int V = m->n_out, hd = C / nh, p0 = c->len;
+  const int hd = C / nh, p0 = c->len;
   const float eps = cfg->layer_norm_epsilon;
   float *x = c->x, *qkv = c->qkv, *atty = c->atty;
   float *fch = c->fch, *part = c->part;
@@ -296,16 +293,7 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
       }
     gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
                              m->lnf_b->data, 1, C, eps);
-    // logits (V) = head_w (V, C) lnf (C) + head_b, rows split
-    gptd__nn_split ((size_t) V, nth, t, 16, &b, &e);
-    if (e > b)
-      {
-        if (m->head_b != NULL)
-          memcpy (c->logits + b, m->head_b->data + b, sizeof (float) * (e - b));
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) (e - b), C, 1.0f,
-                     m->head_w->data + b * (size_t) C, C, ln, 1,
-                     m->head_b != NULL ? 1.0f : 0.0f, c->logits + b, 1);
-      }
+    head_part (m, ln, c->logits, t, nth);
   }
   c->len = p0 + 1;
 }
@@ -318,7 +306,7 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
   g_return_val_if_fail (tokens != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
   const GptdGptConfig *cfg = &m->cfg;
-  const int L = cfg->n_layer, nh = cfg->n_head, V = m->n_out;
+  const int L = cfg->n_layer, nh = cfg->n_head;
   const int C = cfg->n_embd;
   const float eps = cfg->layer_norm_epsilon;
   const int p0 = c->len;
@@ -392,11 +380,16 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
   float *last = c->x + (size_t) (n - 1) * C;
   gptd__nn_layernorm_rows (c->ln, c->mean, c->rstd, last, m->lnf_w->data,
                            m->lnf_b->data, 1, C, eps);
-  if (m->head_b != NULL)
-    memcpy (c->logits, m->head_b->data, sizeof (float) * V);
-  // logits (1, V) = lnf (1, C) head (V, C)^T
-  kv_matvec_rows (c->ln, m->head_w->data, V, C, m->head_b ? 1.0f : 0.0f,
-                  c->logits);
+  // logits (1, V) = lnf (1, C) head (V, C)^T + head_b
+  GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
+  {
+    int t = 0, nth = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num ();
+    nth = omp_get_num_threads ();
+#endif
+    head_part (m, c->ln, c->logits, t, nth);
+  }
   c->len = p0 + n;
   return c->logits;
 }
