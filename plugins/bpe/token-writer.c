@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <gptd/atomic-file.h>
 
 #include "bpe-plugin.h"
 
@@ -118,16 +119,13 @@ flush_buf (Writer *w, GError **error)
   return ok;
 }
 
+/* Flushes the directory entries of @path's directory, best effort (a failure
+ * there leaves the file written, only its entry perhaps not yet durable). */
 static void
 sync_dir_of (const char *path)
 {
   g_autofree char *dir = g_path_get_dirname (path);
-  int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0)
-    {
-      fsync (dfd);
-      close (dfd);
-    }
+  gptd_fsync_directory (dir, NULL);
 }
 
 /* Starts the next file: shard n_files, or the one file. */
