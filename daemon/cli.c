@@ -19,6 +19,7 @@
 #include <gptd/runner.h>
 
 #include "cli.h"
+#include "io/install-paths.h"
 
 #define RUN_INFO_FILE "run.json"
 #define PIPELINE_FILE "pipeline.pipeline"
@@ -61,6 +62,39 @@ print_json (const ProtobufCMessage *msg)
 {
   g_autofree char *text = gptd_message_to_json_string (msg, TRUE, TRUE);
   g_print ("%s\n", text);
+}
+
+/* Reads the pipeline a command line names: "-" is standard input (its relative
+ * paths are relative to the current directory), an existing file is read as it is,
+ * and a bare name is looked up among the shipped pipelines (gptd run quickstart). */
+static gboolean
+read_pipeline_arg (const char *arg, char **filename, char **text, gsize *length,
+                   GError **error)
+{
+  if (strcmp (arg, "-") == 0)
+    {
+      g_autoptr (GString) buf = g_string_new (NULL);
+      char chunk[65536];
+      size_t n;
+      while ((n = fread (chunk, 1, sizeof chunk, stdin)) > 0)
+        g_string_append_len (buf, chunk, (gssize) n);
+      if (ferror (stdin))
+        {
+          int e = errno;
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e),
+                       "cannot read the pipeline from standard input: %s", g_strerror (e));
+          return FALSE;
+        }
+      *filename = g_strdup ("<stdin>");
+      *length = buf->len;
+      *text = g_string_free (g_steal_pointer (&buf), FALSE);
+      return TRUE;
+    }
+  g_autofree char *path = gptd__install_find_pipeline (arg, error);
+  if (path == NULL || !g_file_get_contents (path, text, length, error))
+    return FALSE;
+  *filename = g_steal_pointer (&path);
+  return TRUE;
 }
 
 /* ---- gptd plugins ----------------------------------------------------------- */
@@ -120,20 +154,29 @@ gptd_cli_validate (int argc, char **argv)
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the result as JSON", NULL },
     { NULL }
   };
-  if (!parse_options ("validate", "FILE", "Loads and checks a pipeline file, printing "
-                      "every problem found.", entries, &argc, &argv))
+  if (!parse_options ("validate", "FILE|NAME|-", "Loads and checks a pipeline file (or a "
+                      "shipped pipeline by name, or standard input), printing every "
+                      "problem found.", entries, &argc, &argv))
     return GPTD_CLI_EXIT_USAGE;
   if (argc != 2)
     {
       g_printerr ("gptd validate: give one pipeline file\n");
       return GPTD_CLI_EXIT_USAGE;
     }
-  const char *file = argv[1];
+  g_autofree char *file = NULL;
+  g_autofree char *text = NULL;
+  gsize length = 0;
+  g_autoptr (GError) error = NULL;
+  if (!read_pipeline_arg (argv[1], &file, &text, &length, &error))
+    {
+      g_printerr ("gptd validate: %s\n", error->message);
+      return GPTD_CLI_EXIT_USAGE;
+    }
   g_autoptr (GptdRegistry) registry = load_registry (!json);
   g_autoptr (GPtrArray) problems = NULL;
-  g_autoptr (GError) error = NULL;
   g_autoptr (GptdPipeline) pipeline =
-    gptd_pipeline_load_file (registry, file, (const char *const *) settings, &problems, &error);
+    gptd_pipeline_load_data (registry, text, (gssize) length, file,
+                             (const char *const *) settings, &problems, &error);
 
   if (json)
     {
@@ -323,6 +366,26 @@ default_run_dir (const char *name)
   return dir;
 }
 
+/* Points runs/NAME-latest at the run directory just made (replaced atomically), so
+ * that the newest run of a pipeline has a stable name: gptd generate -m
+ * runs/quickstart-latest/checkpoint. A failure is only a warning. */
+static void
+update_latest_link (const char *run_dir, const char *name)
+{
+  g_autofree char *parent = g_path_get_dirname (run_dir);
+  g_autofree char *target = g_path_get_basename (run_dir);
+  g_autofree char *link_name = g_strdup_printf ("%s-latest", name);
+  g_autofree char *link = g_build_filename (parent, link_name, NULL);
+  g_autofree char *tmp = g_strdup_printf ("%s.tmp%d", link, (int) getpid ());
+  unlink (tmp);
+  if (symlink (target, tmp) != 0 || rename (tmp, link) != 0)
+    {
+      int e = errno;
+      unlink (tmp);
+      g_printerr ("gptd: warning: cannot point %s at %s: %s\n", link, target, g_strerror (e));
+    }
+}
+
 static gboolean
 write_run_info (const char *run_dir, const char *filename, char **settings, GError **error)
 {
@@ -392,7 +455,9 @@ gptd_cli_run (int argc, char **argv)
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print debug log lines too", NULL },
     { NULL }
   };
-  if (!parse_options ("run", "FILE", "Runs a pipeline in the foreground. SIGINT or SIGTERM "
+  if (!parse_options ("run", "FILE|NAME|-", "Runs a pipeline in the foreground: a file, "
+                      "a shipped pipeline by name (gptd run quickstart) or standard input "
+                      "(-). SIGINT or SIGTERM "
                       "cancels it. Exit status: 0 success, 1 a stage failed, 2 bad usage or "
                       "an invalid pipeline, 130 cancelled.", entries, &argc, &argv))
     return GPTD_CLI_EXIT_USAGE;
@@ -434,8 +499,7 @@ gptd_cli_run (int argc, char **argv)
     }
   else
     {
-      filename = g_strdup (argv[1]);
-      if (!g_file_get_contents (filename, &text, &length, &error))
+      if (!read_pipeline_arg (argv[1], &filename, &text, &length, &error))
         {
           g_printerr ("gptd run: %s\n", error->message);
           return GPTD_CLI_EXIT_USAGE;
@@ -469,6 +533,8 @@ gptd_cli_run (int argc, char **argv)
                   g_strerror (e));
       return GPTD_CLI_EXIT_FAILED;
     }
+  if (!resume_dir && !run_dir_opt)
+    update_latest_link (run_dir, gptd_pipeline_get_name (pipeline));
   g_autofree char *pipeline_path = g_build_filename (run_dir, PIPELINE_FILE, NULL);
   if (!resume_dir || argc == 2)
     {

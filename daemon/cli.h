@@ -6,6 +6,10 @@
  * loads the plugins and does its work in the foreground. They return the process
  * exit status.
  *
+ *   FILE may also be the name of a shipped pipeline (`gptd run quickstart`: looked up
+ *   in the installed pipelines directory, or the source tree's when run from the
+ *   build tree, then the current directory) or "-" for standard input.
+ *
  *   gptd run FILE [--set KEY=VALUE]... [--run-dir DIR] [--resume RUNDIR] [--quiet]
  *       Runs a pipeline with a progress line on a terminal (plain log lines when
  *       stderr is not a terminal). The run directory (default
@@ -20,6 +24,12 @@
  *   gptd validate FILE [--set KEY=VALUE]... [--json]
  *       Loads and checks a pipeline, printing every problem.
  *       Exit: 0 valid, 1 invalid, 2 bad usage.
+ *
+ *   gptd generate -m MODEL_DIR [-p PROMPT | PROMPT...] [-n N] [--temperature T]
+ *                 [--top-k K] [--top-p P] [--seed S] [--threads N] [--quiet]
+ *       Loads a model directory (or a run's checkpoint/ root) and prints the prompt
+ *       and its continuation as it is generated, without a pipeline or a daemon.
+ *       Exit: 0, 1 the model cannot be loaded or generation failed, 2 bad usage.
  *
  *   gptd plugins [TYPE] [--json]
  *       Lists every stage type of every plugin found, or describes one stage type
@@ -46,6 +56,8 @@ G_BEGIN_DECLS
 int gptd_cli_run (int argc, char **argv);
 /* `gptd validate`: see above. */
 int gptd_cli_validate (int argc, char **argv);
+/* `gptd generate`: see above. */
+int gptd_cli_generate (int argc, char **argv);
 /* `gptd plugins`: see above. */
 int gptd_cli_plugins (int argc, char **argv);
 

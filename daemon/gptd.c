@@ -1,5 +1,5 @@
 /* daemon/gptd.c: the gptd program: the daemon (no subcommand), the one-shot
- * subcommands `run`, `validate` and `plugins`, and the internal modes the daemon
+ * subcommands `run`, `validate`, `generate` and `plugins`, and the internal modes the daemon
  * starts: a worker for each run, and the plugin probe.
  */
 #ifdef HAVE_CONFIG_H
@@ -21,8 +21,11 @@
 
 static const char gptd_description[] =
   "Subcommands (each has its own --help):\n"
-  "  gptd run FILE [--set KEY=VALUE]...      run a pipeline in the foreground\n"
+  "  gptd run FILE [--set KEY=VALUE]...      run a pipeline in the foreground (FILE:\n"
+  "                                          a file, a shipped pipeline's name such\n"
+  "                                          as quickstart, or - for standard input)\n"
   "  gptd validate FILE [--set KEY=VALUE]... check a pipeline, printing every problem\n"
+  "  gptd generate -m MODEL_DIR PROMPT...    generate text from a model directory\n"
   "  gptd plugins [TYPE]                     list the stage types, or describe one\n"
   "\n"
   "Without a subcommand gptd is the daemon. It listens on a Unix socket for the\n"
@@ -238,6 +241,8 @@ main (int argc, char **argv)
         return gptd_cli_validate (argc - 1, argv + 1);
       if (strcmp (argv[1], "plugins") == 0)
         return gptd_cli_plugins (argc - 1, argv + 1);
+      if (strcmp (argv[1], "generate") == 0)
+        return gptd_cli_generate (argc - 1, argv + 1);
     }
   return daemon_mode (argc, argv);
 }

@@ -19,10 +19,8 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <gptd/atomic-file.h>
+#include "io/install-paths.h"
 
-#ifndef GPTD_DATADIR
-#define GPTD_DATADIR "/usr/local/share/gptd"
-#endif
 
 /* Ids above this are refused, so that a corrupt file cannot ask for huge tables. */
 #define MAX_ID ((1u << 24) - 1)
@@ -1024,7 +1022,7 @@ gptd_bpe_load (const char *vocab, GError **error)
     }
 
   /* A name: $GPTD_DATA_DIR/NAME, then the installed data directory. */
-  const char *dirs[2] = { g_getenv ("GPTD_DATA_DIR"), GPTD_DATADIR };
+  const char *dirs[2] = { g_getenv ("GPTD_DATA_DIR"), gptd__install_datadir () };
   g_autoptr (GString) tried = g_string_new (NULL);
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     {

@@ -3,6 +3,8 @@
 
 lib_libgptd_la_SOURCES += \
 	lib/io/atomic-file.c \
+	lib/io/install-paths.c \
+	lib/io/install-paths.h \
 	lib/io/safetensors.c
 
 gptdinclude_HEADERS += \

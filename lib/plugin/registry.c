@@ -8,11 +8,8 @@
 #include <string.h>
 
 #include <gptd/registry.h>
+#include "io/install-paths.h"
 #include "pipeline/params-private.h"
-
-#ifndef GPTD_PLUGINDIR
-#define GPTD_PLUGINDIR "/usr/local/lib/gptd/plugins"
-#endif
 
 typedef struct {
   char *path;                         /* the file, or the origin for built-ins */
@@ -390,19 +387,6 @@ gptd_registry_scan_dir (GptdRegistry *registry, const char *dir, GError **error)
   return TRUE;
 }
 
-/* TRUE when the running program is one built in gptd's build tree and not yet
- * installed (e.g. daemon/gptd straight after `make`). */
-static gboolean
-running_uninstalled (void)
-{
-#ifdef GPTD_ABS_BUILDDIR
-  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
-  return exe != NULL && g_str_has_prefix (exe, GPTD_ABS_BUILDDIR "/");
-#else
-  return FALSE;
-#endif
-}
-
 static gboolean
 scan_path (GptdRegistry *registry, const char *path, GError **error)
 {
@@ -426,10 +410,10 @@ gptd_registry_scan (GptdRegistry *registry, GError **error)
 #ifdef GPTD_BUILD_PLUGIN_PATH
   /* A program run from the build tree uses the plugins built beside it, not
    * those of an installed gptd. */
-  else if (running_uninstalled ())
+  else if (gptd__install_running_uninstalled ())
     return scan_path (registry, GPTD_BUILD_PLUGIN_PATH, error);
 #endif
-  return gptd_registry_scan_dir (registry, GPTD_PLUGINDIR, error);
+  return gptd_registry_scan_dir (registry, gptd__install_plugindir (), error);
 }
 
 /* ---- Queries ----------------------------------------------------------- */

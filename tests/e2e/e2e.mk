@@ -8,7 +8,8 @@ E2E_TESTS = \
 	tests/e2e/clients.sh \
 	tests/e2e/generate.sh \
 	tests/e2e/resume.sh \
-	tests/e2e/plugin-crash.sh
+	tests/e2e/plugin-crash.sh \
+	tests/e2e/install.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
