@@ -55,6 +55,7 @@ struct _Server {
   uv_timer_t stop_timer;
   uv_timer_t watchdog;      /* systemd watchdog pings (inactive without one) */
   gboolean listening;
+  gboolean activated;       /* the socket came from systemd: it is not ours to remove */
   gboolean stopping;
   gboolean finished;
   gboolean killed_workers;
@@ -1653,9 +1654,60 @@ check_existing_socket (const char *path, GError **error)
   return TRUE;
 }
 
+/* Takes the listening socket systemd passed (socket activation: gptd.socket), when
+ * there is one. Returns FALSE with @error for a passed descriptor gptd cannot use;
+ * TRUE otherwise, with s->activated telling whether a socket was taken. */
+static gboolean
+server_listen_activated (Server *s, GError **error)
+{
+#ifdef HAVE_SYSTEMD
+  int n = sd_listen_fds (1);
+  if (n <= 0)
+    return TRUE;
+  if (n > 1 || sd_is_socket_unix (SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                   "systemd passed %d socket(s); gptd takes one listening Unix stream "
+                   "socket (ListenStream= with a path in gptd.socket)", n);
+      return FALSE;
+    }
+  struct sockaddr_un addr = { 0 };
+  socklen_t len = sizeof addr;
+  if (getsockname (SD_LISTEN_FDS_START, (struct sockaddr *) &addr, &len) == 0
+      && len > offsetof (struct sockaddr_un, sun_path) && addr.sun_path[0] != '\0')
+    {
+      g_free (s->socket_path);
+      s->socket_path = g_strndup (addr.sun_path, len - offsetof (struct sockaddr_un, sun_path));
+    }
+  uv_pipe_init (&s->loop, &s->listener, 0);
+  s->listener.data = s;
+  s->listening = TRUE;
+  s->activated = TRUE;
+  int r = uv_pipe_open (&s->listener, SD_LISTEN_FDS_START);
+  if (r == 0)
+    r = uv_listen ((uv_stream_t *) &s->listener, 128, server_on_connection);
+  if (r != 0)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                   "Cannot listen on the socket systemd passed (%s): %s", s->socket_path,
+                   uv_strerror (r));
+      return FALSE;
+    }
+  g_message ("Listening on %s, passed by systemd", s->socket_path);
+#else
+  (void) s;
+  (void) error;
+#endif
+  return TRUE;
+}
+
 static gboolean
 server_listen (Server *s, GError **error)
 {
+  if (!server_listen_activated (s, error))
+    return FALSE;
+  if (s->activated)
+    return TRUE;
   if (strlen (s->socket_path) >= sizeof (((struct sockaddr_un *) NULL)->sun_path))
     {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
@@ -1703,7 +1755,7 @@ server_close_listener (Server *s)
     return;
   s->listening = FALSE;
   uv_close ((uv_handle_t *) &s->listener, NULL);
-  if (g_unlink (s->socket_path) != 0 && errno != ENOENT)
+  if (!s->activated && g_unlink (s->socket_path) != 0 && errno != ENOENT)
     g_warning ("Cannot remove the socket %s: %s", s->socket_path, g_strerror (errno));
 }
 

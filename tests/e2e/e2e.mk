@@ -9,7 +9,8 @@ E2E_TESTS = \
 	tests/e2e/generate.sh \
 	tests/e2e/resume.sh \
 	tests/e2e/plugin-crash.sh \
-	tests/e2e/install.sh
+	tests/e2e/install.sh \
+	tests/e2e/systemd.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
@@ -29,3 +30,7 @@ check_LTLIBRARIES += tests/e2e/libgptd-e2e.la
 tests_e2e_libgptd_e2e_la_SOURCES = tests/e2e/e2e-plugin.c
 tests_e2e_libgptd_e2e_la_LDFLAGS = $(PLUGIN_LINKFLAGS) -rpath $(abs_builddir)/tests/e2e
 tests_e2e_libgptd_e2e_la_LIBADD = $(PLUGIN_LIBS)
+
+# The listening end of sd_notify, for systemd.sh.
+check_PROGRAMS += tests/e2e/e2e-notify
+tests_e2e_e2e_notify_SOURCES = tests/e2e/e2e-notify.c

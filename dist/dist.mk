@@ -1,0 +1,21 @@
+# Build fragment for dist/: what a system installation of gptd needs beside the
+# programs: the systemd units, the system user (sysusers.d), the state directory
+# (tmpfiles.d); see the top-level Makefile.am.
+
+systemdsystemunit_DATA = dist/gptd.service dist/gptd.socket
+CLEANFILES += dist/gptd.service
+EXTRA_DIST += dist/gptd.service.in dist/gptd.socket dist/gptd.sysusers dist/gptd.tmpfiles
+
+# The unit names the installed gptd.
+dist/gptd.service: $(srcdir)/dist/gptd.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) dist && sed -e 's|@bindir[@]|$(bindir)|g' $(srcdir)/dist/gptd.service.in > $@
+
+install-data-local: install-dist-sysusers
+uninstall-local: uninstall-dist-sysusers
+install-dist-sysusers:
+	$(MKDIR_P) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir)
+	$(INSTALL_DATA) $(srcdir)/dist/gptd.sysusers $(DESTDIR)$(sysusersdir)/gptd.conf
+	$(INSTALL_DATA) $(srcdir)/dist/gptd.tmpfiles $(DESTDIR)$(tmpfilesdir)/gptd.conf
+uninstall-dist-sysusers:
+	rm -f $(DESTDIR)$(sysusersdir)/gptd.conf $(DESTDIR)$(tmpfilesdir)/gptd.conf
+.PHONY: install-dist-sysusers uninstall-dist-sysusers
