@@ -9,11 +9,12 @@ bin_PROGRAMS += daemon/gptd daemon/gptctl
 daemon_gptd_SOURCES = \
 	daemon/gptd.c \
 	daemon/cli.c daemon/cli.h daemon/cli-generate.c \
+	daemon/daemon-config.c daemon/daemon-config.h \
 	daemon/server.c daemon/server.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h \
 	daemon/paths.c daemon/paths.h
-daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\"
+daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\" -DGPTD_SYSCONFDIR=\"$(sysconfdir)\"
 daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
 
 daemon_gptctl_SOURCES = \

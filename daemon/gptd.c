@@ -7,6 +7,7 @@
 #endif
 
 #include "cli.h"
+#include "daemon-config.h"
 #include "paths.h"
 #include "server.h"
 #include "worker.h"
@@ -140,11 +141,15 @@ daemon_mode (int argc, char **argv)
 {
   g_autofree char *socket_path = NULL;
   g_autofree char *state_dir = NULL;
-  int stop_timeout_s = GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS / 1000;
-  gint64 queue_limit = GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT;
-  int model_cache = 0, generate_threads = 0;
+  g_autofree char *config_path = NULL;
+  int stop_timeout_s = -1;
+  gint64 queue_limit = -1;
+  int model_cache = -1, generate_threads = -1;
   gboolean verbose = FALSE, version = FALSE;
   GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+      "Read this configuration file (default $CONFIGURATION_DIRECTORY/gptd.conf under "
+      "systemd, else " GPTD_SYSCONFDIR "/gptd/gptd.conf when it exists)", "FILE" },
     { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
       "Listen on this Unix socket", "PATH" },
     { "state-dir", 'd', 0, G_OPTION_ARG_FILENAME, &state_dir,
@@ -163,7 +168,7 @@ daemon_mode (int argc, char **argv)
     { NULL }
   };
   g_autoptr (GOptionContext) ctx =
-    g_option_context_new ("[run|validate|plugins ...] - build and serve GPT-style models");
+    g_option_context_new ("[run|validate|generate|plugins ...] - build and serve GPT-style models");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_set_description (ctx, gptd_description);
   g_autoptr (GError) error = NULL;
@@ -182,33 +187,74 @@ daemon_mode (int argc, char **argv)
       g_printerr ("gptd: unknown subcommand '%s'\nTry 'gptd --help'.\n", argv[1]);
       return 2;
     }
-  if (stop_timeout_s < 0 || queue_limit < 4096 || model_cache < 0 || generate_threads < 0)
+  if ((stop_timeout_s < 0 && stop_timeout_s != -1) || (queue_limit != -1 && queue_limit < 4096)
+      || (model_cache < 0 && model_cache != -1)
+      || (generate_threads < 0 && generate_threads != -1))
     {
       g_printerr ("gptd: --stop-timeout, --model-cache and --generate-threads must be >= 0 "
                   "and --client-queue-limit >= 4096\n");
       return 2;
     }
-  if (verbose)
+
+  /* The command line, then the configuration file under it. */
+  GptdDaemonConfig cmdline = { 0 };
+  cmdline.has_socket_path = socket_path != NULL;
+  cmdline.socket_path = g_strdup (socket_path);
+  cmdline.has_state_dir = state_dir != NULL;
+  cmdline.state_dir = state_dir ? g_canonicalize_filename (state_dir, NULL) : NULL;
+  cmdline.has_log_level = verbose;
+  cmdline.log_level = verbose ? g_strdup ("debug") : NULL;
+  cmdline.has_stop_timeout_s = stop_timeout_s >= 0;
+  cmdline.stop_timeout_s = stop_timeout_s;
+  cmdline.has_client_queue_limit = queue_limit >= 0;
+  cmdline.client_queue_limit = queue_limit;
+  cmdline.has_model_cache = model_cache > 0;
+  cmdline.model_cache = model_cache;
+  cmdline.has_generate_threads = generate_threads > 0;
+  cmdline.generate_threads = generate_threads;
+
+  gboolean default_config = config_path == NULL;
+  if (default_config)
+    config_path = gptd__config_default_path ();
+  GptdDaemonConfig cfg;
+  if (!gptd__config_load (config_path, default_config, &cfg, &error))
+    {
+      g_printerr ("gptd: %s\n", error->message);
+      gptd__config_clear (&cmdline);
+      return 2;
+    }
+  gptd__config_overlay (&cfg, &cmdline);
+
+  if (cfg.has_log_level && strcmp (cfg.log_level, "debug") == 0)
     g_setenv ("G_MESSAGES_DEBUG", "all", TRUE);
-  if (socket_path == NULL)
-    socket_path = gptd__default_socket_path ();
-  if (state_dir == NULL)
-    state_dir = gptd__default_state_dir ();
+  if (cfg.has_data_dir)
+    g_setenv ("GPTD_DATA_DIR", cfg.data_dir, TRUE);
+  g_autofree char *sock = cfg.has_socket_path ? g_strdup (cfg.socket_path)
+                                              : gptd__default_socket_path ();
   /* Absolute, so run directories mean the same to the workers (which start in
    * them) as to the daemon. */
-  char *abs = g_canonicalize_filename (state_dir, NULL);
-  g_free (state_dir);
-  state_dir = abs;
+  g_autofree char *dflt_state = gptd__default_state_dir ();
+  g_autofree char *state = g_canonicalize_filename (cfg.has_state_dir ? cfg.state_dir
+                                                                      : dflt_state, NULL);
 
   GptdServerOptions opts = {
-    .socket_path = socket_path,
-    .state_dir = state_dir,
-    .stop_timeout_ms = (guint) stop_timeout_s * 1000,
-    .client_queue_limit = (gsize) queue_limit,
-    .model_cache = (guint) model_cache,
-    .generate_threads = (guint) generate_threads,
+    .socket_path = sock,
+    .state_dir = state,
+    .stop_timeout_ms = (guint) (cfg.has_stop_timeout_s ? cfg.stop_timeout_s
+                                : GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS / 1000) * 1000,
+    .client_queue_limit = cfg.has_client_queue_limit ? (gsize) cfg.client_queue_limit
+                                                     : GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT,
+    .model_cache = cfg.has_model_cache ? (guint) cfg.model_cache : 0,
+    .generate_threads = cfg.has_generate_threads ? (guint) cfg.generate_threads : 0,
+    .config_path = config_path,
+    .config_optional = default_config,
+    .cmdline = &cmdline,
+    .config = &cfg,
   };
-  return gptd__server_main (&opts);
+  int status = gptd__server_main (&opts);
+  gptd__config_clear (&cfg);
+  gptd__config_clear (&cmdline);
+  return status;
 }
 
 int

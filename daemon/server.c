@@ -56,6 +56,10 @@ struct _Server {
   uv_timer_t watchdog;      /* systemd watchdog pings (inactive without one) */
   gboolean listening;
   gboolean activated;       /* the socket came from systemd: it is not ours to remove */
+  char *config_path;        /* gptd.conf, read again on SIGHUP */
+  gboolean config_optional;
+  GptdDaemonConfig cmdline; /* what the command line set (it wins over the file) */
+  GptdDaemonConfig config;  /* the settings in force */
   gboolean stopping;
   gboolean finished;
   gboolean killed_workers;
@@ -2070,12 +2074,70 @@ server_load_registry (GError **error)
   return g_steal_pointer (&registry);
 }
 
+/* SIGHUP: reads the configuration file again. What can change while the daemon
+ * runs takes effect; the rest is logged as waiting for a restart. A file that no
+ * longer loads leaves the old settings in force. */
+static void
+server_reload_config (Server *s)
+{
+  if (s->config_path == NULL)
+    return;
+  g_autoptr (GError) error = NULL;
+  GptdDaemonConfig fresh;
+  if (!gptd__config_load (s->config_path, s->config_optional, &fresh, &error))
+    {
+      g_warning ("Reloading the configuration failed, keeping the old one: %s",
+                 error->message);
+      return;
+    }
+  gptd__config_overlay (&fresh, &s->cmdline);
+  g_autoptr (GPtrArray) changes = g_ptr_array_new_with_free_func (g_free);
+  gptd__config_diff (&s->config, &fresh, changes);
+  if (changes->len == 0)
+    g_message ("Configuration %s reloaded: nothing changed", s->config_path);
+  for (guint i = 0; i < changes->len; i++)
+    {
+      const char *change = changes->pdata[i];
+      gboolean live = !g_str_has_prefix (change, "socket:")
+                      && !g_str_has_prefix (change, "state-dir:")
+                      && !g_str_has_prefix (change, "generate-threads:");
+      g_message ("Configuration %s reloaded: %s%s", s->config_path, change,
+                 live ? "" : " (takes effect when gptd restarts)");
+    }
+  if (fresh.has_stop_timeout_s)
+    s->stop_timeout_ms = (guint) fresh.stop_timeout_s * 1000;
+  if (fresh.has_client_queue_limit)
+    s->queue_limit = (gsize) fresh.client_queue_limit;
+  if (fresh.has_model_cache && s->gen_cache != NULL)
+    {
+      g_mutex_lock (&s->gen_cache->lock);
+      s->gen_cache->capacity = (guint) fresh.model_cache;
+      gen_cache_evict (s->gen_cache);
+      g_mutex_unlock (&s->gen_cache->lock);
+    }
+  g_log_set_debug_enabled (fresh.has_log_level && strcmp (fresh.log_level, "debug") == 0);
+  if (fresh.has_data_dir)
+    g_setenv ("GPTD_DATA_DIR", fresh.data_dir, TRUE);
+  /* Settings that wait for a restart keep their value in force meanwhile. */
+  g_free (fresh.socket_path);
+  fresh.socket_path = g_strdup (s->config.socket_path);
+  fresh.has_socket_path = s->config.has_socket_path;
+  g_free (fresh.state_dir);
+  fresh.state_dir = g_strdup (s->config.state_dir);
+  fresh.has_state_dir = s->config.has_state_dir;
+  fresh.generate_threads = s->config.generate_threads;
+  fresh.has_generate_threads = s->config.has_generate_threads;
+  gptd__config_clear (&s->config);
+  s->config = fresh;
+}
+
 static void
 server_on_signal (uv_signal_t *handle, int signum)
 {
   Server *s = handle->data;
   if (signum == SIGHUP)
     {
+      server_reload_config (s);
       g_message ("SIGHUP received: rescanning the plugins");
       g_autoptr (GError) error = NULL;
       g_autoptr (GptdRegistry) registry = server_load_registry (&error);
@@ -2111,6 +2173,12 @@ gptd__server_main (const GptdServerOptions *options)
   s.socket_path = g_strdup (options->socket_path);
   s.stop_timeout_ms = options->stop_timeout_ms;
   s.queue_limit = options->client_queue_limit;
+  s.config_path = g_strdup (options->config_path);
+  s.config_optional = options->config_optional;
+  if (options->cmdline != NULL)
+    gptd__config_copy (&s.cmdline, options->cmdline);
+  if (options->config != NULL)
+    gptd__config_copy (&s.config, options->config);
   g_autoptr (GError) error = NULL;
 
   signal (SIGPIPE, SIG_IGN);
@@ -2218,5 +2286,8 @@ out:
   gptd_registry_free (s.registry);
   gptd__run_table_free (s.runs);
   g_free (s.socket_path);
+  g_free (s.config_path);
+  gptd__config_clear (&s.cmdline);
+  gptd__config_clear (&s.config);
   return status;
 }

@@ -13,11 +13,13 @@
  * SIGTERM and SIGINT stop the daemon cleanly: the socket file is removed, every
  * worker gets SIGTERM (its run is cancelled, stages checkpoint) and is waited for
  * up to the stop timeout (then killed); runs stopped this way are marked
- * interrupted. SIGHUP rescans the plugins.
+ * interrupted. SIGHUP reads the configuration file again and rescans the plugins.
  */
 #pragma once
 
 #include <glib.h>
+
+#include "daemon-config.h"
 
 G_BEGIN_DECLS
 
@@ -34,6 +36,10 @@ G_BEGIN_DECLS
  * @generate_threads: how many generate requests run at once (more wait their
  *   turn); 0: $GPTD_GENERATE_THREADS, else
  *   %GPTD_SERVER_DEFAULT_GENERATE_THREADS
+ * @config_path: the configuration file, read again on SIGHUP
+ * @config_optional: whether that file may be missing (the default path)
+ * @cmdline: the settings the command line gave (they override the file's)
+ * @config: the settings in force (the file's, overridden by @cmdline)
  *
  * How the daemon is set up.
  */
@@ -44,6 +50,10 @@ typedef struct {
   gsize client_queue_limit;
   guint model_cache;
   guint generate_threads;
+  const char *config_path;
+  gboolean config_optional;
+  const GptdDaemonConfig *cmdline;
+  const GptdDaemonConfig *config;
 } GptdServerOptions;
 
 #define GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS 30000

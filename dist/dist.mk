@@ -19,3 +19,7 @@ install-dist-sysusers:
 uninstall-dist-sysusers:
 	rm -f $(DESTDIR)$(sysusersdir)/gptd.conf $(DESTDIR)$(tmpfilesdir)/gptd.conf
 .PHONY: install-dist-sysusers uninstall-dist-sysusers
+
+# The configuration file, every key documented with its default commented out.
+gptdconfdir = $(sysconfdir)/gptd
+dist_gptdconf_DATA = dist/gptd.conf

@@ -1,0 +1,280 @@
+/* daemon/daemon-config.c: reading gptd.conf (see daemon-config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "daemon-config.h"
+
+#ifndef GPTD_SYSCONFDIR
+#define GPTD_SYSCONFDIR "/etc"
+#endif
+
+#define GROUP "gptd"
+
+typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT } KeyKind;
+
+typedef struct {
+  const char *name;
+  KeyKind kind;
+  gint64 min, max;
+  gsize value;   /* offset of the value in GptdDaemonConfig */
+  gsize has;     /* offset of its has_ flag */
+} Key;
+
+#define K(name, kind, min, max, field) \
+  { name, kind, min, max, G_STRUCT_OFFSET (GptdDaemonConfig, field), \
+    G_STRUCT_OFFSET (GptdDaemonConfig, has_##field) }
+
+static const Key keys[] = {
+  K ("socket", KEY_PATH, 0, 0, socket_path),
+  K ("state-dir", KEY_PATH, 0, 0, state_dir),
+  K ("data-dir", KEY_PATH, 0, 0, data_dir),
+  K ("log-level", KEY_LEVEL, 0, 0, log_level),
+  K ("stop-timeout", KEY_INT, 0, 86400, stop_timeout_s),
+  K ("client-queue-limit", KEY_INT, 4096, G_GINT64_CONSTANT (1) << 40, client_queue_limit),
+  K ("model-cache", KEY_INT, 1, 1024, model_cache),
+  K ("generate-threads", KEY_INT, 1, 1024, generate_threads),
+};
+
+#define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))
+
+char *
+gptd__config_default_path (void)
+{
+  const char *dir = g_getenv ("CONFIGURATION_DIRECTORY");
+  if (dir != NULL && *dir != '\0')
+    {
+      /* systemd may pass several, separated by colons: the first is gptd's. */
+      g_auto (GStrv) dirs = g_strsplit (dir, ":", 2);
+      return g_build_filename (dirs[0], "gptd.conf", NULL);
+    }
+  return g_build_filename (GPTD_SYSCONFDIR, "gptd", "gptd.conf", NULL);
+}
+
+/* The 1-based line of @path's text where @key is set in [gptd] (0 if not found),
+ * for error messages: GKeyFile does not keep line numbers. */
+static guint
+line_of (const char *text, const char *group, const char *key)
+{
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  gboolean in_group = group == NULL;
+  for (guint i = 0; lines[i]; i++)
+    {
+      const char *l = lines[i];
+      while (*l == ' ' || *l == '\t')
+        l++;
+      if (*l == '[')
+        {
+          g_autofree char *name = g_strndup (l + 1, strcspn (l + 1, "]"));
+          if (group != NULL)
+            in_group = strcmp (name, group) == 0;
+          else if (key == NULL)
+            return i + 1;
+          continue;
+        }
+      if (!in_group || key == NULL)
+        continue;
+      gsize n = strlen (key);
+      if (strncmp (l, key, n) == 0 && (l[n] == '=' || l[n] == ' ' || l[n] == '\t'))
+        return i + 1;
+    }
+  return 0;
+}
+
+static const char *
+closest_key (const char *name)
+{
+  const char *best = NULL;
+  guint best_d = G_MAXUINT;
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      /* Edit distance on short strings. */
+      gsize a = strlen (name), b = strlen (keys[i].name);
+      g_autofree guint *prev = g_new (guint, b + 1);
+      g_autofree guint *cur = g_new (guint, b + 1);
+      for (gsize j = 0; j <= b; j++)
+        prev[j] = j;
+      for (gsize k = 1; k <= a; k++)
+        {
+          cur[0] = k;
+          for (gsize j = 1; j <= b; j++)
+            {
+              guint sub = prev[j - 1] + (name[k - 1] != keys[i].name[j - 1]);
+              cur[j] = MIN (sub, MIN (prev[j] + 1, cur[j - 1] + 1));
+            }
+          memcpy (prev, cur, (b + 1) * sizeof (guint));
+        }
+      if (prev[b] < best_d)
+        {
+          best_d = prev[b];
+          best = keys[i].name;
+        }
+    }
+  return best_d <= 3 ? best : NULL;
+}
+
+void
+gptd__config_clear (GptdDaemonConfig *config)
+{
+  g_free (config->socket_path);
+  g_free (config->state_dir);
+  g_free (config->data_dir);
+  g_free (config->log_level);
+  memset (config, 0, sizeof *config);
+}
+
+void
+gptd__config_overlay (GptdDaemonConfig *config, const GptdDaemonConfig *over)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      const Key *k = &keys[i];
+      if (!FIELD (over, k->has, gboolean))
+        continue;
+      FIELD (config, k->has, gboolean) = TRUE;
+      if (k->kind == KEY_INT)
+        FIELD (config, k->value, gint64) = FIELD (over, k->value, gint64);
+      else
+        {
+          g_free (FIELD (config, k->value, char *));
+          FIELD (config, k->value, char *) = g_strdup (FIELD (over, k->value, char *));
+        }
+    }
+}
+
+void
+gptd__config_copy (GptdDaemonConfig *dest, const GptdDaemonConfig *src)
+{
+  memset (dest, 0, sizeof *dest);
+  gptd__config_overlay (dest, src);
+}
+
+void
+gptd__config_diff (const GptdDaemonConfig *old, const GptdDaemonConfig *new_, GPtrArray *changes)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      const Key *k = &keys[i];
+      gboolean ho = FIELD (old, k->has, gboolean), hn = FIELD (new_, k->has, gboolean);
+      g_autofree char *a = NULL, *b = NULL;
+      if (k->kind == KEY_INT)
+        {
+          a = ho ? g_strdup_printf ("%" G_GINT64_FORMAT, FIELD (old, k->value, gint64))
+                 : g_strdup ("(default)");
+          b = hn ? g_strdup_printf ("%" G_GINT64_FORMAT, FIELD (new_, k->value, gint64))
+                 : g_strdup ("(default)");
+        }
+      else
+        {
+          a = g_strdup (ho ? FIELD (old, k->value, char *) : "(default)");
+          b = g_strdup (hn ? FIELD (new_, k->value, char *) : "(default)");
+        }
+      if (strcmp (a, b) != 0)
+        g_ptr_array_add (changes, g_strdup_printf ("%s: %s -> %s", k->name, a, b));
+    }
+}
+
+gboolean
+gptd__config_load (const char *path, gboolean missing_ok, GptdDaemonConfig *config,
+                   GError **error)
+{
+  memset (config, 0, sizeof *config);
+  g_autofree char *text = NULL;
+  gsize length = 0;
+  GError *local = NULL;
+  if (!g_file_get_contents (path, &text, &length, &local))
+    {
+      if (missing_ok && g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        {
+          g_error_free (local);
+          return TRUE;
+        }
+      g_propagate_prefixed_error (error, local, "configuration: ");
+      return FALSE;
+    }
+  if (memchr (text, '\0', length) != NULL)
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                   "%s: the file holds a NUL byte", path);
+      return FALSE;
+    }
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  if (!g_key_file_load_from_data (kf, text, length, G_KEY_FILE_NONE, &local))
+    {
+      g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "%s: %s", path,
+                   local->message);
+      g_error_free (local);
+      return FALSE;
+    }
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+  for (guint i = 0; groups[i]; i++)
+    if (strcmp (groups[i], GROUP) != 0)
+      {
+        g_autofree char *hdr = g_strdup_printf ("[%s]", groups[i]);
+        guint line = 0;
+        g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+        for (guint j = 0; lines[j] && line == 0; j++)
+          if (strstr (lines[j], hdr) != NULL)
+            line = j + 1;
+        g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+                     "%s:%u: unknown group [%s]; the settings go in [" GROUP "]", path, line,
+                     groups[i]);
+        return FALSE;
+      }
+  if (!g_key_file_has_group (kf, GROUP))
+    return TRUE;
+
+  g_auto (GStrv) names = g_key_file_get_keys (kf, GROUP, NULL, NULL);
+  for (guint i = 0; names[i]; i++)
+    {
+      const Key *k = NULL;
+      for (gsize j = 0; j < G_N_ELEMENTS (keys) && k == NULL; j++)
+        if (strcmp (keys[j].name, names[i]) == 0)
+          k = &keys[j];
+      guint line = line_of (text, GROUP, names[i]);
+      if (k == NULL)
+        {
+          const char *near = closest_key (names[i]);
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                       "%s:%u: unknown key %s%s%s%s", path, line, names[i],
+                       near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
+          gptd__config_clear (config);
+          return FALSE;
+        }
+      g_autofree char *value = g_key_file_get_string (kf, GROUP, names[i], NULL);
+      g_strstrip (value);
+      if (k->kind == KEY_INT)
+        {
+          gint64 v = 0;
+          if (!g_ascii_string_to_signed (value, 10, k->min, k->max, &v, NULL))
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                           "%s:%u: %s=%s: give a whole number from %" G_GINT64_FORMAT
+                           " to %" G_GINT64_FORMAT, path, line, names[i], value, k->min,
+                           k->max);
+              gptd__config_clear (config);
+              return FALSE;
+            }
+          FIELD (config, k->value, gint64) = v;
+        }
+      else
+        {
+          if (*value == '\0'
+              || (k->kind == KEY_PATH && !g_path_is_absolute (value))
+              || (k->kind == KEY_LEVEL && strcmp (value, "info") != 0
+                  && strcmp (value, "debug") != 0))
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                           "%s:%u: %s=%s: %s", path, line, names[i], value,
+                           k->kind == KEY_PATH ? "give an absolute path"
+                                               : "give info or debug");
+              gptd__config_clear (config);
+              return FALSE;
+            }
+          FIELD (config, k->value, char *) = g_steal_pointer (&value);
+        }
+      FIELD (config, k->has, gboolean) = TRUE;
+    }
+  return TRUE;
+}
