@@ -23,3 +23,17 @@ uninstall-dist-sysusers:
 # The configuration file, every key documented with its default commented out.
 gptdconfdir = $(sysconfdir)/gptd
 dist_gptdconf_DATA = dist/gptd.conf
+
+# Manual pages and the bash completion (one file serves gptctl and gptd).
+dist_man1_MANS = dist/man/gptctl.1
+dist_man5_MANS = dist/man/gptd.pipeline.5 dist/man/gptd.conf.5
+dist_man8_MANS = dist/man/gptd.8
+bashcompletion_DATA = dist/completion/gptctl
+EXTRA_DIST += dist/completion/gptctl
+install-data-hook: install-gptd-completion-link
+install-gptd-completion-link:
+	cd $(DESTDIR)$(bashcompletiondir) && rm -f gptd && $(LN_S) gptctl gptd
+uninstall-hook: uninstall-gptd-completion-link
+uninstall-gptd-completion-link:
+	rm -f $(DESTDIR)$(bashcompletiondir)/gptd
+.PHONY: install-gptd-completion-link uninstall-gptd-completion-link

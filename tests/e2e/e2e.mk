@@ -11,7 +11,8 @@ E2E_TESTS = \
 	tests/e2e/plugin-crash.sh \
 	tests/e2e/install.sh \
 	tests/e2e/systemd.sh \
-	tests/e2e/config.sh
+	tests/e2e/config.sh \
+	tests/e2e/completion.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
