@@ -322,6 +322,51 @@ test_save_classifier (Fixture *f, gconstpointer data)
   assert_same_params (m, back);
   g_autofree char *vocab = g_build_filename (f->dir, "vocab.json", NULL);
   g_assert_false (g_file_test (vocab, G_FILE_TEST_EXISTS));
+
+  /* Hugging Face's GPT2ForSequenceClassification layout: score.*, no lm_head. */
+  g_autofree char *weights = g_build_filename (f->dir, "model.safetensors", NULL);
+  g_autoptr (GptdSafetensors) st = gptd_safetensors_open (weights, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (gptd_safetensors_lookup (st, "score.weight"));
+  g_assert_nonnull (gptd_safetensors_lookup (st, "score.bias"));
+  g_assert_null (gptd_safetensors_lookup (st, "lm_head.weight"));
+  g_autofree char *config = NULL;
+  g_autofree char *config_path = g_build_filename (f->dir, "config.json", NULL);
+  g_assert_true (g_file_get_contents (config_path, &config, NULL, NULL));
+  g_assert_nonnull (strstr (config, "\"GPT2ForSequenceClassification\""));
+  g_assert_nonnull (strstr (config, "\"num_labels\": 2"));
+
+  /* Class names and pooling; without them LABEL_i. */
+  g_auto (GStrv) labels = NULL;
+  g_autofree char *pooling = NULL;
+  g_assert_true (gptd_gpt_dir_read_labels (f->dir, &labels, &pooling, &error));
+  g_assert_cmpstr (labels[0], ==, "LABEL_0");
+  g_assert_null (pooling);
+  g_clear_pointer (&labels, g_strfreev);
+  const char *const names[] = { "ham", "sp\"am", NULL };
+  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token",
+                                               &error));
+  g_assert_true (gptd_gpt_dir_read_labels (f->dir, &labels, &pooling, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (labels), ==, 2);
+  g_assert_cmpstr (labels[1], ==, "sp\"am");
+  g_assert_cmpstr (pooling, ==, "last-token");
+  g_clear_pointer (&back, gptd_gpt_free);
+  back = gptd_gpt_dir_load (f->dir, &error);
+  g_assert_no_error (error);
+  assert_same_params (m, back);
+
+  /* A config.json with only Hugging Face's keys and no score.bias. */
+  g_autofree char *hf = g_strdup_printf (
+      "{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForSequenceClassification\"], "
+      "\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_positions\": %d, "
+      "\"vocab_size\": %d, \"id2label\": {\"0\": \"a\", \"1\": \"b\"}}",
+      c.n_layer, c.n_head, c.n_embd, c.context_length, c.vocab_size);
+  GptdGptConfig parsed;
+  g_assert_true (gptd_gpt_config_from_json (hf, -1, "config.json", &parsed, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (parsed.n_out, ==, 2);
+  g_assert_false (parsed.tie_embeddings);
 }
 
 /* ------------------------------------------------------------------------ */

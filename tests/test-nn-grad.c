@@ -2,7 +2,8 @@
  * (LayerNorm, GELU, causal attention with and without dropout,
  * cross-entropy with ignored targets) and of a whole tiny model with dropout;
  * plus the behaviour around them: freezing, gradient accumulation, clipping,
- * schedules, presets, last-position logits, RNG state and input errors.
+ * schedules, presets, last-position and pooled logits, RNG state and input
+ * errors; and the classifier head read at a position per row.
  */
 #include "test-nn-util.h"
 
@@ -672,6 +673,114 @@ test_last_only (void)
                                    GPTD_GPT_FORWARD_NONE, NULL, NULL));
 }
 
+/* ---- Pooled classifier head --------------------------------------------- */
+
+static const gint32 pool_pos[2] = { 6, 3 };
+static const gint32 pool_labels[2] = { 1, 2 };
+
+static float
+pooled_loss (GptdGpt *m)
+{
+  GptdRngState rng = { 99, 5 };
+  gptd_gpt_set_rng (m, &rng);
+  float loss = 0.0f;
+  g_assert_true (gptd_gpt_forward_pooled (m, tiny_tokens, pool_pos,
+                                          pool_labels, 2, 10,
+                                          GPTD_GPT_FORWARD_TRAIN, &loss,
+                                          NULL));
+  return loss;
+}
+
+/* A 3-class head with a bias read at a position per row, with dropout and
+ * the first block frozen: every trainable gradient matches finite
+ * differences, and the frozen ones stay zero. */
+static void
+test_pooled_fd (void)
+{
+  GptdGptConfig c = tiny_config ();
+  c.tie_embeddings = FALSE;
+  c.head_bias = TRUE;
+  c.n_out = 3;
+  c.dropout = 0.2f;
+  g_autoptr (GptdGpt) m = tiny_model (&c, 8);
+  g_assert_cmpuint (gptd_gpt_set_frozen (m, "*", TRUE), >, 0);
+  gptd_gpt_set_frozen (m, "h.1.*", FALSE);
+  gptd_gpt_set_frozen (m, "ln_f.*", FALSE);
+  gptd_gpt_set_frozen (m, "lm_head.*", FALSE);
+  gptd_gpt_zero_grad (m);
+  pooled_loss (m);
+  g_assert_true (gptd_gpt_backward (m, 1.0f, NULL));
+  for (guint k = 0; k < gptd_gpt_n_tensors (m); k++)
+    {
+      const GptdNnTensor *t = gptd_gpt_get_tensor (m, k);
+      if (t->frozen)
+        {
+          for (size_t i = 0; i < t->numel; i++)
+            g_assert_cmpfloat (t->grad[i], ==, 0.0f);
+          continue;
+        }
+      size_t step = MAX ((size_t) 1, t->numel / 40);
+      size_t cnt = (t->numel + step - 1) / step;
+      g_autofree double *num = g_new (double, cnt);
+      g_autofree float *ana = g_new (float, cnt);
+      for (size_t i = 0, j = 0; i < t->numel; i += step, j++)
+        {
+          float keep = t->data[i];
+          t->data[i] = keep + FD_EPS;
+          double up = pooled_loss (m);
+          t->data[i] = keep - FD_EPS;
+          double down = pooled_loss (m);
+          t->data[i] = keep;
+          num[j] = (up - down) / (2.0 * FD_EPS);
+          ana[j] = t->grad[i];
+        }
+      double err = rel_error (num, ana, cnt);
+      if (err >= 2e-2)
+        g_test_fail_printf ("%s: finite-difference relative error %g",
+                            t->name, err);
+    }
+}
+
+/* Pooled logits are the full forward's logits at the given positions; the
+ * last position gives LAST_ONLY's; a position outside the row is an error. */
+static void
+test_pooled_positions (void)
+{
+  GptdGptConfig c = tiny_config ();
+  g_autoptr (GptdGpt) m = tiny_model (&c, 6);
+  g_assert_true (gptd_gpt_forward (m, tiny_tokens, NULL, 2, 10,
+                                   GPTD_GPT_FORWARD_NONE, NULL, NULL));
+  int B, T, V;
+  g_autofree float *full =
+      g_memdup2 (gptd_gpt_get_logits (m, &B, &T, &V), 2 * 10 * 11 * 4);
+  g_assert_true (gptd_gpt_forward_pooled (m, tiny_tokens, pool_pos, NULL, 2,
+                                          10, GPTD_GPT_FORWARD_NONE, NULL,
+                                          NULL));
+  const float *got = gptd_gpt_get_logits (m, &B, &T, &V);
+  g_assert_cmpint (T, ==, 1);
+  for (int b = 0; b < 2; b++)
+    tnn_assert_close ("pooled logits", got + b * V,
+                      full + (b * 10 + pool_pos[b]) * V, V, 1e-6);
+
+  const gint32 last[2] = { 9, 9 };
+  float l1 = 0, l2 = 0;
+  const gint32 tg[2] = { 4, 7 };
+  g_assert_true (gptd_gpt_forward_pooled (m, tiny_tokens, last, tg, 2, 10,
+                                          GPTD_GPT_FORWARD_NONE, &l1, NULL));
+  g_assert_true (gptd_gpt_forward (m, tiny_tokens, tg, 2, 10,
+                                   GPTD_GPT_FORWARD_LAST_ONLY, &l2, NULL));
+  g_assert_cmpfloat (l1, ==, l2);
+
+  GError *error = NULL;
+  const gint32 bad[2] = { 3, 10 };
+  g_assert_false (gptd_gpt_forward_pooled (m, tiny_tokens, bad, NULL, 2, 10,
+                                           GPTD_GPT_FORWARD_NONE, NULL,
+                                           &error));
+  g_assert_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_INPUT);
+  g_assert_nonnull (strstr (error->message, "row 1"));
+  g_clear_error (&error);
+}
+
 /* Changing the team size after the plan regrows the per-thread scratch. */
 static void
 test_thread_change (void)
@@ -807,6 +916,8 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/model/presets", test_presets);
   g_test_add_func ("/nn/model/tensors", test_tensors);
   g_test_add_func ("/nn/model/last-only", test_last_only);
+  g_test_add_func ("/nn/grad/pooled", test_pooled_fd);
+  g_test_add_func ("/nn/model/pooled-positions", test_pooled_positions);
   g_test_add_func ("/nn/model/thread-change", test_thread_change);
   g_test_add_func ("/nn/model/decode-step", test_decode_step);
   g_test_add_func ("/nn/model/input-errors", test_input_errors);

@@ -151,6 +151,27 @@ gboolean gptd_gpt_config_from_json (const char    *json,
  */
 char *gptd_gpt_config_to_json (const GptdGptConfig *config);
 
+/**
+ * gptd_gpt_config_to_json_classifier:
+ * @config: a configuration
+ * @labels: (nullable) (array zero-terminated=1): the class names, one per
+ *   head row; NULL or a list of another length names them LABEL_i
+ * @pooling: (nullable): the pooling the classifier was trained with ("last"
+ *   or "last-token"), stored as "pooling"
+ *
+ * As gptd_gpt_config_to_json(), but a configuration with a separate head of
+ * n_out != vocab_size rows is written as Hugging Face's
+ * GPT2ForSequenceClassification: architectures, num_labels, id2label and
+ * label2id, and gptd's "pooling" (with pad_token_id 50256 for
+ * "last-token", which is how Hugging Face pools). Any other configuration
+ * gives gptd_gpt_config_to_json()'s text.
+ *
+ * Returns: (transfer full): the JSON text, ending in a newline
+ */
+char *gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
+                                          const char *const   *labels,
+                                          const char          *pooling);
+
 /* ------------------------------------------------------------------------ */
 /* Model directories                                                        */
 
@@ -214,6 +235,52 @@ gboolean gptd_gpt_dir_save (GptdGpt    *model,
                             const char *vocab_json,
                             const char *merges_txt,
                             GError    **error);
+
+/**
+ * gptd_gpt_dir_save_classifier:
+ * @model: a model
+ * @dir: the directory to write
+ * @vocab_json: (nullable): as gptd_gpt_dir_save()
+ * @merges_txt: (nullable): as gptd_gpt_dir_save()
+ * @labels: (nullable) (array zero-terminated=1): the class names
+ * @pooling: (nullable): the pooling, as gptd_gpt_config_to_json_classifier()
+ *
+ * gptd_gpt_dir_save() for a sequence classifier (a separate head of n_out
+ * != vocab_size rows): the head is stored as Hugging Face's score.weight
+ * (and score.bias, the book's head bias, which Hugging Face's loader skips
+ * with a warning) and config.json is
+ * gptd_gpt_config_to_json_classifier()'s. gptd_gpt_dir_load() maps them back.
+ * For any other model this is gptd_gpt_dir_save().
+ *
+ * Returns: %TRUE on success
+ */
+gboolean gptd_gpt_dir_save_classifier (GptdGpt           *model,
+                                       const char        *dir,
+                                       const char        *vocab_json,
+                                       const char        *merges_txt,
+                                       const char *const *labels,
+                                       const char        *pooling,
+                                       GError           **error);
+
+/**
+ * gptd_gpt_dir_read_labels:
+ * @dir: a model directory
+ * @labels: (out) (transfer full) (nullable): the class names in id order
+ *   (from id2label), or NULL when config.json has none
+ * @pooling: (out) (transfer full) (nullable): config.json's "pooling", or
+ *   NULL
+ * @error: return location for a #GError
+ *
+ * Reads a classifier's class names and pooling from @dir's config.json.
+ *
+ * Returns: %TRUE on success (also when the keys are absent); FALSE with
+ *   %GPTD_GPT_FILE_ERROR_CONFIG for an unreadable file or id2label keys
+ *   that are not 0..n-1
+ */
+gboolean gptd_gpt_dir_read_labels (const char *dir,
+                                   char     ***labels,
+                                   char      **pooling,
+                                   GError    **error);
 
 /* ------------------------------------------------------------------------ */
 /* Training state                                                           */
@@ -299,6 +366,9 @@ gboolean gptd_training_state_load (const char       *path,
  * @vocab_json: (nullable): tokenizer vocabulary to copy into each checkpoint
  * @merges_txt: (nullable): tokenizer merges to copy into each checkpoint
  * @keep: how many complete checkpoints to keep (the newest ones); 0 means 2
+ * @labels: (nullable): a classifier's class names, written as
+ *   gptd_gpt_dir_save_classifier() does
+ * @pooling: (nullable): a classifier's pooling
  *
  * Options of gptd_checkpoint_save().
  */
@@ -306,6 +376,8 @@ typedef struct {
   const char *vocab_json;
   const char *merges_txt;
   guint       keep;
+  const char *const *labels;
+  const char *pooling;
 } GptdCheckpointOptions;
 
 /**

@@ -373,6 +373,34 @@ gboolean gptd_gpt_forward (GptdGpt *model, const gint32 *tokens,
                            GError **error);
 
 /**
+ * gptd_gpt_forward_pooled:
+ * @model: a model.
+ * @tokens: (B, T) token ids, row-major.
+ * @positions: (B) the position of each row whose hidden state the head
+ *   reads, 0 <= positions[b] < @T (the last real token of a padded row).
+ * @targets: (nullable): (B) target ids; %GPTD_NN_IGNORE_INDEX leaves a row
+ *   out of the loss.  NULL computes logits only.
+ * @B: batch size, >= 1.
+ * @T: sequence length, 1 <= @T <= context_length.
+ * @flags: #GptdGptForwardFlags; %GPTD_GPT_FORWARD_LAST_ONLY is implied.
+ * @loss: (out) (optional): mean cross-entropy over the counted rows.
+ * @error: return location for a #GError.
+ *
+ * As gptd_gpt_forward() with %GPTD_GPT_FORWARD_LAST_ONLY, but the final
+ * LayerNorm, the head and the loss of row b are computed at positions[b]
+ * instead of at @T - 1; gptd_gpt_backward() follows the same positions.
+ * This is a classifier's last-token pooling over right-padded rows.
+ *
+ * Returns: FALSE with %GPTD_NN_ERROR_INPUT for a position outside [0, @T)
+ *   or any error of gptd_gpt_forward().
+ */
+gboolean gptd_gpt_forward_pooled (GptdGpt *model, const gint32 *tokens,
+                                  const gint32 *positions,
+                                  const gint32 *targets, int B, int T,
+                                  GptdGptForwardFlags flags, float *loss,
+                                  GError **error);
+
+/**
  * gptd_gpt_get_logits:
  * @model: a model after gptd_gpt_forward().
  * @B: (out) (optional): batch size of that forward.

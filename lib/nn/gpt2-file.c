@@ -189,6 +189,28 @@ get_string (JsonObject *obj, const char *key, const char *filename,
   return TRUE;
 }
 
+/* Whether a config.json describes a sequence classifier: its architectures
+ * name GPT2ForSequenceClassification, or it has num_labels. */
+static gboolean
+config_is_classifier (JsonObject *obj)
+{
+  JsonNode *node = json_object_get_member (obj, "architectures");
+  if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        {
+          JsonNode *e = json_array_get_element (a, i);
+          if (JSON_NODE_HOLDS_VALUE (e)
+              && json_node_get_value_type (e) == G_TYPE_STRING
+              && strcmp (json_node_get_string (e), "GPT2ForSequenceClassification") == 0)
+            return TRUE;
+        }
+    }
+  node = json_object_get_member (obj, "num_labels");
+  return node != NULL && !node_is_null (node);
+}
+
 gboolean
 gptd_gpt_config_from_json (const char    *json,
                            gssize         length,
@@ -327,6 +349,31 @@ gptd_gpt_config_from_json (const char    *json,
   if (found && c.n_out == c.vocab_size)
     c.n_out = 0;
 
+  /* Hugging Face's GPT2ForSequenceClassification: a head of num_labels rows
+   * (score.weight), never tied; its size is num_labels, else id2label's. */
+  if (config_is_classifier (obj))
+    {
+      int num_labels = 0;
+      if (!get_int (obj, "num_labels", fname, &num_labels, &found, error))
+        return FALSE;
+      if (!found)
+        {
+          JsonNode *node = json_object_get_member (obj, "id2label");
+          if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+            num_labels = (int) json_object_get_size (json_node_get_object (node));
+        }
+      if (num_labels < 1)
+        {
+          config_error (error, fname, "num_labels",
+                        "a sequence classifier needs num_labels (or id2label) of "
+                        "at least one class");
+          return FALSE;
+        }
+      c.n_out = num_labels;
+      c.tie_embeddings = FALSE;
+      flags |= GPTD_GPT_CONFIG_EXPLICIT_TIE;
+    }
+
   c.dropout = 0.1f;
   if (!get_number (obj, "resid_pdrop", fname, &d, &found, error))
     return FALSE;
@@ -349,18 +396,80 @@ gptd_gpt_config_from_json (const char    *json,
   return TRUE;
 }
 
+/* Appends @str as a JSON string. */
+static void
+append_json_string (GString *s, const char *str)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_VALUE);
+  json_node_set_string (node, str);
+  g_autofree char *text = json_to_string (node, FALSE);
+  g_string_append (s, text);
+}
+
+/* The keys of a sequence classifier: num_labels, id2label and label2id (the
+ * names given, else LABEL_i as Hugging Face names them), the pooling. */
+static void
+append_classifier_keys (GString *s, int n_out, const char *const *labels,
+                        const char *pooling)
+{
+  g_string_append_printf (s, "  \"num_labels\": %d,\n", n_out);
+  for (int pass = 0; pass < 2; pass++)
+    {
+      g_string_append (s, pass == 0 ? "  \"id2label\": {" : "  \"label2id\": {");
+      for (int i = 0; i < n_out; i++)
+        {
+          g_autofree char *fallback = g_strdup_printf ("LABEL_%d", i);
+          gboolean named = labels != NULL && g_strv_length ((char **) labels) == (guint) n_out;
+          const char *name = named ? labels[i] : fallback;
+          g_autofree char *id = g_strdup_printf ("%d", i);
+          g_string_append (s, i > 0 ? ", " : "");
+          append_json_string (s, pass == 0 ? id : name);
+          g_string_append (s, ": ");
+          if (pass == 0)
+            append_json_string (s, name);
+          else
+            g_string_append (s, id);
+        }
+      g_string_append (s, "},\n");
+    }
+  if (pooling != NULL)
+    {
+      g_string_append (s, "  \"pooling\": ");
+      append_json_string (s, pooling);
+      g_string_append (s, ",\n");
+      /* Hugging Face pools at the last token that is not padding. */
+      if (strcmp (pooling, "last-token") == 0)
+        g_string_append (s, "  \"pad_token_id\": 50256,\n");
+    }
+}
+
 char *
 gptd_gpt_config_to_json (const GptdGptConfig *config)
+{
+  return gptd_gpt_config_to_json_classifier (config, NULL, NULL);
+}
+
+char *
+gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
+                                    const char *const   *labels,
+                                    const char          *pooling)
 {
   g_return_val_if_fail (config != NULL, NULL);
 
   const GptdGptConfig *c = config;
   int n_out = c->n_out ? c->n_out : c->vocab_size;
+  gboolean classifier = c->n_out != 0 && !c->tie_embeddings;
   g_autofree char *eps = format_float (c->layer_norm_epsilon);
   g_autofree char *drop = format_float (c->dropout);
   GString *s = g_string_new ("{\n");
   g_string_append (s, "  \"model_type\": \"gpt2\",\n");
-  g_string_append (s, "  \"architectures\": [\"GPT2LMHeadModel\"],\n");
+  if (classifier)
+    {
+      g_string_append (s, "  \"architectures\": [\"GPT2ForSequenceClassification\"],\n");
+      append_classifier_keys (s, n_out, labels, pooling);
+    }
+  else
+    g_string_append (s, "  \"architectures\": [\"GPT2LMHeadModel\"],\n");
   g_string_append_printf (s, "  \"n_layer\": %d,\n", c->n_layer);
   g_string_append_printf (s, "  \"n_head\": %d,\n", c->n_head);
   g_string_append_printf (s, "  \"n_embd\": %d,\n", c->n_embd);
@@ -422,6 +531,11 @@ index_stored_tensors (GptdSafetensors *st, GError **error)
         name += strlen ("transformer.");
       if (is_attention_buffer (name))
         continue;
+      /* A sequence classifier's head (Hugging Face's score) is the model's. */
+      if (strcmp (name, "score.weight") == 0)
+        name = "lm_head.weight";
+      else if (strcmp (name, "score.bias") == 0)
+        name = "lm_head.bias";
       const GptdSafetensorsTensor *other = g_hash_table_lookup (map, name);
       if (other != NULL)
         {
@@ -613,6 +727,70 @@ gptd_gpt_dir_load (const char *dir, GError **error)
   return g_steal_pointer (&model);
 }
 
+gboolean
+gptd_gpt_dir_read_labels (const char *dir, char ***labels, char **pooling, GError **error)
+{
+  g_return_val_if_fail (dir != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (labels != NULL)
+    *labels = NULL;
+  if (pooling != NULL)
+    *pooling = NULL;
+  g_autofree char *path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
+  g_autofree char *json = NULL;
+  gsize len;
+  if (!read_text_file (path, &json, &len, error))
+    return FALSE;
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr (GError) local = NULL;
+  if (!json_parser_load_from_data (parser, json, (gssize) len, &local))
+    {
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG, "%s: %s", path,
+                   local->message);
+      return FALSE;
+    }
+  JsonNode *root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
+                   "%s: not a JSON object", path);
+      return FALSE;
+    }
+  JsonObject *obj = json_node_get_object (root);
+  const char *p = NULL;
+  if (!get_string (obj, "pooling", path, &p, error))
+    return FALSE;
+  JsonNode *node = json_object_get_member (obj, "id2label");
+  g_auto (GStrv) names = NULL;
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObject *map = json_node_get_object (node);
+      guint n = json_object_get_size (map);
+      names = g_new0 (char *, n + 1);
+      for (guint i = 0; i < n; i++)
+        {
+          char key[16];
+          g_snprintf (key, sizeof key, "%u", i);
+          JsonNode *v = json_object_get_member (map, key);
+          if (v == NULL || !JSON_NODE_HOLDS_VALUE (v)
+              || json_node_get_value_type (v) != G_TYPE_STRING)
+            {
+              config_error (error, path, "id2label",
+                            "needs a string for every id from 0 to %u (none for %s)",
+                            n - 1, key);
+              return FALSE;
+            }
+          names[i] = g_strdup (json_node_get_string (v));
+        }
+    }
+  if (labels != NULL)
+    *labels = g_steal_pointer (&names);
+  if (pooling != NULL)
+    *pooling = g_strdup (p);
+  return TRUE;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Saving a model directory */
 
@@ -636,6 +814,19 @@ gptd_gpt_dir_save (GptdGpt    *model,
                    const char *merges_txt,
                    GError    **error)
 {
+  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL,
+                                       error);
+}
+
+gboolean
+gptd_gpt_dir_save_classifier (GptdGpt           *model,
+                              const char        *dir,
+                              const char        *vocab_json,
+                              const char        *merges_txt,
+                              const char *const *labels,
+                              const char        *pooling,
+                              GError           **error)
+{
   g_return_val_if_fail (model != NULL, FALSE);
   g_return_val_if_fail (dir != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -644,19 +835,26 @@ gptd_gpt_dir_save (GptdGpt    *model,
     return FALSE;
 
   /* The weights first, then the configuration, then the tokenizer. */
+  const GptdGptConfig *config = gptd_gpt_get_config (model);
+  gboolean classifier = config->n_out != 0 && !config->tie_embeddings;
   g_autoptr (GptdSafetensorsWriter) w = gptd_safetensors_writer_new ();
   guint n = gptd_gpt_n_tensors (model);
   for (guint i = 0; i < n; i++)
     {
       const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
-      gptd_safetensors_writer_add_f32 (w, t->name, (guint) t->ndim, t->shape, t->data);
+      const char *name = t->name;
+      if (classifier && strcmp (name, "lm_head.weight") == 0)
+        name = "score.weight";
+      else if (classifier && strcmp (name, "lm_head.bias") == 0)
+        name = "score.bias";
+      gptd_safetensors_writer_add_f32 (w, name, (guint) t->ndim, t->shape, t->data);
     }
   gptd_safetensors_writer_set_metadata (w, "format", "pt");
   g_autofree char *weights_path = g_build_filename (dir, GPTD_GPT_DIR_WEIGHTS, NULL);
   if (!gptd_safetensors_writer_write (w, weights_path, error))
     return FALSE;
 
-  g_autofree char *json = gptd_gpt_config_to_json (gptd_gpt_get_config (model));
+  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling);
   g_autofree char *config_path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
   if (!gptd_atomic_file_set_contents (config_path, json, strlen (json), error))
     return FALSE;
@@ -1238,7 +1436,8 @@ gptd_checkpoint_save (const char                  *root,
     return FALSE;
 
   /* 2. Its files, each durable. */
-  if (!gptd_gpt_dir_save (model, dir, options->vocab_json, options->merges_txt, error))
+  if (!gptd_gpt_dir_save_classifier (model, dir, options->vocab_json, options->merges_txt,
+                                     options->labels, options->pooling, error))
     return FALSE;
   if (opt != NULL)
     {

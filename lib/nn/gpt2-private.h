@@ -51,6 +51,7 @@ struct _GptdGpt {
   float *branch;                /* (BT,C) */
   float *ce_lse;                /* (BT) */
   gint32 *tokens, *targets;     /* (BT) */
+  gint32 *pool_pos;             /* (B): the head's position per row */
 
   /* Last forward. */
   int fw_B, fw_T;

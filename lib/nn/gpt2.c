@@ -231,6 +231,7 @@ plan_clear (GptdGpt *m)
   g_clear_pointer (&m->res, g_free);
   g_clear_pointer (&m->tokens, g_free);
   g_clear_pointer (&m->targets, g_free);
+  g_clear_pointer (&m->pool_pos, g_free);
   m->plan_bt = 0;
   m->plan_t = 0;
   m->plan_nt = 0;
@@ -465,8 +466,9 @@ plan (GptdGpt *m, int B, int T, GError **error)
   m->scratch = gptd__nn_alloc (m->scratch_bytes);
   m->tokens = g_try_new (gint32, bt);
   m->targets = g_try_new (gint32, bt);
+  m->pool_pos = g_try_new (gint32, bt);
   if (m->act == NULL || m->big == NULL || m->scratch == NULL ||
-      m->tokens == NULL || m->targets == NULL)
+      m->tokens == NULL || m->targets == NULL || m->pool_pos == NULL)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate activations for %zu positions "
@@ -524,14 +526,14 @@ drop_for (GptdGpt *m, gboolean train, guint64 counter, guint site)
 #define SITE_ATT_RES(l) (2 + 3 * (guint) (l))
 #define SITE_MLP_RES(l) (3 + 3 * (guint) (l))
 
-gboolean
-gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
-                  int B, int T, GptdGptForwardFlags flags, float *loss,
-                  GError **error)
+/* The forward of gptd_gpt_forward() and gptd_gpt_forward_pooled(): with
+ * @positions (which implies LAST_ONLY) the head reads row b at positions[b],
+ * else at T - 1. */
+static gboolean
+forward (GptdGpt *m, const gint32 *tokens, const gint32 *positions,
+         const gint32 *targets, int B, int T, GptdGptForwardFlags flags,
+         float *loss, GError **error)
 {
-  g_return_val_if_fail (m != NULL, FALSE);
-  g_return_val_if_fail (tokens != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   const GptdGptConfig *cfg = &m->cfg;
   const int L = cfg->n_layer, nh = cfg->n_head, V = m->n_out;
   const size_t C = (size_t) cfg->n_embd;
@@ -571,9 +573,22 @@ gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
                        targets[i], i, V, GPTD_NN_IGNORE_INDEX);
           return FALSE;
         }
+  if (positions != NULL)
+    for (int b = 0; b < B; b++)
+      if (positions[b] < 0 || positions[b] >= T)
+        {
+          g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_INPUT,
+                       "pooling position %d of batch row %d is outside the "
+                       "sequence [0, %d)",
+                       positions[b], b, T);
+          return FALSE;
+        }
   if (!plan (m, B, T, error))
     return FALSE;
 
+  if (last_only)
+    for (int b = 0; b < B; b++)
+      m->pool_pos[b] = positions != NULL ? positions[b] : T - 1;
   memcpy (m->tokens, tokens, BT * sizeof (gint32));
   if (targets != NULL)
     memcpy (m->targets, targets, n_targets * sizeof (gint32));
@@ -652,7 +667,8 @@ gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
       for (int b = 0; b < B; b++)
         gptd__nn_layernorm_rows (m->lnf + b * C, m->lnf_mean + b,
                                  m->lnf_rstd + b,
-                                 m->res[L] + ((size_t) b * T + T - 1) * C,
+                                 m->res[L] + ((size_t) b * T +
+                                              (size_t) m->pool_pos[b]) * C,
                                  m->lnf_w->data, m->lnf_b->data, 1, (int) C,
                                  eps);
     }
@@ -677,6 +693,31 @@ gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
         *loss = count > 0 ? (float) (sum / (double) count) : NAN;
     }
   return TRUE;
+}
+
+gboolean
+gptd_gpt_forward (GptdGpt *m, const gint32 *tokens, const gint32 *targets,
+                  int B, int T, GptdGptForwardFlags flags, float *loss,
+                  GError **error)
+{
+  g_return_val_if_fail (m != NULL, FALSE);
+  g_return_val_if_fail (tokens != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return forward (m, tokens, NULL, targets, B, T, flags, loss, error);
+}
+
+gboolean
+gptd_gpt_forward_pooled (GptdGpt *m, const gint32 *tokens,
+                         const gint32 *positions, const gint32 *targets, int B,
+                         int T, GptdGptForwardFlags flags, float *loss,
+                         GError **error)
+{
+  g_return_val_if_fail (m != NULL, FALSE);
+  g_return_val_if_fail (tokens != NULL, FALSE);
+  g_return_val_if_fail (positions != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return forward (m, tokens, positions, targets, B, T,
+                  flags | GPTD_GPT_FORWARD_LAST_ONLY, loss, error);
 }
 
 const float *
@@ -787,7 +828,7 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
   if (last_only)
     for (int b = 0; b < B; b++)
       {
-        size_t r = (size_t) b * T + T - 1;
+        size_t r = (size_t) b * T + (size_t) m->pool_pos[b];
         gptd__nn_layernorm_backward (dres + r * C, grad_or_null (m->lnf_w),
                                      grad_or_null (m->lnf_b), dlnf + b * C,
                                      m->res[L] + r * C, m->lnf_mean + b,

@@ -17,12 +17,19 @@ TESTS += tests/test-nn-golden
 tests_test_nn_golden_SOURCES = tests/test-nn-golden.c tests/test-nn-util.h
 tests_test_nn_golden_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-classify-golden
+TESTS += tests/test-classify-golden
+tests_test_classify_golden_SOURCES = tests/test-classify-golden.c tests/test-nn-util.h
+tests_test_classify_golden_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-nn-grad
 TESTS += tests/test-nn-grad
 tests_test_nn_grad_SOURCES = tests/test-nn-grad.c tests/test-nn-util.h
 tests_test_nn_grad_LDADD = $(TEST_LIBS)
 
 EXTRA_DIST += \
+	tests/golden/classify/make_goldens.py \
+	tests/golden/classify/tiny.bin \
 	tests/golden/nn/make_goldens.py \
 	tests/golden/nn/tiny-untied.bin \
 	tests/golden/nn/tiny-tied.bin \

@@ -20,6 +20,8 @@ struct _GptdTrainMetrics {
   FILE *metrics;
   FILE *eval;
   GArray *evals; /* GptdTrainEval */
+  gboolean accuracy;
+  char *acc_plot_path;
 };
 
 void
@@ -115,6 +117,8 @@ collect_eval (char **fields, gpointer data)
     .tokens_seen = g_ascii_strtoull (fields[2], NULL, 10),
     .train_loss = parse_cell (fields[3]),
     .val_loss = parse_cell (fields[4]),
+    .train_acc = fields[5] ? parse_cell (fields[5]) : NAN,
+    .val_acc = fields[5] && fields[6] ? parse_cell (fields[6]) : NAN,
   };
   g_array_append_val (evals, e);
 }
@@ -150,17 +154,31 @@ GptdTrainMetrics *
 gptd__train_metrics_open (const char *run_dir, gboolean resume, gint64 keep_steps,
                           GError **error)
 {
-  g_autoptr (GptdTrainMetrics) m = g_new0 (GptdTrainMetrics, 1);
+  return gptd__train_metrics_open_full (run_dir, resume, keep_steps, FALSE, error);
+}
 
+GptdTrainMetrics *
+gptd__train_metrics_open_full (const char *run_dir, gboolean resume, gint64 keep_steps,
+                               gboolean accuracy, GError **error)
+{
+  g_autoptr (GptdTrainMetrics) m = g_new0 (GptdTrainMetrics, 1);
+  const char *extra = accuracy ? GPTD__TRAIN_ACC_COLUMNS : "";
+  guint n_extra = accuracy ? 2 : 0;
+  g_autofree char *metrics_header = g_strconcat (GPTD__TRAIN_METRICS_HEADER, extra, NULL);
+  g_autofree char *eval_header = g_strconcat (GPTD__TRAIN_EVAL_HEADER, extra, NULL);
+
+  m->accuracy = accuracy;
   m->metrics_path = g_build_filename (run_dir, "metrics.csv", NULL);
   m->eval_path = g_build_filename (run_dir, "eval.csv", NULL);
   m->plot_path = g_build_filename (run_dir, "loss.svg", NULL);
+  if (accuracy)
+    m->acc_plot_path = g_build_filename (run_dir, "accuracy.svg", NULL);
   m->evals = g_array_new (FALSE, FALSE, sizeof (GptdTrainEval));
-  m->metrics = start_file (m->metrics_path, GPTD__TRAIN_METRICS_HEADER, resume, 8,
+  m->metrics = start_file (m->metrics_path, metrics_header, resume, 8 + n_extra,
                            keep_steps, NULL, error);
   if (m->metrics == NULL)
     return NULL;
-  m->eval = start_file (m->eval_path, GPTD__TRAIN_EVAL_HEADER, resume, 5, keep_steps,
+  m->eval = start_file (m->eval_path, eval_header, resume, 5 + n_extra, keep_steps,
                         m->evals, error);
   if (m->eval == NULL)
     return NULL;
@@ -181,6 +199,7 @@ gptd__train_metrics_free (GptdTrainMetrics *m)
   g_free (m->metrics_path);
   g_free (m->eval_path);
   g_free (m->plot_path);
+  g_free (m->acc_plot_path);
   g_free (m);
 }
 
@@ -213,9 +232,17 @@ gptd__train_metrics_append (GptdTrainMetrics *m, const GptdTrainMetricsRow *row,
     el[0] = '\0';
   else
     g_snprintf (el, sizeof el, "%.3f", row->elapsed_s);
+  char ta[32] = "", va[32] = "";
+  if (m->accuracy)
+    {
+      gptd__train_format_value (ta, sizeof ta, row->train_acc);
+      gptd__train_format_value (va, sizeof va, row->val_acc);
+    }
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT ",%u,%" G_GUINT64_FORMAT
-                                           ",%s,%s,%s,%s,%s\n", row->step, row->epoch,
-                                           row->tokens_seen, tl, vl, lr, tps, el);
+                                           ",%s,%s,%s,%s,%s%s%s%s%s\n", row->step,
+                                           row->epoch, row->tokens_seen, tl, vl, lr, tps,
+                                           el, m->accuracy ? "," : "", ta,
+                                           m->accuracy ? "," : "", va);
   return write_line (m->metrics, m->metrics_path, line, error);
 }
 
@@ -226,9 +253,17 @@ gptd__train_metrics_add_eval (GptdTrainMetrics *m, const GptdTrainEval *eval,
   char tl[32], vl[32];
   gptd__train_format_value (tl, sizeof tl, eval->train_loss);
   gptd__train_format_value (vl, sizeof vl, eval->val_loss);
+  char ta[32] = "", va[32] = "";
+  if (m->accuracy)
+    {
+      gptd__train_format_value (ta, sizeof ta, eval->train_acc);
+      gptd__train_format_value (va, sizeof va, eval->val_acc);
+    }
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT ",%u,%" G_GUINT64_FORMAT
-                                           ",%s,%s\n", eval->step, eval->epoch,
-                                           eval->tokens_seen, tl, vl);
+                                           ",%s,%s%s%s%s%s\n", eval->step, eval->epoch,
+                                           eval->tokens_seen, tl, vl,
+                                           m->accuracy ? "," : "", ta,
+                                           m->accuracy ? "," : "", va);
   g_array_append_val (m->evals, *eval);
   return write_line (m->eval, m->eval_path, line, error);
 }
@@ -245,7 +280,23 @@ gptd__train_metrics_write_plot (GptdTrainMetrics *m, GError **error)
 {
   g_autofree char *svg = gptd__train_plot_svg ((const GptdTrainEval *) m->evals->data,
                                                m->evals->len, NULL);
-  return gptd_atomic_file_set_contents (m->plot_path, svg, strlen (svg), error);
+  if (!gptd_atomic_file_set_contents (m->plot_path, svg, strlen (svg), error))
+    return FALSE;
+  if (!m->accuracy)
+    return TRUE;
+  /* The same plot of the accuracies. */
+  g_autoptr (GArray) acc = g_array_sized_new (FALSE, FALSE, sizeof (GptdTrainEval),
+                                              m->evals->len);
+  for (guint i = 0; i < m->evals->len; i++)
+    {
+      GptdTrainEval e = g_array_index (m->evals, GptdTrainEval, i);
+      e.train_loss = e.train_acc;
+      e.val_loss = e.val_acc;
+      g_array_append_val (acc, e);
+    }
+  g_autofree char *acc_svg = gptd__train_plot_svg ((const GptdTrainEval *) acc->data,
+                                                   acc->len, "Accuracy");
+  return gptd_atomic_file_set_contents (m->acc_plot_path, acc_svg, strlen (acc_svg), error);
 }
 
 /* ---- The SVG plot --------------------------------------------------------------- */

@@ -9,6 +9,9 @@
  *  - loss.svg: the evaluated train and validation losses against tokens seen, as
  *    the book's loss figure, drawn as hand-written SVG.
  *
+ * A classifier's metrics (opened with accuracy) add the columns train_acc,val_acc
+ * to both files and draw accuracy.svg as well.
+ *
  * Floating-point values are written with 9 significant digits, so a float32 loss
  * reads back as the same float. When a run resumes from a checkpoint taken after
  * N steps, rows of steps >= N (written after the checkpoint by the interrupted
@@ -30,6 +33,8 @@ typedef struct {
   double lr;
   double tokens_per_s;
   double elapsed_s;
+  double train_acc; /* only written with accuracy */
+  double val_acc;
 } GptdTrainMetricsRow;
 
 /* One evaluation: the points of the loss plot. */
@@ -39,6 +44,8 @@ typedef struct {
   guint64 tokens_seen;
   double train_loss;
   double val_loss;
+  double train_acc; /* only written with accuracy */
+  double val_acc;
 } GptdTrainEval;
 
 typedef struct _GptdTrainMetrics GptdTrainMetrics;
@@ -46,12 +53,19 @@ typedef struct _GptdTrainMetrics GptdTrainMetrics;
 #define GPTD__TRAIN_METRICS_HEADER \
   "step,epoch,tokens_seen,train_loss,val_loss,lr,tokens_per_s,elapsed_s"
 #define GPTD__TRAIN_EVAL_HEADER "step,epoch,tokens_seen,train_loss,val_loss"
+#define GPTD__TRAIN_ACC_COLUMNS ",train_acc,val_acc"
 
 /* Opens the metrics of @run_dir. Without @resume the files start afresh (header
  * only). With @resume, rows whose step is below @keep_steps are kept (a missing
  * file starts afresh), the rest dropped, and the files rewritten atomically. */
 GptdTrainMetrics *gptd__train_metrics_open (const char *run_dir, gboolean resume,
                                             gint64 keep_steps, GError **error);
+
+/* As gptd__train_metrics_open(); with @accuracy the files have the accuracy
+ * columns and write_plot() also writes accuracy.svg. */
+GptdTrainMetrics *gptd__train_metrics_open_full (const char *run_dir, gboolean resume,
+                                                 gint64 keep_steps, gboolean accuracy,
+                                                 GError **error);
 void gptd__train_metrics_free (GptdTrainMetrics *metrics);
 
 /* Appends one step row to metrics.csv (flushed). */

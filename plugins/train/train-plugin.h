@@ -1,5 +1,5 @@
-/* train-plugin.h: the stage types of the train plugin (token-windows and
- * gpt-trainer) and what their files share. */
+/* train-plugin.h: the stage types of the train plugin (token-windows,
+ * gpt-trainer and classifier-trainer) and what their files share. */
 #pragma once
 
 #include <gptd/stage.h>
@@ -8,5 +8,6 @@ G_BEGIN_DECLS
 
 extern const GptdStageType gptd__token_windows_type;
 extern const GptdStageType gptd__gpt_trainer_type;
+extern const GptdStageType gptd__classifier_trainer_type;
 
 G_END_DECLS

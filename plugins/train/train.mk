@@ -14,7 +14,10 @@ plugins_train_train_la_SOURCES = \
 	plugins/train/plugin.c \
 	plugins/train/train-plugin.h \
 	plugins/train/token-windows.c \
-	plugins/train/gpt-trainer.c
+	plugins/train/trainer.c \
+	plugins/train/trainer.h \
+	plugins/train/gpt-trainer.c \
+	plugins/train/classifier-trainer.c
 plugins_train_train_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_train_train_la_LIBADD = plugins/train/libtrain-core.la $(PLUGIN_LIBS)
 
