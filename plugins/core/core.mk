@@ -11,3 +11,9 @@ check_PROGRAMS += tests/test-runner-stages
 TESTS += tests/test-runner-stages
 tests_test_runner_stages_SOURCES = tests/test-runner-stages.c tests/test-pipeline-util.h
 tests_test_runner_stages_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-table-source
+TESTS += tests/test-table-source
+tests_test_table_source_SOURCES = tests/test-table-source.c tests/test-pipeline-util.h \
+	tests/test-bpe-util.h
+tests_test_table_source_LDADD = $(TEST_LIBS)
