@@ -1,8 +1,11 @@
 /* plugin.c: the train plugin's entry point. It provides token-windows (the book's
- * sliding-window data set) and gpt-trainer (the book's pretraining loop). */
+ * sliding-window data set), classification-dataset (the book's labelled data set
+ * for classification fine-tuning) and gpt-trainer (the book's pretraining loop). */
 #include <gptd/plugin.h>
 
 #include "train-plugin.h"
 
-GPTD_PLUGIN_DEFINE ("train", "Sliding-window data sets and GPT pretraining with exact resume",
-                    "0.1.0", "MIT", &gptd__token_windows_type, &gptd__gpt_trainer_type);
+GPTD_PLUGIN_DEFINE ("train", "Sliding-window and classification data sets and GPT "
+                    "pretraining with exact resume", "0.1.0", "MIT",
+                    &gptd__token_windows_type, &gptd__classification_dataset_type,
+                    &gptd__gpt_trainer_type);

@@ -1,11 +1,14 @@
-# Build fragment for plugins/train: the train plugin (token-windows, gpt-trainer);
-# see the top-level Makefile.am. The data-set and metrics code sits in a
-# convenience library that both the plugin and its unit tests link.
+# Build fragment for plugins/train: the train plugin (token-windows,
+# classification-dataset, gpt-trainer); see the top-level Makefile.am. The data-set
+# and metrics code sits in a convenience library that both the plugin and its unit
+# tests link.
 
 noinst_LTLIBRARIES += plugins/train/libtrain-core.la
 plugins_train_libtrain_core_la_SOURCES = \
 	plugins/train/windows.c \
 	plugins/train/windows.h \
+	plugins/train/classes.c \
+	plugins/train/classes.h \
 	plugins/train/metrics.c \
 	plugins/train/metrics.h
 
@@ -14,6 +17,7 @@ plugins_train_train_la_SOURCES = \
 	plugins/train/plugin.c \
 	plugins/train/train-plugin.h \
 	plugins/train/token-windows.c \
+	plugins/train/classification-dataset.c \
 	plugins/train/gpt-trainer.c
 plugins_train_train_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_train_train_la_LIBADD = plugins/train/libtrain-core.la $(PLUGIN_LIBS)
