@@ -50,7 +50,8 @@ gptd__classes_split_sizes (guint64 n, const double *fractions, guint n_fractions
 
   for (guint k = 0; k < n_fractions; k++)
     {
-      double s = (double) n * fractions[k] + 1e-6;
+      /* int(len(df) * frac), truncating as the book does (90 * 0.7 gives 62). */
+      double s = (double) n * fractions[k];
       sizes[k] = s >= (double) n ? n : (guint64) s;
       sizes[k] = MIN (sizes[k], n - used);
       used += sizes[k];

@@ -37,9 +37,10 @@ G_BEGIN_DECLS
 
 /* ---- Pure functions ------------------------------------------------------- */
 
-/* Sizes of the splits of @n examples: sizes[k] = floor(n * fractions[k]) (1e-6 added
- * to absorb rounding); when the fractions sum to 1 (within 1e-9), the last split
- * with a fraction above 0 takes the rest instead, as the book's test split does.
+/* Sizes of the splits of @n examples: sizes[k] = (guint64) (n * fractions[k]), the
+ * book's int(len(df) * frac) computed in doubles alike; when the fractions sum to 1
+ * (within 1e-9), the last split with a fraction above 0 takes the rest instead, as
+ * the book's test split does.
  * A fraction of 0 leaves its split empty. */
 void gptd__classes_split_sizes (guint64 n, const double *fractions, guint n_fractions,
                                 guint64 *sizes);
