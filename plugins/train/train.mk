@@ -42,3 +42,14 @@ dist_pipelines_DATA += pipelines/verdict-pretrain.pipeline pipelines/quickstart.
 bytesvocabdir = $(pipelinesdir)/vocab/bytes
 dist_bytesvocab_DATA = pipelines/vocab/bytes/encoder.json pipelines/vocab/bytes/vocab.bpe
 EXTRA_DIST += pipelines/vocab/bytes/make-bytes-vocab.py
+
+check_PROGRAMS += tests/test-classification-dataset
+TESTS += tests/test-classification-dataset
+tests_test_classification_dataset_SOURCES = tests/test-classification-dataset.c \
+	tests/test-pipeline-util.h
+tests_test_classification_dataset_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+
+# The data side of classification fine-tuning, and the split sizes of the book's
+# random_split with the script that computed them.
+dist_pipelines_DATA += pipelines/sms-spam-data.pipeline
+EXTRA_DIST += tests/golden/classes/make_goldens.py tests/golden/classes/split-sizes.txt
