@@ -1,4 +1,5 @@
-/* core.h: the stage types of the core plugin (libgptd-core). */
+/* core.h: the stage types of the core plugin (libgptd-core) and what their files
+ * share. */
 #ifndef GPTD_CORE_H
 #define GPTD_CORE_H
 
@@ -6,5 +7,16 @@
 
 extern const GptdStageType gptd_core_text_source_type;
 extern const GptdStageType gptd_core_dump_type;
+extern const GptdStageType gptd_core_table_source_type;
+
+/* Checks that data[0..len) is UTF-8. When it is not: without @replace, returns FALSE
+ * with an error "WHERE: invalid UTF-8 at byte offset N" (N = @offset plus the
+ * position of the first bad byte); with @replace, logs a warning naming @where and
+ * the offset and, when @fixed is not NULL, sets *fixed to a copy with U+FFFD in place
+ * of the invalid bytes (free it with g_free()). *fixed is NULL when nothing was
+ * replaced. */
+gboolean gptd__core_check_utf8 (GptdStageContext *ctx, const char *where,
+                                guint64 offset, const guint8 *data, gsize len,
+                                gboolean replace, char **fixed, GError **error);
 
 #endif /* GPTD_CORE_H */

@@ -172,22 +172,10 @@ emit_chunk (TextSource *self, GptdStageContext *ctx, const char *path, guint64 i
 {
   Gptd__Document doc = GPTD__DOCUMENT__INIT;
   g_autofree char *fixed = NULL;
-  const char *bad = NULL;
-  if (!g_utf8_validate ((const char *) data, (gssize) len, &bad))
+  if (!gptd__core_check_utf8 (ctx, path, offset, data, len, self->replace, &fixed, error))
+    return FALSE;
+  if (fixed)
     {
-      if (!self->replace)
-        {
-          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
-                       "%s: invalid UTF-8 at byte offset %" G_GUINT64_FORMAT
-                       " (set invalid=replace to replace it with U+FFFD)", path,
-                       offset + (guint64) ((const guint8 *) bad - data));
-          return FALSE;
-        }
-      gptd_stage_log (ctx, G_LOG_LEVEL_WARNING,
-                      "%s: invalid UTF-8 from byte offset %" G_GUINT64_FORMAT
-                      " replaced with U+FFFD", path,
-                      offset + (guint64) ((const guint8 *) bad - data));
-      fixed = g_utf8_make_valid ((const char *) data, (gssize) len);
       data = (const guint8 *) fixed;
       len = strlen (fixed);
     }

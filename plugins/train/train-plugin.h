@@ -1,5 +1,6 @@
 /* train-plugin.h: the stage types of the train plugin (token-windows,
- * gpt-trainer and classifier-trainer) and what their files share. */
+ * classification-dataset, gpt-trainer and classifier-trainer) and what their
+ * files share. */
 #pragma once
 
 #include <gptd/stage.h>
@@ -7,6 +8,7 @@
 G_BEGIN_DECLS
 
 extern const GptdStageType gptd__token_windows_type;
+extern const GptdStageType gptd__classification_dataset_type;
 extern const GptdStageType gptd__gpt_trainer_type;
 extern const GptdStageType gptd__classifier_trainer_type;
 

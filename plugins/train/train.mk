@@ -1,11 +1,14 @@
-# Build fragment for plugins/train: the train plugin (token-windows, gpt-trainer);
-# see the top-level Makefile.am. The data-set and metrics code sits in a
-# convenience library that both the plugin and its unit tests link.
+# Build fragment for plugins/train: the train plugin (token-windows,
+# classification-dataset, gpt-trainer); see the top-level Makefile.am. The data-set
+# and metrics code sits in a convenience library that both the plugin and its unit
+# tests link.
 
 noinst_LTLIBRARIES += plugins/train/libtrain-core.la
 plugins_train_libtrain_core_la_SOURCES = \
 	plugins/train/windows.c \
 	plugins/train/windows.h \
+	plugins/train/classes.c \
+	plugins/train/classes.h \
 	plugins/train/metrics.c \
 	plugins/train/metrics.h
 
@@ -14,6 +17,7 @@ plugins_train_train_la_SOURCES = \
 	plugins/train/plugin.c \
 	plugins/train/train-plugin.h \
 	plugins/train/token-windows.c \
+	plugins/train/classification-dataset.c \
 	plugins/train/trainer.c \
 	plugins/train/trainer.h \
 	plugins/train/gpt-trainer.c \
@@ -41,3 +45,14 @@ dist_pipelines_DATA += pipelines/verdict-pretrain.pipeline pipelines/quickstart.
 bytesvocabdir = $(pipelinesdir)/vocab/bytes
 dist_bytesvocab_DATA = pipelines/vocab/bytes/encoder.json pipelines/vocab/bytes/vocab.bpe
 EXTRA_DIST += pipelines/vocab/bytes/make-bytes-vocab.py
+
+check_PROGRAMS += tests/test-classification-dataset
+TESTS += tests/test-classification-dataset
+tests_test_classification_dataset_SOURCES = tests/test-classification-dataset.c \
+	tests/test-pipeline-util.h
+tests_test_classification_dataset_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+
+# The data side of classification fine-tuning, and the split sizes of the book's
+# random_split with the script that computed them.
+dist_pipelines_DATA += pipelines/sms-spam-data.pipeline
+EXTRA_DIST += tests/golden/classes/make_goldens.py tests/golden/classes/split-sizes.txt
