@@ -180,18 +180,10 @@ gptd_cli_validate (int argc, char **argv)
 
   if (json)
     {
-      Gptd__ValidateResult result = GPTD__VALIDATE_RESULT__INIT;
-      result.valid = pipeline != NULL;
-      g_autofree char **texts = NULL;
-      if (problems)
-        {
-          texts = g_new0 (char *, problems->len);
-          for (guint i = 0; i < problems->len; i++)
-            texts[i] = ((GptdPipelineProblem *) problems->pdata[i])->text;
-          result.n_problems = problems->len;
-          result.problems = texts;
-        }
-      print_json (&result.base);
+      Gptd__ValidateResult *result = gptd_validate_result_new (problems,
+                                                               pipeline ? NULL : error);
+      print_json (&result->base);
+      gptd_validate_result_free (result);
     }
   else if (pipeline)
     g_print ("%s: valid: pipeline %s, %u stage%s\n", file, gptd_pipeline_get_name (pipeline),

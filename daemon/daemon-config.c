@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <gptd/registry.h>
+
 #include "daemon-config.h"
 
 #ifndef GPTD_SYSCONFDIR
@@ -89,25 +91,10 @@ closest_key (const char *name)
   guint best_d = G_MAXUINT;
   for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
     {
-      /* Edit distance on short strings. */
-      gsize a = strlen (name), b = strlen (keys[i].name);
-      g_autofree guint *prev = g_new (guint, b + 1);
-      g_autofree guint *cur = g_new (guint, b + 1);
-      for (gsize j = 0; j <= b; j++)
-        prev[j] = j;
-      for (gsize k = 1; k <= a; k++)
+      guint d = gptd_levenshtein (name, keys[i].name);
+      if (d < best_d)
         {
-          cur[0] = k;
-          for (gsize j = 1; j <= b; j++)
-            {
-              guint sub = prev[j - 1] + (name[k - 1] != keys[i].name[j - 1]);
-              cur[j] = MIN (sub, MIN (prev[j] + 1, cur[j - 1] + 1));
-            }
-          memcpy (prev, cur, (b + 1) * sizeof (guint));
-        }
-      if (prev[b] < best_d)
-        {
-          best_d = prev[b];
+          best_d = d;
           best = keys[i].name;
         }
     }

@@ -992,21 +992,40 @@ cmd_ping (Client *cl, int argc, char **argv, const CommandOptions *o)
   return EXIT_OK;
 }
 
+/* The options each command takes: a bit per option. */
+enum {
+  OPT_SET = 1 << 0,
+  OPT_WAIT = 1 << 1,
+  OPT_FROM_START = 1 << 2,
+  OPT_NO_WAIT = 1 << 3,
+  OPT_GENERATE = 1 << 4,
+};
+
 static const struct {
   const char *name;
   int (*func) (Client *cl, int argc, char **argv, const CommandOptions *o);
+  const char *params;
+  const char *summary;
+  guint options;
 } commands[] = {
-  { "run", cmd_run },
-  { "ps", cmd_ps },
-  { "status", cmd_status },
-  { "watch", cmd_watch },
-  { "logs", cmd_logs },
-  { "cancel", cmd_cancel },
-  { "resume", cmd_resume },
-  { "generate", cmd_generate },
-  { "plugins", cmd_plugins },
-  { "validate", cmd_validate },
-  { "ping", cmd_ping },
+  { "run", cmd_run, "FILE", "Submits a pipeline and prints the run's ID. Relative paths "
+    "in the pipeline resolve against the file's directory.", OPT_SET | OPT_WAIT },
+  { "ps", cmd_ps, "", "Lists the runs.", 0 },
+  { "status", cmd_status, "ID", "Shows one run.", 0 },
+  { "watch", cmd_watch, "ID", "Follows a run until it ends: a progress bar on a terminal, "
+    "plain lines otherwise. Ctrl-C stops watching; the run goes on.", OPT_FROM_START },
+  { "logs", cmd_logs, "ID", "Prints a run's log lines and state changes.", 0 },
+  { "cancel", cmd_cancel, "ID", "Cancels a run (stages checkpoint as they stop) and waits "
+    "for it to end.", OPT_NO_WAIT },
+  { "resume", cmd_resume, "ID", "Resumes a run that failed, was cancelled or was "
+    "interrupted, from its last checkpoint, in its run directory.", OPT_WAIT },
+  { "generate", cmd_generate, "--model DIR PROMPT", "Streams the text the daemon generates "
+    "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
+    "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "
+    "keeps recently used models loaded. Ctrl-C stops the generation.", OPT_GENERATE },
+  { "plugins", cmd_plugins, "[TYPE]", "Lists the daemon's stage types, or describes one.", 0 },
+  { "validate", cmd_validate, "FILE", "Checks a pipeline with the daemon's plugins.", OPT_SET },
+  { "ping", cmd_ping, "", "Checks that the daemon answers.", 0 },
 };
 
 static void
@@ -1017,10 +1036,91 @@ command_options_clear (CommandOptions *o)
   g_free (o->seed);
 }
 
+/* The closest command to a mistyped one, or NULL. */
+static const char *
+closest_command (const char *name)
+{
+  const char *best = NULL;
+  guint best_d = G_MAXUINT;
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    {
+      guint d = gptd_levenshtein (name, commands[i].name);
+      if (d < best_d)
+        {
+          best_d = d;
+          best = commands[i].name;
+        }
+    }
+  return best_d <= 2 ? best : NULL;
+}
+
+/* Parses the options of command @i: its own, and --socket and --json, which may
+ * also come before the command. Leaves the positional arguments in @argc/@argv. */
+static gboolean
+parse_command_options (gsize i, int *argc, char ***argv, CommandOptions *o,
+                       char **socket_path, gboolean *json)
+{
+  GOptionEntry all[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, socket_path,
+      "The daemon's control socket (default: $GPTD_SOCKET, else the daemon's default)",
+      "PATH" },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, json, "Print the answers as JSON", NULL },
+    { "set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->settings,
+      "Set a variable (var=value) or a stage key (stage.key=value); repeatable",
+      "KEY=VALUE" },
+    { "wait", 'w', 0, G_OPTION_ARG_NONE, &o->wait,
+      "Watch the run to its end and exit with its result", NULL },
+    { "from-start", 0, 0, G_OPTION_ARG_NONE, &o->from_start,
+      "Replay the run's past events first", NULL },
+    { "no-wait", 0, 0, G_OPTION_ARG_NONE, &o->no_wait,
+      "Return without waiting for the run to end", NULL },
+    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o->model, "The model directory", "DIR" },
+    { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &o->max_new_tokens,
+      "How many tokens to generate (default 50)", "N" },
+    { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &o->temperature,
+      "0 (the default) for greedy decoding, else sample at this temperature", "T" },
+    { "top-k", 0, 0, G_OPTION_ARG_INT, &o->top_k,
+      "Sample among the K most likely tokens only (default 0: all)", "K" },
+    { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &o->top_p,
+      "Nucleus sampling threshold in (0, 1] (default 1: all)", "P" },
+    { "seed", 0, 0, G_OPTION_ARG_STRING, &o->seed,
+      "Seed of the sampling (default: a random one)", "S" },
+    { "eos-id", 0, 0, G_OPTION_ARG_INT, &o->eos_id,
+      "Stop when this token comes out (default -1: never)", "ID" },
+  };
+  static const guint bit[G_N_ELEMENTS (all)] = {
+    0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_GENERATE, OPT_GENERATE,
+    OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE,
+  };
+  GOptionEntry entries[G_N_ELEMENTS (all) + 1];
+  gsize n = 0;
+  for (gsize k = 0; k < G_N_ELEMENTS (all); k++)
+    if (bit[k] == 0 || (commands[i].options & bit[k]))
+      entries[n++] = all[k];
+  entries[n] = (GOptionEntry) { NULL };
+
+  g_autoptr (GOptionContext) ctx = g_option_context_new (commands[i].params);
+  g_option_context_set_summary (ctx, commands[i].summary);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autofree char *prgname = g_strdup_printf ("gptctl %s", commands[i].name);
+  g_set_prgname (prgname);
+  g_autoptr (GError) error = NULL;
+  gboolean ok = g_option_context_parse (ctx, argc, argv, &error);
+  g_set_prgname ("gptctl");
+  if (!ok)
+    {
+      g_printerr ("gptctl %s: %s\nTry 'gptctl %s --help'.\n", commands[i].name,
+                  error->message, commands[i].name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 int
 main (int argc, char **argv)
 {
   setlocale (LC_ALL, "");
+  g_set_prgname ("gptctl");
 
   g_autofree char *socket_path = NULL;
   gboolean json = FALSE, version = FALSE;
@@ -1028,34 +1128,13 @@ main (int argc, char **argv)
   o.max_new_tokens = 50;
   o.top_p = 1.0;
   o.eos_id = -1;
+  /* Options before the command: --socket, --json, --version. The parse stops at the
+   * command, whose own options are parsed next. */
   GOptionEntry entries[] = {
     { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
       "The daemon's control socket (default: $GPTD_SOCKET, else the daemon's default)",
       "PATH" },
     { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print the answers as JSON", NULL },
-    { "set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o.settings,
-      "run, validate: set a variable (var=value) or a stage key (stage.key=value)",
-      "KEY=VALUE" },
-    { "wait", 'w', 0, G_OPTION_ARG_NONE, &o.wait,
-      "run, resume: watch the run to its end and exit with its result", NULL },
-    { "from-start", 0, 0, G_OPTION_ARG_NONE, &o.from_start,
-      "watch: replay the run's past events first", NULL },
-    { "no-wait", 0, 0, G_OPTION_ARG_NONE, &o.no_wait,
-      "cancel: return without waiting for the run to end", NULL },
-    { "model", 0, 0, G_OPTION_ARG_FILENAME, &o.model,
-      "generate: the model directory", "DIR" },
-    { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &o.max_new_tokens,
-      "generate: how many tokens to generate (default 50)", "N" },
-    { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &o.temperature,
-      "generate: 0 (the default) for greedy decoding, else sample at this temperature", "T" },
-    { "top-k", 0, 0, G_OPTION_ARG_INT, &o.top_k,
-      "generate: sample among the K most likely tokens only (default 0: all)", "K" },
-    { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &o.top_p,
-      "generate: nucleus sampling threshold in (0, 1] (default 1: all)", "P" },
-    { "seed", 0, 0, G_OPTION_ARG_STRING, &o.seed,
-      "generate: seed of the sampling (default: a random one)", "S" },
-    { "eos-id", 0, 0, G_OPTION_ARG_INT, &o.eos_id,
-      "generate: stop when this token comes out (default -1: never)", "ID" },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
     { NULL }
   };
@@ -1063,22 +1142,44 @@ main (int argc, char **argv)
     g_option_context_new ("COMMAND [ARGS] - control the gptd daemon");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_set_description (ctx, gptctl_description);
+  g_option_context_set_strict_posix (ctx, TRUE);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     {
       g_printerr ("gptctl: %s\nTry 'gptctl --help'.\n", error->message);
-      command_options_clear (&o);
       return EXIT_USAGE;
     }
   if (version)
     {
       g_print ("gptctl %s\n", PACKAGE_VERSION);
-      command_options_clear (&o);
       return EXIT_OK;
     }
   if (argc < 2)
     {
       g_printerr ("gptctl: no command given\nTry 'gptctl --help'.\n");
+      return EXIT_USAGE;
+    }
+
+  gsize cmd = G_N_ELEMENTS (commands);
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      cmd = i;
+  if (cmd == G_N_ELEMENTS (commands))
+    {
+      const char *near = closest_command (argv[1]);
+      if (near != NULL)
+        g_printerr ("gptctl: unknown command '%s' (did you mean '%s'?)\n", argv[1], near);
+      else
+        g_printerr ("gptctl: unknown command '%s'\n", argv[1]);
+      g_printerr ("Try 'gptctl --help'.\n");
+      return EXIT_USAGE;
+    }
+
+  /* The command's own arguments: argv[1] becomes its argv[0]. */
+  int cargc = argc - 1;
+  char **cargv = argv + 1;
+  if (!parse_command_options (cmd, &cargc, &cargv, &o, &socket_path, &json))
+    {
       command_options_clear (&o);
       return EXIT_USAGE;
     }
@@ -1088,18 +1189,7 @@ main (int argc, char **argv)
     socket_path = gptd__default_socket_path ();
   cl.socket_path = socket_path;
 
-  int status = -1;
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (strcmp (argv[1], commands[i].name) == 0)
-      {
-        status = commands[i].func (&cl, argc - 2, argv + 2, &o);
-        break;
-      }
-  if (status < 0)
-    {
-      g_printerr ("gptctl: unknown command '%s'\nTry 'gptctl --help'.\n", argv[1]);
-      status = EXIT_USAGE;
-    }
+  int status = commands[cmd].func (&cl, cargc - 1, cargv + 1, &o);
   if (cl.fd >= 0)
     close (cl.fd);
   command_options_clear (&o);

@@ -215,8 +215,7 @@ json_fill_message (JsonObject *obj, ProtobufCMessage *msg)
           if (json_node_get_value_type (node) == G_TYPE_STRING)
             {
               const ProtobufCEnumValue *v =
-                protobuf_c_enum_descriptor_get_value_by_name (f->descriptor,
-                                                              json_node_get_string (node));
+                gptd_enum_from_json_name (f->descriptor, json_node_get_string (node));
               if (v != NULL)
                 *(int *) slot = v->value;
             }

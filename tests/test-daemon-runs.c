@@ -248,7 +248,7 @@ test_interrupted (Fixture *f, gconstpointer data)
       g_assert_nonnull (strstr (lines[i], seq));
       g_assert_true (g_str_has_prefix (lines[i], "{") && g_str_has_suffix (lines[i], "}"));
     }
-  g_assert_nonnull (strstr (lines[2], "RUN_STATE_INTERRUPTED"));
+  g_assert_nonnull (strstr (lines[2], "\"interrupted\""));
   gptd__run_table_free (table);
 
   /* Written back: a third start finds it interrupted on disk, unchanged. */

@@ -72,7 +72,7 @@ status_is 0 "run hello.pipeline"
 check "it printed Documents as JSON lines" grep -q '"source":".*README.md","text":"# gptd' out.jsonl
 check "the run directory holds the pipeline as submitted" \
   cmp -s hello-run/pipeline.pipeline "$srcdir/pipelines/hello.pipeline"
-check "the event log ends with success" sh -c 'tail -n 1 hello-run/events.jsonl | grep -q RUN_STATE_SUCCEEDED'
+check "the event log ends with success" sh -c 'tail -n 1 hello-run/events.jsonl | grep -q '"succeeded"''
 
 "$gptd" run "$srcdir/pipelines/hello.pipeline" --set read.chunk-size=64 --set input="$tmp/bad.pipeline" \
   --run-dir set-run > out.jsonl 2> err.txt; rc=$?
@@ -114,7 +114,7 @@ EOF
 pid=$!
 # Wait (up to 20 s) until the run is under way, then interrupt it.
 for i in $(seq 1 200); do
-  grep -q RUN_STATE_RUNNING endless-run/events.jsonl 2>/dev/null && break
+  grep -q '"running"' endless-run/events.jsonl 2>/dev/null && break
   sleep 0.1
 done
 sleep 0.2
@@ -122,6 +122,6 @@ kill -INT "$pid"
 wait "$pid"; rc=$?
 status_is 130 "SIGINT cancels a run"
 check "the event log ends with cancelled" \
-  sh -c 'tail -n 1 endless-run/events.jsonl | grep -q RUN_STATE_CANCELLED'
+  sh -c 'tail -n 1 endless-run/events.jsonl | grep -q '"cancelled"''
 
 exit 0

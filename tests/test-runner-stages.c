@@ -344,7 +344,7 @@ test_message_json (void)
   Gptd__StateChange sc = GPTD__STATE_CHANGE__INIT;
   sc.state = GPTD__RUN_STATE__RUN_STATE_FAILED;
   g_autoptr (JsonObject) so = to_object (&sc.base, TRUE);
-  g_assert_cmpstr (json_object_get_string_member (so, "state"), ==, "RUN_STATE_FAILED");
+  g_assert_cmpstr (json_object_get_string_member (so, "state"), ==, "failed");
   g_assert_cmpstr (json_object_get_string_member (so, "error"), ==, "");
   g_assert_cmpint (json_object_get_int_member (so, "exit_code"), ==, 0);
 

@@ -5,7 +5,8 @@
  * member named as in the .proto file; scalars become numbers or booleans (64-bit
  * integers stay numbers, except unsigned ones above 2^63 - 1, which JSON readers
  * keeping integers as int64 cannot hold: those become decimal strings, as in
- * protobuf's own JSON mapping), enums their value name (e.g. "RUN_STATE_RUNNING"), strings
+ * protobuf's own JSON mapping), enums their value name in lower case without the enum's own prefix
+ * (RUN_STATE_RUNNING is "running", LOG_LEVEL_INFO "info": see gptd_enum_json_name()), strings
  * strings, bytes a string when they are valid UTF-8 and otherwise an object
  * {"base64": "..."}, nested messages objects, repeated fields arrays, and a oneof
  * only its chosen member. Non-finite doubles (NaN losses) become null. proto3 fields
@@ -30,6 +31,29 @@ G_BEGIN_DECLS
  * Returns: (transfer full): a JSON object node for @message.
  */
 JsonNode *gptd_message_to_json (const ProtobufCMessage *message, gboolean all_fields);
+
+/**
+ * gptd_enum_json_name:
+ * @desc: an enum descriptor
+ * @value: one of its values
+ *
+ * The JSON name of an enum value: its name in lower case, without the prefix made
+ * of the enum's name (RunState's RUN_STATE_SUCCEEDED is "succeeded").
+ *
+ * Returns: (transfer full) (nullable): the name, or %NULL for an unknown value.
+ */
+char *gptd_enum_json_name (const ProtobufCEnumDescriptor *desc, int value);
+
+/**
+ * gptd_enum_from_json_name:
+ * @desc: an enum descriptor
+ * @name: a JSON name ("succeeded") or a full value name ("RUN_STATE_SUCCEEDED", as
+ *   files written by earlier versions hold)
+ *
+ * Returns: (nullable): the value, or %NULL for a name of no value.
+ */
+const ProtobufCEnumValue *gptd_enum_from_json_name (const ProtobufCEnumDescriptor *desc,
+                                                    const char *name);
 
 /**
  * gptd_message_to_json_string:

@@ -225,6 +225,25 @@ GptdParams *gptd_params_new (const GptdStageType *type, const char *const *setti
 void gptd_params_free (GptdParams *params);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdParams, gptd_params_free)
 
+/**
+ * gptd_validate_result_new:
+ * @problems: (nullable) (element-type GptdPipelineProblem): the problems a load found
+ * @error: (nullable): the load's error; %NULL when the pipeline is valid
+ *
+ * The answer to a validate request: valid or not, each problem as text and field
+ * by field. A failed load that listed no problem gives the error's message as its
+ * one problem.
+ *
+ * Returns: (transfer full): the result; free with gptd_validate_result_free().
+ */
+Gptd__ValidateResult *gptd_validate_result_new (GPtrArray *problems, const GError *error);
+
+/**
+ * gptd_validate_result_free:
+ * @result: (nullable): a result from gptd_validate_result_new()
+ */
+void gptd_validate_result_free (Gptd__ValidateResult *result);
+
 G_END_DECLS
 
 #endif /* GPTD_PIPELINE_H */

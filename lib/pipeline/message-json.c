@@ -15,6 +15,52 @@ oneof_chosen (const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
   return chosen == f->id ? f : NULL;
 }
 
+/* The prefix of an enum's value names: its short name in upper snake case and an
+ * underscore (RunState: "RUN_STATE_"). */
+static char *
+enum_prefix (const ProtobufCEnumDescriptor *desc)
+{
+  GString *p = g_string_new (NULL);
+  for (const char *c = desc->short_name; *c; c++)
+    {
+      if (g_ascii_isupper (*c) && c != desc->short_name)
+        g_string_append_c (p, '_');
+      g_string_append_c (p, g_ascii_toupper (*c));
+    }
+  g_string_append_c (p, '_');
+  return g_string_free (p, FALSE);
+}
+
+char *
+gptd_enum_json_name (const ProtobufCEnumDescriptor *desc, int value)
+{
+  g_return_val_if_fail (desc != NULL, NULL);
+  const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value (desc, value);
+  if (ev == NULL)
+    return NULL;
+  g_autofree char *prefix = enum_prefix (desc);
+  const char *name = ev->name;
+  if (g_str_has_prefix (name, prefix) && name[strlen (prefix)] != '\0')
+    name += strlen (prefix);
+  return g_ascii_strdown (name, -1);
+}
+
+const ProtobufCEnumValue *
+gptd_enum_from_json_name (const ProtobufCEnumDescriptor *desc, const char *name)
+{
+  g_return_val_if_fail (desc != NULL && name != NULL, NULL);
+  const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name (desc, name);
+  if (ev != NULL)
+    return ev;
+  for (unsigned i = 0; i < desc->n_values; i++)
+    {
+      g_autofree char *j = gptd_enum_json_name (desc, desc->values[i].value);
+      if (j != NULL && strcmp (j, name) == 0)
+        return &desc->values[i];
+    }
+  return NULL;
+}
+
 static JsonNode *
 bytes_node (const ProtobufCBinaryData *b)
 {
@@ -106,7 +152,8 @@ value_node (const ProtobufCFieldDescriptor *f, const void *p, gboolean all_field
         if (ev == NULL)
           return int_node (v);
         JsonNode *n = json_node_new (JSON_NODE_VALUE);
-        json_node_set_string (n, ev->name);
+        g_autofree char *name = gptd_enum_json_name (f->descriptor, v);
+        json_node_set_string (n, name);
         return n;
       }
     case PROTOBUF_C_TYPE_STRING:

@@ -25,7 +25,7 @@ ctl ps > "$TMP/ps.out"
 ok $? "gptctl ps exits 0"
 grep -q '^1  *succeeded  *hello' "$TMP/ps.out"
 ok $? "ps lists run 1 as succeeded"
-ctl ps --json | grep -q '"state" : "RUN_STATE_SUCCEEDED"'
+ctl ps --json | grep -q '"state" : "succeeded"'
 ok $? "ps --json gives the RunList"
 
 ctl status 1 > "$TMP/status.out"
@@ -49,10 +49,10 @@ ok $? "the replay ends with the final state"
 
 RUNDIR="$STATE/runs/1"
 [ -f "$RUNDIR/pipeline.pipeline" ] && cmp -s "$RUNDIR/pipeline.pipeline" "$HELLO" \
-  && [ -s "$RUNDIR/events.log" ] && grep -q RUN_STATE_SUCCEEDED "$RUNDIR/status.json" \
+  && [ -s "$RUNDIR/events.log" ] && grep -q '"succeeded"' "$RUNDIR/status.json" \
   && grep -q '"filename"' "$RUNDIR/run.json"
 ok $? "the run directory holds the pipeline as submitted, run.json, the event log and the status"
-[ "$(wc -l < "$RUNDIR/events.jsonl")" -ge 3 ] && tail -n 1 "$RUNDIR/events.jsonl" | grep -q 'RUN_STATE_SUCCEEDED'
+[ "$(wc -l < "$RUNDIR/events.jsonl")" -ge 3 ] && tail -n 1 "$RUNDIR/events.jsonl" | grep -q '"succeeded"'
 ok $? "events.jsonl holds the events as JSON lines"
 [ -s "$RUNDIR/output.log" ] && grep -q '"text"' "$RUNDIR/output.log"
 ok $? "dump's output went to the run's output.log"

@@ -35,7 +35,7 @@ check "gptd starts again on the stale socket" start_daemon
 ok $? "the run is listed as interrupted"
 ctl ps | grep -q "^$ID  *interrupted  *long"
 ok $? "ps shows it interrupted"
-grep -q '"state" : "RUN_STATE_INTERRUPTED"' "$STATE/runs/$ID/status.json"
+grep -q '"state" : "interrupted"' "$STATE/runs/$ID/status.json"
 ok $? "and that was written back to its status.json"
 ctl logs "$ID" | tail -n 1 | grep -q 'interrupted'
 ok $? "its log ends with the interruption"
@@ -56,7 +56,7 @@ ID2=$(ctl run "$TMP/long.pipeline")
 ok $? "a new run gets a new ID and runs"
 stop_daemon
 ok $? "SIGTERM during a run: gptd exits 0"
-grep -q '"state" : "RUN_STATE_INTERRUPTED"' "$STATE/runs/$ID2/status.json" && [ ! -e "$SOCK" ]
+grep -q '"state" : "interrupted"' "$STATE/runs/$ID2/status.json" && [ ! -e "$SOCK" ]
 ok $? "the run was stopped and marked interrupted, and the socket removed"
 
 # --- a worker that does not stop when told to ----------------------------------------

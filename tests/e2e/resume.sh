@@ -99,7 +99,7 @@ ctl logs "$ID" > "$TMP/logs.out"
 grep -q 'resuming from the last checkpoint (the run had been cancelled)' "$TMP/logs.out" \
   && grep -q 'train: resumed from' "$TMP/logs.out"
 ok $? "its log says it was resumed, and the trainer that it resumed from the checkpoint"
-grep -q '"state" : "RUN_STATE_SUCCEEDED"' "$RUNDIR/status.json" && grep -q '"error" : ""' "$RUNDIR/status.json"
+grep -q '"state" : "succeeded"' "$RUNDIR/status.json" && grep -q '"error" : ""' "$RUNDIR/status.json"
 ok $? "status.json says succeeded, with no error left"
 
 # The same pipeline without interruption: the same losses, step for step.
