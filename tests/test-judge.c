@@ -646,6 +646,10 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  /* The test server is on the loopback: never through a proxy. */
+  g_unsetenv ("http_proxy");
+  g_unsetenv ("HTTP_PROXY");
+  g_setenv ("no_proxy", "127.0.0.1", TRUE);
   server_start ();
   sink_scores = g_ptr_array_new ();
   logs = g_ptr_array_new_with_free_func (g_free);
