@@ -11,7 +11,7 @@ if command -v apt-get >/dev/null 2>&1; then
   $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libglib2.0-dev libjson-glib-dev libuv1-dev \
-    libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libsystemd-dev \
+    libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libsystemd-dev libsoup-3.0-dev \
     xz-utils ca-certificates >/dev/null
 else
   echo "bootstrap: apt-get not found; install the packages listed in README.md by hand" >&2

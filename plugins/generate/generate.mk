@@ -1,7 +1,7 @@
 # Build fragment for plugins/generate; see the top-level Makefile.am.
 # The generation library (sampling and the generator) goes into libgptd, where
 # the daemon's `gptctl generate` uses it too; the plugin provides the
-# `generator` stage.
+# `generator` and `responder` stages.
 
 lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
@@ -12,7 +12,12 @@ plugin_LTLIBRARIES += plugins/generate/generate.la
 plugins_generate_generate_la_SOURCES = \
 	plugins/generate/plugin.c \
 	plugins/generate/generate-plugin.h \
-	plugins/generate/generator.c
+	plugins/generate/generator.c \
+	plugins/generate/record-json.c \
+	plugins/generate/record-json.h \
+	plugins/generate/response-text.c \
+	plugins/generate/response-text.h \
+	plugins/generate/responder.c
 plugins_generate_generate_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_generate_generate_la_LIBADD = $(PLUGIN_LIBS)
 
@@ -25,6 +30,13 @@ check_PROGRAMS += tests/test-generate-stage
 TESTS += tests/test-generate-stage
 tests_test_generate_stage_SOURCES = tests/test-generate-stage.c
 tests_test_generate_stage_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-responder
+TESTS += tests/test-responder
+tests_test_responder_SOURCES = tests/test-responder.c \
+	plugins/generate/record-json.c plugins/generate/response-text.c
+tests_test_responder_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/plugins/generate
+tests_test_responder_LDADD = $(TEST_LIBS)
 
 dist_pipelines_DATA += pipelines/generate.pipeline
 
