@@ -683,6 +683,60 @@ test_bad_dirs (Fixture *f, gconstpointer data)
   expect_load_error (f->dir, fe, GPTD_GPT_FILE_ERROR_IO, "config.json", NULL);
 }
 
+/* Deeply nested JSON in each file of a model directory or checkpoint is refused
+ * with an error naming the file, instead of crashing in json-glib's recursion. */
+static void
+test_deep_json (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGpt) m = tiny_model (TRUE, FALSE, 1);
+  g_autofree char *config = g_build_filename (f->dir, "config.json", NULL);
+  g_autofree char *opens = g_strnfill (100000, '[');
+  g_autofree char *deep = g_strdup_printf ("{\"n_layer\":%s", opens);
+  g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  /* config.json */
+  write_text (config, deep);
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG, "config.json",
+                     "deeper than 64", "(byte 74)", NULL);
+  g_assert_false (gptd_gpt_config_from_json (deep, -1, NULL, &(GptdGptConfig) { 0 }, NULL,
+                                             &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG);
+  g_clear_error (&error);
+
+  /* checkpoint.json */
+  g_autofree char *root = g_build_filename (f->dir, "run", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (root, 0755), ==, 0);
+  g_autofree char *index = g_build_filename (root, GPTD_CHECKPOINT_INDEX, NULL);
+  write_text (index, deep);
+  g_assert_null (gptd_checkpoint_get_latest (root, &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
+  g_assert_nonnull (strstr (error->message, index));
+  g_assert_nonnull (strstr (error->message, "deeper than 64"));
+  g_clear_error (&error);
+  g_assert_null (gptd_checkpoint_load (root, NULL, NULL, &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
+  g_clear_error (&error);
+
+  /* The training state is a safetensors file: its header. */
+  g_autofree char *state = g_build_filename (f->dir, "state.safetensors", NULL);
+  g_autofree char *header = g_strdup_printf ("{\"__metadata__\":%s", opens);
+  guint64 le = GUINT64_TO_LE ((guint64) strlen (header));
+  g_autoptr (GString) raw = g_string_new_len ((const char *) &le, 8);
+  g_string_append (raw, header);
+  g_assert_true (set_contents (state, raw->str, (gssize) raw->len, NULL));
+  GptdAdamWParams params;
+  gptd_adamw_params_init (&params);
+  g_autoptr (GptdAdamW) opt = gptd_adamw_new (m, &params, &error);
+  g_assert_no_error (error);
+  GptdTrainingInfo info = { 0 };
+  g_assert_false (gptd_training_state_load (state, m, opt, &info, &error));
+  g_assert_error (error, GPTD_SAFETENSORS_ERROR, GPTD_SAFETENSORS_ERROR_JSON);
+  g_assert_nonnull (strstr (error->message, "deeper than 64"));
+  gptd_training_info_clear (&info);
+}
+
 static void
 test_tied_copy_accepted (Fixture *f, gconstpointer data)
 {
@@ -1085,6 +1139,7 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/gpt2-file/hf/tiny-golden", test_hf_tiny_golden);
   ADD ("hf/tied-copy", test_tied_copy_accepted);
   ADD ("bad-dirs", test_bad_dirs);
+  ADD ("deep-json", test_deep_json);
   ADD ("training-state", test_training_state);
   ADD ("checkpoint/save-load", test_checkpoints);
   ADD ("checkpoint/interrupted", test_interrupted_checkpoint);

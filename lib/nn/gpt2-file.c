@@ -8,6 +8,7 @@
 
 #include <gptd/atomic-file.h>
 #include <gptd/gpt2-file.h>
+#include <gptd/json-load.h>
 #include <gptd/safetensors.h>
 
 #include <errno.h>
@@ -27,6 +28,9 @@ G_DEFINE_QUARK (gptd-gpt-file-error-quark, gptd_gpt_file_error)
 
 /* How many names an error message lists before "and N more". */
 #define MAX_LISTED 8
+
+/* The largest config.json or checkpoint.json read: both are a few hundred bytes. */
+#define CONFIG_MAX_SIZE ((gsize) 1 << 20)
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
@@ -202,12 +206,13 @@ gptd_gpt_config_from_json (const char    *json,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   const char *fname = filename ? filename : "config.json";
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) json_error = NULL;
-  if (!json_parser_load_from_data (parser, json, length, &json_error))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, length, fname,
+                                                          CONFIG_MAX_SIZE, &json_error);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
-                   "%s: not valid JSON: %s", fname, json_error->message);
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
+                           json_error->message);
       return FALSE;
     }
   JsonNode *root = json_parser_get_root (parser);
@@ -1013,11 +1018,12 @@ read_index (const char *root, gboolean *exists, GError **error)
                    "%s", local->message);
       return NULL;
     }
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, json, (gssize) len, &local))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, (gssize) len, path,
+                                                          CONFIG_MAX_SIZE, &local);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT,
-                   "%s: not valid JSON: %s", path, local->message);
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT,
+                           local->message);
       return NULL;
     }
   JsonNode *rootn = json_parser_get_root (parser);
