@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -683,6 +684,49 @@ test_bad_dirs (Fixture *f, gconstpointer data)
   expect_load_error (f->dir, fe, GPTD_GPT_FILE_ERROR_IO, "config.json", NULL);
 }
 
+/* A small config.json naming a model far larger than model.safetensors beside it
+ * is refused from the safetensors header, before any parameter is allocated. */
+static void
+test_config_larger_than_weights (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GptdGpt) m = tiny_model (TRUE, FALSE, 1);
+  g_autofree char *config = g_build_filename (f->dir, "config.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  /* 300 layers of the tiny model's width: the layers are named. */
+  write_text (config, "{\"n_layer\":300,\"n_head\":2,\"n_embd\":8,\"n_positions\":16,"
+                      "\"vocab_size\":20}");
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING, "config.json",
+                     "n_layer is 300", "holds 2 layers", "“h.2.ln_1.weight”", NULL);
+
+  /* GPT-2 small's width and 300 layers: 2.2 billion parameters, 17 GB with their
+   * gradients. Refused from the header, in a child whose address space could
+   * not hold them; under AddressSanitizer (which reserves terabytes) without the
+   * limit. */
+  write_text (config, "{\"n_layer\":300,\"n_head\":12,\"n_embd\":768,\"n_positions\":1024,"
+                      "\"vocab_size\":50257}");
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+      g_test_trap_assert_passed ();
+      return;
+    }
+#if !defined(__SANITIZE_ADDRESS__)
+  struct rlimit limit = { (rlim_t) 4 << 30, (rlim_t) 4 << 30 };
+  g_assert_cmpint (setrlimit (RLIMIT_AS, &limit), ==, 0);
+#endif
+  g_autoptr (GTimer) timer = g_timer_new ();
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING, "config.json",
+                     "n_layer is 300", NULL);
+  g_assert_cmpfloat (g_timer_elapsed (timer, NULL), <, 1.0);
+  write_text (config, "{\"n_layer\":2,\"n_head\":12,\"n_embd\":768,\"n_positions\":1024,"
+                      "\"vocab_size\":50257}");
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_SHAPE, "“wte.weight”",
+                     "[20, 8]", "[50257, 768]", NULL);
+}
+
 /* Deeply nested JSON in each file of a model directory or checkpoint is refused
  * with an error naming the file, instead of crashing in json-glib's recursion. */
 static void
@@ -1140,6 +1184,7 @@ main (int argc, char **argv)
   ADD ("hf/tied-copy", test_tied_copy_accepted);
   ADD ("bad-dirs", test_bad_dirs);
   ADD ("deep-json", test_deep_json);
+  ADD ("config-larger-than-weights", test_config_larger_than_weights);
   ADD ("training-state", test_training_state);
   ADD ("checkpoint/save-load", test_checkpoints);
   ADD ("checkpoint/interrupted", test_interrupted_checkpoint);

@@ -440,6 +440,133 @@ index_stored_tensors (GptdSafetensors *st, GError **error)
   return g_steal_pointer (&map);
 }
 
+/* One tensor a configuration needs: its name and shape (as gptd_gpt_new() lays
+ * the parameters out). */
+typedef struct {
+  char *name;
+  guint n_dims;
+  size_t shape[2];
+} NeededTensor;
+
+static void
+needed_add (GArray *needed, char *name, guint n_dims, size_t d0, size_t d1)
+{
+  NeededTensor t = { name, n_dims, { d0, d1 } };
+  g_array_append_val (needed, t);
+}
+
+static void
+needed_tensor_clear (gpointer data)
+{
+  g_free (((NeededTensor *) data)->name);
+}
+
+/* The tensors a (validated) configuration needs, without creating the model. */
+static GArray *
+needed_tensors (const GptdGptConfig *c)
+{
+  GArray *needed = g_array_new (FALSE, FALSE, sizeof (NeededTensor));
+  g_array_set_clear_func (needed, needed_tensor_clear);
+  size_t C = (size_t) c->n_embd;
+  size_t n_out = c->n_out ? (size_t) c->n_out : (size_t) c->vocab_size;
+  needed_add (needed, g_strdup ("wte.weight"), 2, (size_t) c->vocab_size, C);
+  needed_add (needed, g_strdup ("wpe.weight"), 2, (size_t) c->context_length, C);
+  for (int l = 0; l < c->n_layer; l++)
+    {
+#define N(suffix, nd, a, b) needed_add (needed, g_strdup_printf ("h.%d.%s", l, suffix), nd, a, b)
+      N ("ln_1.weight", 1, C, 0);
+      N ("ln_1.bias", 1, C, 0);
+      N ("attn.c_attn.weight", 2, C, 3 * C);
+      if (c->qkv_bias)
+        N ("attn.c_attn.bias", 1, 3 * C, 0);
+      N ("attn.c_proj.weight", 2, C, C);
+      N ("attn.c_proj.bias", 1, C, 0);
+      N ("ln_2.weight", 1, C, 0);
+      N ("ln_2.bias", 1, C, 0);
+      N ("mlp.c_fc.weight", 2, C, 4 * C);
+      N ("mlp.c_fc.bias", 1, 4 * C, 0);
+      N ("mlp.c_proj.weight", 2, 4 * C, C);
+      N ("mlp.c_proj.bias", 1, C, 0);
+#undef N
+    }
+  needed_add (needed, g_strdup ("ln_f.weight"), 1, C, 0);
+  needed_add (needed, g_strdup ("ln_f.bias"), 1, C, 0);
+  if (!c->tie_embeddings)
+    needed_add (needed, g_strdup ("lm_head.weight"), 2, n_out, C);
+  if (c->head_bias)
+    needed_add (needed, g_strdup ("lm_head.bias"), 1, n_out, 0);
+  return needed;
+}
+
+/* Checks a configuration against the tensors stored before the model is
+ * created: every tensor it needs must be stored with its shape, so a small
+ * config.json cannot make gptd allocate more than the weights file holds. */
+static gboolean
+check_config_against_stored (const GptdGptConfig *config, const char *config_path,
+                             GptdSafetensors *st, GHashTable *stored, GError **error)
+{
+  const char *path = gptd_safetensors_get_path (st);
+  g_autoptr (GError) local = NULL;
+  if (!gptd_gpt_config_validate (config, &local))
+    {
+      g_set_error (error, local->domain, local->code, "%s: %s", config_path, local->message);
+      return FALSE;
+    }
+
+  /* Layers first: the likeliest mismatch, said plainly. */
+  int stored_layers = 0;
+  for (;; stored_layers++)
+    {
+      g_autofree char *name = g_strdup_printf ("h.%d.ln_1.weight", stored_layers);
+      if (!g_hash_table_contains (stored, name))
+        break;
+    }
+  if (config->n_layer > stored_layers)
+    {
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING,
+                   "%s: n_layer is %d, but %s holds %d layer%s (no tensor “h.%d.ln_1.weight”)",
+                   config_path, config->n_layer, path, stored_layers,
+                   stored_layers == 1 ? "" : "s", stored_layers);
+      return FALSE;
+    }
+
+  g_autoptr (GArray) needed = needed_tensors (config);
+  g_autoptr (GPtrArray) missing = g_ptr_array_new ();
+  for (guint i = 0; i < needed->len; i++)
+    {
+      const NeededTensor *t = &g_array_index (needed, NeededTensor, i);
+      if (!g_hash_table_contains (stored, t->name))
+        g_ptr_array_add (missing, t->name);
+    }
+  if (missing->len > 0)
+    {
+      g_autofree char *names = format_names (missing);
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING,
+                   "%s: %u tensor%s the configuration needs %s missing: %s",
+                   path, missing->len, missing->len == 1 ? "" : "s",
+                   missing->len == 1 ? "is" : "are", names);
+      return FALSE;
+    }
+  for (guint i = 0; i < needed->len; i++)
+    {
+      const NeededTensor *t = &g_array_index (needed, NeededTensor, i);
+      const GptdSafetensorsTensor *s = g_hash_table_lookup (stored, t->name);
+      gboolean same = s->n_dims == t->n_dims;
+      for (guint d = 0; same && d < t->n_dims; d++)
+        same = s->shape[d] == t->shape[d];
+      if (!same)
+        {
+          g_autofree char *have = format_shape (s->n_dims, s->shape);
+          g_autofree char *want = format_shape (t->n_dims, t->shape);
+          g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_SHAPE,
+                       "%s: tensor “%s” has shape %s, but the configuration gives it %s",
+                       path, s->name, have, want);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* Checks the stored tensors against the model, then copies them in. */
 static gboolean
 load_weights (GptdGpt *model, GptdSafetensors *st, GHashTable *stored, GError **error)
@@ -606,6 +733,8 @@ gptd_gpt_dir_load (const char *dir, GError **error)
   if (!(explicit_flags & GPTD_GPT_CONFIG_EXPLICIT_HEAD_BIAS))
     config.head_bias = g_hash_table_contains (stored, "lm_head.bias");
 
+  if (!check_config_against_stored (&config, config_path, st, stored, error))
+    return NULL;
   g_autoptr (GError) local = NULL;
   g_autoptr (GptdGpt) model = gptd_gpt_new (&config, &local);
   if (model == NULL)
