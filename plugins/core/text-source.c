@@ -166,6 +166,43 @@ complete_prefix (const guint8 *buf, gsize len)
   return len;
 }
 
+/* g_utf8_validate() refuses NUL, which is valid UTF-8 (U+0000): validates the
+ * runs between NULs instead. Sets *bad to the first invalid byte. */
+static gboolean
+utf8_validate_with_nul (const char *data, gsize len, const char **bad)
+{
+  const char *p = data, *end = data + len;
+  while (p < end)
+    {
+      const char *nul = memchr (p, '\0', (gsize) (end - p));
+      gsize n = nul ? (gsize) (nul - p) : (gsize) (end - p);
+      if (!g_utf8_validate_len (p, n, bad))
+        return FALSE;
+      p += n + (nul ? 1 : 0);
+    }
+  return TRUE;
+}
+
+/* g_utf8_make_valid() for text that may hold NULs, which it would replace. */
+static char *
+utf8_make_valid_with_nul (const char *data, gsize len, gsize *out_len)
+{
+  GString *out = g_string_sized_new (len + 16);
+  const char *p = data, *end = data + len;
+  while (p < end)
+    {
+      const char *nul = memchr (p, '\0', (gsize) (end - p));
+      gsize n = nul ? (gsize) (nul - p) : (gsize) (end - p);
+      g_autofree char *fixed = g_utf8_make_valid (p, (gssize) n);
+      g_string_append (out, fixed);
+      if (nul)
+        g_string_append_c (out, '\0');
+      p += n + (nul ? 1 : 0);
+    }
+  *out_len = out->len;
+  return g_string_free (out, FALSE);
+}
+
 static gboolean
 emit_chunk (TextSource *self, GptdStageContext *ctx, const char *path, guint64 index,
             guint64 offset, const guint8 *data, gsize len, gboolean last, GError **error)
@@ -173,7 +210,7 @@ emit_chunk (TextSource *self, GptdStageContext *ctx, const char *path, guint64 i
   Gptd__Document doc = GPTD__DOCUMENT__INIT;
   g_autofree char *fixed = NULL;
   const char *bad = NULL;
-  if (!g_utf8_validate ((const char *) data, (gssize) len, &bad))
+  if (!utf8_validate_with_nul ((const char *) data, len, &bad))
     {
       if (!self->replace)
         {
@@ -187,9 +224,8 @@ emit_chunk (TextSource *self, GptdStageContext *ctx, const char *path, guint64 i
                       "%s: invalid UTF-8 from byte offset %" G_GUINT64_FORMAT
                       " replaced with U+FFFD", path,
                       offset + (guint64) ((const guint8 *) bad - data));
-      fixed = g_utf8_make_valid ((const char *) data, (gssize) len);
+      fixed = utf8_make_valid_with_nul ((const char *) data, len, &len);
       data = (const guint8 *) fixed;
-      len = strlen (fixed);
     }
   doc.source = (char *) path;
   doc.text.data = (guint8 *) data;
