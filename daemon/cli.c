@@ -13,6 +13,7 @@
 #include <glib-unix.h>
 #include <json-glib/json-glib.h>
 
+#include <gptd/json-load.h>
 #include <gptd/message-json.h>
 #include <gptd/pipeline.h>
 #include <gptd/registry.h>
@@ -404,8 +405,8 @@ static gboolean
 read_run_info (const char *run_dir, char **filename, GPtrArray *settings, GError **error)
 {
   g_autofree char *path = g_build_filename (run_dir, RUN_INFO_FILE, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, path, error))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (path, 0, error);
+  if (parser == NULL)
     return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   JsonObject *obj = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;

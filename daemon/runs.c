@@ -13,6 +13,7 @@
 
 #include <gptd/atomic-file.h>
 #include <gptd/frame.h>
+#include <gptd/json-load.h>
 #include <gptd/message-json.h>
 
 #include <errno.h>
@@ -232,8 +233,8 @@ static gboolean
 run_load_status (GptdRun *run, GError **error)
 {
   g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, path, error))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (path, 0, error);
+  if (parser == NULL)
     return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
@@ -659,8 +660,8 @@ gptd__run_dir_read_request (const char *dir, char **text, char **filename, char 
   g_autofree char *data = NULL;
   if (!g_file_get_contents (ppath, &data, NULL, error))
     return FALSE;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, rpath, error))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (rpath, 0, error);
+  if (parser == NULL)
     return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))

@@ -78,6 +78,12 @@ struct _Server {
   GMutex gen_out_lock;
   GQueue gen_out;           /* GenMsg*: frames from the generation threads */
   guint n_gen_jobs;         /* generate requests not yet ended */
+  /* Loading submitted pipelines (see "Checking submitted pipelines" below). */
+  GThreadPool *check_pool;
+  uv_async_t check_async;   /* checking threads wake the loop with it */
+  GMutex check_out_lock;
+  GQueue check_out;         /* CheckJob*: loaded, to be answered */
+  guint n_check_jobs;       /* run and validate requests not yet answered */
 };
 
 struct _Conn {
@@ -99,6 +105,8 @@ struct _Conn {
   GptdRunLogReader *replay;
   /* The generate requests of this connection that have not ended (GenJob*). */
   GList *gen_jobs;
+  /* Its run and validate requests whose pipeline is being loaded (CheckJob*). */
+  GList *check_jobs;
 };
 
 typedef struct {
@@ -110,6 +118,7 @@ typedef struct {
 static void conn_close (Conn *c);
 static void conn_replay_pump (Conn *c);
 static void conn_cancel_generations (Conn *c);
+static void conn_forget_checks (Conn *c);
 static void server_finish_stop (Server *s);
 
 /* ---- Sending ------------------------------------------------------------------ */
@@ -404,7 +413,7 @@ static gboolean server_start_worker (Server *s, GptdRun *run, gboolean resume, G
 static void
 server_maybe_finish_stop (Server *s)
 {
-  if (s->stopping && s->n_workers == 0 && s->n_gen_jobs == 0)
+  if (s->stopping && s->n_workers == 0 && s->n_gen_jobs == 0 && s->n_check_jobs == 0)
     server_finish_stop (s);
 }
 
@@ -1030,30 +1039,103 @@ server_cancel_generations (Server *s)
 
 /* ---- Requests ----------------------------------------------------------------- */
 
-/* Loads the pipeline of a run or validate request with the daemon's registry.
- * The file name is made absolute against the client's working directory, so
- * relative paths in the pipeline resolve against the pipeline file's directory
- * as they do for `gptd run`. */
-static GptdPipeline *
-load_request_pipeline (Server *s, const Gptd__RunRequest *rr, char **filename_out,
-                       char ***settings_out, GPtrArray **problems, GError **error)
+/* ---- Checking submitted pipelines ------------------------------------------------ */
+
+/* A submitted pipeline is loaded (parsed, its variables expanded, every stage
+ * checked) off the loop thread: the text is the client's, and however long its
+ * loading takes, the loop goes on answering other clients and signals. Each run
+ * or validate request becomes a CheckJob pushed to a small pool of threads; the
+ * thread loads the pipeline, queues the job for the loop and wakes it with
+ * uv_async_send() (wakeups coalesce, so the loop takes every job queued). The
+ * loop then answers the client and, for a run, creates the run and starts its
+ * worker. Only the loop touches a job's conn: a connection that closes
+ * meanwhile sets it to NULL and the answer is dropped. A stopping daemon waits
+ * for the jobs under way; a run whose check ends after the stop began is
+ * refused. */
+
+typedef struct {
+  Server *server;
+  Conn *conn;              /* loop thread only; NULL once the connection closed */
+  guint64 id;
+  gboolean is_run;         /* a run request; otherwise a validate request */
+  char *text;
+  char *filename;          /* absolute */
+  char *workdir;           /* as the client gave it (may be NULL) */
+  char **settings;
+  /* Set by the checking thread. */
+  GptdPipeline *pipeline;
+  GPtrArray *problems;
+  GError *error;
+} CheckJob;
+
+/* The threads loading submitted pipelines: two, so one slow file does not hold
+ * up every other client's. */
+#define CHECK_THREADS 2
+
+static void
+check_job_free (CheckJob *job)
 {
+  g_free (job->text);
+  g_free (job->filename);
+  g_free (job->workdir);
+  g_strfreev (job->settings);
+  g_clear_pointer (&job->pipeline, gptd_pipeline_free);
+  g_clear_pointer (&job->problems, g_ptr_array_unref);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+/* Checking thread: loads the pipeline of one request with the daemon's registry
+ * and hands the job back to the loop. */
+static void
+check_job_run (gpointer data, gpointer user_data)
+{
+  CheckJob *job = data;
+  Server *s = user_data;
+  job->pipeline = gptd_pipeline_load_data (s->registry, job->text, -1, job->filename,
+                                           (const char *const *) job->settings,
+                                           &job->problems, &job->error);
+  g_mutex_lock (&s->check_out_lock);
+  g_queue_push_tail (&s->check_out, job);
+  /* Under the lock: the loop cannot close the async handle before this call is
+   * done (it waits for n_check_jobs, which it lowers after taking the job). */
+  uv_async_send (&s->check_async);
+  g_mutex_unlock (&s->check_out_lock);
+}
+
+/* Starts loading the pipeline of a run or validate request. The file name is
+ * made absolute against the client's working directory, so relative paths in
+ * the pipeline resolve against the pipeline file's directory as they do for
+ * `gptd run`. */
+static void
+check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
+                  gboolean is_run)
+{
+  Server *s = c->server;
   const char *name = rr->filename && *rr->filename ? rr->filename : "submitted.pipeline";
   const char *workdir = rr->workdir && *rr->workdir ? rr->workdir : "/";
-  g_autofree char *filename = g_path_is_absolute (name)
-                                ? g_strdup (name) : g_build_filename (workdir, name, NULL);
-  g_auto (GStrv) settings = gptd_settings_from_proto (rr->settings, rr->n_settings);
-  const char *text = rr->pipeline ? rr->pipeline : "";
-  GptdPipeline *p = gptd_pipeline_load_data (s->registry, text, -1, filename,
-                                             (const char *const *) settings, problems, error);
-  if (p != NULL)
-    {
-      if (filename_out)
-        *filename_out = g_steal_pointer (&filename);
-      if (settings_out)
-        *settings_out = g_steal_pointer (&settings);
-    }
-  return p;
+  CheckJob *job = g_new0 (CheckJob, 1);
+  job->server = s;
+  job->conn = c;
+  job->id = req->id;
+  job->is_run = is_run;
+  job->text = g_strdup (rr->pipeline ? rr->pipeline : "");
+  job->filename = g_path_is_absolute (name) ? g_strdup (name)
+                                            : g_build_filename (workdir, name, NULL);
+  job->workdir = g_strdup (rr->workdir);
+  job->settings = gptd_settings_from_proto (rr->settings, rr->n_settings);
+  c->check_jobs = g_list_prepend (c->check_jobs, job);
+  s->n_check_jobs++;
+  g_thread_pool_push (s->check_pool, job, NULL);
+}
+
+/* A closing connection gets no answers: its jobs finish unseen. */
+static void
+conn_forget_checks (Conn *c)
+{
+  for (GList *l = c->check_jobs; l != NULL; l = l->next)
+    ((CheckJob *) l->data)->conn = NULL;
+  g_clear_pointer (&c->check_jobs, g_list_free);
 }
 
 /* Fills a ValidateResult from load problems; the strings point into @problems. */
@@ -1078,32 +1160,42 @@ fill_validate_result (Gptd__ValidateResult *vr, GPtrArray *problems, const GErro
   vr->n_problems = n;
 }
 
+/* Loop thread: answers a validate request whose pipeline was loaded. */
 static void
-request_run (Conn *c, const Gptd__Request *req)
+check_job_answer_validate (Conn *c, CheckJob *job)
+{
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__ValidateResult vr;
+  g_autofree char **texts = NULL;
+  fill_validate_result (&vr, job->problems, job->pipeline ? NULL : job->error, &texts);
+  resp.id = job->id;
+  resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
+  resp.validate = &vr;
+  conn_send (c, &resp);
+}
+
+/* Loop thread: answers a run request whose pipeline was loaded, starting the run
+ * if it is valid. */
+static void
+check_job_answer_run (Conn *c, CheckJob *job)
 {
   Server *s = c->server;
   if (s->stopping)
     {
-      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+      conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
                        "gptd is stopping and starts no new run");
       return;
     }
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) problems = NULL;
-  g_autofree char *filename = NULL;
-  g_auto (GStrv) settings = NULL;
-  g_autoptr (GptdPipeline) pipeline =
-    load_request_pipeline (s, req->run, &filename, &settings, &problems, &error);
-  if (pipeline == NULL)
+  if (job->pipeline == NULL)
     {
       Gptd__Response resp = GPTD__RESPONSE__INIT;
       Gptd__Error err = GPTD__ERROR__INIT;
       Gptd__ValidateResult vr;
       g_autofree char **texts = NULL;
-      fill_validate_result (&vr, problems, error, &texts);
+      fill_validate_result (&vr, job->problems, job->error, &texts);
       err.code = GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE;
-      err.message = error->message;
-      resp.id = req->id;
+      err.message = job->error->message;
+      resp.id = job->id;
       resp.error = &err;
       resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
       resp.validate = &vr;
@@ -1111,42 +1203,72 @@ request_run (Conn *c, const Gptd__Request *req)
       return;
     }
 
-  GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (pipeline),
-                                         req->run->pipeline, filename, req->run->workdir,
-                                         (const char *const *) settings, &error);
+  g_autoptr (GError) error = NULL;
+  GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (job->pipeline),
+                                         job->text, job->filename, job->workdir,
+                                         (const char *const *) job->settings, &error);
   if (run == NULL)
     {
-      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+      conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
       return;
     }
-  g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, filename,
+  g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, job->filename,
              (int) c->pid, (unsigned) c->uid);
   if (!server_start_worker (s, run, FALSE, &error))
     {
       g_warning ("run %s: %s", run->id, error->message);
       gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
-      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
+      conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
                        run->id, error->message);
       return;
     }
-  conn_send_run (c, req->id, run, FALSE);
+  conn_send_run (c, job->id, run, FALSE);
+}
+
+/* Loop thread: answers every request whose pipeline the checking threads loaded. */
+static void
+server_on_check_wakeup (uv_async_t *handle)
+{
+  Server *s = handle->data;
+  g_mutex_lock (&s->check_out_lock);
+  GQueue queue = s->check_out;
+  g_queue_init (&s->check_out);
+  g_mutex_unlock (&s->check_out_lock);
+
+  CheckJob *job;
+  while ((job = g_queue_pop_head (&queue)) != NULL)
+    {
+      Conn *c = job->conn;
+      if (c != NULL)
+        {
+          c->check_jobs = g_list_remove (c->check_jobs, job);
+          if (job->is_run)
+            check_job_answer_run (c, job);
+          else
+            check_job_answer_validate (c, job);
+        }
+      check_job_free (job);
+      s->n_check_jobs--;
+    }
+  server_maybe_finish_stop (s);
+}
+
+static void
+request_run (Conn *c, const Gptd__Request *req)
+{
+  if (c->server->stopping)
+    {
+      conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and starts no new run");
+      return;
+    }
+  check_job_submit (c, req, req->run, TRUE);
 }
 
 static void
 request_validate (Conn *c, const Gptd__Request *req)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) problems = NULL;
-  g_autoptr (GptdPipeline) pipeline =
-    load_request_pipeline (c->server, req->validate, NULL, NULL, &problems, &error);
-  Gptd__Response resp = GPTD__RESPONSE__INIT;
-  Gptd__ValidateResult vr;
-  g_autofree char **texts = NULL;
-  fill_validate_result (&vr, problems, pipeline ? NULL : error, &texts);
-  resp.id = req->id;
-  resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
-  resp.validate = &vr;
-  conn_send (c, &resp);
+  check_job_submit (c, req, req->validate, FALSE);
 }
 
 static void
@@ -1497,6 +1619,7 @@ conn_close (Conn *c)
   c->closing = TRUE;
   conn_unwatch (c);
   conn_cancel_generations (c);
+  conn_forget_checks (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
@@ -1800,6 +1923,8 @@ server_finish_stop (Server *s)
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
   /* No generation is left to post to it (server_maybe_finish_stop). */
   uv_close ((uv_handle_t *) &s->gen_async, NULL);
+  /* No pipeline is being loaded either. */
+  uv_close ((uv_handle_t *) &s->check_async, NULL);
   /* Each connection is closed once its last answers are out (a few seconds at
    * most). */
   for (GList *l = s->conns; l != NULL;)
@@ -2246,6 +2371,13 @@ gptd__server_main (const GptdServerOptions *options)
                cache_size);
   }
 
+  /* Loading submitted pipelines. */
+  g_mutex_init (&s.check_out_lock);
+  g_queue_init (&s.check_out);
+  uv_async_init (&s.loop, &s.check_async, server_on_check_wakeup);
+  s.check_async.data = &s;
+  s.check_pool = g_thread_pool_new (check_job_run, &s, CHECK_THREADS, FALSE, NULL);
+
   {
     g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);
     g_autoptr (GPtrArray) runs = gptd__run_table_list (s.runs);
@@ -2267,6 +2399,12 @@ gptd__server_main (const GptdServerOptions *options)
   g_message ("gptd stopped");
 
 out:
+  if (s.check_pool != NULL)
+    {
+      /* Every check has been answered (the loop waited for them). */
+      g_thread_pool_free (s.check_pool, TRUE, TRUE);
+      g_mutex_clear (&s.check_out_lock);
+    }
   if (s.gen_pool != NULL)
     {
       /* Every generation has ended (the loop waited for them): the threads are

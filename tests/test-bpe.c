@@ -636,6 +636,9 @@ test_bad_files (void)
   g_autofree char *not_special = replace_once (json, "<|endoftext|>", "endoftext");
   g_autofree char *syntax = replace_once (json, "\"#\": 2,", "\"#\" 2,");
   g_autofree char *truncated = g_strndup (json, jlen / 2);
+  g_autofree char *opens = g_strnfill (100000, '[');
+  g_autofree char *deep_value = g_strdup_printf ("\"!\": %s", opens);
+  g_autofree char *deep = replace_once (json, "\"!\": 0", deep_value);
   g_autofree char *one_token = replace_once (merges, "\xc4\xa0 t\n", "\xc4\xa0t\n");
   g_autofree char *unknown = replace_once (merges, "h e\n", "h ee\n");
   g_autofree char *no_result = replace_once (merges, "i n\n", "i q\n");
@@ -657,6 +660,8 @@ test_bad_files (void)
     { not_special, NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json:278:", "endoftext", "truncated" } },
     { syntax, NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json:4:" } },
     { truncated, NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json:" } },
+    /* nesting that would overflow json-glib's recursion */
+    { deep, NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json", "deeper than 64" } },
     { "", NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json" } },
     { NULL, one_token, GPTD_BPE_ERROR_VOCAB, { "vocab.bpe:2:", "two tokens" } },
     { NULL, unknown, GPTD_BPE_ERROR_VOCAB, { "vocab.bpe:3:", "right token" } },

@@ -6,6 +6,7 @@
 #include "runs.h"
 
 #include <gptd/frame.h>
+#include <gptd/json-load.h>
 
 #include <math.h>
 #include <string.h>
@@ -322,6 +323,12 @@ test_bad_run_dirs (Fixture *f, gconstpointer data)
   g_assert_true (g_file_set_contents (status, "{ not json", -1, NULL));
   g_autofree char *other = g_build_filename (f->dir, "runs", "not-a-run", NULL);
   g_assert_cmpint (g_mkdir_with_parents (other, 0750), ==, 0);
+  /* A status nested deep enough to overflow json-glib's recursion: skipped too. */
+  g_autofree char *deep_dir = g_build_filename (f->dir, "runs", "6", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (deep_dir, 0750), ==, 0);
+  g_autofree char *deep_status = g_build_filename (deep_dir, GPTD_RUN_STATUS_FILE, NULL);
+  g_autofree char *deep = g_strnfill (100000, '[');
+  g_assert_true (g_file_set_contents (deep_status, deep, -1, NULL));
 
   if (!g_test_subprocess ())
     {
@@ -329,6 +336,7 @@ test_bad_run_dirs (Fixture *f, gconstpointer data)
       g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
       g_test_trap_assert_passed ();
       g_test_trap_assert_stderr ("*Skipping run 7:*status.json*");
+      g_test_trap_assert_stderr ("*Skipping run 6:*status.json*deeper than 64*");
       return;
     }
   g_log_set_always_fatal (G_LOG_FATAL_MASK);
@@ -339,6 +347,16 @@ test_bad_run_dirs (Fixture *f, gconstpointer data)
   g_assert_cmpuint (list->len, ==, 0);
   GptdRun *run = create_run (table);
   g_assert_cmpstr (run->id, ==, "8");
+
+  /* A deeply nested request file: an error naming it, no crash. */
+  g_autofree char *request = g_build_filename (run->dir, GPTD_RUN_REQUEST_FILE, NULL);
+  g_assert_true (g_file_set_contents (request, deep, -1, NULL));
+  g_autofree char *text = NULL, *filename = NULL, *workdir = NULL;
+  g_auto (GStrv) settings = NULL;
+  g_assert_false (gptd__run_dir_read_request (run->dir, &text, &filename, &workdir, &settings,
+                                              &error));
+  g_assert_error (error, GPTD_JSON_ERROR, GPTD_JSON_ERROR_TOO_DEEP);
+  g_assert_nonnull (strstr (error->message, request));
   gptd__run_table_free (table);
 }
 

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -728,6 +729,103 @@ test_bad_dirs (Fixture *f, gconstpointer data)
   expect_load_error (f->dir, fe, GPTD_GPT_FILE_ERROR_IO, "config.json", NULL);
 }
 
+/* A small config.json naming a model far larger than model.safetensors beside it
+ * is refused from the safetensors header, before any parameter is allocated. */
+static void
+test_config_larger_than_weights (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GptdGpt) m = tiny_model (TRUE, FALSE, 1);
+  g_autofree char *config = g_build_filename (f->dir, "config.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  /* 300 layers of the tiny model's width: the layers are named. */
+  write_text (config, "{\"n_layer\":300,\"n_head\":2,\"n_embd\":8,\"n_positions\":16,"
+                      "\"vocab_size\":20}");
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING, "config.json",
+                     "n_layer is 300", "holds 2 layers", "“h.2.ln_1.weight”", NULL);
+
+  /* GPT-2 small's width and 300 layers: 2.2 billion parameters, 17 GB with their
+   * gradients. Refused from the header, in a child whose address space could
+   * not hold them; under AddressSanitizer (which reserves terabytes) without the
+   * limit. */
+  write_text (config, "{\"n_layer\":300,\"n_head\":12,\"n_embd\":768,\"n_positions\":1024,"
+                      "\"vocab_size\":50257}");
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+      g_test_trap_assert_passed ();
+      return;
+    }
+#if !defined(__SANITIZE_ADDRESS__)
+  struct rlimit limit = { (rlim_t) 4 << 30, (rlim_t) 4 << 30 };
+  g_assert_cmpint (setrlimit (RLIMIT_AS, &limit), ==, 0);
+#endif
+  g_autoptr (GTimer) timer = g_timer_new ();
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING, "config.json",
+                     "n_layer is 300", NULL);
+  g_assert_cmpfloat (g_timer_elapsed (timer, NULL), <, 1.0);
+  write_text (config, "{\"n_layer\":2,\"n_head\":12,\"n_embd\":768,\"n_positions\":1024,"
+                      "\"vocab_size\":50257}");
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_SHAPE, "“wte.weight”",
+                     "[20, 8]", "[50257, 768]", NULL);
+}
+
+/* Deeply nested JSON in each file of a model directory or checkpoint is refused
+ * with an error naming the file, instead of crashing in json-glib's recursion. */
+static void
+test_deep_json (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGpt) m = tiny_model (TRUE, FALSE, 1);
+  g_autofree char *config = g_build_filename (f->dir, "config.json", NULL);
+  g_autofree char *opens = g_strnfill (100000, '[');
+  g_autofree char *deep = g_strdup_printf ("{\"n_layer\":%s", opens);
+  g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  /* config.json */
+  write_text (config, deep);
+  expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG, "config.json",
+                     "deeper than 64", "(byte 74)", NULL);
+  g_assert_false (gptd_gpt_config_from_json (deep, -1, NULL, &(GptdGptConfig) { 0 }, NULL,
+                                             &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG);
+  g_clear_error (&error);
+
+  /* checkpoint.json */
+  g_autofree char *root = g_build_filename (f->dir, "run", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (root, 0755), ==, 0);
+  g_autofree char *index = g_build_filename (root, GPTD_CHECKPOINT_INDEX, NULL);
+  write_text (index, deep);
+  g_assert_null (gptd_checkpoint_get_latest (root, &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
+  g_assert_nonnull (strstr (error->message, index));
+  g_assert_nonnull (strstr (error->message, "deeper than 64"));
+  g_clear_error (&error);
+  g_assert_null (gptd_checkpoint_load (root, NULL, NULL, &error));
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
+  g_clear_error (&error);
+
+  /* The training state is a safetensors file: its header. */
+  g_autofree char *state = g_build_filename (f->dir, "state.safetensors", NULL);
+  g_autofree char *header = g_strdup_printf ("{\"__metadata__\":%s", opens);
+  guint64 le = GUINT64_TO_LE ((guint64) strlen (header));
+  g_autoptr (GString) raw = g_string_new_len ((const char *) &le, 8);
+  g_string_append (raw, header);
+  g_assert_true (set_contents (state, raw->str, (gssize) raw->len, NULL));
+  GptdAdamWParams params;
+  gptd_adamw_params_init (&params);
+  g_autoptr (GptdAdamW) opt = gptd_adamw_new (m, &params, &error);
+  g_assert_no_error (error);
+  GptdTrainingInfo info = { 0 };
+  g_assert_false (gptd_training_state_load (state, m, opt, &info, &error));
+  g_assert_error (error, GPTD_SAFETENSORS_ERROR, GPTD_SAFETENSORS_ERROR_JSON);
+  g_assert_nonnull (strstr (error->message, "deeper than 64"));
+  gptd_training_info_clear (&info);
+}
+
 static void
 test_tied_copy_accepted (Fixture *f, gconstpointer data)
 {
@@ -1130,6 +1228,8 @@ main (int argc, char **argv)
   g_test_add_func ("/nn/gpt2-file/hf/tiny-golden", test_hf_tiny_golden);
   ADD ("hf/tied-copy", test_tied_copy_accepted);
   ADD ("bad-dirs", test_bad_dirs);
+  ADD ("deep-json", test_deep_json);
+  ADD ("config-larger-than-weights", test_config_larger_than_weights);
   ADD ("training-state", test_training_state);
   ADD ("checkpoint/save-load", test_checkpoints);
   ADD ("checkpoint/interrupted", test_interrupted_checkpoint);

@@ -22,10 +22,10 @@ status_is () {   # status_is WANT DESCRIPTION: compares with $rc
   if [ "$rc" -eq "$1" ]; then ok "$2 (exit $rc)"; else not_ok "$2 (exit $rc, wanted $1)"; fi
 }
 
-echo "1..22"
+echo "1..24"
 
 if [ ! -x "$gptd" ]; then
-  for i in $(seq 1 22); do echo "ok $i # SKIP $gptd is not built"; done
+  for i in $(seq 1 24); do echo "ok $i # SKIP $gptd is not built"; done
   exit 0
 fi
 
@@ -123,5 +123,13 @@ wait "$pid"; rc=$?
 status_is 130 "SIGINT cancels a run"
 check "the event log ends with cancelled" \
   sh -c 'tail -n 1 endless-run/events.jsonl | grep -q '"cancelled"''
+
+# ---- resume from a run directory whose run.json nests too deep --------------------
+mkdir -p deep-run
+head -c 100000 /dev/zero | tr '\0' '[' > deep-run/run.json
+"$gptd" run --resume deep-run > out.txt 2> err.txt; rc=$?
+status_is 2 "resume refuses a deeply nested run.json"
+check "the error names run.json and the nesting" \
+  grep -q "cannot resume deep-run: deep-run/run.json: arrays and objects nested deeper than 64 levels" err.txt
 
 exit 0

@@ -410,6 +410,135 @@ test_variables (void)
   g_unsetenv ("size");
 }
 
+/* Loads @text in a subprocess that must finish within @seconds; returns its
+ * problems through the parent's assertions on the subprocess' stdout. */
+static GPtrArray *
+load_problems (const char *text, const char *const *settings, double *seconds)
+{
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GTimer) timer = g_timer_new ();
+  g_autoptr (GptdPipeline) p = gptd_pipeline_load_data (registry, text, -1, "test.pipeline",
+                                                        settings, &problems, &error);
+  *seconds = g_timer_elapsed (timer, NULL);
+  for (guint i = 0; problems && i < problems->len; i++)
+    g_test_message ("problem: %s", ((GptdPipelineProblem *) problems->pdata[i])->text);
+  return g_steal_pointer (&problems);
+}
+
+/* Variables that each use the next one four times: expanding without memory of
+ * what was expanded takes 4^20 steps and the value would grow to terabytes. It
+ * is refused quickly, with one problem naming the variable that grew too large. */
+static void
+test_variables_exponential (void)
+{
+  if (!g_test_subprocess ())
+    {
+      /* The old expansion never finishes: the subprocess is killed after 20 s. */
+      g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      return;
+    }
+  g_autoptr (GString) text = g_string_new ("[pipeline]\nname=t\n");
+  for (int i = 0; i < 20; i++)
+    g_string_append_printf (text, "v%d=${v%d}${v%d}${v%d}${v%d}\n", i, i + 1, i + 1, i + 1,
+                            i + 1);
+  g_string_append (text, "v20=abcdefgh\n[stage a]\ntype=test-params\nsize=1\nname=${v0}\n");
+  g_assert_cmpuint (text->len, <, 1500);
+  double seconds;
+  g_autoptr (GPtrArray) problems = load_problems (text->str, NULL, &seconds);
+  g_test_message ("refused in %.3f s", seconds);
+  g_assert_cmpfloat (seconds, <, 1.0);
+  g_assert_nonnull (problems);
+  g_assert_cmpuint (problems->len, ==, 1);
+  GptdPipelineProblem *pr = problems->pdata[0];
+  g_assert_cmpint (pr->code, ==, GPTD_PIPELINE_ERROR_BAD_VALUE);
+  g_assert_cmpstr (pr->stage, ==, "a");
+  g_assert_cmpstr (pr->key, ==, "name");
+  /* v11 is the first whose value (8 * 4^9 bytes) passes 1 MiB. */
+  g_assert_nonnull (strstr (pr->message, "${v11}"));
+  g_assert_nonnull (strstr (pr->message, "1 MiB"));
+
+  /* Each value stays under the limit, but many uses add up: refused in total. */
+  g_autoptr (GString) many = g_string_new ("[pipeline]\nname=t\n");
+  for (int i = 0; i < 16; i++)
+    g_string_append_printf (many, "w%d=${w%d}${w%d}\n", i, i + 1, i + 1);
+  g_string_append (many, "w16=abcdefg\n[stage a]\ntype=test-params\nsize=1\n");
+  for (int i = 0; i < 40; i++)
+    g_string_append_printf (many, "k%d=${w0}\n", i);
+  g_autoptr (GPtrArray) total = load_problems (many->str, NULL, &seconds);
+  g_assert_cmpfloat (seconds, <, 1.0);
+  g_assert_nonnull (total);
+  g_assert_cmpuint (total->len, >=, 1);
+  pr = total->pdata[0];
+  g_assert_cmpint (pr->code, ==, GPTD_PIPELINE_ERROR_BAD_VALUE);
+  g_assert_nonnull (strstr (pr->message, "in total"));
+}
+
+/* A chain of 17 variables, each naming the next, is legal: nesting is not a loop. */
+static void
+test_variables_chain (void)
+{
+  g_autoptr (GString) text = g_string_new ("[pipeline]\nname=t\n");
+  for (int i = 0; i < 17; i++)
+    g_string_append_printf (text, "c%d=${c%d}\n", i, i + 1);
+  g_string_append (text, "c17=end\n[stage a]\ntype=test-params\nsize=1\nname=${c0}\n");
+  g_autoptr (GptdPipeline) p = load_ok (text->str, "c.pipeline", NULL);
+  g_assert_cmpstr (param_of (p, "a", "name"), ==, "end");
+
+  /* Deeper chains are legal too, up to a nesting limit far above any real file. */
+  g_autoptr (GString) deep = g_string_new ("[pipeline]\nname=t\n");
+  for (int i = 0; i < 200; i++)
+    g_string_append_printf (deep, "c%d=${c%d}.\n", i, i + 1);
+  g_string_append (deep, "c200=end\n[stage a]\ntype=test-params\nsize=1\nname=${c0}\n");
+  g_autoptr (GptdPipeline) q = load_ok (deep->str, "c.pipeline", NULL);
+  g_assert_cmpuint (strlen (param_of (q, "a", "name")), ==, 203);
+}
+
+/* A loop of variables is reported once, naming the variables in it, however many
+ * values use it and however often each variable uses the next. */
+static void
+test_variables_cycle (void)
+{
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      return;
+    }
+  const char *text =
+    "[pipeline]\n"
+    "name=t\n"
+    "x=${y}${y}${y}\n"
+    "y=${z}${z}${z}\n"
+    "z=${x}${x}${x}\n"
+    "[stage a]\n"
+    "type=test-params\n"
+    "size=1\n"
+    "name=${x}\n"
+    "file=${y}\n";
+  double seconds;
+  g_autoptr (GPtrArray) problems = load_problems (text, NULL, &seconds);
+  g_assert_cmpfloat (seconds, <, 1.0);
+  g_assert_nonnull (problems);
+  g_assert_cmpuint (problems->len, ==, 1);
+  GptdPipelineProblem *pr = problems->pdata[0];
+  g_assert_cmpint (pr->code, ==, GPTD_PIPELINE_ERROR_UNDEFINED_VARIABLE);
+  g_assert_cmpuint (pr->line, ==, 9);
+  g_assert_cmpstr (pr->key, ==, "name");
+  g_assert_nonnull (strstr (pr->message, "loop: ${x} -> ${y} -> ${z} -> ${x}"));
+
+  /* A variable that names itself, given as a setting. */
+  const char *settings[] = { "self=a${self}", NULL };
+  g_autoptr (GPtrArray) self = load_problems (HEAD "[stage a]\ntype=test-params\nsize=1\n"
+                                              "name=${self}\nfile=${self}\n",
+                                              settings, &seconds);
+  g_assert_nonnull (self);
+  g_assert_cmpuint (self->len, ==, 1);
+  pr = self->pdata[0];
+  g_assert_nonnull (strstr (pr->message, "loop: ${self} -> ${self}"));
+}
+
 static void
 test_escapes (void)
 {
@@ -510,6 +639,9 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/graph", test_graph);
   g_test_add_func ("/pipeline/name-from-filename", test_name_from_filename);
   g_test_add_func ("/pipeline/variables", test_variables);
+  g_test_add_func ("/pipeline/variables/exponential", test_variables_exponential);
+  g_test_add_func ("/pipeline/variables/chain", test_variables_chain);
+  g_test_add_func ("/pipeline/variables/cycle", test_variables_cycle);
   g_test_add_func ("/pipeline/escapes", test_escapes);
   g_test_add_func ("/pipeline/params", test_params);
   g_test_add_func ("/pipeline/params-new", test_params_new);

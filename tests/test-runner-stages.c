@@ -222,6 +222,31 @@ test_truncated_character (Fixture *f, gconstpointer data)
   test_events_clear (&ev);
 }
 
+/* NUL is valid UTF-8 (U+0000): read as it is, not refused nor replaced. */
+static void
+test_nul_bytes (Fixture *f, gconstpointer data)
+{
+  g_autofree char *path = write_file (f, "nul.txt", "ab\0cd\n", 6);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=nul.txt", NULL, &ev, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (docs->len, ==, 1);
+  test_events_clear (&ev);
+
+  /* With invalid=replace, only the invalid byte after the NUL is replaced. */
+  g_autofree char *bad = write_file (f, "nul-bad.txt", "ab\0cd\xff", 6);
+  test_events_init (&ev);
+  g_autoptr (GPtrArray) fixed = run_read_dump (f, "path=nul-bad.txt\ninvalid=replace", NULL,
+                                               &ev, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (fixed->len, ==, 1);
+  g_autofree char *warning = g_strdup_printf ("read: %s: invalid UTF-8 from byte offset 5", bad);
+  g_assert_cmpint (test_events_find_prefix (&ev, warning), >=, 0);
+  test_events_clear (&ev);
+}
+
 static void
 test_invalid_replace (Fixture *f, gconstpointer data)
 {
@@ -386,6 +411,7 @@ main (int argc, char **argv)
   ADD ("/stages/text-source/invalid-utf8", test_invalid_utf8);
   ADD ("/stages/text-source/truncated-character", test_truncated_character);
   ADD ("/stages/text-source/invalid-replace", test_invalid_replace);
+  ADD ("/stages/text-source/nul-bytes", test_nul_bytes);
   ADD ("/stages/text-source/missing-files", test_missing_files);
   ADD ("/stages/dump/with-type", test_dump_with_type);
   ADD ("/stages/dump/batches", test_dump_batches);

@@ -482,6 +482,22 @@ test_corrupt_json (Fixture *f, gconstpointer data)
 }
 
 static void
+test_corrupt_deep (Fixture *f, gconstpointer data)
+{
+  /* A header of a hundred thousand nested arrays is refused before json-glib,
+   * whose recursion would overflow the stack, sees it. */
+  g_autofree char *opens = g_strnfill (100000, '[');
+  g_autofree char *closes = g_strnfill (100000, ']');
+  g_autofree char *header = g_strdup_printf ("{\"a\":%s%s}", opens, closes);
+  write_file (f->path, header, NULL, 0);
+  expect_open_error (f->path, GPTD_SAFETENSORS_ERROR_JSON, "deeper than 64", "(byte 76)", NULL);
+  /* Nested metadata in a training state file reads the same. */
+  g_autofree char *meta = g_strdup_printf ("{\"__metadata__\":{\"k\":%s}}", opens);
+  write_file (f->path, meta, NULL, 0);
+  expect_open_error (f->path, GPTD_SAFETENSORS_ERROR_JSON, "deeper than 64", NULL);
+}
+
+static void
 test_corrupt_entry (Fixture *f, gconstpointer data)
 {
   static const char *headers[] = {
@@ -778,6 +794,7 @@ main (int argc, char **argv)
   ADD ("corrupt/truncated", test_corrupt_truncated);
   ADD ("corrupt/header-length", test_corrupt_header_len);
   ADD ("corrupt/json", test_corrupt_json);
+  ADD ("corrupt/deep", test_corrupt_deep);
   ADD ("corrupt/entry", test_corrupt_entry);
   ADD ("corrupt/dtype", test_corrupt_dtype);
   ADD ("corrupt/offsets", test_corrupt_offsets);

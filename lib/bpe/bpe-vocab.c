@@ -19,6 +19,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <gptd/atomic-file.h>
+#include <gptd/json-load.h>
 #include "io/install-paths.h"
 
 
@@ -609,14 +610,18 @@ parse_encoder_json (const char *path, const char *data, gsize len,
   g_free (j.arena);
 
   /* Let json-glib say what is wrong with the syntax. */
-  g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) jerr = NULL;
-  if (!json_parser_load_from_data (parser, data, (gssize) len, &jerr))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (data, (gssize) len, path,
+                                                          G_MAXSIZE, &jerr);
+  if (parser == NULL)
     {
-      const char *msg = jerr->message;
-      if (g_str_has_prefix (msg, "<data>:"))
-        msg += strlen ("<data>:");
-      g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB, "%s:%s", path, msg);
+      /* A syntax error reads "PATH:LINE:COLUMN: ..." like the other vocabulary errors. */
+      g_autofree char *prefix = g_strdup_printf ("%s: not valid JSON: ", path);
+      if (g_str_has_prefix (jerr->message, prefix))
+        g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB, "%s:%s", path,
+                     jerr->message + strlen (prefix));
+      else
+        g_set_error_literal (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB, jerr->message);
       return FALSE;
     }
   gsize off = (gsize) (j.fail_at - data);

@@ -1,20 +1,27 @@
-# Build fragment for lib/io (atomic durable writes, safetensors) and the model
+# Build fragment for lib/io (atomic durable writes, bounded JSON parsing, safetensors) and the model
 # directory code built on it (lib/nn/gpt2-file.c); see the top-level Makefile.am.
 
 lib_libgptd_la_SOURCES += \
 	lib/io/atomic-file.c \
 	lib/io/install-paths.c \
 	lib/io/install-paths.h \
+	lib/io/json-load.c \
 	lib/io/safetensors.c
 
 gptdinclude_HEADERS += \
 	include/gptd/atomic-file.h \
+	include/gptd/json-load.h \
 	include/gptd/safetensors.h
 
 check_PROGRAMS += tests/test-safetensors
 TESTS += tests/test-safetensors
 tests_test_safetensors_SOURCES = tests/test-safetensors.c
 tests_test_safetensors_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-json-load
+TESTS += tests/test-json-load
+tests_test_json_load_SOURCES = tests/test-json-load.c
+tests_test_json_load_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test-atomic-file
 TESTS += tests/test-atomic-file

@@ -10,6 +10,7 @@
 
 #include <gptd/safetensors.h>
 #include <gptd/atomic-file.h>
+#include <gptd/json-load.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -542,12 +543,24 @@ gptd_safetensors_open (const char *path, GError **error)
                 (gsize) (8 + (bad_utf8 - header)));
       return NULL;
     }
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  g_autoptr (GError) json_error = NULL;
-  if (!json_parser_load_from_data (parser, header, (gssize) header_len, &json_error))
+  gsize deep_at = 0;
+  if (!gptd_json_check_depth (header, (gsize) header_len, GPTD_JSON_MAX_DEPTH, &deep_at))
     {
       st_error (error, GPTD_SAFETENSORS_ERROR_JSON, path,
-                "the header is not valid JSON: %s", json_error->message);
+                "the header nests arrays and objects deeper than %u levels (byte %"
+                G_GSIZE_FORMAT ")", (guint) GPTD_JSON_MAX_DEPTH, (gsize) 8 + deep_at);
+      return NULL;
+    }
+  g_autoptr (GError) json_error = NULL;
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (header, (gssize) header_len,
+                                                          "header", header_len, &json_error);
+  if (parser == NULL)
+    {
+      const char *msg = json_error->message;
+      if (g_str_has_prefix (msg, "header: not valid JSON: "))
+        msg += strlen ("header: not valid JSON: ");
+      st_error (error, GPTD_SAFETENSORS_ERROR_JSON, path,
+                "the header is not valid JSON: %s", msg);
       return NULL;
     }
   JsonNode *root = json_parser_get_root (parser);

@@ -8,6 +8,7 @@
 
 #include <gptd/atomic-file.h>
 #include <gptd/gpt2-file.h>
+#include <gptd/json-load.h>
 #include <gptd/safetensors.h>
 
 #include <errno.h>
@@ -27,6 +28,9 @@ G_DEFINE_QUARK (gptd-gpt-file-error-quark, gptd_gpt_file_error)
 
 /* How many names an error message lists before "and N more". */
 #define MAX_LISTED 8
+
+/* The largest config.json or checkpoint.json read: both are a few hundred bytes. */
+#define CONFIG_MAX_SIZE ((gsize) 1 << 20)
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
@@ -224,12 +228,13 @@ gptd_gpt_config_from_json (const char    *json,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   const char *fname = filename ? filename : "config.json";
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) json_error = NULL;
-  if (!json_parser_load_from_data (parser, json, length, &json_error))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, length, fname,
+                                                          CONFIG_MAX_SIZE, &json_error);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
-                   "%s: not valid JSON: %s", fname, json_error->message);
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
+                           json_error->message);
       return FALSE;
     }
   JsonNode *root = json_parser_get_root (parser);
@@ -549,6 +554,133 @@ index_stored_tensors (GptdSafetensors *st, GError **error)
   return g_steal_pointer (&map);
 }
 
+/* One tensor a configuration needs: its name and shape (as gptd_gpt_new() lays
+ * the parameters out). */
+typedef struct {
+  char *name;
+  guint n_dims;
+  size_t shape[2];
+} NeededTensor;
+
+static void
+needed_add (GArray *needed, char *name, guint n_dims, size_t d0, size_t d1)
+{
+  NeededTensor t = { name, n_dims, { d0, d1 } };
+  g_array_append_val (needed, t);
+}
+
+static void
+needed_tensor_clear (gpointer data)
+{
+  g_free (((NeededTensor *) data)->name);
+}
+
+/* The tensors a (validated) configuration needs, without creating the model. */
+static GArray *
+needed_tensors (const GptdGptConfig *c)
+{
+  GArray *needed = g_array_new (FALSE, FALSE, sizeof (NeededTensor));
+  g_array_set_clear_func (needed, needed_tensor_clear);
+  size_t C = (size_t) c->n_embd;
+  size_t n_out = c->n_out ? (size_t) c->n_out : (size_t) c->vocab_size;
+  needed_add (needed, g_strdup ("wte.weight"), 2, (size_t) c->vocab_size, C);
+  needed_add (needed, g_strdup ("wpe.weight"), 2, (size_t) c->context_length, C);
+  for (int l = 0; l < c->n_layer; l++)
+    {
+#define N(suffix, nd, a, b) needed_add (needed, g_strdup_printf ("h.%d.%s", l, suffix), nd, a, b)
+      N ("ln_1.weight", 1, C, 0);
+      N ("ln_1.bias", 1, C, 0);
+      N ("attn.c_attn.weight", 2, C, 3 * C);
+      if (c->qkv_bias)
+        N ("attn.c_attn.bias", 1, 3 * C, 0);
+      N ("attn.c_proj.weight", 2, C, C);
+      N ("attn.c_proj.bias", 1, C, 0);
+      N ("ln_2.weight", 1, C, 0);
+      N ("ln_2.bias", 1, C, 0);
+      N ("mlp.c_fc.weight", 2, C, 4 * C);
+      N ("mlp.c_fc.bias", 1, 4 * C, 0);
+      N ("mlp.c_proj.weight", 2, 4 * C, C);
+      N ("mlp.c_proj.bias", 1, C, 0);
+#undef N
+    }
+  needed_add (needed, g_strdup ("ln_f.weight"), 1, C, 0);
+  needed_add (needed, g_strdup ("ln_f.bias"), 1, C, 0);
+  if (!c->tie_embeddings)
+    needed_add (needed, g_strdup ("lm_head.weight"), 2, n_out, C);
+  if (c->head_bias)
+    needed_add (needed, g_strdup ("lm_head.bias"), 1, n_out, 0);
+  return needed;
+}
+
+/* Checks a configuration against the tensors stored before the model is
+ * created: every tensor it needs must be stored with its shape, so a small
+ * config.json cannot make gptd allocate more than the weights file holds. */
+static gboolean
+check_config_against_stored (const GptdGptConfig *config, const char *config_path,
+                             GptdSafetensors *st, GHashTable *stored, GError **error)
+{
+  const char *path = gptd_safetensors_get_path (st);
+  g_autoptr (GError) local = NULL;
+  if (!gptd_gpt_config_validate (config, &local))
+    {
+      g_set_error (error, local->domain, local->code, "%s: %s", config_path, local->message);
+      return FALSE;
+    }
+
+  /* Layers first: the likeliest mismatch, said plainly. */
+  int stored_layers = 0;
+  for (;; stored_layers++)
+    {
+      g_autofree char *name = g_strdup_printf ("h.%d.ln_1.weight", stored_layers);
+      if (!g_hash_table_contains (stored, name))
+        break;
+    }
+  if (config->n_layer > stored_layers)
+    {
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING,
+                   "%s: n_layer is %d, but %s holds %d layer%s (no tensor “h.%d.ln_1.weight”)",
+                   config_path, config->n_layer, path, stored_layers,
+                   stored_layers == 1 ? "" : "s", stored_layers);
+      return FALSE;
+    }
+
+  g_autoptr (GArray) needed = needed_tensors (config);
+  g_autoptr (GPtrArray) missing = g_ptr_array_new ();
+  for (guint i = 0; i < needed->len; i++)
+    {
+      const NeededTensor *t = &g_array_index (needed, NeededTensor, i);
+      if (!g_hash_table_contains (stored, t->name))
+        g_ptr_array_add (missing, t->name);
+    }
+  if (missing->len > 0)
+    {
+      g_autofree char *names = format_names (missing);
+      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_MISSING,
+                   "%s: %u tensor%s the configuration needs %s missing: %s",
+                   path, missing->len, missing->len == 1 ? "" : "s",
+                   missing->len == 1 ? "is" : "are", names);
+      return FALSE;
+    }
+  for (guint i = 0; i < needed->len; i++)
+    {
+      const NeededTensor *t = &g_array_index (needed, NeededTensor, i);
+      const GptdSafetensorsTensor *s = g_hash_table_lookup (stored, t->name);
+      gboolean same = s->n_dims == t->n_dims;
+      for (guint d = 0; same && d < t->n_dims; d++)
+        same = s->shape[d] == t->shape[d];
+      if (!same)
+        {
+          g_autofree char *have = format_shape (s->n_dims, s->shape);
+          g_autofree char *want = format_shape (t->n_dims, t->shape);
+          g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_SHAPE,
+                       "%s: tensor “%s” has shape %s, but the configuration gives it %s",
+                       path, s->name, have, want);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* Checks the stored tensors against the model, then copies them in. */
 static gboolean
 load_weights (GptdGpt *model, GptdSafetensors *st, GHashTable *stored, GError **error)
@@ -715,6 +847,8 @@ gptd_gpt_dir_load (const char *dir, GError **error)
   if (!(explicit_flags & GPTD_GPT_CONFIG_EXPLICIT_HEAD_BIAS))
     config.head_bias = g_hash_table_contains (stored, "lm_head.bias");
 
+  if (!check_config_against_stored (&config, config_path, st, stored, error))
+    return NULL;
   g_autoptr (GError) local = NULL;
   g_autoptr (GptdGpt) model = gptd_gpt_new (&config, &local);
   if (model == NULL)
@@ -1211,11 +1345,12 @@ read_index (const char *root, gboolean *exists, GError **error)
                    "%s", local->message);
       return NULL;
     }
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, json, (gssize) len, &local))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, (gssize) len, path,
+                                                          CONFIG_MAX_SIZE, &local);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT,
-                   "%s: not valid JSON: %s", path, local->message);
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT,
+                           local->message);
       return NULL;
     }
   JsonNode *rootn = json_parser_get_root (parser);

@@ -12,7 +12,14 @@
 
 G_DEFINE_QUARK (gptd-pipeline-error-quark, gptd_pipeline_error)
 
-#define MAX_VAR_DEPTH 16
+/* Variables may nest this deep (a variable whose value uses another, ...); a
+ * legal file comes nowhere near it, and it bounds the expansion's recursion. */
+#define MAX_VAR_DEPTH 256
+/* The largest expanded value, and the most bytes all expansions of a file may
+ * produce together, so that variables using each other several times cannot
+ * grow a small file into gigabytes. */
+#define MAX_VALUE_SIZE ((gsize) 1 << 20)
+#define MAX_EXPANDED_TOTAL ((gsize) 8 << 20)
 
 typedef struct {
   char *key;
@@ -36,6 +43,10 @@ typedef struct {
   Group *pipeline_group;
   GPtrArray *stage_groups; /* Group* in file order */
   GHashTable *set_vars;    /* var -> value from settings */
+  GHashTable *vars;        /* var -> Var*: each variable is expanded once */
+  GPtrArray *var_stack;    /* Var* being expanded (grey), outermost first */
+  gsize expanded_total;    /* bytes produced by all expansions so far */
+  gboolean total_reported; /* the total limit was reported */
 } Loader;
 
 static void
@@ -300,39 +311,124 @@ typedef struct {
   gboolean from_setting;
 } Where;
 
-static char *expand (Loader *L, const char *value, const Where *w, int depth, gboolean *ok);
+/* A variable's expansion state: white (not yet looked at; not in the table),
+ * grey (being expanded: on the stack), black (done, value kept). */
+typedef enum {
+  VAR_GREY = 1,
+  VAR_BLACK,
+} VarColor;
 
-static char *
-lookup_var (Loader *L, const char *name, const Where *w, int depth, gboolean *ok)
+typedef struct {
+  char *name;
+  VarColor color;
+  char *value;         /* expanded; NULL when the variable is not defined */
+  gboolean ok;         /* FALSE: its expansion failed (the problem was reported) */
+  gboolean in_loop;    /* part of a loop that was reported */
+} Var;
+
+static void
+var_free (gpointer data)
 {
-  const char *v = g_hash_table_lookup (L->set_vars, name);
-  if (v)
-    return expand (L, v, w, depth + 1, ok);
-  Entry *e = L->pipeline_group ? group_find (L->pipeline_group, name) : NULL;
-  if (e)
-    return expand (L, e->value, w, depth + 1, ok);
-  v = g_getenv (name);
-  if (v)
-    return g_strdup (v);
-  return NULL;
+  Var *v = data;
+  g_free (v->name);
+  g_free (v->value);
+  g_free (v);
 }
 
-static char *
-expand (Loader *L, const char *value, const Where *w, int depth, gboolean *ok)
+static char *expand (Loader *L, const char *value, const Where *w, Var *self, gboolean *ok);
+
+/* Reports a loop of variables once, naming them as they use each other:
+ * "${x} -> ${y} -> ${x}". @v is grey, so it is on the stack. */
+static void
+report_var_loop (Loader *L, Var *v, const Where *w)
 {
-  if (depth > MAX_VAR_DEPTH)
+  if (v->in_loop)
+    return;
+  guint start = 0;
+  while (start < L->var_stack->len && L->var_stack->pdata[start] != v)
+    start++;
+  g_autoptr (GString) names = g_string_new (NULL);
+  for (guint i = start; i < L->var_stack->len; i++)
+    {
+      Var *in = L->var_stack->pdata[i];
+      in->in_loop = TRUE;
+      g_string_append_printf (names, "${%s} -> ", in->name);
+    }
+  g_string_append_printf (names, "${%s}", v->name);
+  add_problem (L, GPTD_PIPELINE_ERROR_UNDEFINED_VARIABLE, w->line, w->stage, w->key,
+               w->from_setting, "variables refer to each other in a loop: %s", names->str);
+}
+
+/* Returns the expanded variable @name, expanding it the first time only. A
+ * variable that is not defined has a NULL value; one whose expansion failed (a
+ * loop, an undefined variable inside, too large) has ok FALSE, and its problem
+ * was reported where it was first used. */
+static Var *
+lookup_var (Loader *L, const char *name, const Where *w)
+{
+  Var *v = g_hash_table_lookup (L->vars, name);
+  if (v != NULL && v->color == VAR_BLACK)
+    return v;
+  if (v != NULL)
+    {
+      /* Grey: the variable uses itself, through the ones above it on the stack.
+       * Every variable of the loop fails as the expansion unwinds, so the loop
+       * is reported here only. */
+      report_var_loop (L, v, w);
+      return v;
+    }
+
+  v = g_new0 (Var, 1);
+  v->name = g_strdup (name);
+  v->ok = TRUE;
+  g_hash_table_insert (L->vars, v->name, v);
+
+  const char *raw = g_hash_table_lookup (L->set_vars, name);
+  Entry *e = NULL;
+  if (raw == NULL && L->pipeline_group != NULL && (e = group_find (L->pipeline_group, name)))
+    raw = e->value;
+  if (raw == NULL)
+    {
+      const char *env = g_getenv (name);
+      v->value = g_strdup (env);
+      v->color = VAR_BLACK;
+      return v;
+    }
+  if (L->var_stack->len >= MAX_VAR_DEPTH)
     {
       add_problem (L, GPTD_PIPELINE_ERROR_UNDEFINED_VARIABLE, w->line, w->stage, w->key,
-                   w->from_setting, "variables refer to each other in a loop");
-      *ok = FALSE;
-      return g_strdup ("");
+                   w->from_setting, "variables nest more than %d levels deep (at ${%s})",
+                   MAX_VAR_DEPTH, name);
+      v->ok = FALSE;
+      v->color = VAR_BLACK;
+      return v;
     }
+  v->color = VAR_GREY;
+  g_ptr_array_add (L->var_stack, v);
+  gboolean ok = TRUE;
+  char *value = expand (L, raw, w, v, &ok);
+  g_ptr_array_remove_index (L->var_stack, L->var_stack->len - 1);
+  v->value = value;
+  v->ok = ok;
+  v->color = VAR_BLACK;
+  return v;
+}
+
+/* Expands the ${variables} of @value (the value of variable @self, or of a key
+ * when @self is NULL); problems are reported at @w. */
+static char *
+expand (Loader *L, const char *value, const Where *w, Var *self, gboolean *ok)
+{
   GString *out = g_string_new (NULL);
   for (const char *p = value; *p; p++)
     {
       if (*p != '$')
         {
-          g_string_append_c (out, *p);
+          /* Copy the plain run up to the next '$' at once. */
+          const char *dollar = strchr (p, '$');
+          gsize n = dollar ? (gsize) (dollar - p) : strlen (p);
+          g_string_append_len (out, p, (gssize) n);
+          p += n - 1;
           continue;
         }
       if (p[1] == '$')
@@ -368,18 +464,48 @@ expand (Loader *L, const char *value, const Where *w, int depth, gboolean *ok)
           p = close;
           continue;
         }
-      g_autofree char *v = lookup_var (L, name, w, depth, ok);
-      if (v == NULL)
+      Var *v = lookup_var (L, name, w);
+      p = close;
+      if (v->color != VAR_BLACK || !v->ok)
+        {
+          *ok = FALSE;   /* reported already */
+          continue;
+        }
+      if (v->value == NULL)
         {
           add_problem (L, GPTD_PIPELINE_ERROR_UNDEFINED_VARIABLE, w->line, w->stage, w->key,
                        w->from_setting, "undefined variable ${%s}: give it with --set %s=VALUE, "
                        "in [pipeline] or in the environment", name, name);
           *ok = FALSE;
+          continue;
         }
-      else
-        g_string_append (out, v);
-      p = close;
+      gsize n = strlen (v->value);
+      if (out->len + n > MAX_VALUE_SIZE)
+        {
+          if (self != NULL)
+            add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, w->line, w->stage, w->key,
+                         w->from_setting, "the value of ${%s} grows past 1 MiB when its "
+                         "variables are expanded", self->name);
+          else
+            add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, w->line, w->stage, w->key,
+                         w->from_setting, "the value grows past 1 MiB when its variables "
+                         "are expanded");
+          *ok = FALSE;
+          break;
+        }
+      if (L->expanded_total + out->len + n > MAX_EXPANDED_TOTAL)
+        {
+          if (!L->total_reported)
+            add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, w->line, w->stage, w->key,
+                         w->from_setting, "expanding the variables of the pipeline produces "
+                         "more than %d MiB in total", (int) (MAX_EXPANDED_TOTAL >> 20));
+          L->total_reported = TRUE;
+          *ok = FALSE;
+          break;
+        }
+      g_string_append_len (out, v->value, (gssize) n);
     }
+  L->expanded_total += out->len;
   return g_string_free (out, FALSE);
 }
 
@@ -468,7 +594,7 @@ check_stage (Loader *L, Group *g, GptdPipelineStage *st)
       Entry *e = g->entries->pdata[i];
       Where w = { e->line ? e->line : 0, g->name, e->key, e->from_setting };
       gboolean ok = TRUE;
-      char *v = expand (L, e->value, &w, 0, &ok);
+      char *v = expand (L, e->value, &w, NULL, &ok);
       g_free (e->value);
       e->value = v;
       e->bad = !ok;
@@ -830,6 +956,8 @@ gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length
   L.problems = g_ptr_array_new_with_free_func ((GDestroyNotify) gptd_pipeline_problem_free);
   L.stage_groups = g_ptr_array_new_with_free_func (group_free);
   L.set_vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  L.vars = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, var_free);
+  L.var_stack = g_ptr_array_new ();
 
   GptdPipeline *pipeline = g_new0 (GptdPipeline, 1);
   pipeline->filename = g_strdup (filename);
@@ -866,7 +994,7 @@ gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length
         {
           Where w = { name->line, NULL, "name", FALSE };
           gboolean ok = TRUE;
-          pipeline->name = expand (&L, name->value, &w, 0, &ok);
+          pipeline->name = expand (&L, name->value, &w, NULL, &ok);
         }
       for (guint i = 0; i < L.stage_groups->len; i++)
         {
@@ -894,6 +1022,8 @@ gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length
   group_free (L.pipeline_group);
   g_ptr_array_unref (L.stage_groups);
   g_hash_table_unref (L.set_vars);
+  g_hash_table_unref (L.vars);
+  g_ptr_array_unref (L.var_stack);
 
   if (L.problems->len > 0)
     {

@@ -14,9 +14,11 @@ extern const GptdStageType gptd_core_table_source_type;
  * position of the first bad byte); with @replace, logs a warning naming @where and
  * the offset and, when @fixed is not NULL, sets *fixed to a copy with U+FFFD in place
  * of the invalid bytes (free it with g_free()). *fixed is NULL when nothing was
- * replaced. */
+ * replaced; *fixed_len (when not NULL) is its length, since NUL bytes (valid UTF-8)
+ * stay in it. */
 gboolean gptd__core_check_utf8 (GptdStageContext *ctx, const char *where,
                                 guint64 offset, const guint8 *data, gsize len,
-                                gboolean replace, char **fixed, GError **error);
+                                gboolean replace, char **fixed, gsize *fixed_len,
+                                GError **error);
 
 #endif /* GPTD_CORE_H */

@@ -310,8 +310,9 @@ next_record (TableSource *self, GptdStageContext *ctx, Reader *r, GPtrArray *fie
         return FALSE;
       g_autofree char *where = g_strdup_printf ("%s:%" G_GUINT64_FORMAT, self->path, *line);
       g_autofree char *fixed = NULL;
+      gsize fixed_len = 0;
       if (!gptd__core_check_utf8 (ctx, where, start, (const guint8 *) r->buf + start,
-                                  r->pos - start, self->replace, &fixed, error))
+                                  r->pos - start, self->replace, &fixed, &fixed_len, error))
         return FALSE;
       if (fixed)
         {
@@ -319,7 +320,7 @@ next_record (TableSource *self, GptdStageContext *ctx, Reader *r, GPtrArray *fie
            * nor a line end, so it splits as the raw bytes did. */
           gsize p = 0;
           guint64 l = *line;
-          if (!parse_record (fixed, strlen (fixed), &p, &l, self->csv, fields, &blank,
+          if (!parse_record (fixed, fixed_len, &p, &l, self->csv, fields, &blank,
                              self->path, error))
             return FALSE;
         }

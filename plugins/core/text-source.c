@@ -172,12 +172,14 @@ emit_chunk (TextSource *self, GptdStageContext *ctx, const char *path, guint64 i
 {
   Gptd__Document doc = GPTD__DOCUMENT__INIT;
   g_autofree char *fixed = NULL;
-  if (!gptd__core_check_utf8 (ctx, path, offset, data, len, self->replace, &fixed, error))
+  gsize fixed_len = 0;
+  if (!gptd__core_check_utf8 (ctx, path, offset, data, len, self->replace, &fixed,
+                              &fixed_len, error))
     return FALSE;
   if (fixed)
     {
       data = (const guint8 *) fixed;
-      len = strlen (fixed);
+      len = fixed_len;
     }
   doc.source = (char *) path;
   doc.text.data = (guint8 *) data;

@@ -3,10 +3,11 @@
 # runs at once; garbage, an oversized frame, a malformed frame, half a frame, an
 # empty request and an unsupported one each get an error (and, for bad frames, a
 # closed connection) while the daemon keeps serving; a watcher that stops
-# reading is dropped once it falls behind, without holding up anybody else.
+# reading is dropped once it falls behind, without holding up anybody else; a
+# pipeline slow to load does not hold up the daemon's other clients.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 20
+plan 24
 
 # A small client queue limit, so the stuck watcher is dropped quickly.
 check "gptd starts" start_daemon --client-queue-limit 65536
@@ -88,4 +89,20 @@ grep -q 'lagged behind run' "$TMP/daemon.log"
 ok $? "the daemon logged that it lagged"
 ctl cancel "$FID" > /dev/null
 ok $? "the flooding run is cancelled"
+
+# --- a pipeline slow to load ------------------------------------------------------------
+# Its stage's check takes 4 s; meanwhile the loop answers others at once.
+ticker_pipeline "$TMP/slow-check.pipeline" slow-check count=1 check-delay-ms=4000
+start=$(date +%s)
+ctl validate "$TMP/slow-check.pipeline" > "$TMP/slow-check.out" 2>&1 &
+VPID=$!
+sleep 0.5
+timeout 2 "$GPTCTL" --socket "$SOCK" ping > /dev/null
+ok $? "others are answered while a pipeline is being loaded"
+timeout 2 "$GPTCTL" --socket "$SOCK" validate "$TMP/slow-check.pipeline" --set ticks.check-delay-ms=0 > /dev/null
+ok $? "another pipeline is validated meanwhile"
+wait "$VPID"
+ok $? "the slow pipeline is valid ($(cat "$TMP/slow-check.out"))"
+[ $(($(date +%s) - start)) -ge 3 ]
+ok $? "its answer came once it was loaded"
 stop_daemon

@@ -35,6 +35,8 @@ static const GptdParamSpec ticker_params[] = {
   { "log-bytes", GPTD_PARAM_INT, "16", 1, 1e6, NULL, "Length of each logged line", 0 },
   { "stubborn", GPTD_PARAM_BOOL, "false", 0, 0, NULL,
     "Once cancelled, go on sleeping for count * interval-ms instead of stopping", 0 },
+  { "check-delay-ms", GPTD_PARAM_INT, "0", 0, 60000, NULL,
+    "Take this long to check the parameters (a slow pipeline to load)", 0 },
   { NULL }
 };
 
@@ -55,6 +57,13 @@ ticker_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
   t->log_bytes = gptd_params_get_int (params, "log-bytes");
   t->stubborn = gptd_params_get_bool (params, "stubborn");
   return t;
+}
+
+static gboolean
+ticker_check (const GptdParams *params, GError **error)
+{
+  g_usleep ((gulong) gptd_params_get_int (params, "check-delay-ms") * 1000);
+  return TRUE;
 }
 
 static gboolean
@@ -120,6 +129,7 @@ static const GptdStageType e2e_ticker_type = {
   .description = "Emits a Document per tick at a set pace (end-to-end tests)",
   .params = ticker_params,
   .outputs = ticker_outputs,
+  .check = ticker_check,
   .create = ticker_create,
   .run = ticker_run,
   .destroy = ticker_destroy,
