@@ -496,12 +496,21 @@ fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
 {
   g_autoptr (GError) error = NULL;
   char *text = NULL;
-  if (!g_file_get_contents (file, &text, NULL, &error))
+  gsize length = 0;
+  if (!g_file_get_contents (file, &text, &length, &error))
     {
       g_printerr ("gptctl: %s\n", error->message);
       return EXIT_USAGE;
     }
   g_ptr_array_add (keep, text);
+  /* The text is sent as a string: a NUL would cut it short unseen. */
+  const char *nul = memchr (text, '\0', length);
+  if (nul != NULL)
+    {
+      g_printerr ("gptctl: %s contains a NUL byte (byte offset %td): it is not a text file\n",
+                  file, nul - text);
+      return EXIT_USAGE;
+    }
   if (!g_utf8_validate (text, -1, NULL))
     {
       g_printerr ("gptctl: %s is not valid UTF-8 text\n", file);

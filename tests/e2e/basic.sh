@@ -5,7 +5,7 @@
 # SIGTERM and gptctl's message when no daemon runs.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 41
+plan 42
 
 HELLO=$(realpath -s "${E2E_HELLO_PIPELINE:-$GPTD_SRCDIR/pipelines/hello.pipeline}")
 
@@ -81,6 +81,9 @@ ctl validate "$TMP/bad.pipeline" > /dev/null 2>&1
 ok $(( $? == 1 ? 0 : 1 )) "gptctl validate exits 1 on an invalid pipeline"
 ctl validate "$HELLO" | grep -q ': valid$'
 ok $? "gptctl validate accepts hello.pipeline"
+{ cat "$HELLO"; printf '\0[stage x]\ntype=nope\n'; } > "$TMP/nul.pipeline"
+ctl validate "$TMP/nul.pipeline" 2>&1 | grep -q 'contains a NUL byte'
+ok $? "gptctl refuses a pipeline holding a NUL byte instead of sending it cut short"
 
 # --- failing runs -----------------------------------------------------------------
 ticker_pipeline "$TMP/fail.pipeline" fail count=5 interval-ms=10 fail-at=2
