@@ -624,7 +624,11 @@ cmd_validate (Client *cl, int argc, char **argv, const CommandOptions *o)
     return status;
   const Gptd__ValidateResult *vr = resp->validate;
   if (cl->json)
-    print_json (&vr->base, TRUE);
+    {
+      /* Every field, so that "valid" shows when false. */
+      g_autofree char *text = gptd_message_to_json_string (&vr->base, TRUE, TRUE);
+      g_print ("%s\n", text);
+    }
   else if (vr->valid)
     g_print ("%s: valid\n", argv[0]);
   else

@@ -1138,40 +1138,18 @@ conn_forget_checks (Conn *c)
   g_clear_pointer (&c->check_jobs, g_list_free);
 }
 
-/* Fills a ValidateResult from load problems; the strings point into @problems. */
-static void
-fill_validate_result (Gptd__ValidateResult *vr, GPtrArray *problems, const GError *error,
-                      char ***texts)
-{
-  gptd__validate_result__init (vr);
-  vr->valid = error == NULL;
-  if (error == NULL)
-    return;
-  gsize n = problems ? problems->len : 0;
-  *texts = g_new0 (char *, MAX (n, 1));
-  for (gsize i = 0; i < n; i++)
-    (*texts)[i] = ((GptdPipelineProblem *) problems->pdata[i])->text;
-  if (n == 0)
-    {
-      (*texts)[0] = error->message;
-      n = 1;
-    }
-  vr->problems = *texts;
-  vr->n_problems = n;
-}
-
 /* Loop thread: answers a validate request whose pipeline was loaded. */
 static void
 check_job_answer_validate (Conn *c, CheckJob *job)
 {
   Gptd__Response resp = GPTD__RESPONSE__INIT;
-  Gptd__ValidateResult vr;
-  g_autofree char **texts = NULL;
-  fill_validate_result (&vr, job->problems, job->pipeline ? NULL : job->error, &texts);
+  Gptd__ValidateResult *vr =
+    gptd_validate_result_new (job->problems, job->pipeline ? NULL : job->error);
   resp.id = job->id;
   resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
-  resp.validate = &vr;
+  resp.validate = vr;
   conn_send (c, &resp);
+  gptd_validate_result_free (vr);
 }
 
 /* Loop thread: answers a run request whose pipeline was loaded, starting the run
@@ -1190,16 +1168,15 @@ check_job_answer_run (Conn *c, CheckJob *job)
     {
       Gptd__Response resp = GPTD__RESPONSE__INIT;
       Gptd__Error err = GPTD__ERROR__INIT;
-      Gptd__ValidateResult vr;
-      g_autofree char **texts = NULL;
-      fill_validate_result (&vr, job->problems, job->error, &texts);
+      Gptd__ValidateResult *vr = gptd_validate_result_new (job->problems, job->error);
       err.code = GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE;
       err.message = job->error->message;
       resp.id = job->id;
       resp.error = &err;
       resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
-      resp.validate = &vr;
+      resp.validate = vr;
       conn_send (c, &resp);
+      gptd_validate_result_free (vr);
       return;
     }
 

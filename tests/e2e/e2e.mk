@@ -12,7 +12,8 @@ E2E_TESTS = \
 	tests/e2e/install.sh \
 	tests/e2e/systemd.sh \
 	tests/e2e/config.sh \
-	tests/e2e/completion.sh
+	tests/e2e/completion.sh \
+	tests/e2e/gptctl.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
