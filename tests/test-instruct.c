@@ -148,12 +148,16 @@ static const GptdStageType batch_sink_type = {
   .destroy = sink_destroy,
 };
 
+/* Keeps the path of the last Model it receives. */
 static const GptdPadSpec model_in[] = { { "default", "gptd.Model", 0 }, { NULL } };
+static char *last_model_path;
 
 static gboolean
 model_sink_process (gpointer data, GptdStageContext *ctx, guint input,
                     const ProtobufCMessage *msg, GError **error)
 {
+  g_free (last_model_path);
+  last_model_path = g_strdup (((const Gptd__Model *) msg)->path);
   return TRUE;
 }
 
@@ -453,12 +457,33 @@ test_batches (void)
   g_assert_true (g_str_has_prefix (got[3], want_head) || g_str_has_prefix (got[3], "train 0 2"));
 }
 
-/* gpt-trainer on collated batches: synthetic records it can learn, a tiny model;
- * the validation loss falls. */
+/* The validation losses of eval.csv in the run directory under @dir. */
+static GArray *
+val_losses (const char *dir)
+{
+  g_autofree char *eval_path = g_build_filename (dir, "run", "eval.csv", NULL);
+  g_autofree char *csv = NULL;
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
+  g_assert_true (g_file_get_contents (eval_path, &csv, NULL, NULL));
+  g_auto (GStrv) rows = g_strsplit (g_strstrip (csv), "\n", -1);
+  for (guint i = 1; rows[i]; i++)
+    {
+      g_auto (GStrv) cells = g_strsplit (rows[i], ",", -1);
+      double v = g_ascii_strtod (cells[4], NULL);
+      g_assert_true (isfinite (v));
+      g_array_append_val (out, v);
+    }
+  return out;
+}
+
+/* gpt-trainer on collated batches (targets with -100): synthetic records it can
+ * learn, a tiny model; the validation loss falls. Then a second run from init= the
+ * first one's model directory starts where the first ended. */
 static void
 test_train (void)
 {
   g_autofree char *dir = g_dir_make_tmp ("gptd-instruct-XXXXXX", NULL);
+  g_autofree char *dir2 = g_dir_make_tmp ("gptd-instruct-XXXXXX", NULL);
   g_autofree char *vocab = bytes_vocab ();
   g_autoptr (GString) json = g_string_new (NULL);
   for (guint i = 0; i < 60; i++)
@@ -466,30 +491,42 @@ test_train (void)
                             "\"w%u\", \"output\": \"w%u w%u\"}\n", i % 7, i % 7, i % 7);
   g_autofree char *path = write_file (dir, "records.jsonl", json->str);
   g_autofree char *head = front (dir, path, vocab, NULL);
-  g_autofree char *text = g_strdup_printf (
+  static const char train_fmt[] =
       "%s[stage batches]\ntype=instruction-collator\ninput=tokens\nbatch-size=4\n"
       "pad-id=256\nallowed-max-length=160\n\n"
-      "[stage train]\ntype=gpt-trainer\ninput=batches\nmodel=custom\nn-layer=1\n"
-      "n-head=2\nn-embd=32\ncontext-length=160\nvocab-size=257\ndropout=0\n"
-      "lr=0.005\nmax-steps=24\neval-freq=6\neval-iter=2\nsample-tokens=0\nthreads=1\n\n"
-      "[stage models]\ntype=test-model-sink\ninput=train\n", head);
+      "[stage train]\ntype=gpt-trainer\ninput=batches\n%s\ndropout=0\n"
+      "lr=%s\nmax-steps=24\neval-freq=6\neval-iter=2\nsample-tokens=0\nthreads=1\n\n"
+      "[stage models]\ntype=test-model-sink\ninput=train\n";
+  static const char shape[] = "model=custom\nn-layer=1\nn-head=2\nn-embd=32\n"
+                              "context-length=160\nvocab-size=257";
+  g_autofree char *text = g_strdup_printf (train_fmt, head, shape, "0.005");
   g_autoptr (GError) error = NULL;
   g_assert_true (run_text (text, dir, &error));
   g_assert_no_error (error);
-
-  g_autofree char *eval_path = g_build_filename (dir, "run", "eval.csv", NULL);
-  g_autofree char *csv = NULL;
-  g_assert_true (g_file_get_contents (eval_path, &csv, NULL, NULL));
-  g_auto (GStrv) rows = g_strsplit (g_strstrip (csv), "\n", -1);
-  g_assert_cmpuint (g_strv_length (rows), >=, 4);
-  g_auto (GStrv) first = g_strsplit (rows[1], ",", -1);
-  g_auto (GStrv) last = g_strsplit (rows[g_strv_length (rows) - 1], ",", -1);
-  double v0 = g_ascii_strtod (first[4], NULL), v1 = g_ascii_strtod (last[4], NULL);
+  g_autoptr (GArray) v = val_losses (dir);
+  g_assert_cmpuint (v->len, >=, 4);
+  double v0 = g_array_index (v, double, 0), v1 = g_array_index (v, double, v->len - 1);
   if (g_test_verbose ())
     g_printerr ("validation loss %g -> %g\n", v0, v1);
-  g_assert_true (isfinite (v0) && isfinite (v1));
   g_assert_cmpfloat (v1, <, 0.7 * v0);
+  g_assert_nonnull (last_model_path);
+
+  /* From init= the trained model (after its last step, past its last evaluation),
+   * at a tiny learning rate: the first evaluation is at least as good as the first
+   * run's last one, far below a fresh model's. */
+  g_autofree char *init = g_strdup_printf ("init=%s", last_model_path);
+  g_autofree char *text2 = g_strdup_printf (train_fmt, head, init, "0.00001");
+  gboolean ok = run_text (text2, dir2, &error);
+  g_assert_no_error (error);
+  g_assert_true (ok);
+  g_autoptr (GArray) w = val_losses (dir2);
+  double w0 = g_array_index (w, double, 0);
+  if (g_test_verbose ())
+    g_printerr ("from init=: validation loss %g\n", w0);
+  g_assert_cmpfloat (w0, <, v1 + 0.05);
+  g_assert_cmpfloat (w0, <, 0.5 * v0);
   rm_rf (dir);
+  rm_rf (dir2);
 }
 
 /* A run that must fail with an error containing @want. */

@@ -31,8 +31,9 @@ TESTS += tests/test-instruct
 tests_test_instruct_SOURCES = tests/test-instruct.c
 tests_test_instruct_LDADD = $(TEST_LIBS)
 
-# The reference script and its goldens.
-EXTRA_DIST += tests/golden/instruct/make_goldens.py tests/golden/instruct/collate.bin \
+# The reference script and its goldens, and the stages' documentation.
+EXTRA_DIST += docs/instruct.md \
+	tests/golden/instruct/make_goldens.py tests/golden/instruct/collate.bin \
 	tests/golden/instruct/alpaca.json
 
 # The instruction fine-tuning pipelines.
