@@ -64,15 +64,32 @@ static const GptdPadSpec tokenizer_outputs[] = {
   { NULL }
 };
 
-static gpointer
-tokenizer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
+/* The vocabulary the vocab= key names: a directory or file given by path is relative to
+ * the pipeline file, as PATH keys are; a bare name (gpt2) is looked up in the data
+ * directories unless such a file is there. */
+static char *
+tokenizer_vocab (const GptdParams *params)
 {
-  /* A directory or file given by path is relative to the pipeline file, as PATH keys are;
-   * a bare name (gpt2) is looked up in the data directories unless such a file is there. */
   const char *vocab = gptd_params_get_string (params, "vocab");
   g_autofree char *vocab_path = gptd_params_resolve_path (params, vocab);
   if (strchr (vocab, '/') != NULL || g_file_test (vocab_path, G_FILE_TEST_EXISTS))
-    vocab = vocab_path;
+    return g_steal_pointer (&vocab_path);
+  return g_strdup (vocab);
+}
+
+/* Load-time check: the vocabulary can be found (it is read when the run starts). */
+static gboolean
+tokenizer_check (const GptdParams *params, GError **error)
+{
+  g_autofree char *vocab = tokenizer_vocab (params);
+  g_autofree char *found = gptd_bpe_locate (vocab, error);
+  return found != NULL;
+}
+
+static gpointer
+tokenizer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
+{
+  g_autofree char *vocab = tokenizer_vocab (params);
   g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab, error);
   if (!bpe)
     return NULL;
@@ -299,6 +316,7 @@ const GptdStageType gptd_bpe_tokenizer_type = {
   .params = tokenizer_params,
   .inputs = tokenizer_inputs,
   .outputs = tokenizer_outputs,
+  .check = tokenizer_check,
   .create = tokenizer_create,
   .run = tokenizer_run,
   .destroy = tokenizer_destroy,

@@ -30,7 +30,7 @@ enum { INPUT_MODEL = 0, INPUT_PROMPTS = 1 };
 static const GptdParamSpec generator_params[] = {
   { "model", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "model directory (config.json + model.safetensors) or checkpoint root; "
-    "else link input.model", 0 },
+    "else link input.model", GPTD_PARAM_EXISTS },
   { "prompt", GPTD_PARAM_STRING, NULL, 0, 0, NULL,
     "prompt text (answered after the documents of input.prompts, if any)", 0 },
   { "vocab", GPTD_PARAM_STRING, NULL, 0, 0, NULL,

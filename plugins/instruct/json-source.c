@@ -22,7 +22,7 @@ static const char *const format_choices[] = { "auto", "array", "jsonl", NULL };
 static const GptdParamSpec json_source_params[] = {
   { "path", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "The JSON file: an array of objects, or JSON Lines (one object per line)",
-    GPTD_PARAM_REQUIRED },
+    GPTD_PARAM_REQUIRED | GPTD_PARAM_EXISTS },
   { "format", GPTD_PARAM_ENUM, "auto", 0, 0, format_choices,
     "array, jsonl, or auto: an array when the first character that is not white space "
     "is '[', else JSON Lines", 0 },
