@@ -7,15 +7,27 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/nn-kernels.c \
 	lib/nn/gpt2-private.h \
 	lib/nn/gpt2.c \
+	lib/nn/gpt2-kv-private.h \
 	lib/nn/gpt2-kv.c \
+	lib/nn/gpt2-kv-quant.c \
+	lib/nn/quant-private.h \
+	lib/nn/quant.c \
+	lib/nn/quant-kernels-avx2.c \
+	lib/nn/quant-kernels-avx512.c \
+	lib/nn/quant-file.c \
 	lib/nn/adamw.c
 
-gptdinclude_HEADERS += include/gptd/nn.h
+gptdinclude_HEADERS += include/gptd/nn.h include/gptd/quant.h
 
 check_PROGRAMS += tests/test-nn-golden
 TESTS += tests/test-nn-golden
 tests_test_nn_golden_SOURCES = tests/test-nn-golden.c tests/test-nn-util.h
 tests_test_nn_golden_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-quant
+TESTS += tests/test-quant
+tests_test_quant_SOURCES = tests/test-quant.c tests/test-nn-util.h
+tests_test_quant_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test-nn-grad
 TESTS += tests/test-nn-grad
@@ -24,6 +36,9 @@ tests_test_nn_grad_LDADD = $(TEST_LIBS)
 
 EXTRA_DIST += \
 	tests/golden/nn/make_goldens.py \
+	tests/golden/nn/make_quant_goldens.py \
+	tests/golden/nn/quant-tied.bin \
+	tests/golden/nn/quant-untied.bin \
 	tests/golden/nn/tiny-untied.bin \
 	tests/golden/nn/tiny-tied.bin \
 	tests/golden/nn/tiny-untied-qkvbias.bin \
