@@ -36,7 +36,7 @@ hsum (__m256 v)
 #define BF16_ODD(v) _mm256_castsi256_ps (_mm256_and_si256 ((v), hi))
 
 /* y[r] = W[r] . x for @rows (1 to 4) rows of W, @ldw apart; x prepared. */
-TARGET static inline void
+TARGET static inline __attribute__ ((always_inline)) void
 dot_bf16 (const uint16_t *W, size_t ldw, int rows, size_t K, const float *x,
           float *y)
 {
@@ -80,9 +80,14 @@ matmul_bf16_avx2 (const uint16_t *W, size_t n, size_t K, const float *X,
     {
       size_t j1 = MIN (n, j0 + PANEL);
       for (size_t i = 0; i < m; i++)
-        for (size_t j = j0; j < j1; j += 4)
-          dot_bf16 (W + j * K, K, (int) MIN (4, j1 - j), K, X + i * K,
-                    Y + i * ldy + j);
+        {
+          size_t j = j0;
+          for (; j + 4 <= j1; j += 4)
+            dot_bf16 (W + j * K, K, 4, K, X + i * K, Y + i * ldy + j);
+          if (j < j1)
+            dot_bf16 (W + j * K, K, (int) (j1 - j), K, X + i * K,
+                      Y + i * ldy + j);
+        }
     }
 }
 
@@ -100,7 +105,7 @@ dot_i8 (__m256i ax, __m256i w, __m256i x)
 }
 
 /* y[r] = W[r] . x for @rows (1 to 4) rows; K a multiple of 32. */
-TARGET static inline void
+TARGET static inline __attribute__ ((always_inline)) void
 dot_q8 (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
         const int8_t *xq, const float *xd, float *y)
 {
@@ -137,9 +142,15 @@ matmul_q8_avx2 (const int8_t *Wq, const uint16_t *Wd, size_t n, size_t K,
     {
       size_t j1 = MIN (n, j0 + PANEL);
       for (size_t i = 0; i < m; i++)
-        for (size_t j = j0; j < j1; j += 4)
-          dot_q8 (Wq + j * K, Wd + j * nb, K, (int) MIN (4, j1 - j),
-                  Xq + i * K, Xd + i * nb, Y + i * ldy + j);
+        {
+          size_t j = j0;
+          for (; j + 4 <= j1; j += 4)
+            dot_q8 (Wq + j * K, Wd + j * nb, K, 4, Xq + i * K, Xd + i * nb,
+                    Y + i * ldy + j);
+          if (j < j1)
+            dot_q8 (Wq + j * K, Wd + j * nb, K, (int) (j1 - j), Xq + i * K,
+                    Xd + i * nb, Y + i * ldy + j);
+        }
     }
 }
 

@@ -26,7 +26,7 @@
 /* ---- bf16 --------------------------------------------------------------- */
 
 /* y[r] = W[r] . x for @rows (1 to 4) rows of W, @ldw apart; x prepared. */
-TARGET static inline void
+TARGET static inline __attribute__ ((always_inline)) void
 dot_bf16 (const uint16_t *W, size_t ldw, int rows, size_t K, const float *x,
           float *y)
 {
@@ -66,9 +66,14 @@ matmul_bf16_avx512 (const uint16_t *W, size_t n, size_t K, const float *X,
     {
       size_t j1 = MIN (n, j0 + PANEL);
       for (size_t i = 0; i < m; i++)
-        for (size_t j = j0; j < j1; j += 4)
-          dot_bf16 (W + j * K, K, (int) MIN (4, j1 - j), K, X + i * K,
-                    Y + i * ldy + j);
+        {
+          size_t j = j0;
+          for (; j + 4 <= j1; j += 4)
+            dot_bf16 (W + j * K, K, 4, K, X + i * K, Y + i * ldy + j);
+          if (j < j1)
+            dot_bf16 (W + j * K, K, (int) (j1 - j), K, X + i * K,
+                      Y + i * ldy + j);
+        }
     }
 }
 
@@ -136,14 +141,14 @@ matmul_bf16_avx512 (const uint16_t *W, size_t n, size_t K, const float *X,
       y[r] = _mm512_reduce_add_ps (acc[r]) + _mm_cvtss_f32 (s);              \
     }
 
-TARGET static inline void
+TARGET static inline __attribute__ ((always_inline)) void
 dot_q8 (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
         const int8_t *xq, const float *xd, float *y)
 {
   DOT_Q8_BODY (0)
 }
 
-TARGET_VNNI static inline void
+TARGET_VNNI static inline __attribute__ ((always_inline)) void
 dot_q8_vnni (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
              const int8_t *xq, const float *xd, float *y)
 {
@@ -156,9 +161,15 @@ dot_q8_vnni (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
     {                                                                         \
       size_t j1 = MIN (n, j0 + PANEL);                                        \
       for (size_t i = 0; i < m; i++)                                          \
-        for (size_t j = j0; j < j1; j += 4)                                   \
-          DOT (Wq + j * K, Wd + j * nb, K, (int) MIN (4, j1 - j), Xq + i * K, \
-               Xd + i * nb, Y + i * ldy + j);                                 \
+        {                                                                     \
+          size_t j = j0;                                                      \
+          for (; j + 4 <= j1; j += 4)                                         \
+            DOT (Wq + j * K, Wd + j * nb, K, 4, Xq + i * K, Xd + i * nb,      \
+                 Y + i * ldy + j);                                            \
+          if (j < j1)                                                         \
+            DOT (Wq + j * K, Wd + j * nb, K, (int) (j1 - j), Xq + i * K,      \
+                 Xd + i * nb, Y + i * ldy + j);                               \
+        }                                                                     \
     }
 
 TARGET static void
