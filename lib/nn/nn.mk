@@ -48,6 +48,10 @@ EXTRA_DIST += \
 	tests/golden/nn/hf-tiny/model.safetensors \
 	tests/golden/nn/hf-tiny-expected.json
 
+noinst_PROGRAMS += bench/quant/bench-quant
+bench_quant_bench_quant_SOURCES = bench/quant/bench-quant.c
+bench_quant_bench_quant_LDADD = $(TEST_LIBS)
+
 noinst_PROGRAMS += bench/train/bench-train
 bench_train_bench_train_SOURCES = bench/train/bench-train.c
 bench_train_bench_train_LDADD = $(TEST_LIBS)
