@@ -104,16 +104,45 @@ dot_i8 (__m256i ax, __m256i w, __m256i x)
   return _mm256_cvtepi32_ps (p32);
 }
 
-/* y[r] = W[r] . x for @rows (1 to 4) rows; K a multiple of 32. */
+/* y[r] = W[r] . x for @rows (1 to 4) rows; K a multiple of 32.  The scales
+ * of eight blocks are converted and multiplied as one vector, and each
+ * block's is taken from it with a permute. */
 TARGET static inline __attribute__ ((always_inline)) void
 dot_q8 (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
         const int8_t *xq, const float *xd, float *y)
 {
   const size_t nb = K / GPTD_QUANT_BLOCK;
-  __m256 acc[4];
+  __m256 acc[4], d8[4];
   for (int r = 0; r < 4; r++)
-    acc[r] = _mm256_setzero_ps ();
-  for (size_t b = 0; b < nb; b++)
+    acc[r] = d8[r] = _mm256_setzero_ps ();
+  size_t b = 0;
+  for (; b + 8 <= nb; b += 8)
+    {
+      __m256 dx = _mm256_loadu_ps (xd + b);
+      for (int r = 0; r < 4; r++)
+        {
+          if (r >= rows)
+            break;
+          __m128i h = _mm_loadu_si128 ((const __m128i *) (Wd + r * nb + b));
+          d8[r] = _mm256_mul_ps (_mm256_cvtph_ps (h), dx);
+        }
+      for (int u = 0; u < 8; u++)
+        {
+          const size_t o = (b + u) * 32;
+          __m256i x = _mm256_loadu_si256 ((const __m256i *) (xq + o));
+          __m256i ax = _mm256_sign_epi8 (x, x);
+          __m256i sel = _mm256_set1_epi32 (u);
+          for (int r = 0; r < 4; r++)
+            {
+              if (r >= rows)
+                break;
+              __m256i w = _mm256_loadu_si256 ((const __m256i *) (Wq + r * K + o));
+              __m256 d = _mm256_permutevar8x32_ps (d8[r], sel);
+              acc[r] = _mm256_fmadd_ps (d, dot_i8 (ax, w, x), acc[r]);
+            }
+        }
+    }
+  for (; b < nb; b++)
     {
       __m256i x = _mm256_loadu_si256 ((const __m256i *) (xq + b * 32));
       __m256i ax = _mm256_sign_epi8 (x, x);
