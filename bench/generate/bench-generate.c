@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -57,6 +58,15 @@ static double
 now_s (void)
 {
   return g_get_monotonic_time () / 1e6;
+}
+
+/* CPU time of the whole process (every thread), in seconds. */
+static double
+cpu_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Best-of-several bandwidths in GB/s of a read-only sum and a copy over
@@ -255,6 +265,7 @@ main (int argc, char **argv)
       int reps = kv ? repeat : no_cache_repeat;
       double *secs = g_new0 (double, 3 * reps);
       double *decode = g_new0 (double, 3 * reps);
+      double *cpu = g_new0 (double, 3 * reps);
       double prefill[3] = { 0, 0, 0 };
       o.use_kv_cache = kv;
       for (int i = 0; i < reps; i++)
@@ -262,11 +273,12 @@ main (int argc, char **argv)
           {
             if (!kv && formats[f] != GPTD_WEIGHT_FORMAT_FP32)
               continue;
-            double t0 = now_s ();
+            double t0 = now_s (), c0 = cpu_s ();
             GptdGenerateResult *res =
               gptd_generator_generate_ids (gens[f], prompt, prompt_tokens, &o,
                                            NULL, &error);
             secs[f * reps + i] = now_s () - t0;
+            cpu[f * reps + i] = cpu_s () - c0;
             if (res == NULL)
               {
                 fprintf (stderr, "%s\n", error->message);
@@ -291,6 +303,7 @@ main (int argc, char **argv)
             continue;
           double med = median (secs + f * reps, reps);
           double med_dec = median (decode + f * reps, reps);
+          double med_cpu = median (cpu + f * reps, reps);
           double tps = new_tokens / med;
           /* Greedy tokens that equal the first format's (fp32 normally);
            * random weights make this a check, not a quality figure. */
@@ -301,10 +314,12 @@ main (int argc, char **argv)
                   "\"kv_cache\": %s, \"threads\": %d, \"new_tokens\": %d, "
                   "\"tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, "
                   "\"prefill_s\": %.4f, \"weight_bytes_per_token\": %.0f, "
-                  "\"same_tokens_as_%s\": %d, \"seconds\": [",
+                  "\"cpu_ms_per_token\": %.2f, \"same_tokens_as_%s\": %d, "
+                  "\"seconds\": [",
                   model_name, names[f], kv ? "true" : "false", threads,
                   new_tokens, tps, (new_tokens - 1) / med_dec, prefill[f],
-                  bytes_per_token[f], names[0], agree);
+                  bytes_per_token[f], 1e3 * med_cpu / new_tokens, names[0],
+                  agree);
           for (int i = 0; i < reps; i++)
             printf ("%s%.3f", i ? ", " : "", secs[f * reps + i]);
           printf ("]}\n");
@@ -312,6 +327,7 @@ main (int argc, char **argv)
       fflush (stdout);
       g_free (secs);
       g_free (decode);
+      g_free (cpu);
     }
   for (int f = 0; f < nf; f++)
     {
