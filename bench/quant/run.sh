@@ -32,7 +32,7 @@ if [ -z "$model" ]; then
   trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && "$build/daemon/gptd" run "$src/pipelines/quickstart.pipeline" \
      --set train.max-steps=400 --set train.eval-freq=200 >"$tmp/train.log" 2>&1)
-  model=$(ls -d "$tmp"/runs/*/checkpoints 2>/dev/null | head -n 1)
+  model=$(ls -d "$tmp"/runs/quickstart-2*/checkpoint 2>/dev/null | head -n 1)
   [ -n "$model" ] || { echo "no checkpoint from the quickstart run" >&2; cat "$tmp/train.log" >&2; exit 1; }
 fi
 set -- --text "$src/bench/RESULTS.md" --text "$src/bench/generate/RESULTS.md"
