@@ -344,7 +344,7 @@ test_save_classifier (Fixture *f, gconstpointer data)
   g_assert_null (pooling);
   g_clear_pointer (&labels, g_strfreev);
   const char *const names[] = { "ham", "sp\"am", NULL };
-  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token",
+  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token", 0,
                                                &error));
   g_assert_true (gptd_gpt_dir_read_labels (f->dir, &labels, &pooling, &error));
   g_assert_no_error (error);

@@ -410,7 +410,7 @@ append_json_string (GString *s, const char *str)
  * names given, else LABEL_i as Hugging Face names them), the pooling. */
 static void
 append_classifier_keys (GString *s, int n_out, const char *const *labels,
-                        const char *pooling)
+                        const char *pooling, int sequence_length)
 {
   g_string_append_printf (s, "  \"num_labels\": %d,\n", n_out);
   for (int pass = 0; pass < 2; pass++)
@@ -441,18 +441,21 @@ append_classifier_keys (GString *s, int n_out, const char *const *labels,
       if (strcmp (pooling, "last-token") == 0)
         g_string_append (s, "  \"pad_token_id\": 50256,\n");
     }
+  if (sequence_length > 0)
+    g_string_append_printf (s, "  \"sequence_length\": %d,\n", sequence_length);
 }
 
 char *
 gptd_gpt_config_to_json (const GptdGptConfig *config)
 {
-  return gptd_gpt_config_to_json_classifier (config, NULL, NULL);
+  return gptd_gpt_config_to_json_classifier (config, NULL, NULL, 0);
 }
 
 char *
 gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
                                     const char *const   *labels,
-                                    const char          *pooling)
+                                    const char          *pooling,
+                                    int                  sequence_length)
 {
   g_return_val_if_fail (config != NULL, NULL);
 
@@ -466,7 +469,7 @@ gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
   if (classifier)
     {
       g_string_append (s, "  \"architectures\": [\"GPT2ForSequenceClassification\"],\n");
-      append_classifier_keys (s, n_out, labels, pooling);
+      append_classifier_keys (s, n_out, labels, pooling, sequence_length);
     }
   else
     g_string_append (s, "  \"architectures\": [\"GPT2LMHeadModel\"],\n");
@@ -814,7 +817,7 @@ gptd_gpt_dir_save (GptdGpt    *model,
                    const char *merges_txt,
                    GError    **error)
 {
-  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL,
+  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL, 0,
                                        error);
 }
 
@@ -825,6 +828,7 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
                               const char        *merges_txt,
                               const char *const *labels,
                               const char        *pooling,
+                              int                sequence_length,
                               GError           **error)
 {
   g_return_val_if_fail (model != NULL, FALSE);
@@ -854,7 +858,8 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
   if (!gptd_safetensors_writer_write (w, weights_path, error))
     return FALSE;
 
-  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling);
+  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling,
+                                                              sequence_length);
   g_autofree char *config_path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
   if (!gptd_atomic_file_set_contents (config_path, json, strlen (json), error))
     return FALSE;
@@ -1437,7 +1442,8 @@ gptd_checkpoint_save (const char                  *root,
 
   /* 2. Its files, each durable. */
   if (!gptd_gpt_dir_save_classifier (model, dir, options->vocab_json, options->merges_txt,
-                                     options->labels, options->pooling, error))
+                                     options->labels, options->pooling,
+                                     options->sequence_length, error))
     return FALSE;
   if (opt != NULL)
     {
