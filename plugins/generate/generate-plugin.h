@@ -8,4 +8,7 @@ G_BEGIN_DECLS
 /* The generator stage (generator.c). */
 extern const GptdStageType gptd__generator_type;
 
+/* The classifier stage (classifier.c). */
+extern const GptdStageType gptd__classifier_type;
+
 G_END_DECLS

@@ -1,18 +1,20 @@
 # Build fragment for plugins/generate; see the top-level Makefile.am.
-# The generation library (sampling and the generator) goes into libgptd, where
-# the daemon's `gptctl generate` uses it too; the plugin provides the
-# `generator` stage.
+# The generation and classification libraries (sampling, the generator, the
+# classifier) go into libgptd, where the daemon uses them too; the plugin
+# provides the `generator` and `classifier` stages.
 
 lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
-	lib/nn/generate.c
-gptdinclude_HEADERS += include/gptd/generate.h
+	lib/nn/generate.c \
+	lib/nn/classify.c
+gptdinclude_HEADERS += include/gptd/generate.h include/gptd/classify.h
 
 plugin_LTLIBRARIES += plugins/generate/generate.la
 plugins_generate_generate_la_SOURCES = \
 	plugins/generate/plugin.c \
 	plugins/generate/generate-plugin.h \
-	plugins/generate/generator.c
+	plugins/generate/generator.c \
+	plugins/generate/classifier.c
 plugins_generate_generate_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_generate_generate_la_LIBADD = $(PLUGIN_LIBS)
 
@@ -25,6 +27,11 @@ check_PROGRAMS += tests/test-generate-stage
 TESTS += tests/test-generate-stage
 tests_test_generate_stage_SOURCES = tests/test-generate-stage.c
 tests_test_generate_stage_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-classify-stage
+TESTS += tests/test-classify-stage
+tests_test_classify_stage_SOURCES = tests/test-classify-stage.c
+tests_test_classify_stage_LDADD = $(TEST_LIBS)
 
 dist_pipelines_DATA += pipelines/generate.pipeline
 
