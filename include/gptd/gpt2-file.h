@@ -454,7 +454,9 @@ char *gptd_checkpoint_get_latest (const char *root, GError **error);
  * @error: return location for a #GError
  *
  * Loads the latest checkpoint of @root: its model and, when @opt_out or @info
- * is given, its training state (which must then exist). The model's dropout
+ * is given, its training state (which must then exist). With @opt_out, the
+ * parameters whose moments the state does not hold (frozen when it was saved)
+ * are frozen in the model, and the optimizer keeps moments for the others. The model's dropout
  * RNG is restored whenever a training state is loaded.
  *
  * Returns: (transfer full): the model, or %NULL with @error set

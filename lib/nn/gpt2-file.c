@@ -1024,6 +1024,15 @@ meta_get_float (GptdSafetensors *st, const char *key, float *out, GError **error
   return TRUE;
 }
 
+/* The parameter name of an optimizer moment's name ("adamw.m.NAME"), or NULL. */
+static const char *
+moment_param_name (const char *name)
+{
+  if (g_str_has_prefix (name, "adamw.m.") || g_str_has_prefix (name, "adamw.v."))
+    return name + strlen ("adamw.m.");
+  return NULL;
+}
+
 gboolean
 gptd_training_state_load (const char       *path,
                           GptdGpt          *model,
@@ -1126,8 +1135,15 @@ gptd_training_state_load (const char       *path,
       for (guint i = 0; i < gptd_safetensors_get_n_tensors (st); i++)
         {
           const GptdSafetensorsTensor *t = gptd_safetensors_get_tensor (st, i);
-          if (gptd_adamw_lookup_tensor (opt, t->name) == NULL)
-            g_ptr_array_add (unexpected, (gpointer) t->name);
+          if (gptd_adamw_lookup_tensor (opt, t->name) != NULL)
+            continue;
+          /* Moments of a parameter the optimizer keeps none for (frozen when it
+           * was made; states written before moments were kept for unfrozen
+           * parameters only hold them all) are left out. */
+          const char *param = moment_param_name (t->name);
+          if (param != NULL && gptd_gpt_lookup_tensor (model, param) != NULL)
+            continue;
+          g_ptr_array_add (unexpected, (gpointer) t->name);
         }
       if (unexpected->len > 0)
         {
@@ -1488,15 +1504,27 @@ gptd_checkpoint_load (const char        *root,
     return g_steal_pointer (&model);
 
   g_autoptr (GptdAdamW) opt = NULL;
+  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (opt_out != NULL)
     {
+      /* The optimizer keeps moments for the parameters the saved one kept them
+       * for: the others were frozen, and are frozen again. */
+      g_autoptr (GptdSafetensors) st = gptd_safetensors_open (state, error);
+      if (st == NULL)
+        return NULL;
+      for (guint i = 0; i < gptd_gpt_n_tensors (model); i++)
+        {
+          const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
+          g_autofree char *name = g_strconcat ("adamw.m.", t->name, NULL);
+          if (gptd_safetensors_lookup (st, name) == NULL)
+            gptd_gpt_set_frozen (model, t->name, TRUE);
+        }
       GptdAdamWParams params;
       gptd_adamw_params_init (&params);
       opt = gptd_adamw_new (model, &params, error);
       if (opt == NULL)
         return NULL;
     }
-  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (!gptd_training_state_load (state, model, opt, info, error))
     return NULL;
   if (opt_out != NULL)
