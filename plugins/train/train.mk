@@ -64,3 +64,10 @@ TESTS += tests/test-classify-pipeline.sh
 dist_check_SCRIPTS += tests/test-classify-pipeline.sh
 dist_pipelines_DATA += pipelines/sms-spam.pipeline pipelines/sms-spam-small.pipeline \
 	pipelines/sms-spam-examples.tsv
+
+# The classification fine-tuning benchmark (bench/classify/run.sh runs it beside
+# its PyTorch peer).
+noinst_PROGRAMS += bench/classify/bench-classify
+bench_classify_bench_classify_SOURCES = bench/classify/bench-classify.c
+bench_classify_bench_classify_LDADD = $(TEST_LIBS)
+EXTRA_DIST += bench/classify/run.sh bench/classify/bench_classify_torch.py
