@@ -354,7 +354,7 @@ test_save_classifier (Fixture *f, gconstpointer data)
   g_assert_null (pooling);
   g_clear_pointer (&labels, g_strfreev);
   const char *const names[] = { "ham", "sp\"am", NULL };
-  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token",
+  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token", 0,
                                                &error));
   g_assert_true (gptd_gpt_dir_read_labels (f->dir, &labels, &pooling, &error));
   g_assert_no_error (error);
@@ -881,8 +881,9 @@ fake_steps (GptdGpt *m, GptdAdamW *opt, int n, int salt)
   for (int s = 0; s < n; s++)
     {
       float *g = gptd_gpt_get_grads (m);
-      for (size_t i = 0; i < gptd_gpt_n_params (m); i++)
-        g[i] = sinf ((float) (i * 0.37 + s + salt)) * 0.01f;
+      size_t base = gptd_gpt_get_grads_offset (m);
+      for (size_t i = base; i < gptd_gpt_n_params (m); i++)
+        g[i - base] = sinf ((float) (i * 0.37 + s + salt)) * 0.01f;
       gptd_adamw_step (opt, m, 1e-3f);
     }
 }
@@ -1079,6 +1080,64 @@ test_checkpoints (Fixture *f, gconstpointer data)
   g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
 }
 
+/* An optimizer made after freezing keeps moments for the trainable tensors only;
+ * a state of all the moments (as written before) still loads into it, and a
+ * checkpoint of it loads with the same tensors frozen. */
+static void
+test_frozen_moments (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGpt) m = tiny_model (FALSE, FALSE, 31);
+  GptdAdamWParams params;
+  gptd_adamw_params_init (&params);
+  g_autoptr (GptdAdamW) full = gptd_adamw_new (m, &params, &error);
+  fake_steps (m, full, 2, 0);
+  GptdTrainingInfo info = { .step = 2 };
+  g_autofree char *path = g_build_filename (f->dir, "full.safetensors", NULL);
+  g_assert_true (gptd_training_state_save (path, m, full, &info, &error));
+  g_assert_no_error (error);
+
+  gptd_gpt_set_frozen (m, "*", TRUE);
+  gptd_gpt_set_frozen (m, "h.1.*", FALSE);
+  gptd_gpt_set_frozen (m, "ln_f.*", FALSE);
+  gptd_gpt_set_frozen (m, "lm_head.*", FALSE);
+  const GptdNnTensor *first = gptd_gpt_lookup_tensor (m, "h.1.ln_1.weight");
+  g_assert_cmpuint (gptd_gpt_get_grads_offset (m), ==,
+                    (size_t) (first->data - gptd_gpt_get_params (m)));
+  g_assert_null (gptd_gpt_lookup_tensor (m, "h.0.mlp.c_fc.weight")->grad);
+  g_autoptr (GptdAdamW) part = gptd_adamw_new (m, &params, &error);
+  guint unfrozen = 0;
+  for (guint i = 0; i < gptd_gpt_n_tensors (m); i++)
+    unfrozen += !gptd_gpt_get_tensor (m, i)->frozen;
+  g_assert_cmpuint (gptd_adamw_n_tensors (part), ==, 2 * unfrozen);
+  g_assert_null (gptd_adamw_lookup_tensor (part, "adamw.m.wte.weight"));
+
+  /* The old, complete state: the trainable moments are restored. */
+  g_assert_true (gptd_training_state_load (path, m, part, NULL, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < gptd_adamw_n_tensors (part); i++)
+    {
+      const GptdNnTensor *t = gptd_adamw_get_tensor (part, i);
+      const GptdNnTensor *u = gptd_adamw_lookup_tensor (full, t->name);
+      g_assert_cmpmem (t->data, t->numel * 4, u->data, u->numel * 4);
+    }
+
+  /* A checkpoint of the partial optimizer: loading freezes the rest again. */
+  fake_steps (m, part, 1, 5);
+  g_autofree char *root = g_build_filename (f->dir, "run", NULL);
+  info.step = 3;
+  g_assert_true (gptd_checkpoint_save (root, m, part, &info, NULL, NULL, &error));
+  g_assert_no_error (error);
+  GptdAdamW *back_opt = NULL;
+  g_autoptr (GptdGpt) back = gptd_checkpoint_load (root, &back_opt, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < gptd_gpt_n_tensors (m); i++)
+    g_assert_cmpint (gptd_gpt_get_tensor (back, i)->frozen, ==,
+                     gptd_gpt_get_tensor (m, i)->frozen);
+  assert_same_opt (part, back_opt);
+  gptd_adamw_free (back_opt);
+}
+
 /* Fault hook: fail the n-th step of any atomic write. */
 typedef struct {
   guint calls;
@@ -1241,6 +1300,7 @@ main (int argc, char **argv)
   ADD ("config-larger-than-weights", test_config_larger_than_weights);
   ADD ("training-state", test_training_state);
   ADD ("checkpoint/save-load", test_checkpoints);
+  ADD ("training-state/frozen-moments", test_frozen_moments);
   ADD ("checkpoint/interrupted", test_interrupted_checkpoint);
 #undef ADD
   return g_test_run ();

@@ -424,7 +424,7 @@ append_json_string (GString *s, const char *str)
  * names given, else LABEL_i as Hugging Face names them), the pooling. */
 static void
 append_classifier_keys (GString *s, int n_out, const char *const *labels,
-                        const char *pooling)
+                        const char *pooling, int sequence_length)
 {
   g_string_append_printf (s, "  \"num_labels\": %d,\n", n_out);
   for (int pass = 0; pass < 2; pass++)
@@ -455,18 +455,21 @@ append_classifier_keys (GString *s, int n_out, const char *const *labels,
       if (strcmp (pooling, "last-token") == 0)
         g_string_append (s, "  \"pad_token_id\": 50256,\n");
     }
+  if (sequence_length > 0)
+    g_string_append_printf (s, "  \"sequence_length\": %d,\n", sequence_length);
 }
 
 char *
 gptd_gpt_config_to_json (const GptdGptConfig *config)
 {
-  return gptd_gpt_config_to_json_classifier (config, NULL, NULL);
+  return gptd_gpt_config_to_json_classifier (config, NULL, NULL, 0);
 }
 
 char *
 gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
                                     const char *const   *labels,
-                                    const char          *pooling)
+                                    const char          *pooling,
+                                    int                  sequence_length)
 {
   g_return_val_if_fail (config != NULL, NULL);
 
@@ -480,7 +483,7 @@ gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
   if (classifier)
     {
       g_string_append (s, "  \"architectures\": [\"GPT2ForSequenceClassification\"],\n");
-      append_classifier_keys (s, n_out, labels, pooling);
+      append_classifier_keys (s, n_out, labels, pooling, sequence_length);
     }
   else
     g_string_append (s, "  \"architectures\": [\"GPT2LMHeadModel\"],\n");
@@ -957,7 +960,7 @@ gptd_gpt_dir_save (GptdGpt    *model,
                    const char *merges_txt,
                    GError    **error)
 {
-  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL,
+  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL, 0,
                                        error);
 }
 
@@ -968,6 +971,7 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
                               const char        *merges_txt,
                               const char *const *labels,
                               const char        *pooling,
+                              int                sequence_length,
                               GError           **error)
 {
   g_return_val_if_fail (model != NULL, FALSE);
@@ -997,7 +1001,8 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
   if (!gptd_safetensors_writer_write (w, weights_path, error))
     return FALSE;
 
-  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling);
+  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling,
+                                                              sequence_length);
   g_autofree char *config_path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
   if (!gptd_atomic_file_set_contents (config_path, json, strlen (json), error))
     return FALSE;
@@ -1162,6 +1167,15 @@ meta_get_float (GptdSafetensors *st, const char *key, float *out, GError **error
   return TRUE;
 }
 
+/* The parameter name of an optimizer moment's name ("adamw.m.NAME"), or NULL. */
+static const char *
+moment_param_name (const char *name)
+{
+  if (g_str_has_prefix (name, "adamw.m.") || g_str_has_prefix (name, "adamw.v."))
+    return name + strlen ("adamw.m.");
+  return NULL;
+}
+
 gboolean
 gptd_training_state_load (const char       *path,
                           GptdGpt          *model,
@@ -1264,8 +1278,15 @@ gptd_training_state_load (const char       *path,
       for (guint i = 0; i < gptd_safetensors_get_n_tensors (st); i++)
         {
           const GptdSafetensorsTensor *t = gptd_safetensors_get_tensor (st, i);
-          if (gptd_adamw_lookup_tensor (opt, t->name) == NULL)
-            g_ptr_array_add (unexpected, (gpointer) t->name);
+          if (gptd_adamw_lookup_tensor (opt, t->name) != NULL)
+            continue;
+          /* Moments of a parameter the optimizer keeps none for (frozen when it
+           * was made; states written before moments were kept for unfrozen
+           * parameters only hold them all) are left out. */
+          const char *param = moment_param_name (t->name);
+          if (param != NULL && gptd_gpt_lookup_tensor (model, param) != NULL)
+            continue;
+          g_ptr_array_add (unexpected, (gpointer) t->name);
         }
       if (unexpected->len > 0)
         {
@@ -1581,7 +1602,8 @@ gptd_checkpoint_save (const char                  *root,
 
   /* 2. Its files, each durable. */
   if (!gptd_gpt_dir_save_classifier (model, dir, options->vocab_json, options->merges_txt,
-                                     options->labels, options->pooling, error))
+                                     options->labels, options->pooling,
+                                     options->sequence_length, error))
     return FALSE;
   if (opt != NULL)
     {
@@ -1626,15 +1648,27 @@ gptd_checkpoint_load (const char        *root,
     return g_steal_pointer (&model);
 
   g_autoptr (GptdAdamW) opt = NULL;
+  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (opt_out != NULL)
     {
+      /* The optimizer keeps moments for the parameters the saved one kept them
+       * for: the others were frozen, and are frozen again. */
+      g_autoptr (GptdSafetensors) st = gptd_safetensors_open (state, error);
+      if (st == NULL)
+        return NULL;
+      for (guint i = 0; i < gptd_gpt_n_tensors (model); i++)
+        {
+          const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
+          g_autofree char *name = g_strconcat ("adamw.m.", t->name, NULL);
+          if (gptd_safetensors_lookup (st, name) == NULL)
+            gptd_gpt_set_frozen (model, t->name, TRUE);
+        }
       GptdAdamWParams params;
       gptd_adamw_params_init (&params);
       opt = gptd_adamw_new (model, &params, error);
       if (opt == NULL)
         return NULL;
     }
-  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (!gptd_training_state_load (state, model, opt, info, error))
     return NULL;
   if (opt_out != NULL)

@@ -128,6 +128,7 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
     .keep = self->keep_checkpoints,
     .labels = (const char *const *) self->labels,
     .pooling = self->pooling,
+    .sequence_length = self->sequence_length,
   };
   char buf[64];
   gboolean ok;
