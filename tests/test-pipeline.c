@@ -59,6 +59,28 @@ static const BadCase bad_cases[] = {
   { "no stages",
     HEAD, { NULL },
     GPTD_PIPELINE_ERROR_NO_STAGES, 0, NULL, NULL, "at least one stage" },
+  /* ---- the pipeline's name (it becomes part of a run directory's name) ---- */
+  { "a name that climbs out of the runs directory",
+    "[pipeline]\nname=../../etc/x\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "contains '/'" },
+  { "a name of two dots",
+    "[pipeline]\nname=..\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "contains '..'" },
+  { "a name with a control character",
+    "[pipeline]\nname=a\x1b[2Jb\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "control character" },
+  { "an empty name",
+    "[pipeline]\nname=\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "empty" },
+  { "a name whose variable, set on the command line, holds a slash",
+    "[pipeline]\nname=run-${who}\nwho=me\n[stage a]\ntype=test-counter\n",
+    { "who=x/../../y", NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "contains '/'" },
+  { "a name longer than a file name may be",
+    "[pipeline]\nname=" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "longer than 200 bytes" },
   /* ---- stage types and keys ---- */
   { "a stage without type=",
     HEAD "[stage a]\ncount=3\n", { NULL },
@@ -347,6 +369,10 @@ test_name_from_filename (void)
   g_autoptr (GptdPipeline) p =
     load_ok ("[pipeline]\n[stage a]\ntype=test-counter\n", "/x/y/my-run.pipeline", NULL);
   g_assert_cmpstr (gptd_pipeline_get_name (p), ==, "my-run");
+  /* A file name that would not do as a pipeline name is replaced. */
+  g_autoptr (GptdPipeline) q =
+    load_ok ("[pipeline]\n[stage a]\ntype=test-counter\n", "/x/y/a..b.pipeline", NULL);
+  g_assert_cmpstr (gptd_pipeline_get_name (q), ==, "pipeline");
 }
 
 static const char *
