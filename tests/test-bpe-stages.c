@@ -12,6 +12,10 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include <json-glib/json-glib.h>
 
@@ -673,6 +677,59 @@ test_shards_stale (Fixture *f, gconstpointer data)
     }
 }
 
+/* token-writer replaces only regular files: a FIFO, a symbolic link or a directory
+ * at the path (or at a shard's name) stops the run with an error naming the path
+ * and what is there, and is left as it was. */
+static void
+test_writer_not_regular (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GArray) ids = make_ids (20, 50257);
+  g_autofree char *in = write_ids (f, "in.u32", ids);
+  g_autofree char *fifo = g_build_filename (f->dir, "fifo.bin", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0644), ==, 0);
+  g_autofree char *target = g_build_filename (f->dir, "target.bin", NULL);
+  g_assert_true (g_file_set_contents (target, "keep", 4, NULL));
+  g_autofree char *link = g_build_filename (f->dir, "link.bin", NULL);
+  g_assert_cmpint (symlink (target, link), ==, 0);
+  g_autofree char *dir = g_build_filename (f->dir, "dir.bin", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  g_autofree char *shards = g_build_filename (f->dir, "sh.bin", NULL);
+  g_autofree char *shard1 = g_build_filename (f->dir, "sh_000001.bin", NULL);
+  g_assert_cmpint (mkfifo (shard1, 0644), ==, 0);
+
+  const struct {
+    const char *out, *bad, *what;
+    guint shard_tokens;
+  } cases[] = {
+    { fifo, fifo, "a FIFO", 0 },
+    { link, link, "a symbolic link", 0 },
+    { dir, dir, "a directory", 0 },
+    { shards, shard1, "a FIFO", 8 },
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      TestEvents ev;
+      g_autoptr (GError) error = NULL;
+      g_assert_false (run_shard_writer (in, cases[c].out, "u32", cases[c].shard_tokens, &ev,
+                                        &error));
+      g_assert_nonnull (error);
+      g_autofree char *want = g_strdup_printf ("“%s”: it is %s", cases[c].bad, cases[c].what);
+      if (!strstr (error->message, want))
+        g_error ("error \"%s\" should say \"%s\"", error->message, want);
+      test_events_clear (&ev);
+    }
+  GStatBuf st;
+  g_assert_cmpint (lstat (fifo, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (shard1, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (link, &st), ==, 0);
+  g_assert_true (S_ISLNK (st.st_mode));
+  g_autofree char *kept = NULL;
+  g_assert_true (g_file_get_contents (target, &kept, NULL, NULL));
+  g_assert_cmpstr (kept, ==, "keep");
+}
+
 /* A run failing midway — the third shard cannot be renamed into place (a directory
  * has its name), or its tokens hold an id too large for llmc — keeps the first two
  * complete shards and leaves no temporary or partial file. */
@@ -700,7 +757,7 @@ test_shards_failure (Fixture *f, gconstpointer data)
       g_autoptr (GError) error = NULL;
       g_assert_false (run_shard_writer (in, out, "llmc", 300, &ev, &error));
       g_assert_nonnull (error);
-      const char *needle = c == 0 ? "cannot rename" : "does not fit in 16 bits";
+      const char *needle = c == 0 ? "it is a directory" : "does not fit in 16 bits";
       if (!strstr (error->message, needle) || !strstr (error->message, third))
         g_error ("error \"%s\" should name %s and say \"%s\"", error->message, third, needle);
       test_events_clear (&ev);
@@ -743,6 +800,7 @@ main (int argc, char **argv)
   ADD ("/bpe-stages/shards-empty", test_shards_empty);
   ADD ("/bpe-stages/shards-stale", test_shards_stale);
   ADD ("/bpe-stages/shards-failure", test_shards_failure);
+  ADD ("/bpe-stages/writer-not-regular", test_writer_not_regular);
   int rc = g_test_run ();
   gptd_registry_free (registry);
   return rc;
