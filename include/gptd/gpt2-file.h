@@ -347,8 +347,12 @@ gboolean gptd_training_state_save (const char             *path,
  * @error: return location for a #GError
  *
  * Validates the file completely (every optimizer tensor present with the
- * parameter's shape, no unexpected tensor, every metadata key present and
- * well-formed) before restoring anything.
+ * parameter's shape, no unexpected tensor, every metadata key present,
+ * well-formed and in range: step, epoch, batch_index and adamw.step not
+ * negative, epoch below 2^31, beta1 and beta2 in [0, 1), eps positive,
+ * weight_decay not negative) before restoring anything. The moments are
+ * checked as they are restored (finite; the second moments not negative): on
+ * that failure @opt holds part of the file and is not to be used.
  *
  * Returns: %TRUE on success
  */

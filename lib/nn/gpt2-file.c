@@ -1119,6 +1119,23 @@ meta_get_int (GptdSafetensors *st, const char *key, gint64 *out, GError **error)
   return TRUE;
 }
 
+/* meta_get_int() for a field that must lie in [@min, @max]. */
+static gboolean
+meta_get_int_range (GptdSafetensors *st, const char *key, gint64 min, gint64 max, gint64 *out,
+                    GError **error)
+{
+  if (!meta_get_int (st, key, out, error))
+    return FALSE;
+  if (*out < min || *out > max)
+    {
+      state_error (error, gptd_safetensors_get_path (st),
+                   "metadata “%s” is %" G_GINT64_FORMAT ", out of range [%" G_GINT64_FORMAT
+                   ", %" G_GINT64_FORMAT "]", key, *out, min, max);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 meta_get_uint (GptdSafetensors *st, const char *key, guint64 *out, GError **error)
 {
@@ -1189,18 +1206,39 @@ gptd_training_state_load (const char       *path,
   gint64 adamw_step;
   GptdAdamWParams params;
   const char *decay_1d;
-  if (!meta_get_int (st, "step", &got.step, error)
-      || !meta_get_int (st, "epoch", &got.epoch, error)
-      || !meta_get_int (st, "batch_index", &got.batch_index, error)
+  /* Every field is range-checked: a damaged or forged state must not resume at a
+   * negative step or epoch, nor with an optimizer that cannot work. Epochs are
+   * counted in 32 bits by the trainers. */
+  if (!meta_get_int_range (st, "step", 0, G_MAXINT64, &got.step, error)
+      || !meta_get_int_range (st, "epoch", 0, G_MAXINT32, &got.epoch, error)
+      || !meta_get_int_range (st, "batch_index", 0, G_MAXINT64, &got.batch_index, error)
       || !meta_get_uint (st, "rng_seed", &got.rng.seed, error)
       || !meta_get_uint (st, "rng_counter", &got.rng.counter, error)
-      || !meta_get_int (st, "adamw.step", &adamw_step, error)
+      || !meta_get_int_range (st, "adamw.step", 0, G_MAXINT64, &adamw_step, error)
       || !meta_get_float (st, "adamw.beta1", &params.beta1, error)
       || !meta_get_float (st, "adamw.beta2", &params.beta2, error)
       || !meta_get_float (st, "adamw.eps", &params.eps, error)
       || !meta_get_float (st, "adamw.weight_decay", &params.weight_decay, error)
       || !meta_get (st, "adamw.decay_1d", &decay_1d, error))
     return FALSE;
+  const struct {
+    const char *key;
+    float value;
+    gboolean ok;
+    const char *range;
+  } floats[] = {
+    { "adamw.beta1", params.beta1, params.beta1 >= 0 && params.beta1 < 1, "[0, 1)" },
+    { "adamw.beta2", params.beta2, params.beta2 >= 0 && params.beta2 < 1, "[0, 1)" },
+    { "adamw.eps", params.eps, params.eps > 0, "(0, inf)" },
+    { "adamw.weight_decay", params.weight_decay, params.weight_decay >= 0, "[0, inf)" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (floats); i++)
+    if (!floats[i].ok)
+      {
+        state_error (error, path, "metadata “%s” is %g, out of range %s", floats[i].key,
+                     (double) floats[i].value, floats[i].range);
+        return FALSE;
+      }
   if (strcmp (decay_1d, "true") != 0 && strcmp (decay_1d, "false") != 0)
     {
       state_error (error, path, "metadata “adamw.decay_1d”: “%s” is not true or false", decay_1d);
@@ -1267,13 +1305,25 @@ gptd_training_state_load (const char       *path,
           return FALSE;
         }
 
-      /* All checked: restore. */
+      /* Checked: restore. The moments must be finite, the second ones not
+       * negative (their square root is taken); a bad value fails the load, and
+       * the optimizer is then not to be used. */
       for (guint i = 0; i < n; i++)
         {
           const GptdNnTensor *t = gptd_adamw_get_tensor (opt, i);
           if (!gptd_safetensors_tensor_to_f32 (st, gptd_safetensors_lookup (st, t->name),
                                                t->data, error))
             return FALSE; /* not reached: the dtype was checked */
+          gboolean second = g_str_has_prefix (t->name, "adamw.v.");
+          for (size_t k = 0; k < t->numel; k++)
+            if (!isfinite (t->data[k]) || (second && t->data[k] < 0))
+              {
+                state_error (error, path, "tensor “%s” holds %g at index %zu: %s", t->name,
+                             (double) t->data[k], k,
+                             second ? "a second moment must be finite and not negative"
+                                    : "a moment must be finite");
+                return FALSE;
+              }
         }
       gptd_adamw_set_step (opt, adamw_step);
       *gptd_adamw_get_params (opt) = params;
