@@ -8,12 +8,16 @@
  *  - a run killed with SIGKILL and resumed, and a run cancelled (which writes a
  *    checkpoint) and resumed, also while an evaluation is running, reproduce the
  *    uninterrupted run's losses, evaluations and final weights bit for bit;
- *  - bad parameters are load-time errors naming the stage and the key.
+ *  - bad parameters are load-time errors naming the stage and the key, and a
+ *    damaged training state stops a resume naming the checkpoint and the field.
  *
  * The test defines stages of its own (a token source, a batch recorder, and
  * token-windows with a hook that cancels the run when an evaluation asks for its
  * batches) and loads the train plugin from the build tree.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* memmem */
+#endif
 #include <math.h>
 #include <signal.h>
 #include <string.h>
@@ -871,6 +875,65 @@ test_resume_after_sigkill (void)
   remove_tree (dir);
 }
 
+/* Overwrites the value of metadata @key in @path (a safetensors file) with @to,
+ * which must be as long as the value there. */
+static void
+patch_metadata (const char *path, const char *key, const char *to)
+{
+  g_autofree char *content = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &content, &len, NULL));
+  g_autofree char *needle = g_strdup_printf ("\"%s\":\"", key);
+  char *p = memmem (content, len, needle, strlen (needle));
+  g_assert_nonnull (p);
+  p += strlen (needle);
+  g_assert_cmpuint ((gsize) (strchr (p, '"') - p), ==, strlen (to));
+  memcpy (p, to, strlen (to));
+  g_assert_true (g_file_set_contents (path, content, (gssize) len, NULL));
+}
+
+/* A resume range-checks what it reads back from the training state's hparams: a
+ * negative token count, a batch index beyond the epoch, a loss that is not a
+ * number, each stops the run with an error naming the checkpoint and field (the
+ * state's own fields are checked by gptd_training_state_load()). */
+static void
+test_resume_bad_state (void)
+{
+  static const struct {
+    const char *key, *to, *want;
+  } cases[] = {
+    { "hparams.tokens_seen", "-048", "hparams.tokens_seen “-048”, not an integer in [0, " },
+    { "hparams.batches_per_epoch", "01", "batch_index 16, beyond the 1 batches of an epoch" },
+    { "epoch", "-", "metadata “epoch”: " },
+  };
+  const char *ref = reference_run ();
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *dir = make_run_dir ();
+      g_autofree char *cmd = g_strdup_printf ("cp -a %s/. %s/", ref, dir);
+      int status = -1;
+      g_assert_true (g_spawn_command_line_sync (cmd, NULL, NULL, &status, NULL));
+      g_assert_cmpint (status, ==, 0);
+      g_autofree char *root = g_build_filename (dir, "checkpoint", NULL);
+      g_autofree char *latest = gptd_checkpoint_get_latest (root, &error);
+      g_assert_no_error (error);
+      g_autofree char *state = g_build_filename (latest, GPTD_GPT_DIR_TRAINING_STATE, NULL);
+      patch_metadata (state, cases[c].key, cases[c].to);
+
+      Events ev;
+      g_autofree char *text = train_pipeline ("checkpoint-every=8\n", NULL);
+      events_init (&ev);
+      g_assert_false (run_pipeline (text, dir, TRUE, &ev, &error));
+      g_assert_nonnull (error);
+      if (!strstr (error->message, cases[c].want) || !strstr (error->message, latest))
+        g_error ("%s: error \"%s\" should name %s and say \"%s\"", cases[c].key,
+                 error->message, latest, cases[c].want);
+      events_clear (&ev);
+      remove_tree (dir);
+    }
+}
+
 static void
 test_cancel_checkpoint (void)
 {
@@ -1218,6 +1281,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/loss-falls", test_loss_falls);
   g_test_add_func ("/train/e2e/resume-after-sigkill", test_resume_after_sigkill);
   g_test_add_func ("/train/e2e/cancel-checkpoint", test_cancel_checkpoint);
+  g_test_add_func ("/train/e2e/resume-bad-state", test_resume_bad_state);
   g_test_add_func ("/train/e2e/cancel-during-evaluation", test_cancel_during_evaluation);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
