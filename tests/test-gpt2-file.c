@@ -731,6 +731,26 @@ test_bad_dirs (Fixture *f, gconstpointer data)
 
 /* A small config.json naming a model far larger than model.safetensors beside it
  * is refused from the safetensors header, before any parameter is allocated. */
+/* A NaN or infinite weight is refused at load, naming the file, the tensor and
+ * the position. */
+static void
+test_not_finite (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  const float bad[] = { NAN, INFINITY, -INFINITY };
+  const char *shown[] = { "holds nan at [1, 2]", "holds inf at [1, 2]", "holds -inf at [1, 2]" };
+  for (guint c = 0; c < G_N_ELEMENTS (bad); c++)
+    {
+      g_autoptr (GptdGpt) m = tiny_model (FALSE, FALSE, 5);
+      const GptdNnTensor *t = gptd_gpt_lookup_tensor (m, "h.1.mlp.c_fc.weight");
+      t->data[1 * t->shape[1] + 2] = bad[c];
+      g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+      g_assert_no_error (error);
+      expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_NOT_FINITE,
+                         "“h.1.mlp.c_fc.weight”", shown[c], "must be finite", NULL);
+    }
+}
+
 static void
 test_config_larger_than_weights (Fixture *f, gconstpointer data)
 {
@@ -1306,6 +1326,7 @@ main (int argc, char **argv)
   ADD ("bad-dirs", test_bad_dirs);
   ADD ("deep-json", test_deep_json);
   ADD ("config-larger-than-weights", test_config_larger_than_weights);
+  ADD ("not-finite", test_not_finite);
   ADD ("training-state", test_training_state);
   ADD ("training-state/ranges", test_training_state_ranges);
   ADD ("checkpoint/save-load", test_checkpoints);

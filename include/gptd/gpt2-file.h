@@ -65,6 +65,7 @@ GQuark gptd_gpt_file_error_quark (void);
  *   or optimizer, or its metadata is missing or malformed
  * @GPTD_GPT_FILE_ERROR_CHECKPOINT: checkpoint.json is missing or malformed,
  *   or names a directory that does not exist
+ * @GPTD_GPT_FILE_ERROR_NOT_FINITE: a stored parameter is NaN or infinite
  *
  * Error codes of %GPTD_GPT_FILE_ERROR.
  */
@@ -76,6 +77,7 @@ typedef enum {
   GPTD_GPT_FILE_ERROR_SHAPE,
   GPTD_GPT_FILE_ERROR_STATE,
   GPTD_GPT_FILE_ERROR_CHECKPOINT,
+  GPTD_GPT_FILE_ERROR_NOT_FINITE,
 } GptdGptFileError;
 
 /** GPTD_GPT_DIR_CONFIG: the configuration file of a model directory. */

@@ -47,6 +47,24 @@ format_names (GPtrArray *names)
   return g_string_free (s, FALSE);
 }
 
+/* "[i, j]", the position of flat index @k in a tensor of shape @shape. */
+static char *
+format_index (guint n_dims, const size_t *shape, size_t k)
+{
+  size_t idx[8] = { 0 };
+  for (guint d = n_dims; d-- > 0;)
+    if (d < G_N_ELEMENTS (idx) && shape[d] > 0)
+      {
+        idx[d] = k % shape[d];
+        k /= shape[d];
+      }
+  GString *s = g_string_new ("[");
+  for (guint d = 0; d < n_dims && d < G_N_ELEMENTS (idx); d++)
+    g_string_append_printf (s, "%s%zu", d ? ", " : "", idx[d]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
 static char *
 format_shape (guint n_dims, const size_t *shape)
 {
@@ -784,6 +802,17 @@ load_weights (GptdGpt *model, GptdSafetensors *st, GHashTable *stored, GError **
       const GptdSafetensorsTensor *s = g_hash_table_lookup (stored, t->name);
       if (!gptd_safetensors_tensor_to_f32 (st, s, t->data, error))
         return FALSE; /* not reached: the dtype was checked */
+      /* A NaN or infinite weight makes every output NaN, and training on it
+       * only spreads it: refused, by name. */
+      for (size_t k = 0; k < t->numel; k++)
+        if (!isfinite (t->data[k]))
+          {
+            g_autofree char *at = format_index ((guint) t->ndim, t->shape, k);
+            g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_NOT_FINITE,
+                         "%s: tensor “%s” holds %g at %s: weights must be finite numbers",
+                         path, s->name, (double) t->data[k], at);
+            return FALSE;
+          }
     }
   return TRUE;
 }
