@@ -1102,6 +1102,55 @@ test_context_too_long (void)
   remove_tree (dir);
 }
 
+/* A run whose training loss stops being a finite number stops at that step with
+ * an error naming it, before the weights are updated with it: here the initial
+ * model's weights are finite, but its logits overflow to infinity (a huge head
+ * over activations all shifted one way by ln_f's bias), so the very first loss is
+ * NaN. */
+static void
+test_loss_not_finite (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = make_run_dir ();
+  g_autofree char *init = g_build_filename (dir, "init", NULL);
+  GptdGptConfig config = { .n_layer = 2, .n_head = 2, .n_embd = 32, .context_length = 16,
+                           .vocab_size = 64, .n_out = 0, .qkv_bias = FALSE,
+                           .tie_embeddings = FALSE, .dropout = 0.0f,
+                           .layer_norm_epsilon = 1e-5f };
+  g_autoptr (GptdGpt) m = gptd_gpt_new (&config, &error);
+  g_assert_no_error (error);
+  gptd_gpt_init_weights (m, 7);
+  const GptdNnTensor *head = gptd_gpt_lookup_tensor (m, "lm_head.weight");
+  const GptdNnTensor *bias = gptd_gpt_lookup_tensor (m, "ln_f.bias");
+  for (size_t i = 0; i < head->numel; i++)
+    head->data[i] = 3e38f;
+  for (size_t i = 0; i < bias->numel; i++)
+    bias->data[i] = 1000.0f;
+  g_assert_true (gptd_gpt_dir_save (m, init, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=diverge\n"
+    "[stage src]\ntype=test-token-source\nn-tokens=1200\nvocab-size=64\nperiod=24\nseed=3\n"
+    "[stage w]\ntype=token-windows\ninput=src\ncontext-length=16\nbatch-size=4\n"
+    "split=0.9,0.1\n"
+    "[stage train]\ntype=gpt-trainer\ninput=w\ninit=%s\nlr=0.004\nepochs=1\n"
+    "eval-freq=4\neval-iter=1\nthreads=1\nsample-tokens=0\n"
+    "[stage out]\ntype=test-model-sink\ninput=train\n", init);
+  Events ev;
+  events_init (&ev);
+  n_models = 0;
+  g_assert_false (run_pipeline (text, dir, FALSE, &ev, &error));
+  g_assert_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED);
+  g_test_message ("%s", error->message);
+  if (!strstr (error->message, "step 0 (epoch 1, batch 0)")
+      || !strstr (error->message, "the training loss is NaN, not a finite number"))
+    g_error ("error \"%s\" should name step 0 and the NaN loss", error->message);
+  g_assert_cmpuint (n_models, ==, 0);
+  events_clear (&ev);
+  remove_tree (dir);
+}
+
 /* weight-init=book: PyTorch's defaults, as the book's GPTModel (embeddings N(0, 1),
  * linear layers U(+-1/sqrt(fan_in))), the same for the same seed. Checked on the
  * checkpoint after one step at a negligible learning rate. */
@@ -1285,6 +1334,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/cancel-during-evaluation", test_cancel_during_evaluation);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
+  g_test_add_func ("/train/e2e/loss-not-finite", test_loss_not_finite);
   g_test_add_func ("/train/e2e/book-init", test_book_init);
   g_test_add_func ("/train/e2e/bytes-vocab", test_bytes_vocab);
   g_test_add_func ("/train/e2e/shipped-pipelines", test_shipped_pipelines);

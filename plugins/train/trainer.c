@@ -595,8 +595,21 @@ train_step (GptdTrainer *self, const Gptd__Batch *b, GError **error)
     return FALSE;
 
   gptd_gpt_zero_grad (self->model);
-  if (!self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error)
-      || !gptd_gpt_backward (self->model, 1.0f, error))
+  gboolean forward_ok =
+    self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error);
+  if (forward_ok && !isfinite (loss))
+    {
+      /* Diverged (a learning rate far too high, ...): the weights are not
+       * updated with it, and the run stops; the last checkpoint is as it was. */
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "the training loss is %s, not a finite number: training has diverged "
+                   "(a lower lr may help); the weights were not updated at this step",
+                   isnan (loss) ? "NaN" : loss > 0 ? "infinite" : "-infinite");
+      g_prefix_error (error, "step %" G_GINT64_FORMAT " (epoch %u, batch %" G_GUINT64_FORMAT
+                      "): ", self->step, self->epoch + 1, b->index);
+      return FALSE;
+    }
+  if (!forward_ok || !gptd_gpt_backward (self->model, 1.0f, error))
     {
       g_prefix_error (error, "step %" G_GINT64_FORMAT " (epoch %u, batch %" G_GUINT64_FORMAT
                       "): ", self->step, self->epoch + 1, b->index);
