@@ -266,6 +266,7 @@ test_reader_errors (Fixture *f, gconstpointer data)
   g_assert_true (g_file_set_contents (badmagic, (const char *) header, sizeof header, NULL));
   g_autofree char *odd = g_build_filename (f->dir, "odd.u16", NULL);
   g_assert_true (g_file_set_contents (odd, "abc", 3, NULL));
+  g_autofree char *missing = g_build_filename (f->dir, "missing.u16", NULL);
   struct {
     const char *path;
     const char *format;
@@ -274,6 +275,10 @@ test_reader_errors (Fixture *f, gconstpointer data)
     { truncated, "llmc", "header says 10 tokens" },
     { badmagic, "llmc", "not an llm.c token shard" },
     { odd, "u16", "not a whole number" },
+    /* A device is not a missing file, and a missing file says so. */
+    { "/dev/zero", "u16", "/dev/zero: a character device, not a regular file" },
+    { f->dir, "u16", "a directory, not a token file" },
+    { missing, "u16", "No such file or directory" },
   };
   for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
     {
@@ -294,6 +299,23 @@ test_reader_errors (Fixture *f, gconstpointer data)
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
       test_events_clear (&ev);
     }
+
+  /* An empty file of raw ids is no tokens (it maps to no memory at all). */
+  g_autofree char *empty = g_build_filename (f->dir, "empty.u16", NULL);
+  g_assert_true (g_file_set_contents (empty, "", 0, NULL));
+  g_autofree char *out = g_build_filename (f->dir, "out.u32", NULL);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=token-reader\npath=%s\nformat=u16\n"
+    "[stage write]\ntype=token-writer\ninput=read\npath=%s\nformat=u32\n", empty, out);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run (text, &ev, &error));
+  g_assert_no_error (error);
+  g_autoptr (GArray) ids = read_u32 (out, 0);
+  g_assert_cmpuint (ids->len, ==, 0);
+  test_events_clear (&ev);
 }
 
 /* special-tokens=error: a run over text holding <|endoftext|> fails naming the
