@@ -231,6 +231,10 @@ test_config (Fixture *f, gconstpointer data)
   expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":4,\"n_ctx\":8,\"vocab_size\":5,"
                        "\"n_inner\":5}",
                        fe, GPTD_GPT_FILE_ERROR_CONFIG, "“n_inner”");
+  /* 4 * n_embd is shown as it is, not wrapped around 32 bits. */
+  expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":1000000000,\"n_ctx\":8,"
+                       "\"vocab_size\":5,\"n_inner\":5}",
+                       fe, GPTD_GPT_FILE_ERROR_CONFIG, "5 is not 4 * n_embd (4000000000)");
   expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":4,\"n_ctx\":8,\"vocab_size\":5,"
                        "\"model_type\":\"llama\"}",
                        fe, GPTD_GPT_FILE_ERROR_CONFIG, "“model_type”");

@@ -323,8 +323,8 @@ gptd_gpt_config_from_json (const char    *json,
     return FALSE;
   if (found && (gint64) n_inner != 4 * (gint64) c.n_embd)
     {
-      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%d); gptd's MLP is 4x wide",
-                    n_inner, 4 * c.n_embd);
+      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%" G_GINT64_FORMAT "); "
+                    "gptd's MLP is 4x wide", n_inner, 4 * (gint64) c.n_embd);
       return FALSE;
     }
   gboolean b;
