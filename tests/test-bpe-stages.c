@@ -699,6 +699,72 @@ test_shards_stale (Fixture *f, gconstpointer data)
     }
 }
 
+/* NUL is valid UTF-8 (U+0000): text-source -> bpe-tokenizer encodes "ab\0cd\n" as
+ * tiktoken does with GPT-2's vocabulary (397 "ab", 188 the byte token of 0x00,
+ * 10210 "cd", 198 "\n"), where the segments once lost everything after a NUL
+ * (188 four times); bpe-trainer learns from text holding NULs and keeps them in
+ * its tokens' bytes. */
+static void
+test_nul (Fixture *f, gconstpointer data)
+{
+  static const char nul_text[] = "ab\0cd\n";
+  g_autofree char *path = g_build_filename (f->dir, "nul.txt", NULL);
+  g_assert_true (g_file_set_contents (path, nul_text, sizeof nul_text - 1, NULL));
+
+  GString *s = g_string_new (NULL);
+  for (int i = 0; i < 50; i++)
+    g_string_append_len (s, "x\0y\0z ", 7);
+  g_autofree char *train = g_build_filename (f->dir, "train.txt", NULL);
+  g_assert_true (g_file_set_contents (train, s->str, (gssize) s->len, NULL));
+  g_autofree char *vdir = g_build_filename (f->dir, "nul-vocab", NULL);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=text-source\npath=%s\n"
+    "[stage train]\ntype=bpe-trainer\ninput=read\npath=%s\nvocab-size=260\n", train, vdir);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run (text, &ev, &error));
+  g_assert_no_error (error);
+  test_events_clear (&ev);
+  g_autoptr (GptdBpe) trained = gptd_bpe_load (vdir, &error);
+  g_assert_no_error (error);
+  /* The first merges hold the NULs: "x\0" or "\0y" or "\0z" become tokens. */
+  gboolean nul_merged = FALSE;
+  for (guint32 id = 256; id < gptd_bpe_get_n_vocab (trained); id++)
+    {
+      gsize n;
+      const guint8 *b = gptd_bpe_get_token (trained, id, &n);
+      if (b && n > 1 && memchr (b, 0, n))
+        nul_merged = TRUE;
+    }
+  g_assert_true (nul_merged);
+
+  GptdBpe *gpt2 = test_bpe_gpt2 ();
+  if (gpt2 == NULL)
+    return;
+  g_autofree char *out = g_build_filename (f->dir, "nul.u32", NULL);
+  g_autofree char *text2 = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=text-source\npath=%s\n"
+    "[stage tok]\ntype=bpe-tokenizer\ninput=read\nvocab=gpt2\n"
+    "[stage write]\ntype=token-writer\ninput=tok\npath=%s\nformat=u32\n", path, out);
+  test_events_init (&ev);
+  g_assert_true (run (text2, &ev, &error));
+  g_assert_no_error (error);
+  test_events_clear (&ev);
+  g_autoptr (GArray) ids = read_u32 (out, 0);
+  const guint32 want[] = { 397, 188, 10210, 198 };
+  for (guint i = 0; i < ids->len; i++)
+    g_test_message ("id %u: %u", i, g_array_index (ids, guint32, i));
+  g_assert_cmpmem (ids->data, ids->len * 4, want, sizeof want);
+  /* 188 is the byte token of 0x00. */
+  gsize n;
+  const guint8 *b = gptd_bpe_get_token (gpt2, 188, &n);
+  g_assert_cmpuint (n, ==, 1);
+  g_assert_cmpuint (b[0], ==, 0);
+}
+
 /* token-writer replaces only regular files: a FIFO, a symbolic link or a directory
  * at the path (or at a shard's name) stops the run with an error naming the path
  * and what is there, and is left as it was. */
@@ -823,6 +889,7 @@ main (int argc, char **argv)
   ADD ("/bpe-stages/shards-stale", test_shards_stale);
   ADD ("/bpe-stages/shards-failure", test_shards_failure);
   ADD ("/bpe-stages/writer-not-regular", test_writer_not_regular);
+  ADD ("/bpe-stages/nul", test_nul);
   int rc = g_test_run ();
   gptd_registry_free (registry);
   return rc;
