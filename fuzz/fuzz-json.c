@@ -32,7 +32,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       }
     case 1:
       {
-        g_autofree char *index = fuzz_write (GPTD_CHECKPOINT_INDEX, json, (size_t) len);
+        g_free (fuzz_write (GPTD_CHECKPOINT_INDEX, json, (size_t) len));
         g_autofree char *latest = gptd_checkpoint_get_latest (fuzz_dir (), &error);
         /* A named checkpoint lies inside the root. */
         g_assert (latest == NULL || (g_str_has_prefix (latest, fuzz_dir ())
