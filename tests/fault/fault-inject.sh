@@ -1,8 +1,8 @@
 #!/bin/sh
-# tests/fault-inject.sh: what a small training run and a sharded tokenization
+# tests/fault/fault-inject.sh: what a small training run and a sharded tokenization
 # leave behind when a write, a flush to disk or a rename fails (ENOSPC, EIO) or
 # the process is killed with SIGKILL at that point, through the LD_PRELOAD shim
-# tests/fault-inject.c. A clean run first counts the operations on each kind of
+# tests/fault/fault-inject.c. A clean run first counts the operations on each kind of
 # file (checkpoints, metrics, token shards, the event log); then the run is
 # repeated with one of them failing: the first, the last and a few between, and
 # every rename and flush of a checkpoint.
@@ -18,7 +18,7 @@ set -u
 : "${GPTD_BUILDDIR:?run through make check}"
 : "${GPTD_SRCDIR:?run through make check}"
 GPTD="$GPTD_BUILDDIR/daemon/gptd"
-SHIM="$GPTD_BUILDDIR/tests/.libs/libfault-inject.so"
+SHIM="$GPTD_BUILDDIR/tests/fault/.libs/libfault-inject.so"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gptd-fault.XXXXXX") || exit 99
 trap 'rm -rf "$TMP"' EXIT
 n=0

@@ -1,4 +1,4 @@
-/* tests/fault-inject.c: an LD_PRELOAD shim that makes one chosen file operation
+/* tests/fault/fault-inject.c: an LD_PRELOAD shim that makes one chosen file operation
  * fail, for tests of what gptd leaves behind when a disk fills up, a device
  * errs or the process dies at a commit point. It wraps write(), pwrite(),
  * fsync(), fdatasync(), rename() and renameat(), and fflush() of a stream (whose
