@@ -65,6 +65,7 @@ GQuark gptd_gpt_file_error_quark (void);
  *   or optimizer, or its metadata is missing or malformed
  * @GPTD_GPT_FILE_ERROR_CHECKPOINT: checkpoint.json is missing or malformed,
  *   or names a directory that does not exist
+ * @GPTD_GPT_FILE_ERROR_NOT_FINITE: a stored parameter is NaN or infinite
  *
  * Error codes of %GPTD_GPT_FILE_ERROR.
  */
@@ -76,6 +77,7 @@ typedef enum {
   GPTD_GPT_FILE_ERROR_SHAPE,
   GPTD_GPT_FILE_ERROR_STATE,
   GPTD_GPT_FILE_ERROR_CHECKPOINT,
+  GPTD_GPT_FILE_ERROR_NOT_FINITE,
 } GptdGptFileError;
 
 /** GPTD_GPT_DIR_CONFIG: the configuration file of a model directory. */
@@ -355,8 +357,12 @@ gboolean gptd_training_state_save (const char             *path,
  * @error: return location for a #GError
  *
  * Validates the file completely (every optimizer tensor present with the
- * parameter's shape, no unexpected tensor, every metadata key present and
- * well-formed) before restoring anything.
+ * parameter's shape, no unexpected tensor, every metadata key present,
+ * well-formed and in range: step, epoch, batch_index and adamw.step not
+ * negative, epoch below 2^31, beta1 and beta2 in [0, 1), eps positive,
+ * weight_decay not negative) before restoring anything. The moments are
+ * checked as they are restored (finite; the second moments not negative): on
+ * that failure @opt holds part of the file and is not to be used.
  *
  * Returns: %TRUE on success
  */

@@ -47,6 +47,24 @@ format_names (GPtrArray *names)
   return g_string_free (s, FALSE);
 }
 
+/* "[i, j]", the position of flat index @k in a tensor of shape @shape. */
+static char *
+format_index (guint n_dims, const size_t *shape, size_t k)
+{
+  size_t idx[8] = { 0 };
+  for (guint d = n_dims; d-- > 0;)
+    if (d < G_N_ELEMENTS (idx) && shape[d] > 0)
+      {
+        idx[d] = k % shape[d];
+        k /= shape[d];
+      }
+  GString *s = g_string_new ("[");
+  for (guint d = 0; d < n_dims && d < G_N_ELEMENTS (idx); d++)
+    g_string_append_printf (s, "%s%zu", d ? ", " : "", idx[d]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
 static char *
 format_shape (guint n_dims, const size_t *shape)
 {
@@ -314,8 +332,8 @@ gptd_gpt_config_from_json (const char    *json,
     return FALSE;
   if (found && (gint64) n_inner != 4 * (gint64) c.n_embd)
     {
-      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%d); gptd's MLP is 4x wide",
-                    n_inner, 4 * c.n_embd);
+      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%" G_GINT64_FORMAT "); "
+                    "gptd's MLP is 4x wide", n_inner, 4 * (gint64) c.n_embd);
       return FALSE;
     }
   gboolean b;
@@ -796,6 +814,17 @@ load_weights (GptdGpt *model, GptdSafetensors *st, GHashTable *stored, GError **
       const GptdSafetensorsTensor *s = g_hash_table_lookup (stored, t->name);
       if (!gptd_safetensors_tensor_to_f32 (st, s, t->data, error))
         return FALSE; /* not reached: the dtype was checked */
+      /* A NaN or infinite weight makes every output NaN, and training on it
+       * only spreads it: refused, by name. */
+      for (size_t k = 0; k < t->numel; k++)
+        if (!isfinite (t->data[k]))
+          {
+            g_autofree char *at = format_index ((guint) t->ndim, t->shape, k);
+            g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_NOT_FINITE,
+                         "%s: tensor “%s” holds %g at %s: weights must be finite numbers",
+                         path, s->name, (double) t->data[k], at);
+            return FALSE;
+          }
     }
   return TRUE;
 }
@@ -1133,6 +1162,23 @@ meta_get_int (GptdSafetensors *st, const char *key, gint64 *out, GError **error)
   return TRUE;
 }
 
+/* meta_get_int() for a field that must lie in [@min, @max]. */
+static gboolean
+meta_get_int_range (GptdSafetensors *st, const char *key, gint64 min, gint64 max, gint64 *out,
+                    GError **error)
+{
+  if (!meta_get_int (st, key, out, error))
+    return FALSE;
+  if (*out < min || *out > max)
+    {
+      state_error (error, gptd_safetensors_get_path (st),
+                   "metadata “%s” is %" G_GINT64_FORMAT ", out of range [%" G_GINT64_FORMAT
+                   ", %" G_GINT64_FORMAT "]", key, *out, min, max);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 meta_get_uint (GptdSafetensors *st, const char *key, guint64 *out, GError **error)
 {
@@ -1212,18 +1258,39 @@ gptd_training_state_load (const char       *path,
   gint64 adamw_step;
   GptdAdamWParams params;
   const char *decay_1d;
-  if (!meta_get_int (st, "step", &got.step, error)
-      || !meta_get_int (st, "epoch", &got.epoch, error)
-      || !meta_get_int (st, "batch_index", &got.batch_index, error)
+  /* Every field is range-checked: a damaged or forged state must not resume at a
+   * negative step or epoch, nor with an optimizer that cannot work. Epochs are
+   * counted in 32 bits by the trainers. */
+  if (!meta_get_int_range (st, "step", 0, G_MAXINT64, &got.step, error)
+      || !meta_get_int_range (st, "epoch", 0, G_MAXINT32, &got.epoch, error)
+      || !meta_get_int_range (st, "batch_index", 0, G_MAXINT64, &got.batch_index, error)
       || !meta_get_uint (st, "rng_seed", &got.rng.seed, error)
       || !meta_get_uint (st, "rng_counter", &got.rng.counter, error)
-      || !meta_get_int (st, "adamw.step", &adamw_step, error)
+      || !meta_get_int_range (st, "adamw.step", 0, G_MAXINT64, &adamw_step, error)
       || !meta_get_float (st, "adamw.beta1", &params.beta1, error)
       || !meta_get_float (st, "adamw.beta2", &params.beta2, error)
       || !meta_get_float (st, "adamw.eps", &params.eps, error)
       || !meta_get_float (st, "adamw.weight_decay", &params.weight_decay, error)
       || !meta_get (st, "adamw.decay_1d", &decay_1d, error))
     return FALSE;
+  const struct {
+    const char *key;
+    float value;
+    gboolean ok;
+    const char *range;
+  } floats[] = {
+    { "adamw.beta1", params.beta1, params.beta1 >= 0 && params.beta1 < 1, "[0, 1)" },
+    { "adamw.beta2", params.beta2, params.beta2 >= 0 && params.beta2 < 1, "[0, 1)" },
+    { "adamw.eps", params.eps, params.eps > 0, "(0, inf)" },
+    { "adamw.weight_decay", params.weight_decay, params.weight_decay >= 0, "[0, inf)" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (floats); i++)
+    if (!floats[i].ok)
+      {
+        state_error (error, path, "metadata “%s” is %g, out of range %s", floats[i].key,
+                     (double) floats[i].value, floats[i].range);
+        return FALSE;
+      }
   if (strcmp (decay_1d, "true") != 0 && strcmp (decay_1d, "false") != 0)
     {
       state_error (error, path, "metadata “adamw.decay_1d”: “%s” is not true or false", decay_1d);
@@ -1297,13 +1364,25 @@ gptd_training_state_load (const char       *path,
           return FALSE;
         }
 
-      /* All checked: restore. */
+      /* Checked: restore. The moments must be finite, the second ones not
+       * negative (their square root is taken); a bad value fails the load, and
+       * the optimizer is then not to be used. */
       for (guint i = 0; i < n; i++)
         {
           const GptdNnTensor *t = gptd_adamw_get_tensor (opt, i);
           if (!gptd_safetensors_tensor_to_f32 (st, gptd_safetensors_lookup (st, t->name),
                                                t->data, error))
             return FALSE; /* not reached: the dtype was checked */
+          gboolean second = g_str_has_prefix (t->name, "adamw.v.");
+          for (size_t k = 0; k < t->numel; k++)
+            if (!isfinite (t->data[k]) || (second && t->data[k] < 0))
+              {
+                state_error (error, path, "tensor “%s” holds %g at index %zu: %s", t->name,
+                             (double) t->data[k], k,
+                             second ? "a second moment must be finite and not negative"
+                                    : "a moment must be finite");
+                return FALSE;
+              }
         }
       gptd_adamw_set_step (opt, adamw_step);
       *gptd_adamw_get_params (opt) = params;
