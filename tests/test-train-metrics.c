@@ -9,6 +9,7 @@
 #include <gptd/stage.h>
 
 #include "../plugins/train/metrics.h"
+#include "../plugins/train/loss-plot.h"
 
 static char *
 read_file (const char *dir, const char *name)
@@ -68,6 +69,8 @@ test_csv (void)
   }
   g_autofree char *text = read_file (dir, "metrics.csv");
   g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  /* Step 4 is the first of the second epoch. */
+  g_assert_true (g_str_has_prefix (lines[5], "4,2,"));
   g_assert_cmpstr (lines[0], ==,
                    "step,epoch,tokens_seen,train_loss,val_loss,lr,tokens_per_s,elapsed_s");
   g_assert_cmpuint (g_strv_length (lines), ==, 9); /* header, 7 rows, "" */
@@ -75,7 +78,7 @@ test_csv (void)
   g_auto (GStrv) f1 = g_strsplit (lines[2], ",", -1);
   g_assert_cmpuint (g_strv_length (f1), ==, 8);
   g_assert_cmpstr (f1[0], ==, "1");
-  g_assert_cmpstr (f1[1], ==, "0");
+  g_assert_cmpstr (f1[1], ==, "1"); /* epochs count from 1, as in the logs */
   g_assert_cmpstr (f1[2], ==, "1024");
   g_assert_cmpstr (f1[4], ==, "");
   g_assert_cmpstr (f1[6], ==, "1234.6");
@@ -123,6 +126,7 @@ test_resume_truncates (void)
     g_assert_cmpuint (n, ==, 2);
     g_assert_cmpint (e[0].step, ==, 0);
     g_assert_cmpint (e[1].step, ==, 5);
+    g_assert_cmpuint (e[1].epoch, ==, 1);   /* read back from 1-based "2" */
     g_assert_cmpuint (e[1].tokens_seen, ==, 3072);
     g_assert_cmpfloat_with_epsilon (e[1].val_loss, 10.0f / 6 + 0.1234567f + 1.0, 1e-6);
     append_steps (m, 8, 13);
@@ -190,7 +194,11 @@ test_plot (void)
   for (int i = 0; i < 6; i++)
     evals[i] = (GptdTrainEval) { i * 5, (guint32) i / 2, (guint64) (i * 5 + 1) * 512,
                                  9.0 - i, i == 3 ? NAN : 9.5 - i * 0.5 };
-  g_autofree char *svg = gptd__train_plot_svg (evals, 6, "verdict & co", NULL);
+  GptdTrainPlotStep steps[200];
+  for (int i = 0; i < 200; i++)
+    steps[i] = (GptdTrainPlotStep) { (guint64) (i + 1) * 512, (guint32) i / 70,
+                                     i == 7 ? NAN : 9.0 - i * 0.03 };
+  g_autofree char *svg = gptd__train_plot_svg (steps, 200, evals, 6, "verdict & co", NULL);
   SvgCount c = { 0 };
   GMarkupParser parser = { svg_start, NULL, svg_text, NULL, NULL };
   g_autoptr (GMarkupParseContext) pc = g_markup_parse_context_new (&parser, 0, &c, NULL);
@@ -198,24 +206,68 @@ test_plot (void)
   g_assert_true (g_markup_parse_context_parse (pc, svg, -1, &error));
   g_assert_true (g_markup_parse_context_end_parse (pc, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (c.polylines, ==, 2);
-  g_assert_cmpuint (c.points[0], ==, 6); /* training */
-  g_assert_cmpuint (c.points[1], ==, 5); /* validation: the NaN is left out */
+  g_assert_cmpuint (c.polylines, ==, 4);
+  g_assert_cmpuint (c.points[0], ==, 199); /* every step: the NaN left out */
+  g_assert_cmpuint (c.points[1], ==, 200); /* their moving average spans it */
+  g_assert_cmpuint (c.points[2], ==, 6);  /* evaluated training loss */
+  g_assert_cmpuint (c.points[3], ==, 5);  /* validation: the NaN is left out */
   g_assert_true (c.saw_legend);
+  /* Epoch ticks where each epoch starts, counted from 1. */
+  g_assert_nonnull (strstr (svg, ">1</text>"));
+  g_assert_nonnull (strstr (svg, ">3</text>"));
 
-  /* No evaluation yet: still a valid document. */
-  g_autofree char *empty = gptd__train_plot_svg (NULL, 0, NULL, NULL);
+  /* Without evaluations (eval-freq=0): the steps alone, with epoch ticks. */
+  g_autofree char *steps_only = gptd__train_plot_svg (steps, 200, NULL, 0, NULL, NULL);
+  SvgCount c3 = { 0 };
+  g_autoptr (GMarkupParseContext) pc3 = g_markup_parse_context_new (&parser, 0, &c3, NULL);
+  g_assert_true (g_markup_parse_context_parse (pc3, steps_only, -1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (c3.polylines, ==, 2);
+  g_assert_nonnull (strstr (steps_only, ">2</text>"));
+
+  /* Nothing yet: still a valid document. */
+  g_autofree char *empty = gptd__train_plot_svg (NULL, 0, NULL, 0, NULL, NULL);
   g_autoptr (GMarkupParseContext) pc2 = g_markup_parse_context_new (&parser, 0, &c, NULL);
   g_assert_true (g_markup_parse_context_parse (pc2, empty, -1, &error));
   g_assert_no_error (error);
 
   /* An accuracy plot names accuracy on its axis and in its legend, not loss. */
-  g_autofree char *acc = gptd__train_plot_svg (evals, 6, "Accuracy", "accuracy");
+  g_autofree char *acc = gptd__train_plot_svg (NULL, 0, evals, 6, "Accuracy", "accuracy");
   g_assert_nonnull (strstr (acc, ">Accuracy</text>"));
   g_assert_nonnull (strstr (acc, ">Validation accuracy</text>"));
   g_assert_null (strstr (acc, ">Loss</text>"));
   g_assert_null (strstr (acc, " loss</text>"));
   g_assert_nonnull (strstr (svg, ">Loss</text>"));
+}
+
+/* write_plot() also writes index.html, showing the plots and linking the files. */
+static void
+test_index_html (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("gptd-metrics-XXXXXX", NULL);
+  g_autoptr (GError) error = NULL;
+  {
+    g_autoptr (GptdTrainMetrics) m = gptd__train_metrics_open_full (dir, FALSE, 0, TRUE, &error);
+    g_assert_no_error (error);
+    append_steps (m, 0, 7);
+    g_assert_true (gptd__train_metrics_write_plot (m, &error));
+    g_assert_no_error (error);
+  }
+  g_autofree char *html = read_file (dir, "index.html");
+  g_assert_nonnull (strstr (html, "<img src=\"loss.svg\""));
+  g_assert_nonnull (strstr (html, "<img src=\"accuracy.svg\""));
+  g_assert_nonnull (strstr (html, "<a href=\"metrics.csv\">"));
+  g_assert_nonnull (strstr (html, "step 5, epoch 2"));
+  g_autofree char *svg = read_file (dir, "loss.svg");
+  g_assert_nonnull (strstr (svg, "each step"));
+  const char *names[] = { "accuracy.svg", "index.html", NULL };
+  for (int i = 0; names[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (dir, names[i], NULL);
+      g_assert_true (g_file_test (p, G_FILE_TEST_IS_REGULAR));
+      g_unlink (p);
+    }
+  remove_dir (dir);
 }
 
 int
@@ -226,5 +278,6 @@ main (int argc, char **argv)
   g_test_add_func ("/train/metrics/resume-truncates", test_resume_truncates);
   g_test_add_func ("/train/metrics/resume-bad-header", test_resume_bad_header);
   g_test_add_func ("/train/metrics/plot", test_plot);
+  g_test_add_func ("/train/metrics/index-html", test_index_html);
   return g_test_run ();
 }

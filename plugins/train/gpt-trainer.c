@@ -9,9 +9,15 @@
 #include "trainer.h"
 #include "windows.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <glib/gstdio.h>
+
+#include <json-glib/json-glib.h>
+#include <gptd/atomic-file.h>
 #include <gptd/bpe.h>
 #include <gptd/generate.h>
 #include <gptd/gpt2-file.h>
@@ -84,6 +90,7 @@ typedef struct {
   char *start_context;
   int sample_tokens;
   gint32 *sample_ids;        /* room for the prompt plus the sample */
+  gboolean samples_checked;  /* samples.jsonl was trimmed for this session */
 } GptTrainer;
 
 /* ---- Parameters ----------------------------------------------------------------- */
@@ -237,6 +244,67 @@ gpt_forward (GptdTrainer *t, const Gptd__Batch *b, GptdGptForwardFlags flags, fl
                            flags, loss, error);
 }
 
+/* Appends the sample to samples.jsonl in the run directory, one JSON object a line:
+ * step (steps done), epoch (from 1, as the logs), prompt, text. The first sample of
+ * a resumed session drops lines of steps after the one the session resumed from
+ * (they were taken by the interrupted process and are taken again). */
+static gboolean
+write_sample_line (GptdTrainer *t, const char *prompt, const char *text, GError **error)
+{
+  g_autofree char *path = g_build_filename (t->run_dir, "samples.jsonl", NULL);
+  GptTrainer *self = (GptTrainer *) t;
+  if (!self->samples_checked)
+    {
+      self->samples_checked = TRUE;
+      g_autofree char *old = NULL;
+      if (t->session_first_step > 0 && g_file_get_contents (path, &old, NULL, NULL))
+        {
+          g_autoptr (GString) kept = g_string_new (NULL);
+          g_auto (GStrv) lines = g_strsplit (old, "\n", -1);
+          for (guint i = 0; lines[i]; i++)
+            {
+              g_autoptr (JsonParser) p = json_parser_new ();
+              if (*lines[i] == '\0' || !json_parser_load_from_data (p, lines[i], -1, NULL))
+                continue;
+              JsonNode *root = json_parser_get_root (p);
+              if (!JSON_NODE_HOLDS_OBJECT (root))
+                continue;
+              gint64 step = json_object_get_int_member_with_default (
+                json_node_get_object (root), "step", G_MAXINT64);
+              if (step <= t->session_first_step)
+                g_string_append_printf (kept, "%s\n", lines[i]);
+            }
+          if (!gptd_atomic_file_set_contents (path, kept->str, kept->len, error))
+            return FALSE;
+        }
+      else if (t->session_first_step == 0)
+        g_unlink (path);
+    }
+
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "step");
+  json_builder_add_int_value (b, t->step);
+  json_builder_set_member_name (b, "epoch");
+  json_builder_add_int_value (b, (gint64) t->epoch + 1);
+  json_builder_set_member_name (b, "prompt");
+  json_builder_add_string_value (b, prompt);
+  json_builder_set_member_name (b, "text");
+  json_builder_add_string_value (b, text);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autofree char *json = json_to_string (root, FALSE);
+  FILE *f = g_fopen (path, "a");
+  if (f == NULL || fprintf (f, "%s\n", json) < 0 || fclose (f) != 0)
+    {
+      int e = errno;
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "cannot write %s: %s", path,
+                   g_strerror (e));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* The book's generate_and_print_sample: greedy tokens after start-context. */
 static gboolean
 gpt_epoch_end (GptdTrainer *t, GptdStageContext *ctx, GError **error)
@@ -302,6 +370,8 @@ gpt_epoch_end (GptdTrainer *t, GptdStageContext *ctx, GError **error)
   msg.step = t->step;
   msg.stop_reason = (char *) "length";
   gptd_stage_sample (ctx, &msg);
+  if (!write_sample_line (t, self->start_context, valid, error))
+    return FALSE;
 
   /* As the book prints it: prompt and continuation on one line. */
   g_autofree char *line = g_strconcat (self->start_context, valid, NULL);

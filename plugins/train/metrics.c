@@ -1,8 +1,8 @@
-/* metrics.c: metrics.csv, eval.csv and the loss plot (loss.svg) of a training run;
- * see metrics.h. The plot is SVG written by hand: two polylines over axes with
- * rounded ticks, tokens seen along the bottom and epochs along the top, as the
- * book's loss figure. */
+/* metrics.c: metrics.csv, eval.csv, the plots (loss.svg, accuracy.svg: see
+ * loss-plot.c) and index.html of a training run; see metrics.h. Epochs are counted
+ * from 1 in the files, as the logs count them. */
 #include "metrics.h"
+#include "loss-plot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,8 +20,10 @@ struct _GptdTrainMetrics {
   FILE *metrics;
   FILE *eval;
   GArray *evals; /* GptdTrainEval */
+  GArray *steps; /* GptdTrainPlotStep: every step's training loss, for the plot */
   gboolean accuracy;
   char *acc_plot_path;
+  char *run_dir;
 };
 
 void
@@ -107,13 +109,33 @@ parse_cell (const char *s)
   return g_ascii_strtod (s, NULL);
 }
 
+/* The 0-based epoch of a CSV cell, which counts from 1. */
+static guint32
+parse_epoch (const char *s)
+{
+  guint64 e = g_ascii_strtoull (s, NULL, 10);
+  return e > 0 ? (guint32) (e - 1) : 0;
+}
+
+static void
+collect_step (char **fields, gpointer data)
+{
+  GArray *steps = data;
+  GptdTrainPlotStep p = {
+    .tokens_seen = g_ascii_strtoull (fields[2], NULL, 10),
+    .epoch = parse_epoch (fields[1]),
+    .value = parse_cell (fields[3]),
+  };
+  g_array_append_val (steps, p);
+}
+
 static void
 collect_eval (char **fields, gpointer data)
 {
   GArray *evals = data;
   GptdTrainEval e = {
     .step = g_ascii_strtoll (fields[0], NULL, 10),
-    .epoch = (guint32) g_ascii_strtoull (fields[1], NULL, 10),
+    .epoch = parse_epoch (fields[1]),
     .tokens_seen = g_ascii_strtoull (fields[2], NULL, 10),
     .train_loss = parse_cell (fields[3]),
     .val_loss = parse_cell (fields[4]),
@@ -125,13 +147,14 @@ collect_eval (char **fields, gpointer data)
 
 static FILE *
 start_file (const char *path, const char *header, gboolean resume, guint n_fields,
-            gint64 keep_steps, GArray *evals, GError **error)
+            gint64 keep_steps, void (*each) (char **fields, gpointer data), GArray *kept_rows,
+            GError **error)
 {
   g_autoptr (GString) kept = NULL;
   FILE *f;
 
-  if (resume && !filter_rows (path, header, n_fields, keep_steps,
-                              evals ? collect_eval : NULL, evals, &kept, error))
+  if (resume && !filter_rows (path, header, n_fields, keep_steps, each, kept_rows, &kept,
+                              error))
     return NULL;
   if (kept == NULL)
     {
@@ -173,13 +196,15 @@ gptd__train_metrics_open_full (const char *run_dir, gboolean resume, gint64 keep
   m->plot_path = g_build_filename (run_dir, "loss.svg", NULL);
   if (accuracy)
     m->acc_plot_path = g_build_filename (run_dir, "accuracy.svg", NULL);
+  m->run_dir = g_strdup (run_dir);
   m->evals = g_array_new (FALSE, FALSE, sizeof (GptdTrainEval));
+  m->steps = g_array_new (FALSE, FALSE, sizeof (GptdTrainPlotStep));
   m->metrics = start_file (m->metrics_path, metrics_header, resume, 8 + n_extra,
-                           keep_steps, NULL, error);
+                           keep_steps, collect_step, m->steps, error);
   if (m->metrics == NULL)
     return NULL;
   m->eval = start_file (m->eval_path, eval_header, resume, 5 + n_extra, keep_steps,
-                        m->evals, error);
+                        collect_eval, m->evals, error);
   if (m->eval == NULL)
     return NULL;
   return g_steal_pointer (&m);
@@ -196,6 +221,9 @@ gptd__train_metrics_free (GptdTrainMetrics *m)
     fclose (m->eval);
   if (m->evals)
     g_array_free (m->evals, TRUE);
+  if (m->steps)
+    g_array_free (m->steps, TRUE);
+  g_free (m->run_dir);
   g_free (m->metrics_path);
   g_free (m->eval_path);
   g_free (m->plot_path);
@@ -240,9 +268,11 @@ gptd__train_metrics_append (GptdTrainMetrics *m, const GptdTrainMetricsRow *row,
     }
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT ",%u,%" G_GUINT64_FORMAT
                                            ",%s,%s,%s,%s,%s%s%s%s%s\n", row->step,
-                                           row->epoch, row->tokens_seen, tl, vl, lr, tps,
+                                           row->epoch + 1, row->tokens_seen, tl, vl, lr, tps,
                                            el, m->accuracy ? "," : "", ta,
                                            m->accuracy ? "," : "", va);
+  GptdTrainPlotStep p = { row->tokens_seen, row->epoch, row->train_loss };
+  g_array_append_val (m->steps, p);
   return write_line (m->metrics, m->metrics_path, line, error);
 }
 
@@ -260,7 +290,7 @@ gptd__train_metrics_add_eval (GptdTrainMetrics *m, const GptdTrainEval *eval,
       gptd__train_format_value (va, sizeof va, eval->val_acc);
     }
   g_autofree char *line = g_strdup_printf ("%" G_GINT64_FORMAT ",%u,%" G_GUINT64_FORMAT
-                                           ",%s,%s%s%s%s%s\n", eval->step, eval->epoch,
+                                           ",%s,%s%s%s%s%s\n", eval->step, eval->epoch + 1,
                                            eval->tokens_seen, tl, vl,
                                            m->accuracy ? "," : "", ta,
                                            m->accuracy ? "," : "", va);
@@ -275,195 +305,72 @@ gptd__train_metrics_get_evals (GptdTrainMetrics *m, guint *n_evals)
   return (const GptdTrainEval *) m->evals->data;
 }
 
+/* index.html: the run's plots and files on one page, to open in a browser. */
+static char *
+index_html (GptdTrainMetrics *m)
+{
+  g_autofree char *name = g_path_get_basename (m->run_dir);
+  g_autofree char *esc = g_markup_escape_text (name, -1);
+  GString *s = g_string_new (NULL);
+  g_string_append_printf (s, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
+                          "<meta charset=\"utf-8\">\n<title>%s</title>\n"
+                          "<style>body{font-family:sans-serif;margin:2em}"
+                          "img{max-width:100%%;display:block;margin:1em 0}</style>\n"
+                          "</head>\n<body>\n<h1>%s</h1>\n", esc, esc);
+  if (m->evals->len > 0)
+    {
+      const GptdTrainEval *e = &g_array_index (m->evals, GptdTrainEval, m->evals->len - 1);
+      char tl[32], vl[32];
+      gptd__train_format_value (tl, sizeof tl, e->train_loss);
+      gptd__train_format_value (vl, sizeof vl, e->val_loss);
+      g_string_append_printf (s, "<p>Last evaluation: step %" G_GINT64_FORMAT ", epoch %u, "
+                              "training loss %s, validation loss %s.</p>\n", e->step,
+                              e->epoch + 1, *tl ? tl : "-", *vl ? vl : "-");
+    }
+  g_string_append (s, "<img src=\"loss.svg\" alt=\"training and validation loss\">\n");
+  if (m->accuracy)
+    g_string_append (s, "<img src=\"accuracy.svg\" alt=\"training and validation "
+                        "accuracy\">\n");
+  g_string_append (s, "<ul>\n");
+  const char *files[] = { "metrics.csv", "eval.csv", "samples.jsonl", "accuracy.json",
+                          "events.jsonl", "pipeline.pipeline", "checkpoint" };
+  for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = g_build_filename (m->run_dir, files[i], NULL);
+      if (g_file_test (path, G_FILE_TEST_EXISTS))
+        g_string_append_printf (s, "<li><a href=\"%s\">%s</a></li>\n", files[i], files[i]);
+    }
+  g_string_append (s, "</ul>\n</body>\n</html>\n");
+  return g_string_free (s, FALSE);
+}
+
 gboolean
 gptd__train_metrics_write_plot (GptdTrainMetrics *m, GError **error)
 {
-  g_autofree char *svg = gptd__train_plot_svg ((const GptdTrainEval *) m->evals->data,
+  g_autofree char *svg = gptd__train_plot_svg ((const GptdTrainPlotStep *) m->steps->data,
+                                               m->steps->len,
+                                               (const GptdTrainEval *) m->evals->data,
                                                m->evals->len, NULL, NULL);
   if (!gptd_atomic_file_set_contents (m->plot_path, svg, strlen (svg), error))
     return FALSE;
-  if (!m->accuracy)
-    return TRUE;
-  /* The same plot of the accuracies. */
-  g_autoptr (GArray) acc = g_array_sized_new (FALSE, FALSE, sizeof (GptdTrainEval),
-                                              m->evals->len);
-  for (guint i = 0; i < m->evals->len; i++)
+  if (m->accuracy)
     {
-      GptdTrainEval e = g_array_index (m->evals, GptdTrainEval, i);
-      e.train_loss = e.train_acc;
-      e.val_loss = e.val_acc;
-      g_array_append_val (acc, e);
-    }
-  g_autofree char *acc_svg = gptd__train_plot_svg ((const GptdTrainEval *) acc->data,
-                                                   acc->len, "Accuracy", "accuracy");
-  return gptd_atomic_file_set_contents (m->acc_plot_path, acc_svg, strlen (acc_svg), error);
-}
-
-/* ---- The SVG plot --------------------------------------------------------------- */
-
-#define PLOT_W 720.0
-#define PLOT_H 440.0
-#define MARGIN_L 70.0
-#define MARGIN_R 20.0
-#define MARGIN_T 56.0
-#define MARGIN_B 60.0
-
-/* A "nice" tick spacing (1, 2 or 5 times a power of ten) for about @n ticks. */
-static double
-nice_step (double range, int n)
-{
-  if (!(range > 0))
-    return 1;
-  double raw = range / n;
-  double mag = pow (10, floor (log10 (raw)));
-  double f = raw / mag;
-  return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
-}
-
-static void
-format_tick (char *buf, gsize size, double v, double step)
-{
-  if (fabs (v) >= 1e6 && step >= 1e5)
-    g_snprintf (buf, size, "%gM", v / 1e6);
-  else if (fabs (v) >= 1e3 && step >= 100)
-    g_snprintf (buf, size, "%gk", v / 1e3);
-  else
-    g_snprintf (buf, size, "%g", fabs (v) < step * 1e-6 ? 0.0 : v);
-}
-
-static void
-polyline (GString *s, const GptdTrainEval *evals, guint n, gboolean val, double x0,
-          double x1, double y0, double y1, const char *style)
-{
-  gboolean open = FALSE;
-  for (guint i = 0; i < n; i++)
-    {
-      double y = val ? evals[i].val_loss : evals[i].train_loss;
-      if (isnan (y) || isinf (y))
-        continue;
-      double px = MARGIN_L + ((double) evals[i].tokens_seen - x0) / (x1 - x0)
-                               * (PLOT_W - MARGIN_L - MARGIN_R);
-      double py = PLOT_H - MARGIN_B - (y - y0) / (y1 - y0) * (PLOT_H - MARGIN_T - MARGIN_B);
-      if (!open)
+      /* The same plot of the accuracies (measured at evaluations only). */
+      g_autoptr (GArray) acc = g_array_sized_new (FALSE, FALSE, sizeof (GptdTrainEval),
+                                                  m->evals->len);
+      for (guint i = 0; i < m->evals->len; i++)
         {
-          g_string_append_printf (s, "  <polyline fill=\"none\" %s points=\"", style);
-          open = TRUE;
+          GptdTrainEval e = g_array_index (m->evals, GptdTrainEval, i);
+          e.train_loss = e.train_acc;
+          e.val_loss = e.val_acc;
+          g_array_append_val (acc, e);
         }
-      g_string_append_printf (s, "%.1f,%.1f ", px, py);
+      g_autofree char *acc_svg = gptd__train_plot_svg (NULL, 0, (const GptdTrainEval *) acc->data,
+                                                       acc->len, "Accuracy", "accuracy");
+      if (!gptd_atomic_file_set_contents (m->acc_plot_path, acc_svg, strlen (acc_svg), error))
+        return FALSE;
     }
-  if (open)
-    g_string_append (s, "\"/>\n");
-}
-
-char *
-gptd__train_plot_svg (const GptdTrainEval *evals, guint n, const char *title,
-                      const char *quantity)
-{
-  GString *s = g_string_new (NULL);
-  if (quantity == NULL)
-    quantity = "loss";
-  g_autofree char *axis = g_strdup (quantity);
-  axis[0] = g_ascii_toupper (axis[0]);
-  double x0 = 0, x1 = 1, y0 = INFINITY, y1 = -INFINITY;
-
-  for (guint i = 0; i < n; i++)
-    {
-      x1 = MAX (x1, (double) evals[i].tokens_seen);
-      double v[2] = { evals[i].train_loss, evals[i].val_loss };
-      for (int k = 0; k < 2; k++)
-        if (!isnan (v[k]) && !isinf (v[k]))
-          {
-            y0 = MIN (y0, v[k]);
-            y1 = MAX (y1, v[k]);
-          }
-    }
-  if (!(y0 <= y1))
-    {
-      y0 = 0;
-      y1 = 1;
-    }
-  double ystep = nice_step (y1 - y0 > 0 ? y1 - y0 : 1, 6);
-  y0 = floor (y0 / ystep) * ystep;
-  y1 = ceil (y1 / ystep) * ystep;
-  if (y1 <= y0)
-    y1 = y0 + ystep;
-  double xstep = nice_step (x1 - x0, 6);
-  x1 = ceil (x1 / xstep) * xstep;
-
-  double left = MARGIN_L, right = PLOT_W - MARGIN_R;
-  double top = MARGIN_T, bottom = PLOT_H - MARGIN_B;
-
-  g_string_append_printf (s,
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-    "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
-    "  <rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-    PLOT_W, PLOT_H, PLOT_W, PLOT_H);
-  if (title)
-    {
-      g_autofree char *esc = g_markup_escape_text (title, -1);
-      g_string_append_printf (s, "  <text x=\"%.1f\" y=\"18\" text-anchor=\"middle\" "
-                              "font-size=\"14\">%s</text>\n", PLOT_W / 2, esc);
-    }
-
-  /* Grid and ticks. */
-  for (double y = y0; y <= y1 + ystep * 1e-6; y += ystep)
-    {
-      double py = bottom - (y - y0) / (y1 - y0) * (bottom - top);
-      char lab[32];
-      format_tick (lab, sizeof lab, y, ystep);
-      g_string_append_printf (s,
-        "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n"
-        "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-        left, py, right, py, left - 6, py + 4, lab);
-    }
-  for (double x = x0; x <= x1 + xstep * 1e-6; x += xstep)
-    {
-      double px = left + (x - x0) / (x1 - x0) * (right - left);
-      char lab[32];
-      format_tick (lab, sizeof lab, x, xstep);
-      g_string_append_printf (s,
-        "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n"
-        "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-        px, top, px, bottom, px, bottom + 18, lab);
-    }
-  /* Epochs along the top: a tick where each epoch's first evaluation falls. */
-  guint32 last_epoch = G_MAXUINT32;
-  for (guint i = 0; i < n; i++)
-    if (evals[i].epoch != last_epoch)
-      {
-        last_epoch = evals[i].epoch;
-        double px = left + ((double) evals[i].tokens_seen - x0) / (x1 - x0) * (right - left);
-        g_string_append_printf (s,
-          "  <line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
-          "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%u</text>\n",
-          px, top, px, top - 5, px, top - 9, evals[i].epoch + 1);
-      }
-  g_string_append_printf (s,
-    "  <rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-    "stroke=\"black\"/>\n"
-    "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">Tokens seen</text>\n"
-    "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">Epochs</text>\n"
-    "  <text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
-    left, top, right - left, bottom - top, (left + right) / 2, PLOT_H - 16,
-    (left + right) / 2, top - 28, (top + bottom) / 2, axis);
-
-  polyline (s, evals, n, FALSE, x0, x1, y0, y1,
-            "stroke=\"#1f77b4\" stroke-width=\"2\"");
-  polyline (s, evals, n, TRUE, x0, x1, y0, y1,
-            "stroke=\"#ff7f0e\" stroke-width=\"2\" stroke-dasharray=\"8 3 2 3\"");
-
-  /* Legend, top right. */
-  g_string_append_printf (s,
-    "  <g transform=\"translate(%.1f %.1f)\">\n"
-    "    <rect x=\"0\" y=\"0\" width=\"160\" height=\"44\" fill=\"white\" stroke=\"#c0c0c0\"/>\n"
-    "    <line x1=\"8\" y1=\"14\" x2=\"36\" y2=\"14\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n"
-    "    <text x=\"42\" y=\"18\">Training %s</text>\n"
-    "    <line x1=\"8\" y1=\"32\" x2=\"36\" y2=\"32\" stroke=\"#ff7f0e\" stroke-width=\"2\" "
-    "stroke-dasharray=\"8 3 2 3\"/>\n"
-    "    <text x=\"42\" y=\"36\">Validation %s</text>\n"
-    "  </g>\n"
-    "</svg>\n",
-    right - 170, top + 10, quantity, quantity);
-  return g_string_free (s, FALSE);
+  g_autofree char *html = index_html (m);
+  g_autofree char *index_path = g_build_filename (m->run_dir, "index.html", NULL);
+  return gptd_atomic_file_set_contents (index_path, html, strlen (html), error);
 }

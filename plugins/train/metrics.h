@@ -6,9 +6,13 @@
  *  - eval.csv: one row per evaluation (the book's evaluate_model: train and
  *    validation loss over eval-iter batches each),
  *      step,epoch,tokens_seen,train_loss,val_loss
- *  - loss.svg: the evaluated train and validation losses against tokens seen, as
- *    the book's loss figure, drawn as hand-written SVG.
+ *  - loss.svg: every step's training loss (faint, with its moving average) and the
+ *    evaluated train and validation losses against tokens seen, epochs along the
+ *    top, as the book's loss figure (loss-plot.c);
+ *  - index.html: the plots and the run's files on one page.
  *
+ * Epochs are counted from 1 in the files, as in the logs (the structs hold them
+ * from 0).
  * A classifier's metrics (opened with accuracy) add the columns train_acc,val_acc
  * to both files and draw accuracy.svg as well.
  *
@@ -80,15 +84,9 @@ gboolean gptd__train_metrics_add_eval (GptdTrainMetrics *metrics,
 const GptdTrainEval *gptd__train_metrics_get_evals (GptdTrainMetrics *metrics,
                                                     guint *n_evals);
 
-/* Writes loss.svg (atomically) from the evaluations so far. */
+/* Writes loss.svg (and accuracy.svg) from the steps and evaluations so far, and
+ * index.html, a page of the run's plots and files; each atomically. */
 gboolean gptd__train_metrics_write_plot (GptdTrainMetrics *metrics, GError **error);
-
-/* Renders the plot of @evals as an SVG document: the train_loss and val_loss
- * fields against tokens seen, with the y axis and the legend naming @quantity
- * ("loss" when NULL; "accuracy" for a plot whose fields hold accuracies).
- * @title may be NULL. */
-char *gptd__train_plot_svg (const GptdTrainEval *evals, guint n_evals,
-                            const char *title, const char *quantity);
 
 /* Formats a value as written in the CSV files: "" for NaN, else %.9g. */
 void gptd__train_format_value (char *buf, gsize size, double value);

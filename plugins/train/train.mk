@@ -10,7 +10,9 @@ plugins_train_libtrain_core_la_SOURCES = \
 	plugins/train/classes.c \
 	plugins/train/classes.h \
 	plugins/train/metrics.c \
-	plugins/train/metrics.h
+	plugins/train/metrics.h \
+	plugins/train/loss-plot.c \
+	plugins/train/loss-plot.h
 
 plugin_LTLIBRARIES += plugins/train/train.la
 plugins_train_train_la_SOURCES = \
