@@ -19,6 +19,7 @@ plugins_judge_judge_la_LIBADD = plugins/instruct/libprompt-template.la $(PLUGIN_
 
 check_PROGRAMS += tests/test-judge
 TESTS += tests/test-judge
-tests_test_judge_SOURCES = tests/test-judge.c plugins/judge/judge-prompt.c
+tests_test_judge_SOURCES = tests/test-judge.c plugins/judge/judge-prompt.c \
+	tests/test-ollama-server.c tests/test-ollama-server.h
 tests_test_judge_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS) -I$(top_srcdir)/plugins/judge
 tests_test_judge_LDADD = plugins/instruct/libprompt-template.la $(TEST_LIBS) $(SOUP_LIBS)
