@@ -9,11 +9,11 @@
  *    file formats;
  *  - gpt-trainer trains on the collated batches (targets with -100) and its
  *    validation loss falls;
- *  - the shipped alpaca pipelines load, and alpaca-small runs a few steps on the
- *    book's data when GPTD_DATA_DIR is set;
+ *  - the shipped alpaca pipelines load (test-alpaca runs one);
+ *  - json-source's select= emits the split the collator cuts;
  *  - bad input stops the run with an error naming what and where: malformed JSON
- *    (file:line:column), a record without "instruction", nesting past max-depth, an
- *    empty split, a template without {instruction}.
+ *    (file:line:column), a record without "instruction", nesting too deep, a line
+ *    or file past max-bytes, an empty split, a template without {instruction}.
  */
 #include <math.h>
 #include <stdio.h>
@@ -715,8 +715,7 @@ test_bad_pipeline (void)
   rm_rf (dir);
 }
 
-/* The shipped pipelines load; with GPTD_DATA_DIR, a few steps of alpaca-small run
- * on the book's data and the trainer sees its 116 batches per epoch. */
+/* The shipped pipelines load (test-alpaca runs alpaca-small on the book's data). */
 static void
 test_shipped_pipelines (void)
 {
@@ -731,35 +730,6 @@ test_shipped_pipelines (void)
                                                             NULL, &error);
       g_assert_no_error (error);
     }
-  if (g_getenv ("GPTD_DATA_DIR") == NULL)
-    {
-      g_test_skip ("GPTD_DATA_DIR is not set (instruction-data.json)");
-      return;
-    }
-  g_autofree char *dir = g_dir_make_tmp ("gptd-instruct-XXXXXX", NULL);
-  g_autofree char *run_dir = g_build_filename (dir, "run", NULL);
-  g_autofree char *path = g_build_filename (g_getenv ("GPTD_SRCDIR"), "pipelines",
-                                            "alpaca-small.pipeline", NULL);
-  const char *settings[] = { "train.max-steps=3", "train.eval-freq=2", "train.eval-iter=1",
-                             "train.sample-tokens=0", NULL };
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GptdPipeline) p = gptd_pipeline_load_file (get_registry (), path, settings, NULL,
-                                                        &error);
-  g_assert_no_error (error);
-  g_mkdir_with_parents (run_dir, 0700);
-  TestEvents ev;
-  test_events_init (&ev);
-  g_autoptr (GptdRunner) runner = gptd_runner_new (p, run_dir, test_on_event, &ev);
-  gboolean ok = gptd_runner_run (runner, &error);
-  g_assert_no_error (error);
-  g_assert_true (ok);
-  g_assert_cmpint (test_events_find (&ev, "batches: train: 935 records, 116 batches"), >=, 0);
-  g_assert_cmpint (test_events_find (&ev, "batches: test: 110 records, 14 batches"), >=, 0);
-  g_assert_cmpint (test_events_find (&ev, "batches: validation: 55 records, 7 batches"), >=, 0);
-  test_events_clear (&ev);
-  g_autoptr (GArray) v = val_losses (dir);
-  g_assert_cmpuint (v->len, ==, 2);
-  rm_rf (dir);
 }
 
 int

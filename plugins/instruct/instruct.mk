@@ -36,6 +36,15 @@ TESTS += tests/test-instruct
 tests_test_instruct_SOURCES = tests/test-instruct.c
 tests_test_instruct_LDADD = $(TEST_LIBS)
 
+# The alpaca-small pipeline end to end, its judge against the test's
+# Ollama-compatible server.
+check_PROGRAMS += tests/test-alpaca
+TESTS += tests/test-alpaca
+tests_test_alpaca_SOURCES = tests/test-alpaca.c tests/test-ollama-server.c \
+	tests/test-ollama-server.h
+tests_test_alpaca_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS)
+tests_test_alpaca_LDADD = $(TEST_LIBS) $(SOUP_LIBS)
+
 # The reference script and its goldens, and the stages' documentation.
 EXTRA_DIST += docs/instruct.md \
 	tests/golden/instruct/make_goldens.py tests/golden/instruct/collate.bin \
