@@ -45,6 +45,12 @@ tests_test_alpaca_SOURCES = tests/test-alpaca.c tests/test-ollama-server.c \
 tests_test_alpaca_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS)
 tests_test_alpaca_LDADD = $(TEST_LIBS) $(SOUP_LIBS)
 
+# Instruction fine-tuning steps against PyTorch (bench/instruct/run.sh).
+noinst_PROGRAMS += bench/instruct/bench-instruct
+bench_instruct_bench_instruct_SOURCES = bench/instruct/bench-instruct.c
+bench_instruct_bench_instruct_LDADD = plugins/instruct/libinstruct-core.la $(TEST_LIBS)
+EXTRA_DIST += bench/instruct/run.sh bench/instruct/bench_instruct_torch.py
+
 # The reference script and its goldens, and the stages' documentation.
 EXTRA_DIST += docs/instruct.md \
 	tests/golden/instruct/make_goldens.py tests/golden/instruct/collate.bin \

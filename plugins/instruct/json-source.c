@@ -68,7 +68,7 @@ typedef struct {
   char **required;
   gsize max_bytes;
   guint64 limit;
-  int select;              /* canonical split (windows.h), or -1: all */
+  int select;              /* the selected split's position in split=, or -1: all */
   double fractions[GPTD__INSTRUCT_MAX_SPLITS];
   guint n_fractions;
   int split_of[GPTD__INSTRUCT_MAX_SPLITS];
@@ -151,7 +151,7 @@ json_source_create (GptdStageContext *ctx, const GptdParams *params, GError **er
       gsize n = 0;
       const double *fractions = gptd_params_get_double_list (params, "split", &n);
       memcpy (self->fractions, fractions, n * sizeof (double));
-      self->select = position;   /* a position in split= until the run */
+      self->select = position;
     }
   for (guint i = 0; fields[i]; i++)
     {
