@@ -28,6 +28,7 @@
 #include <gptd/runner.h>
 
 #include "judge-prompt.h"
+#include "test-ollama-server.h"
 
 /* ---- The book's text (made by Python with ch07's format_input) --------------- */
 
@@ -107,170 +108,6 @@ test_parse_score (void)
 }
 
 /* ---- The test server -------------------------------------------------------- */
-
-typedef enum {
-  MODE_OK,        /* the next of server_replies, streamed in pieces */
-  MODE_GARBAGE,   /* a reply without a number */
-  MODE_HTTP_500,  /* always HTTP 500 */
-  MODE_FLAKY,     /* HTTP 500 twice, then as MODE_OK */
-  MODE_NOT_FOUND, /* HTTP 404 with Ollama's error object */
-} ServerMode;
-
-static GMutex server_lock;
-static ServerMode server_mode;
-static const char *const *server_replies;
-static guint server_n_requests;
-static GPtrArray *server_bodies; /* the request bodies received */
-static GMainLoop *server_loop;
-static GThread *server_thread;
-static guint server_port;
-static GMutex ready_lock;
-static GCond ready_cond;
-
-static void
-append_line (SoupMessageBody *body, const char *content, gboolean done)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "model");
-  json_builder_add_string_value (b, "test");
-  json_builder_set_member_name (b, "message");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "role");
-  json_builder_add_string_value (b, "assistant");
-  json_builder_set_member_name (b, "content");
-  json_builder_add_string_value (b, content);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "done");
-  json_builder_add_boolean_value (b, done);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autofree char *text = json_to_string (root, FALSE);
-  char *line = g_strconcat (text, "\n", NULL);
-  soup_message_body_append (body, SOUP_MEMORY_TAKE, line, strlen (line));
-}
-
-static void
-chat_handler (SoupServer *server, SoupServerMessage *msg, const char *path,
-              GHashTable *query, gpointer data)
-{
-  SoupMessageBody *req = soup_server_message_get_request_body (msg);
-  g_mutex_lock (&server_lock);
-  guint n = server_n_requests++;
-  g_ptr_array_add (server_bodies, g_strndup (req->data, req->length));
-  ServerMode mode = server_mode;
-  const char *reply = NULL;
-  if (mode == MODE_FLAKY && n >= 2)
-    mode = MODE_OK;
-  if (mode == MODE_OK)
-    {
-      guint k = 0;
-      while (server_replies[k] != NULL)
-        k++;
-      reply = server_replies[server_mode == MODE_FLAKY ? 0 : n % k];
-    }
-  g_mutex_unlock (&server_lock);
-
-  SoupMessageHeaders *h = soup_server_message_get_response_headers (msg);
-  SoupMessageBody *body = soup_server_message_get_response_body (msg);
-  if (mode == MODE_HTTP_500 || mode == MODE_FLAKY)
-    {
-      soup_server_message_set_status (msg, 500, NULL);
-      soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC, "oops", 4);
-      return;
-    }
-  if (mode == MODE_NOT_FOUND)
-    {
-      static const char e[] = "{\"error\":\"model \\\"llama3\\\" not found, try pulling it first\"}";
-      soup_server_message_set_status (msg, 404, NULL);
-      soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_STATIC,
-                                        e, strlen (e));
-      return;
-    }
-  soup_server_message_set_status (msg, 200, NULL);
-  soup_message_headers_set_content_type (h, "application/x-ndjson", NULL);
-  soup_message_headers_set_encoding (h, SOUP_ENCODING_CHUNKED);
-  if (mode == MODE_GARBAGE)
-    append_line (body, "I cannot judge this.", FALSE);
-  else
-    {
-      /* One character per line, as a model streams its tokens. */
-      for (const char *p = reply; *p != '\0'; p++)
-        {
-          char one[2] = { *p, '\0' };
-          append_line (body, one, FALSE);
-        }
-    }
-  append_line (body, "", TRUE);
-  soup_message_body_complete (body);
-}
-
-static gpointer
-server_main (gpointer data)
-{
-  GMainContext *mc = g_main_context_new ();
-  g_main_context_push_thread_default (mc);
-  SoupServer *server = soup_server_new (NULL, NULL);
-  soup_server_add_handler (server, "/api/chat", chat_handler, NULL, NULL);
-  g_autoptr (GError) error = NULL;
-  g_assert_true (soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY,
-                                           &error));
-  g_assert_no_error (error);
-  GSList *uris = soup_server_get_uris (server);
-  g_mutex_lock (&ready_lock);
-  server_port = g_uri_get_port (uris->data);
-  server_loop = g_main_loop_new (mc, FALSE);
-  g_cond_signal (&ready_cond);
-  g_mutex_unlock (&ready_lock);
-  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
-  g_main_loop_run (server_loop);
-  soup_server_disconnect (server);
-  g_object_unref (server);
-  g_main_loop_unref (server_loop);
-  g_main_context_pop_thread_default (mc);
-  g_main_context_unref (mc);
-  return NULL;
-}
-
-static void
-server_start (void)
-{
-  server_bodies = g_ptr_array_new_with_free_func (g_free);
-  g_mutex_lock (&ready_lock);
-  server_thread = g_thread_new ("test-server", server_main, NULL);
-  while (server_port == 0)
-    g_cond_wait (&ready_cond, &ready_lock);
-  g_mutex_unlock (&ready_lock);
-}
-
-static gboolean
-quit_loop (gpointer data)
-{
-  g_main_loop_quit (server_loop);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-server_stop (void)
-{
-  GSource *s = g_idle_source_new ();
-  g_source_set_callback (s, quit_loop, NULL, NULL);
-  g_source_attach (s, g_main_loop_get_context (server_loop));
-  g_source_unref (s);
-  g_thread_join (server_thread);
-  g_ptr_array_unref (server_bodies);
-}
-
-static void
-server_reset (ServerMode mode, const char *const *replies)
-{
-  g_mutex_lock (&server_lock);
-  server_mode = mode;
-  server_replies = replies;
-  server_n_requests = 0;
-  g_ptr_array_set_size (server_bodies, 0);
-  g_mutex_unlock (&server_lock);
-}
 
 /* A port where nothing listens. */
 static guint
@@ -423,12 +260,6 @@ run_judge (const char *const *records, const char *url, const char *keys,
   return ok;
 }
 
-static char *
-server_url (void)
-{
-  return g_strdup_printf ("http://127.0.0.1:%u", server_port);
-}
-
 static char *tmp_dir;
 
 /* ---- Stage tests --------------------------------------------------------------- */
@@ -438,18 +269,19 @@ test_stage_scores (void)
 {
   static const char *const replies[] = { "85", " 90\n", "Score: 7", NULL };
   const char *records[] = { rec_input, rec_no_input, rec_input, NULL };
-  server_reset (MODE_OK, replies);
-  g_autofree char *url = server_url ();
+  test_ollama_reset (TEST_OLLAMA_OK, replies);
+  g_autofree char *url = test_ollama_url ();
   g_autofree char *out = g_build_filename (tmp_dir, "scores.jsonl", NULL);
   g_autoptr (GError) error = NULL;
   g_assert_true (run_judge (records, url, "model=judge-model\n", out, &error));
   g_assert_no_error (error);
 
   /* What the server received: the book's prompt, the model and options. */
-  g_assert_cmpuint (server_bodies->len, ==, 3);
+  g_assert_cmpuint (test_ollama_n_bodies (), ==, 3);
   for (guint i = 0; i < 3; i++)
     {
-      g_autoptr (JsonObject) body = parse_object (server_bodies->pdata[i]);
+      g_autofree char *text = test_ollama_body (i);
+      g_autoptr (JsonObject) body = parse_object (text);
       g_assert_cmpstr (json_object_get_string_member (body, "model"), ==, "judge-model");
       JsonArray *msgs = json_object_get_array_member (body, "messages");
       g_assert_cmpuint (json_array_get_length (msgs), ==, 1);
@@ -504,11 +336,11 @@ static void
 test_stage_garbage (void)
 {
   const char *records[] = { rec_input, rec_no_input, NULL };
-  g_autofree char *url = server_url ();
+  g_autofree char *url = test_ollama_url ();
   g_autofree char *out = g_build_filename (tmp_dir, "garbage.jsonl", NULL);
 
   /* on-error=fail: the first record stops the run, with no retry. */
-  server_reset (MODE_GARBAGE, NULL);
+  test_ollama_reset (TEST_OLLAMA_GARBAGE, NULL);
   g_autoptr (GError) error = NULL;
   g_assert_false (run_judge (records, url, "", out, &error));
   g_assert_nonnull (error);
@@ -516,13 +348,13 @@ test_stage_garbage (void)
   g_assert_nonnull (strstr (error->message, url));
   g_assert_nonnull (strstr (error->message, "not an integer from 0 to 100"));
   g_assert_nonnull (strstr (error->message, "I cannot judge this."));
-  g_assert_cmpuint (server_n_requests, ==, 1);
+  g_assert_cmpuint (test_ollama_n_requests (), ==, 1);
   g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
   free_scores ();
   g_clear_error (&error);
 
   /* on-error=skip: both records get -1 and the reply. */
-  server_reset (MODE_GARBAGE, NULL);
+  test_ollama_reset (TEST_OLLAMA_GARBAGE, NULL);
   g_assert_true (run_judge (records, url, "on-error=skip\n", out, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (sink_scores->len, ==, 2);
@@ -541,29 +373,29 @@ static void
 test_stage_http_error (void)
 {
   const char *records[] = { rec_input, NULL };
-  g_autofree char *url = server_url ();
+  g_autofree char *url = test_ollama_url ();
   g_autofree char *out = g_build_filename (tmp_dir, "http.jsonl", NULL);
   g_autoptr (GError) error = NULL;
 
   /* HTTP 500 is retried: one attempt and two retries, then the error. */
-  server_reset (MODE_HTTP_500, NULL);
+  test_ollama_reset (TEST_OLLAMA_HTTP_500, NULL);
   g_assert_false (run_judge (records, url, "retries=2\n", out, &error));
   g_assert_nonnull (error);
   g_assert_nonnull (strstr (error->message, "record 0 (responses.json)"));
   g_assert_nonnull (strstr (error->message, "after 3 attempts"));
   g_assert_nonnull (strstr (error->message, "HTTP 500"));
   g_assert_nonnull (strstr (error->message, url));
-  g_assert_cmpuint (server_n_requests, ==, 3);
+  g_assert_cmpuint (test_ollama_n_requests (), ==, 3);
   g_assert_true (has_log ("retrying"));
   free_scores ();
   g_clear_error (&error);
 
   /* HTTP 404 is not retried; Ollama's message is shown. */
-  server_reset (MODE_NOT_FOUND, NULL);
+  test_ollama_reset (TEST_OLLAMA_NOT_FOUND, NULL);
   g_assert_false (run_judge (records, url, "retries=2\n", out, &error));
   g_assert_nonnull (strstr (error->message, "HTTP 404"));
   g_assert_nonnull (strstr (error->message, "model \"llama3\" not found"));
-  g_assert_cmpuint (server_n_requests, ==, 1);
+  g_assert_cmpuint (test_ollama_n_requests (), ==, 1);
   free_scores ();
 }
 
@@ -572,24 +404,24 @@ test_stage_flaky (void)
 {
   static const char *const replies[] = { "42", NULL };
   const char *records[] = { rec_input, NULL };
-  g_autofree char *url = server_url ();
+  g_autofree char *url = test_ollama_url ();
   g_autofree char *out = g_build_filename (tmp_dir, "flaky.jsonl", NULL);
   g_autoptr (GError) error = NULL;
 
   /* Two failures, then an answer: retries=3 scores the record. */
-  server_reset (MODE_FLAKY, replies);
+  test_ollama_reset (TEST_OLLAMA_FLAKY, replies);
   g_assert_true (run_judge (records, url, "retries=3\n", out, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (server_n_requests, ==, 3);
+  g_assert_cmpuint (test_ollama_n_requests (), ==, 3);
   g_assert_cmpuint (sink_scores->len, ==, 1);
   g_assert_cmpint (((Gptd__Score *) sink_scores->pdata[0])->score, ==, 42);
   free_scores ();
 
   /* retries=1 is one too few. */
-  server_reset (MODE_FLAKY, replies);
+  test_ollama_reset (TEST_OLLAMA_FLAKY, replies);
   g_assert_false (run_judge (records, url, "retries=1\n", out, &error));
   g_assert_nonnull (strstr (error->message, "HTTP 500"));
-  g_assert_cmpuint (server_n_requests, ==, 2);
+  g_assert_cmpuint (test_ollama_n_requests (), ==, 2);
   free_scores ();
 }
 
@@ -626,8 +458,8 @@ test_stage_bad_input (void)
     rec_input, "{\"instruction\":\"x\",\"input\":\"\",\"output\":\"y\"}", NULL
   };
   static const char *const replies[] = { "50", NULL };
-  server_reset (MODE_OK, replies);
-  g_autofree char *url = server_url ();
+  test_ollama_reset (TEST_OLLAMA_OK, replies);
+  g_autofree char *url = test_ollama_url ();
   g_autofree char *out = g_build_filename (tmp_dir, "bad.jsonl", NULL);
   g_autoptr (GError) error = NULL;
   g_assert_false (run_judge (records, url, "on-error=skip\n", out, &error));
@@ -650,7 +482,7 @@ main (int argc, char **argv)
   g_unsetenv ("http_proxy");
   g_unsetenv ("HTTP_PROXY");
   g_setenv ("no_proxy", "127.0.0.1", TRUE);
-  server_start ();
+  test_ollama_start ();
   sink_scores = g_ptr_array_new ();
   logs = g_ptr_array_new_with_free_func (g_free);
   tmp_dir = g_dir_make_tmp ("gptd-judge-XXXXXX", NULL);
@@ -663,7 +495,7 @@ main (int argc, char **argv)
   g_test_add_func ("/judge/stage/down", test_stage_down);
   g_test_add_func ("/judge/stage/bad-input", test_stage_bad_input);
   int rc = g_test_run ();
-  server_stop ();
+  test_ollama_stop ();
   const char *files[] = { "scores.jsonl", "garbage.jsonl", "http.jsonl", "flaky.jsonl",
                           "down.jsonl", "bad.jsonl" };
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)

@@ -4,6 +4,8 @@
 
 #include "../train/windows.h"
 
+#include <gptd/stage.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -80,6 +82,70 @@ gptd__instruct_split_bounds (guint64 n, const double *fractions, guint n_fractio
     }
   if (n_fractions > 0 && fabs (sum - 1.0) <= 1e-9)
     bounds[n_fractions] = n;
+}
+
+gboolean
+gptd__instruct_split_parse (const char *split_order, const double *fractions,
+                            gsize n_fractions, int *split_of, guint *n_out,
+                            GError **error)
+{
+  g_auto (GStrv) names = g_strsplit (split_order, ",", -1);
+  guint n = 0;
+  double sum = 0;
+
+  for (guint i = 0; names[i]; i++)
+    {
+      int k = gptd__windows_split_lookup (g_strstrip (names[i]));
+      if (k < 0 || n >= GPTD__INSTRUCT_MAX_SPLITS)
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                       "split-order: \"%s\" is not one of train, validation, test",
+                       names[i]);
+          return FALSE;
+        }
+      for (guint j = 0; j < n; j++)
+        if (split_of[j] == k)
+          {
+            g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                         "split-order: %s is named twice", gptd__windows_split_name (k));
+            return FALSE;
+          }
+      split_of[n++] = k;
+    }
+  if (n_fractions < 1 || n_fractions > n)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "split: give one to %u fractions (for %s), not %" G_GSIZE_FORMAT, n,
+                   split_order, n_fractions);
+      return FALSE;
+    }
+  for (gsize i = 0; i < n_fractions; i++)
+    sum += fractions[i];
+  if (sum > 1.0 + 1e-9)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "split: the fractions sum to %g, more than 1", sum);
+      return FALSE;
+    }
+  for (gsize i = 0; i <= n_fractions; i++)
+    if (i == n_fractions)
+      {
+        g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                     "split: no fraction is the train split (split-order=%s)",
+                     split_order);
+        return FALSE;
+      }
+    else if (split_of[i] == 0)
+      break;
+  for (gsize i = 0; i < n_fractions; i++)
+    if (split_of[i] == 0 && fractions[i] <= 0)
+      {
+        g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                     "split: the train fraction must be above 0");
+        return FALSE;
+      }
+  *n_out = (guint) n_fractions;
+  return TRUE;
 }
 
 GptdInstructSet *

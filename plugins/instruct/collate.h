@@ -53,6 +53,17 @@ void gptd__collate_row (const guint32 *ids, guint64 len, guint64 prompt_tokens,
 void gptd__instruct_split_bounds (guint64 n, const double *fractions,
                                   guint n_fractions, guint64 *bounds);
 
+/* Parses split= and split-order= as the instruction-collator stage takes them:
+ * @split_order names a split (train, validation, test) for each fraction in
+ * record order; sets @split_of[i] to the canonical split index
+ * (gptd__windows_split_lookup()) of fraction i and *@n_out to @n_fractions.
+ * Refuses (GPTD_STAGE_ERROR_FAILED, naming the key) an unknown or repeated name,
+ * more fractions than names, fractions summing past 1, and a train split
+ * missing or of fraction 0. @split_of has room for GPTD__INSTRUCT_MAX_SPLITS. */
+gboolean gptd__instruct_split_parse (const char *split_order, const double *fractions,
+                                     gsize n_fractions, int *split_of, guint *n_out,
+                                     GError **error);
+
 /* ---- The data set ---------------------------------------------------------- */
 
 typedef struct _GptdInstructSet GptdInstructSet;

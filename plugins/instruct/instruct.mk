@@ -1,15 +1,20 @@
 # Build fragment for plugins/instruct: the instruct plugin (json-source,
 # prompt-format, instruction-collator); see the top-level Makefile.am. The prompt
-# templates and the collator's data set sit in a convenience library that both the
-# plugin and its unit tests link.
+# templates sit in a convenience library of their own, which the judge plugin links
+# too (it formats the book's format_input); the collator's data set sits in a
+# second one with them, which the plugin and its unit tests link.
+
+noinst_LTLIBRARIES += plugins/instruct/libprompt-template.la
+plugins_instruct_libprompt_template_la_SOURCES = \
+	plugins/instruct/template.c \
+	plugins/instruct/template.h
 
 noinst_LTLIBRARIES += plugins/instruct/libinstruct-core.la
 plugins_instruct_libinstruct_core_la_SOURCES = \
 	plugins/instruct/collate.c \
-	plugins/instruct/collate.h \
-	plugins/instruct/template.c \
-	plugins/instruct/template.h
-plugins_instruct_libinstruct_core_la_LIBADD = plugins/train/libtrain-core.la
+	plugins/instruct/collate.h
+plugins_instruct_libinstruct_core_la_LIBADD = plugins/instruct/libprompt-template.la \
+	plugins/train/libtrain-core.la
 
 plugin_LTLIBRARIES += plugins/instruct/instruct.la
 plugins_instruct_instruct_la_SOURCES = \
@@ -30,6 +35,21 @@ check_PROGRAMS += tests/test-instruct
 TESTS += tests/test-instruct
 tests_test_instruct_SOURCES = tests/test-instruct.c
 tests_test_instruct_LDADD = $(TEST_LIBS)
+
+# The alpaca-small pipeline end to end, its judge against the test's
+# Ollama-compatible server.
+check_PROGRAMS += tests/test-alpaca
+TESTS += tests/test-alpaca
+tests_test_alpaca_SOURCES = tests/test-alpaca.c tests/test-ollama-server.c \
+	tests/test-ollama-server.h
+tests_test_alpaca_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS)
+tests_test_alpaca_LDADD = $(TEST_LIBS) $(SOUP_LIBS)
+
+# Instruction fine-tuning steps against PyTorch (bench/instruct/run.sh).
+noinst_PROGRAMS += bench/instruct/bench-instruct
+bench_instruct_bench_instruct_SOURCES = bench/instruct/bench-instruct.c
+bench_instruct_bench_instruct_LDADD = plugins/instruct/libinstruct-core.la $(TEST_LIBS)
+EXTRA_DIST += bench/instruct/run.sh bench/instruct/bench_instruct_torch.py
 
 # The reference script and its goldens, and the stages' documentation.
 EXTRA_DIST += docs/instruct.md \

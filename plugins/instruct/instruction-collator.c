@@ -87,77 +87,15 @@ typedef struct {
   guint64 *order;
 } Collator;
 
-/* Parses split-order into @split_of; checks that split= has as many fractions. */
-static gboolean
-parse_split_order (const GptdParams *params, int *split_of, guint *n_out, GError **error)
-{
-  g_auto (GStrv) names = g_strsplit (gptd_params_get_string (params, "split-order"), ",", -1);
-  gsize n_fractions = 0;
-  const double *fractions = gptd_params_get_double_list (params, "split", &n_fractions);
-  guint n = 0;
-  double sum = 0;
-
-  for (guint i = 0; names[i]; i++)
-    {
-      int k = gptd__windows_split_lookup (g_strstrip (names[i]));
-      if (k < 0 || n >= GPTD__INSTRUCT_MAX_SPLITS)
-        {
-          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                       "split-order: \"%s\" is not one of train, validation, test",
-                       names[i]);
-          return FALSE;
-        }
-      for (guint j = 0; j < n; j++)
-        if (split_of[j] == k)
-          {
-            g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                         "split-order: %s is named twice", gptd__windows_split_name (k));
-            return FALSE;
-          }
-      split_of[n++] = k;
-    }
-  if (n_fractions < 1 || n_fractions > n)
-    {
-      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                   "split: give one to %u fractions (for %s), not %" G_GSIZE_FORMAT, n,
-                   gptd_params_get_string (params, "split-order"), n_fractions);
-      return FALSE;
-    }
-  for (gsize i = 0; i < n_fractions; i++)
-    sum += fractions[i];
-  if (sum > 1.0 + 1e-9)
-    {
-      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                   "split: the fractions sum to %g, more than 1", sum);
-      return FALSE;
-    }
-  for (gsize i = 0; i <= n_fractions; i++)
-    if (i == n_fractions)
-      {
-        g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                     "split: no fraction is the train split (split-order=%s)",
-                     gptd_params_get_string (params, "split-order"));
-        return FALSE;
-      }
-    else if (split_of[i] == 0)
-      break;
-  for (gsize i = 0; i < n_fractions; i++)
-    if (split_of[i] == 0 && fractions[i] <= 0)
-      {
-        g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
-                     "split: the train fraction must be above 0");
-        return FALSE;
-      }
-  *n_out = (guint) n_fractions;
-  return TRUE;
-}
-
 static gboolean
 collator_check (const GptdParams *params, GError **error)
 {
   int split_of[GPTD__INSTRUCT_MAX_SPLITS];
+  gsize n_fractions = 0;
+  const double *fractions = gptd_params_get_double_list (params, "split", &n_fractions);
   guint n;
-  return parse_split_order (params, split_of, &n, error);
+  return gptd__instruct_split_parse (gptd_params_get_string (params, "split-order"),
+                                     fractions, n_fractions, split_of, &n, error);
 }
 
 static void
@@ -183,7 +121,9 @@ collator_create (GptdStageContext *ctx, const GptdParams *params, GError **error
   gsize n = 0;
   const double *fractions = gptd_params_get_double_list (params, "split", &n);
 
-  if (!parse_split_order (params, self->split_of, &self->n_fractions, error))
+  if (!gptd__instruct_split_parse (gptd_params_get_string (params, "split-order"),
+                                   fractions, n, self->split_of, &self->n_fractions,
+                                   error))
     {
       g_free (self);
       return NULL;

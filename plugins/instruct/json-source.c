@@ -4,11 +4,22 @@
  * Each record becomes one Document whose `record` is the object as compact JSON,
  * with empty text, source "PATH:N" and index N (0-based, in file order). An array
  * file is parsed whole; JSON Lines are read and parsed one line at a time, never
- * whole. Malformed JSON is an error naming the file, line and column; input nested
- * deeper than max-depth is refused before it is parsed (the parser recurses); a
- * record without one of the required= fields is an error naming the record.
+ * whole. Both go through gptd_json_load_bounded(): a file (or a line) larger than
+ * max-bytes or nested deeper than GPTD_JSON_MAX_DEPTH is refused before json-glib
+ * parses it. Malformed JSON and nesting too deep are errors naming the file, line
+ * and column; a record without one of the required= fields is an error naming the
+ * record.
+ *
+ * select= emits one split of the records only, cut as instruction-collator cuts
+ * them (split=, split-order=, gptd__instruct_split_bounds()): select=test gives
+ * the book's test_data = data[train_portion:train_portion + test_portion], the
+ * prompts a responder answers. JSON Lines are then read twice, a first pass
+ * counting the records.
  */
 #include "instruct-plugin.h"
+#include "collate.h"
+
+#include "../train/windows.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,7 +28,10 @@
 
 #include <json-glib/json-glib.h>
 
+#include <gptd/json-load.h>
+
 static const char *const format_choices[] = { "auto", "array", "jsonl", NULL };
+static const char *const select_choices[] = { "all", "train", "validation", "test", NULL };
 
 static const GptdParamSpec json_source_params[] = {
   { "path", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
@@ -28,11 +42,18 @@ static const GptdParamSpec json_source_params[] = {
     "is '[', else JSON Lines", 0 },
   { "required", GPTD_PARAM_STRING, "instruction,input,output", 0, 0, NULL,
     "Comma-separated fields every record must have (empty: none)", 0 },
-  { "max-depth", GPTD_PARAM_INT, "64", 2, 100000, NULL,
-    "Deepest nesting of arrays and objects accepted (the records' own nesting plus "
-    "the array around them)", 0 },
+  { "max-bytes", GPTD_PARAM_INT, "67108864", 2, (double) G_MAXINT32, NULL,
+    "Largest array file, or line of JSON Lines, accepted (bytes)", 0 },
   { "limit", GPTD_PARAM_INT, "0", 0, (double) G_MAXINT64, NULL,
-    "Read at most this many records; 0 for all", 0 },
+    "Read at most this many records; 0 for all (a split is cut from these)", 0 },
+  { "select", GPTD_PARAM_ENUM, "all", 0, 0, select_choices,
+    "all, or emit only this split of the records, cut as instruction-collator cuts "
+    "them with the same split= and split-order= (test: the book's test_data)", 0 },
+  { "split", GPTD_PARAM_DOUBLE_LIST, "0.85,0.1,0.05", 0, 1, NULL,
+    "With select=: fractions of the records, in file order, for the splits of "
+    "split-order (as instruction-collator's split=)", 0 },
+  { "split-order", GPTD_PARAM_STRING, "train,test,validation", 0, 0, NULL,
+    "With select=: which split each fraction of split= is, in file order", 0 },
   { NULL }
 };
 
@@ -45,11 +66,56 @@ typedef struct {
   char *path;
   int format;              /* index in format_choices */
   char **required;
-  gint64 max_depth;
+  gsize max_bytes;
   guint64 limit;
-  guint64 n_records;
+  int select;              /* the selected split's position in split=, or -1: all */
+  double fractions[GPTD__INSTRUCT_MAX_SPLITS];
+  guint n_fractions;
+  int split_of[GPTD__INSTRUCT_MAX_SPLITS];
+  guint64 first, end;      /* the records emitted: [first, end) */
+  guint64 n_records;       /* records read */
+  guint64 n_emitted;
   gint64 last_report;
 } JsonSource;
+
+/* Checks select= against split= and split-order=; sets *position to the place
+ * of the selected split in split= (-1 with select=all). */
+static gboolean
+check_select (const GptdParams *params, int *split_of, guint *n_fractions, int *position,
+              GError **error)
+{
+  gsize n = 0;
+  const double *fractions = gptd_params_get_double_list (params, "split", &n);
+  const char *order = gptd_params_get_string (params, "split-order");
+  gint64 select = gptd_params_get_int (params, "select");
+
+  *position = -1;
+  if (select == 0)
+    return TRUE;
+  if (!gptd__instruct_split_parse (order, fractions, n, split_of, n_fractions, error))
+    return FALSE;
+  int k = gptd__windows_split_lookup (select_choices[select]);
+  for (guint i = 0; i < *n_fractions; i++)
+    if (split_of[i] == k)
+      *position = (int) i;
+  if (*position < 0)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "select: split=%s with split-order=%s has no %s split",
+                   gptd_params_get_string (params, "split"), order, select_choices[select]);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+json_source_check (const GptdParams *params, GError **error)
+{
+  int split_of[GPTD__INSTRUCT_MAX_SPLITS];
+  guint n;
+  int position;
+  return check_select (params, split_of, &n, &position, error);
+}
 
 static void
 json_source_destroy (gpointer data)
@@ -71,8 +137,22 @@ json_source_create (GptdStageContext *ctx, const GptdParams *params, GError **er
 
   self->path = g_strdup (gptd_params_get_string (params, "path"));
   self->format = (int) gptd_params_get_int (params, "format");
-  self->max_depth = gptd_params_get_int (params, "max-depth");
+  self->max_bytes = (gsize) gptd_params_get_int (params, "max-bytes");
   self->limit = (guint64) gptd_params_get_int (params, "limit");
+  self->select = -1;
+  int position = -1;
+  if (!check_select (params, self->split_of, &self->n_fractions, &position, error))
+    {
+      json_source_destroy (self);
+      return NULL;
+    }
+  if (position >= 0)
+    {
+      gsize n = 0;
+      const double *fractions = gptd_params_get_double_list (params, "split", &n);
+      memcpy (self->fractions, fractions, n * sizeof (double));
+      self->select = position;
+    }
   for (guint i = 0; fields[i]; i++)
     {
       char *f = g_strstrip (fields[i]);
@@ -91,65 +171,40 @@ json_source_create (GptdStageContext *ctx, const GptdParams *params, GError **er
   return self;
 }
 
-/* Checks that @text nests arrays and objects at most @max_depth deep. @line is the
- * file line of text[0] (1-based). On failure, names the file, line and column. */
-static gboolean
-check_depth (const char *path, const char *text, gsize len, guint64 line,
-             gint64 max_depth, GError **error)
+/* Line and column (1-based, in bytes) of byte @offset of @text, whose first byte is
+ * on line @first_line. */
+static void
+position_of (const char *text, gsize offset, guint64 first_line, guint64 *line,
+             guint64 *col)
 {
-  gint64 depth = 0;
-  gboolean in_string = FALSE;
-  guint64 col = 1;
-
-  for (gsize i = 0; i < len; i++, col++)
-    {
-      char c = text[i];
-      if (c == '\n')
-        {
-          line++;
-          col = 0;
-          continue;
-        }
-      if (in_string)
-        {
-          if (c == '\\')
-            i++, col++;
-          else if (c == '"')
-            in_string = FALSE;
-          continue;
-        }
-      if (c == '"')
-        in_string = TRUE;
-      else if (c == '[' || c == '{')
-        {
-          if (++depth > max_depth)
-            {
-              g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
-                           "%s:%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT ": JSON nested "
-                           "deeper than max-depth=%" G_GINT64_FORMAT, path, line, col,
-                           max_depth);
-              return FALSE;
-            }
-        }
-      else if (c == ']' || c == '}')
-        depth--;
-    }
-  return TRUE;
+  const char *nl = NULL;
+  *line = first_line;
+  for (gsize i = 0; i < offset; i++)
+    if (text[i] == '\n')
+      {
+        (*line)++;
+        nl = text + i;
+      }
+  *col = nl ? (guint64) (text + offset - nl) : offset + 1;
 }
 
-/* Turns json-glib's "<data>:LINE:COL: Parse error: ..." into "PATH:LINE:COL: ...",
- * its line counted from @first_line. */
+/* Turns an error of gptd_json_load_bounded() on @text (@len bytes, starting on
+ * line @first_line of @path; NULL when not at hand) into "PATH:LINE:COL: ...". */
 static void
-set_parse_error (GError **error, const char *path, guint64 first_line, const GError *err)
+set_load_error (GError **error, const char *path, const char *text, gsize len,
+                guint64 first_line, GError *err)
 {
-  const char *msg = err->message;
+  g_autofree char *prefix = g_strdup_printf ("%s: not valid JSON: ", path);
   unsigned long line = 0, col = 0;
-  const char *p = strstr (msg, ":");
-  if (p && sscanf (p, ":%lu:%lu:", &line, &col) == 2)
+  gsize off = 0;
+  int used = 0;
+
+  if (g_error_matches (err, GPTD_JSON_ERROR, GPTD_JSON_ERROR_SYNTAX)
+      && g_str_has_prefix (err->message, prefix)
+      && sscanf (err->message + strlen (prefix), "%lu:%lu:%n", &line, &col, &used) == 2
+      && used > 0)
     {
-      const char *rest = p + 1;
-      rest = strchr (rest, ':') + 1;
-      rest = strchr (rest, ':') + 1;
+      const char *rest = err->message + strlen (prefix) + used;
       while (*rest == ' ')
         rest++;
       if (g_str_has_prefix (rest, "Parse error: "))
@@ -158,9 +213,23 @@ set_parse_error (GError **error, const char *path, guint64 first_line, const GEr
                    "%s:%" G_GUINT64_FORMAT ":%lu: malformed JSON: %s", path,
                    first_line + line - 1, col, rest);
     }
+  else if (g_error_matches (err, GPTD_JSON_ERROR, GPTD_JSON_ERROR_TOO_DEEP) && text != NULL
+           && !gptd_json_check_depth (text, len, GPTD_JSON_MAX_DEPTH, &off))
+    {
+      guint64 l, c;
+      position_of (text, off, first_line, &l, &c);
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                   "%s:%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT ": JSON nested deeper "
+                   "than %u levels of arrays and objects", path, l, c,
+                   (guint) GPTD_JSON_MAX_DEPTH);
+    }
+  else if (g_error_matches (err, GPTD_JSON_ERROR, GPTD_JSON_ERROR_TOO_LARGE))
+    g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT, "%s (max-bytes)",
+                 err->message);
   else
-    g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
-                 "%s:%" G_GUINT64_FORMAT ": malformed JSON: %s", path, first_line, msg);
+    g_set_error (error, GPTD_STAGE_ERROR,
+                 err->domain == G_FILE_ERROR ? GPTD_STAGE_ERROR_IO : GPTD_STAGE_ERROR_INPUT,
+                 "%s", err->message);
 }
 
 /* Checks one record and pushes it. @line is its line in the file (0: unknown). */
@@ -189,6 +258,11 @@ emit_record (JsonSource *self, GptdStageContext *ctx, JsonNode *node, guint64 li
         return FALSE;
       }
 
+  if (self->n_records < self->first || self->n_records >= self->end)
+    {
+      self->n_records++;
+      return TRUE;
+    }
   g_autofree char *compact = json_to_string (node, FALSE);
   g_autofree char *source = g_strdup_printf ("%s:%" G_GUINT64_FORMAT, self->path,
                                              self->n_records);
@@ -200,6 +274,7 @@ emit_record (JsonSource *self, GptdStageContext *ctx, JsonNode *node, guint64 li
   if (!gptd_stage_push (ctx, 0, &doc.base, error))
     return FALSE;
   self->n_records++;
+  self->n_emitted++;
 
   gint64 now = g_get_monotonic_time ();
   if (now - self->last_report > G_USEC_PER_SEC / 4)
@@ -207,7 +282,7 @@ emit_record (JsonSource *self, GptdStageContext *ctx, JsonNode *node, guint64 li
       Gptd__Progress pr = GPTD__PROGRESS__INIT;
       pr.loss = pr.val_loss = NAN;
       pr.eta_s = -1;
-      pr.items = self->n_records;
+      pr.items = self->n_emitted;
       pr.unit = (char *) "records";
       gptd_stage_progress (ctx, &pr);
       self->last_report = now;
@@ -218,27 +293,93 @@ emit_record (JsonSource *self, GptdStageContext *ctx, JsonNode *node, guint64 li
 static gboolean
 limit_reached (JsonSource *self)
 {
-  return self->limit > 0 && self->n_records >= self->limit;
+  return (self->limit > 0 && self->n_records >= self->limit) || self->n_records >= self->end;
+}
+
+/* Sets the range of records to emit, once the file is known to hold @n. */
+static gboolean
+set_range (JsonSource *self, guint64 n, GError **error)
+{
+  guint64 bounds[GPTD__INSTRUCT_MAX_SPLITS + 1];
+
+  if (self->limit > 0)
+    n = MIN (n, self->limit);
+  self->first = 0;
+  self->end = n;
+  if (self->select < 0)
+    return TRUE;
+  gptd__instruct_split_bounds (n, self->fractions, self->n_fractions, bounds);
+  self->first = bounds[self->select];
+  self->end = bounds[self->select + 1];
+  if (self->first == self->end)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                   "select: the %s split (fraction %g) gets none of the %" G_GUINT64_FORMAT
+                   " records of %s", gptd__windows_split_name (self->split_of[self->select]),
+                   self->fractions[self->select], n, self->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Reads one line (without its end) into @buf, refusing one longer than
+ * @max_bytes. Returns FALSE at the end of the file or on an error (*error set). */
+static gboolean
+read_line (FILE *f, GString *buf, gsize max_bytes, const char *path, guint64 lineno,
+           gboolean *has_nul, GError **error)
+{
+  int c;
+  g_string_truncate (buf, 0);
+  *has_nul = FALSE;
+  while ((c = getc (f)) != EOF && c != '\n')
+    {
+      if (buf->len >= max_bytes)
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                       "%s:%" G_GUINT64_FORMAT ": a line longer than max-bytes=%"
+                       G_GSIZE_FORMAT, path, lineno, max_bytes);
+          return FALSE;
+        }
+      if (c == '\0')
+        *has_nul = TRUE;
+      g_string_append_c (buf, (char) c);
+    }
+  if (c == EOF && ferror (f))
+    {
+      int e = errno;
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO,
+                   "%s: read failed at line %" G_GUINT64_FORMAT ": %s", path, lineno,
+                   g_strerror (e));
+      return FALSE;
+    }
+  return c != EOF || buf->len > 0;
+}
+
+static gboolean
+is_blank (const GString *buf)
+{
+  for (gsize i = 0; i < buf->len; i++)
+    if (!(buf->str[i] == ' ' || buf->str[i] == '\t' || buf->str[i] == '\r'))
+      return FALSE;
+  return TRUE;
 }
 
 static gboolean
 read_array (JsonSource *self, GptdStageContext *ctx, GError **error)
 {
-  g_autofree char *text = NULL;
-  gsize len = 0;
   g_autoptr (GError) err = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-
-  if (!g_file_get_contents (self->path, &text, &len, error))
-    return FALSE;
-  if (!check_depth (self->path, text, len, 1, self->max_depth, error))
-    return FALSE;
-  if (!json_parser_load_from_data (parser, text, (gssize) len, &err))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (self->path, self->max_bytes,
+                                                               &err);
+  if (parser == NULL)
     {
-      set_parse_error (error, self->path, 1, err);
+      /* Where the nesting went too deep: the file is within max-bytes, read it. */
+      g_autofree char *text = NULL;
+      gsize len = 0;
+      if (g_error_matches (err, GPTD_JSON_ERROR, GPTD_JSON_ERROR_TOO_DEEP))
+        g_file_get_contents (self->path, &text, &len, NULL);
+      set_load_error (error, self->path, text, len, 1, err);
       return FALSE;
     }
-  g_clear_pointer (&text, g_free);
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root))
     {
@@ -248,6 +389,8 @@ read_array (JsonSource *self, GptdStageContext *ctx, GError **error)
       return FALSE;
     }
   JsonArray *array = json_node_get_array (root);
+  if (!set_range (self, json_array_get_length (array), error))
+    return FALSE;
   for (guint i = 0; i < json_array_get_length (array) && !limit_reached (self); i++)
     {
       if (gptd_stage_context_is_cancelled (ctx))
@@ -261,34 +404,69 @@ read_array (JsonSource *self, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-static gboolean
-read_lines (JsonSource *self, GptdStageContext *ctx, GError **error)
+static FILE *
+open_file (const char *path, GError **error)
 {
-  FILE *f = fopen (self->path, "rb");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  guint64 lineno = 0;
-  gboolean ok = TRUE;
-
+  FILE *f = fopen (path, "rb");
   if (f == NULL)
     {
       int e = errno;
-      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "%s: %s", self->path,
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "%s: %s", path,
                    g_strerror (e));
+    }
+  return f;
+}
+
+/* The first pass over JSON Lines with select=: the number of records (lines that
+ * are not blank). */
+static gboolean
+count_lines (JsonSource *self, guint64 *n, GError **error)
+{
+  FILE *f = open_file (self->path, error);
+  g_autoptr (GString) buf = g_string_new (NULL);
+  g_autoptr (GError) err = NULL;
+  guint64 lineno = 0;
+  gboolean nul;
+
+  if (f == NULL)
+    return FALSE;
+  *n = 0;
+  while (read_line (f, buf, self->max_bytes, self->path, ++lineno, &nul, &err))
+    if (!is_blank (buf))
+      (*n)++;
+  fclose (f);
+  if (err != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
     }
-  while (ok && !limit_reached (self) && (n = getline (&line, &cap, f)) >= 0)
+  return TRUE;
+}
+
+static gboolean
+read_lines (JsonSource *self, GptdStageContext *ctx, GError **error)
+{
+  g_autoptr (GString) buf = g_string_new (NULL);
+  g_autoptr (GError) err = NULL;
+  guint64 lineno = 0, n = G_MAXUINT64;
+  gboolean nul;
+  gboolean ok = TRUE;
+
+  if (self->select >= 0 && !count_lines (self, &n, error))
+    return FALSE;
+  if (!set_range (self, n, error))
+    return FALSE;
+  FILE *f = open_file (self->path, error);
+  if (f == NULL)
+    return FALSE;
+  while (ok && !limit_reached (self)
+         && read_line (f, buf, self->max_bytes, self->path, ++lineno, &nul, &err))
     {
-      lineno++;
-      const char *s = line;
-      while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-        s++;
-      if (*s == '\0')
-        continue;   /* a blank line */
-      while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-      if ((size_t) n != strlen (line))
+      if (is_blank (buf))
+        continue;
+      while (buf->len > 0 && buf->str[buf->len - 1] == '\r')
+        g_string_truncate (buf, buf->len - 1);
+      if (nul)
         {
           g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
                        "%s:%" G_GUINT64_FORMAT ": a NUL byte in the line", self->path,
@@ -302,28 +480,24 @@ read_lines (JsonSource *self, GptdStageContext *ctx, GError **error)
           ok = FALSE;
           break;
         }
-      g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-      g_autoptr (GError) err = NULL;
-      if (!check_depth (self->path, line, (gsize) n, lineno, self->max_depth, error))
-        ok = FALSE;
-      else if (!json_parser_load_from_data (parser, line, n, &err))
+      g_autoptr (GError) lerr = NULL;
+      g_autoptr (JsonParser) parser = gptd_json_load_bounded (buf->str, (gssize) buf->len,
+                                                              self->path, self->max_bytes,
+                                                              &lerr);
+      if (parser == NULL)
         {
-          set_parse_error (error, self->path, lineno, err);
+          set_load_error (error, self->path, buf->str, buf->len, lineno, lerr);
           ok = FALSE;
         }
       else
         ok = emit_record (self, ctx, json_parser_get_root (parser), lineno, error);
     }
-  if (ok && ferror (f))
+  fclose (f);
+  if (ok && err != NULL)
     {
-      int e = errno;
-      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO,
-                   "%s: read failed after line %" G_GUINT64_FORMAT ": %s", self->path,
-                   lineno, g_strerror (e));
+      g_propagate_error (error, g_steal_pointer (&err));
       ok = FALSE;
     }
-  free (line);
-  fclose (f);
   return ok;
 }
 
@@ -358,9 +532,16 @@ json_source_run (gpointer data, GptdStageContext *ctx, GError **error)
     return FALSE;
   if (!(is_array ? read_array (self, ctx, error) : read_lines (self, ctx, error)))
     return FALSE;
-  gptd_stage_log (ctx, G_LOG_LEVEL_INFO, "read %" G_GUINT64_FORMAT " record%s from %s (%s)",
-                  self->n_records, self->n_records == 1 ? "" : "s", self->path,
-                  is_array ? "JSON array" : "JSON Lines");
+  if (self->select >= 0)
+    gptd_stage_log (ctx, G_LOG_LEVEL_INFO, "%s split: records %" G_GUINT64_FORMAT " to %"
+                    G_GUINT64_FORMAT " of %s (%" G_GUINT64_FORMAT " record%s, %s)",
+                    gptd__windows_split_name (self->split_of[self->select]), self->first,
+                    self->end - 1, self->path, self->n_emitted,
+                    self->n_emitted == 1 ? "" : "s", is_array ? "JSON array" : "JSON Lines");
+  else
+    gptd_stage_log (ctx, G_LOG_LEVEL_INFO, "read %" G_GUINT64_FORMAT " record%s from %s (%s)",
+                    self->n_emitted, self->n_emitted == 1 ? "" : "s", self->path,
+                    is_array ? "JSON array" : "JSON Lines");
   return TRUE;
 }
 
@@ -370,6 +551,7 @@ const GptdStageType gptd__json_source_type = {
                  "carrying each record",
   .params = json_source_params,
   .outputs = json_source_outputs,
+  .check = json_source_check,
   .create = json_source_create,
   .run = json_source_run,
   .destroy = json_source_destroy,

@@ -9,19 +9,17 @@
 #include <string.h>
 
 #include "judge-prompt.h"
+#include "../instruct/template.h"
 
 char *
 gptd__judge_format_input (const char *instruction, const char *input)
 {
-  GString *s = g_string_new ("Below is an instruction that describes a task. "
-                             "Write a response that appropriately completes the "
-                             "request.\n\n### Instruction:\n");
-  g_string_append (s, instruction);
-  if (input != NULL && input[0] != '\0')
-    {
-      g_string_append (s, "\n\n### Input:\n");
-      g_string_append (s, input);
-    }
+  /* The prompt part of prompt-format's template=alpaca is format_input(entry). */
+  g_autoptr (GptdPromptTemplate) alpaca = gptd__prompt_template_builtin ("alpaca");
+  GString *s = g_string_new (NULL);
+  gsize prompt_bytes = 0;
+  gptd__prompt_template_render (alpaca, instruction, input != NULL ? input : "", NULL, s,
+                                &prompt_bytes);
   return g_string_free (s, FALSE);
 }
 
