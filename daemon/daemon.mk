@@ -10,7 +10,9 @@ daemon_gptd_SOURCES = \
 	daemon/gptd.c \
 	daemon/cli.c daemon/cli.h daemon/cli-generate.c \
 	daemon/daemon-config.c daemon/daemon-config.h \
-	daemon/server.c daemon/server.h \
+	daemon/server.c daemon/server.h daemon/server-private.h \
+	daemon/server-conn.c daemon/server-requests.c daemon/server-runs.c \
+	daemon/server-generate.c daemon/server-probe.c \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h \
 	daemon/paths.c daemon/paths.h

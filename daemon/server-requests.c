@@ -1,0 +1,507 @@
+/* daemon/server-requests.c: the daemon's request handlers, one function per
+ * request type found through a table, and the checking threads that load
+ * submitted pipelines off the loop.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "server-private.h"
+
+#include <gptd/pipeline.h>
+#include <gptd/runner.h>
+
+#include <signal.h>
+#include <string.h>
+
+/* ---- Checking submitted pipelines ------------------------------------------------ */
+
+/* A submitted pipeline is loaded (parsed, its variables expanded, every stage
+ * checked) off the loop thread: the text is the client's, and however long its
+ * loading takes, the loop goes on answering other clients and signals. Each run
+ * or validate request becomes a CheckJob pushed to a small pool of threads; the
+ * thread loads the pipeline, queues the job for the loop and wakes it with
+ * uv_async_send() (wakeups coalesce, so the loop takes every job queued). The
+ * loop then answers the client and, for a run, creates the run and starts its
+ * worker. Only the loop touches a job's conn: a connection that closes
+ * meanwhile sets it to NULL and the answer is dropped. A stopping daemon waits
+ * for the jobs under way; a run whose check ends after the stop began is
+ * refused. */
+
+typedef struct {
+  Server *server;
+  Conn *conn;              /* loop thread only; NULL once the connection closed */
+  guint64 id;
+  gboolean is_run;         /* a run request; otherwise a validate request */
+  char *text;
+  char *filename;          /* absolute */
+  char *workdir;           /* as the client gave it (may be NULL) */
+  char **settings;
+  /* Set by the checking thread. */
+  GptdPipeline *pipeline;
+  GPtrArray *problems;
+  GError *error;
+} CheckJob;
+
+/* The threads loading submitted pipelines: two, so one slow file does not hold
+ * up every other client's. */
+#define CHECK_THREADS 2
+
+static void
+check_job_free (CheckJob *job)
+{
+  g_free (job->text);
+  g_free (job->filename);
+  g_free (job->workdir);
+  g_strfreev (job->settings);
+  g_clear_pointer (&job->pipeline, gptd_pipeline_free);
+  g_clear_pointer (&job->problems, g_ptr_array_unref);
+  g_clear_error (&job->error);
+  g_free (job);
+}
+
+/* Checking thread: loads the pipeline of one request with the daemon's registry
+ * and hands the job back to the loop. */
+static void
+check_job_run (gpointer data, gpointer user_data)
+{
+  CheckJob *job = data;
+  Server *s = user_data;
+  job->pipeline = gptd_pipeline_load_data (s->registry, job->text, -1, job->filename,
+                                           (const char *const *) job->settings,
+                                           &job->problems, &job->error);
+  g_mutex_lock (&s->check_out_lock);
+  g_queue_push_tail (&s->check_out, job);
+  /* Under the lock: the loop cannot close the async handle before this call is
+   * done (it waits for n_check_jobs, which it lowers after taking the job). */
+  uv_async_send (&s->check_async);
+  g_mutex_unlock (&s->check_out_lock);
+}
+
+/* Starts loading the pipeline of a run or validate request. The file name is
+ * made absolute against the client's working directory, so relative paths in
+ * the pipeline resolve against the pipeline file's directory as they do for
+ * `gptd run`. */
+static void
+check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
+                  gboolean is_run)
+{
+  Server *s = c->server;
+  const char *name = rr->filename && *rr->filename ? rr->filename : "submitted.pipeline";
+  const char *workdir = rr->workdir && *rr->workdir ? rr->workdir : "/";
+  CheckJob *job = g_new0 (CheckJob, 1);
+  job->server = s;
+  job->conn = c;
+  job->id = req->id;
+  job->is_run = is_run;
+  job->text = g_strdup (rr->pipeline ? rr->pipeline : "");
+  job->filename = g_path_is_absolute (name) ? g_strdup (name)
+                                            : g_build_filename (workdir, name, NULL);
+  job->workdir = g_strdup (rr->workdir);
+  job->settings = gptd_settings_from_proto (rr->settings, rr->n_settings);
+  c->check_jobs = g_list_prepend (c->check_jobs, job);
+  s->n_check_jobs++;
+  g_thread_pool_push (s->check_pool, job, NULL);
+}
+
+/* A closing connection gets no answers: its jobs finish unseen. */
+void
+gptd__conn_forget_checks (Conn *c)
+{
+  for (GList *l = c->check_jobs; l != NULL; l = l->next)
+    ((CheckJob *) l->data)->conn = NULL;
+  g_clear_pointer (&c->check_jobs, g_list_free);
+}
+
+/* Loop thread: answers a validate request whose pipeline was loaded. */
+static void
+check_job_answer_validate (Conn *c, CheckJob *job)
+{
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__ValidateResult *vr =
+    gptd_validate_result_new (job->problems, job->pipeline ? NULL : job->error);
+  resp.id = job->id;
+  resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
+  resp.validate = vr;
+  gptd__conn_send (c, &resp);
+  gptd_validate_result_free (vr);
+}
+
+/* Loop thread: answers a run request whose pipeline was loaded, starting the run
+ * if it is valid. */
+static void
+check_job_answer_run (Conn *c, CheckJob *job)
+{
+  Server *s = c->server;
+  if (s->stopping)
+    {
+      gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and starts no new run");
+      return;
+    }
+  if (job->pipeline == NULL)
+    {
+      Gptd__Response resp = GPTD__RESPONSE__INIT;
+      Gptd__Error err = GPTD__ERROR__INIT;
+      Gptd__ValidateResult *vr = gptd_validate_result_new (job->problems, job->error);
+      err.code = GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE;
+      err.message = job->error->message;
+      resp.id = job->id;
+      resp.error = &err;
+      resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
+      resp.validate = vr;
+      gptd__conn_send (c, &resp);
+      gptd_validate_result_free (vr);
+      return;
+    }
+
+  g_autoptr (GError) error = NULL;
+  GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (job->pipeline),
+                                         job->text, job->filename, job->workdir,
+                                         (const char *const *) job->settings, &error);
+  if (run == NULL)
+    {
+      gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+      return;
+    }
+  g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, job->filename,
+             (int) c->pid, (unsigned) c->uid);
+  if (!gptd__server_start_worker (s, run, FALSE, &error))
+    {
+      g_warning ("run %s: %s", run->id, error->message);
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
+      gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
+                       run->id, error->message);
+      return;
+    }
+  gptd__conn_send_run (c, job->id, run, FALSE);
+}
+
+/* Loop thread: answers every request whose pipeline the checking threads loaded. */
+static void
+server_on_check_wakeup (uv_async_t *handle)
+{
+  Server *s = handle->data;
+  g_mutex_lock (&s->check_out_lock);
+  GQueue queue = s->check_out;
+  g_queue_init (&s->check_out);
+  g_mutex_unlock (&s->check_out_lock);
+
+  CheckJob *job;
+  while ((job = g_queue_pop_head (&queue)) != NULL)
+    {
+      Conn *c = job->conn;
+      if (c != NULL)
+        {
+          c->check_jobs = g_list_remove (c->check_jobs, job);
+          if (job->is_run)
+            check_job_answer_run (c, job);
+          else
+            check_job_answer_validate (c, job);
+        }
+      check_job_free (job);
+      s->n_check_jobs--;
+    }
+  gptd__server_maybe_finish_stop (s);
+}
+static void
+request_run (Conn *c, const Gptd__Request *req)
+{
+  if (c->server->stopping)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and starts no new run");
+      return;
+    }
+  check_job_submit (c, req, req->run, TRUE);
+}
+
+static void
+request_validate (Conn *c, const Gptd__Request *req)
+{
+  check_job_submit (c, req, req->validate, FALSE);
+}
+
+static void
+request_ps (Conn *c, const Gptd__Request *req)
+{
+  g_autoptr (GPtrArray) runs = gptd__run_table_list (c->server->runs);
+  g_autofree Gptd__RunInfo *infos = g_new0 (Gptd__RunInfo, MAX (runs->len, 1));
+  g_autofree Gptd__RunInfo **ptrs = g_new0 (Gptd__RunInfo *, MAX (runs->len, 1));
+  for (guint i = 0; i < runs->len; i++)
+    {
+      gptd__run_fill_info (runs->pdata[i], &infos[i]);
+      ptrs[i] = &infos[i];
+    }
+  Gptd__RunList list = GPTD__RUN_LIST__INIT;
+  list.runs = ptrs;
+  list.n_runs = runs->len;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_RUNS;
+  resp.runs = &list;
+  gptd__conn_send (c, &resp);
+}
+
+/* The run a RunIdRequest names, or NULL after answering NOT_FOUND. */
+static GptdRun *
+lookup_run (Conn *c, guint64 id, const char *run_id)
+{
+  GptdRun *run = gptd__run_table_lookup (c->server->runs, run_id);
+  if (run == NULL)
+    gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "There is no run %s",
+                     run_id && *run_id ? run_id : "(empty id)");
+  return run;
+}
+
+static void
+request_status (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->status->run_id);
+  if (run != NULL)
+    gptd__conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_watch (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->watch->run_id);
+  if (run == NULL)
+    return;
+  if (c->watch_run != NULL)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "This connection already watches run %s", c->watch_run->id);
+      return;
+    }
+  /* The run as it is now, then its events, then its final RunInfo with end set. */
+  gptd__conn_send_run (c, req->id, run, FALSE);
+  c->watch_run = run;
+  c->watch_id = req->id;
+  if (req->watch->from_start)
+    {
+      g_autoptr (GError) error = NULL;
+      c->replay = gptd__run_log_reader_new (run, &error);
+      if (c->replay == NULL)
+        {
+          c->watch_run = NULL;
+          gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                           error->message);
+          return;
+        }
+      gptd__conn_replay_pump (c);
+    }
+  else if (gptd__run_is_finished (run))
+    gptd__conn_watch_end (c);
+  else
+    g_ptr_array_add (run->watchers, c);
+}
+
+static void
+request_logs (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->logs->run_id);
+  if (run == NULL)
+    return;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) events = gptd__run_read_log (run, TRUE, &error);
+  if (events == NULL)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
+      return;
+    }
+  /* Keep the most recent events that fit in one frame. */
+  gsize budget = GPTD_FRAME_MAX_SIZE - 1024, first = events->len;
+  while (first > 0)
+    {
+      gsize size = protobuf_c_message_get_packed_size (events->pdata[first - 1]) + 8;
+      if (size > budget)
+        break;
+      budget -= size;
+      first--;
+    }
+  Gptd__LogEntries entries = GPTD__LOG_ENTRIES__INIT;
+  entries.events = (Gptd__Event **) events->pdata + first;
+  entries.n_events = events->len - first;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_LOGS;
+  resp.logs = &entries;
+  gptd__conn_send (c, &resp);
+}
+
+static void
+request_cancel (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_run (c, req->id, req->cancel->run_id);
+  if (run == NULL)
+    return;
+  if (gptd__run_is_finished (run))
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s has already ended (%s)", run->id,
+                       gptd_run_state_to_string (run->state));
+      return;
+    }
+  g_message ("run %s: cancel asked by pid %d uid %u", run->id, (int) c->pid, (unsigned) c->uid);
+  run->cancel_requested = TRUE;
+  if (run->resume_pending)
+    {
+      /* Resumed, but its new worker has not started yet: it never will. */
+      run->resume_pending = FALSE;
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+    }
+  else if (run->worker != NULL)
+    gptd__worker_kill (run->worker, SIGTERM);
+  else
+    gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+  gptd__conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_resume (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  GptdRun *run = lookup_run (c, req->id, req->resume->run_id);
+  if (run == NULL)
+    return;
+  if (s->stopping)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                       "gptd is stopping and resumes no run");
+      return;
+    }
+  if (!gptd__run_is_finished (run))
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s is %s; only a run that failed, was cancelled or was "
+                       "interrupted can be resumed", run->id,
+                       gptd_run_state_to_string (run->state));
+      return;
+    }
+  if (run->state == GPTD__RUN_STATE__RUN_STATE_SUCCEEDED)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                       "Run %s has succeeded; there is nothing to resume", run->id);
+      return;
+    }
+  g_message ("run %s: resume asked by pid %d uid %u (it was %s)", run->id, (int) c->pid,
+             (unsigned) c->uid, gptd_run_state_to_string (run->state));
+  gptd__run_reopen (run, NULL);
+  run->cancel_requested = FALSE;
+  if (run->worker != NULL)
+    {
+      /* Its previous worker has reported the end but not exited yet: the new
+       * one starts when it has (server_on_worker_exit). */
+      run->resume_pending = TRUE;
+      gptd__conn_send_run (c, req->id, run, FALSE);
+      return;
+    }
+  g_autoptr (GError) error = NULL;
+  if (!gptd__server_start_worker (s, run, TRUE, &error))
+    {
+      g_warning ("run %s: %s", run->id, error->message);
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
+                       run->id, error->message);
+      return;
+    }
+  gptd__conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_plugins (Conn *c, const Gptd__Request *req)
+{
+  const char *type = req->plugins->stage_type;
+  g_autoptr (GError) error = NULL;
+  Gptd__PluginList *list = gptd_registry_to_plugin_list (c->server->registry,
+                                                          type && *type ? type : NULL, &error);
+  if (list == NULL)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
+      return;
+    }
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_PLUGINS;
+  resp.plugins = list;
+  gptd__conn_send (c, &resp);
+  gptd_plugin_list_free (list);
+}
+
+static void
+request_ping (Conn *c, const Gptd__Request *req)
+{
+  gptd__conn_send_ok (c, req->id);
+}
+
+static void
+request_unsupported (Conn *c, const Gptd__Request *req)
+{
+  const ProtobufCFieldDescriptor *f =
+    protobuf_c_message_descriptor_get_field (&gptd__request__descriptor, req->body_case);
+  gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
+                   "This gptd does not support the '%s' request yet", f ? f->name : "?");
+}
+
+typedef void (*RequestFunc) (Conn *c, const Gptd__Request *req);
+
+/* One line per request type: the body it carries and the function answering it. */
+static const struct {
+  Gptd__Request__BodyCase body;
+  RequestFunc func;
+} request_table[] = {
+  { GPTD__REQUEST__BODY_RUN, request_run },
+  { GPTD__REQUEST__BODY_VALIDATE, request_validate },
+  { GPTD__REQUEST__BODY_PS, request_ps },
+  { GPTD__REQUEST__BODY_STATUS, request_status },
+  { GPTD__REQUEST__BODY_WATCH, request_watch },
+  { GPTD__REQUEST__BODY_LOGS, request_logs },
+  { GPTD__REQUEST__BODY_CANCEL, request_cancel },
+  { GPTD__REQUEST__BODY_PLUGINS, request_plugins },
+  { GPTD__REQUEST__BODY_RESUME, request_resume },
+  { GPTD__REQUEST__BODY_PAUSE, request_unsupported },
+  { GPTD__REQUEST__BODY_GENERATE, gptd__request_generate },
+  { GPTD__REQUEST__BODY_PING, request_ping },
+};
+
+void
+gptd__conn_dispatch (Conn *c, const Gptd__Request *req)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (request_table); i++)
+    if (request_table[i].body == req->body_case)
+      {
+        request_table[i].func (c, req);
+        return;
+      }
+  gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                   "The request has no body this gptd knows");
+}
+
+void
+gptd__server_checks_init (Server *s)
+{
+  g_mutex_init (&s->check_out_lock);
+  g_queue_init (&s->check_out);
+  uv_async_init (&s->loop, &s->check_async, server_on_check_wakeup);
+  s->check_async.data = s;
+  s->check_pool = g_thread_pool_new (check_job_run, s, CHECK_THREADS, FALSE, NULL);
+}
+
+void
+gptd__server_checks_close (Server *s)
+{
+  uv_close ((uv_handle_t *) &s->check_async, NULL);
+}
+
+void
+gptd__server_checks_free (Server *s)
+{
+  if (s->check_pool == NULL)
+    return;
+  g_thread_pool_free (s->check_pool, TRUE, TRUE);
+  g_mutex_clear (&s->check_out_lock);
+}
