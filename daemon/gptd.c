@@ -11,6 +11,7 @@
 #include "paths.h"
 #include "server.h"
 #include "worker.h"
+#include "serve.h"
 
 #include <gptd/registry.h>
 
@@ -75,6 +76,18 @@ static const char gptd_description[] =
   "Exit status: 0 after a clean stop, 1 when the daemon cannot start (the socket is\n"
   "in use, the state directory is locked by another gptd or cannot be created), 2\n"
   "on bad usage.\n";
+
+static int
+serve_mode (int argc, char **argv)
+{
+  /* gptd --serve MODEL_DIR; the daemon's socket is fd 3. */
+  if (argc != 3)
+    {
+      g_printerr ("gptd: --serve is internal: gptd --serve MODEL_DIR\n");
+      return 2;
+    }
+  return gptd__serve_main (argv[2], 3);
+}
 
 static int
 worker_mode (int argc, char **argv)
@@ -279,6 +292,8 @@ main (int argc, char **argv)
     {
       if (strcmp (argv[1], "--worker") == 0)
         return worker_mode (argc, argv);
+      if (strcmp (argv[1], "--serve") == 0)
+        return serve_mode (argc, argv);
       if (strcmp (argv[1], "--probe-plugins") == 0)
         return probe_mode (argc, argv);
       if (strcmp (argv[1], "run") == 0)

@@ -17,6 +17,7 @@
 #include <gptd/message-json.h>
 
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -53,6 +54,7 @@ gptd__run_state_is_final (Gptd__RunState state)
     case GPTD__RUN_STATE__RUN_STATE_FAILED:
     case GPTD__RUN_STATE__RUN_STATE_CANCELLED:
     case GPTD__RUN_STATE__RUN_STATE_INTERRUPTED:
+    case GPTD__RUN_STATE__RUN_STATE_PAUSED:
       return TRUE;
     default:
       return FALSE;
@@ -78,6 +80,7 @@ run_free (GptdRun *run)
   g_free (run->dir);
   g_free (run->name);
   g_free (run->filename);
+  g_free (run->owner);
   g_free (run->error);
   g_free (run->error_stage);
   if (run->progress)
@@ -112,6 +115,8 @@ message_copy (const ProtobufCMessage *msg)
 
 /* ---- status.json -------------------------------------------------------------- */
 
+static char *user_name (guint uid);
+
 void
 gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
 {
@@ -128,6 +133,9 @@ gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
   info->progress = run->progress;
   info->run_dir = run->dir;
   info->pid = run->pid;
+  info->owner_uid = run->owner_uid;
+  info->owner_gid = run->owner_gid;
+  info->owner = run->owner ? run->owner : (char *) "";
 }
 
 gboolean
@@ -254,6 +262,19 @@ run_load_status (GptdRun *run, GError **error)
   run->error = *info.error ? g_strdup (info.error) : NULL;
   run->error_stage = *info.error_stage ? g_strdup (info.error_stage) : NULL;
   run->pid = info.pid;
+  run->owner_uid = info.owner_uid;
+  run->owner_gid = info.owner_gid;
+  run->owner = g_strdup (*info.owner ? info.owner : NULL);
+  /* A root daemon believes the directory's owner, which only root can change,
+   * rather than the status file. */
+  struct stat st;
+  if (geteuid () == 0 && stat (run->dir, &st) == 0 && st.st_uid != run->owner_uid)
+    {
+      run->owner_uid = st.st_uid;
+      run->owner_gid = st.st_gid;
+      g_free (run->owner);
+      run->owner = user_name (st.st_uid);
+    }
   JsonNode *prog = json_object_get_member (obj, "progress");
   if (prog != NULL && JSON_NODE_HOLDS_OBJECT (prog))
     {
@@ -262,6 +283,41 @@ run_load_status (GptdRun *run, GError **error)
       run->progress = (Gptd__Progress *) message_copy (&p.base);
     }
   return TRUE;
+}
+
+/* The name of the user @uid, or the uid in decimal. */
+static char *
+user_name (guint uid)
+{
+  struct passwd *pw = getpwuid (uid);
+  return pw ? g_strdup (pw->pw_name) : g_strdup_printf ("%u", uid);
+}
+
+gboolean
+gptd__run_set_owner (GptdRun *run, guint uid, guint gid, GError **error)
+{
+  run->owner_uid = uid;
+  run->owner_gid = gid;
+  g_free (run->owner);
+  run->owner = user_name (uid);
+  if (geteuid () == 0 && uid != 0)
+    {
+      /* The directory and what the worker reads are the owner's; the status and
+       * the event logs stay the daemon's. */
+      static const char *const files[] = { ".", GPTD_RUN_PIPELINE_FILE, GPTD_RUN_REQUEST_FILE };
+      for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
+        {
+          g_autofree char *path = g_build_filename (run->dir, files[i], NULL);
+          if (chown (path, uid, gid) != 0)
+            {
+              int saved = errno;
+              g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                           "Cannot give %s to uid %u: %s", path, uid, g_strerror (saved));
+              return FALSE;
+            }
+        }
+    }
+  return gptd__run_write_status (run, error);
 }
 
 /* ---- The event log ------------------------------------------------------------ */
@@ -473,7 +529,9 @@ gptd__run_reopen (GptdRun *run, const char *why)
                                            run->state == GPTD__RUN_STATE__RUN_STATE_FAILED
                                              ? "failed"
                                              : run->state == GPTD__RUN_STATE__RUN_STATE_CANCELLED
-                                               ? "been cancelled" : "been interrupted");
+                                               ? "been cancelled"
+                                               : run->state == GPTD__RUN_STATE__RUN_STATE_PAUSED
+                                                 ? "been paused" : "been interrupted");
   /* Not final any more: the events that follow are recorded again. */
   run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
   run->finished = 0;

@@ -172,6 +172,7 @@ gptd__conn_send_run (Conn *c, guint64 id, GptdRun *run, gboolean end)
   Gptd__Response resp = GPTD__RESPONSE__INIT;
   Gptd__RunInfo info;
   gptd__run_fill_info (run, &info);
+  info.queue_position = gptd__server_queue_position (c->server, run);
   resp.id = id;
   resp.body_case = GPTD__RESPONSE__BODY_RUN;
   resp.run = &info;
@@ -397,6 +398,20 @@ gptd__server_on_connection (uv_stream_t *listener, int status)
     }
   g_info ("connection %u from pid %d uid %u gid %u", c->id, (int) c->pid, (unsigned) c->uid,
           (unsigned) c->gid);
+  /* A daemon that is not root lends its own rights to every client's runs: it
+   * serves its own user and root, and those allow-users= lists. */
+  if (!gptd__server_serves_user (s, c->uid))
+    {
+      g_message ("connection %u from pid %d uid %u refused: gptd (uid %u) serves only its own "
+                 "user, root and allow-users=", c->id, (int) c->pid, (unsigned) c->uid,
+                 (unsigned) geteuid ());
+      gptd__conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
+                             "This gptd runs as uid %u and serves only that user, root and the "
+                             "users its configuration lists in allow-users=; uid %u is not one "
+                             "of them", (unsigned) geteuid (), (unsigned) c->uid);
+      gptd__conn_drain (c);
+      return;
+    }
   if (s->stopping)
     {
       gptd__conn_close (c);
@@ -404,6 +419,19 @@ gptd__server_on_connection (uv_stream_t *listener, int status)
     }
   uv_read_start ((uv_stream_t *) &c->pipe, conn_alloc, conn_read);
 }
+gboolean
+gptd__server_serves_user (Server *s, guint uid)
+{
+  uid_t self = geteuid ();
+  return self == 0 || uid == 0 || uid == self || gptd__config_allows_user (&s->config, uid);
+}
+
+gboolean
+gptd__conn_may_touch (Conn *c, const GptdRun *run)
+{
+  return c->uid == 0 || c->uid == run->owner_uid;
+}
+
 /* ---- The socket --------------------------------------------------------------- */
 
 /* Removes a socket file left by a daemon that died; refuses a live one. */

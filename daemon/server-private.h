@@ -11,7 +11,7 @@
  *                      the checking threads that load submitted pipelines
  *   server-runs.c      run supervision: worker processes started, resumed,
  *                      stopped, and how they ended
- *   server-generate.c  generate requests
+ *   server-serving.c   generate requests, answered by serving workers
  *   server-probe.c     probing the plugins in a child before loading them
  */
 #pragma once
@@ -30,7 +30,6 @@ G_BEGIN_DECLS
 
 typedef struct _Server Server;
 typedef struct _Conn Conn;
-typedef struct _GenCache GenCache;
 
 struct _Server {
   uv_loop_t loop;
@@ -47,22 +46,28 @@ struct _Server {
   GptdDaemonConfig cmdline; /* what the command line set (it wins over the file) */
   GptdDaemonConfig config;  /* the settings in force */
   gboolean stopping;
+  double started;           /* Unix time */
   gboolean finished;
   gboolean killed_workers;
   GptdRunTable *runs;
   GptdRegistry *registry;
   GList *conns;
   guint n_workers;
+  guint64 queue_clock;      /* the last queue_seq given */
   guint next_conn_id;
   char *socket_path;
   guint stop_timeout_ms;
   gsize queue_limit;
-  /* Generation (server-generate.c). */
-  GenCache *gen_cache;
-  GThreadPool *gen_pool;
-  uv_async_t gen_async;     /* generation threads wake the loop with it */
-  GMutex gen_out_lock;
-  GQueue gen_out;           /* GenMsg*: frames from the generation threads */
+  /* Serving workers (server-serving.c). */
+  GList *serve_workers;     /* ServeWorker*: the cache of loaded models */
+  GList *serve_retired;     /* ServeWorker*: out of the cache, stopping */
+  guint model_cache;        /* how many serving workers are kept */
+  guint serve_threads;      /* their threads; 0: the cores the runs leave */
+  guint n_serve_procs;      /* serving worker processes not yet gone */
+  guint64 serve_clock;
+  guint64 serve_loads;
+  guint64 serve_hits;
+  guint64 next_gen_serial;
   guint n_gen_jobs;         /* generate requests not yet ended */
   /* Loading submitted pipelines (server-requests.c). */
   GThreadPool *check_pool;
@@ -125,6 +130,11 @@ void gptd__server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer
 void gptd__server_on_connection (uv_stream_t *listener, int status);
 /* Listens on the control socket (the one systemd passed, or its own). */
 gboolean gptd__server_listen (Server *s, GError **error);
+/* Whether the daemon serves the user @uid: a root daemon serves everyone (each
+ * with their own rights), another only its own user, root and allow-users=. */
+gboolean gptd__server_serves_user (Server *s, guint uid);
+/* Whether @c may act on @run (cancel, pause, resume, read): its owner or root. */
+gboolean gptd__conn_may_touch (Conn *c, const GptdRun *run);
 /* Closes the control socket (its file is removed unless systemd owns it). */
 void gptd__server_close_listener (Server *s);
 
@@ -145,12 +155,30 @@ void gptd__server_checks_free (Server *s);
 void gptd__server_notify_status (Server *s);
 /* Starts (or resumes) a run's worker process. */
 gboolean gptd__server_start_worker (Server *s, GptdRun *run, gboolean resume, GError **error);
+/* How many runs run at once (max-runs=, else one per four cores, one at least). */
+guint gptd__server_max_runs (Server *s);
+/* Puts a run (state QUEUED) in the queue, to start (or resume) when a slot is
+ * free: at once when one is. */
+void gptd__server_enqueue (Server *s, GptdRun *run, gboolean resume);
+/* Starts the queued runs that fit, in the order they were queued. */
+void gptd__server_schedule (Server *s);
+/* A queued run's 1-based place in the queue, else 0. */
+guint gptd__server_queue_position (Server *s, const GptdRun *run);
+/* Tells a run's worker to stop (SIGTERM: stages checkpoint), and kills it
+ * (SIGKILL) when it has not stopped CANCEL_GRACE_MS later. */
+void gptd__server_stop_run (Server *s, GptdRun *run);
+#define CANCEL_GRACE_MS(s) \
+  ((guint) ((s)->config.has_cancel_timeout_s ? (s)->config.cancel_timeout_s : 10) * 1000u)
+
+/* The threads each run computes with (the configuration's threads=, else the
+ * cores shared among max-runs runs). */
+guint gptd__server_run_threads (Server *s);
 /* Sends @signum to every worker. */
 void gptd__server_kill_workers (Server *s, int signum);
 /* Stops the daemon once nothing runs any more (after a stop was asked for). */
 void gptd__server_maybe_finish_stop (Server *s);
 
-/* ---- server-generate.c ---- */
+/* ---- server-serving.c ---- */
 
 /* Handles a generate request. */
 void gptd__request_generate (Conn *c, const Gptd__Request *req);
@@ -158,11 +186,15 @@ void gptd__request_generate (Conn *c, const Gptd__Request *req);
 void gptd__conn_cancel_generations (Conn *c);
 /* Cancels every generation; their clients are told. */
 void gptd__server_cancel_generations (Server *s);
-/* Sets up, resizes the model cache of, stops and frees generation. */
-void gptd__server_generate_init (Server *s, guint model_cache, guint threads);
+/* Stops every serving worker (SIGTERM: after the request under way; SIGKILL:
+ * at once). */
+void gptd__server_stop_serving (Server *s, int signum);
+/* Sets how many serving workers are kept. */
+void gptd__server_generate_init (Server *s, guint model_cache);
 void gptd__server_generate_set_cache (Server *s, guint model_cache);
-void gptd__server_generate_close (Server *s);
-void gptd__server_generate_free (Server *s);
+/* How many models are loaded; their directories (with the user and pid) are
+ * appended to @models and their workers' pids to @pids (both nullable). */
+guint gptd__server_serving_count (Server *s, GPtrArray *models, GArray *pids);
 
 /* ---- server-probe.c ---- */
 

@@ -16,6 +16,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- Checking submitted pipelines ------------------------------------------------ */
 
@@ -169,14 +170,19 @@ check_job_answer_run (Conn *c, CheckJob *job)
     }
   g_message ("run %s (%s, %s) submitted by pid %d uid %u", run->id, run->name, job->filename,
              (int) c->pid, (unsigned) c->uid);
-  if (!gptd__server_start_worker (s, run, FALSE, &error))
+  if (!gptd__run_set_owner (run, c->uid, c->gid, &error))
     {
       g_warning ("run %s: %s", run->id, error->message);
       gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
       gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
-                       run->id, error->message);
+                             run->id, error->message);
       return;
     }
+  /* Started at once when a slot is free, else queued behind the others. */
+  gptd__server_enqueue (s, run, FALSE);
+  if (run->state == GPTD__RUN_STATE__RUN_STATE_QUEUED && run->worker == NULL)
+    g_message ("run %s: queued (position %u; %u run(s) running, at most %u)", run->id,
+               gptd__server_queue_position (s, run), s->n_workers, gptd__server_max_runs (s));
   gptd__conn_send_run (c, job->id, run, FALSE);
 }
 
@@ -234,6 +240,7 @@ request_ps (Conn *c, const Gptd__Request *req)
   for (guint i = 0; i < runs->len; i++)
     {
       gptd__run_fill_info (runs->pdata[i], &infos[i]);
+      infos[i].queue_position = gptd__server_queue_position (c->server, runs->pdata[i]);
       ptrs[i] = &infos[i];
     }
   Gptd__RunList list = GPTD__RUN_LIST__INIT;
@@ -257,6 +264,23 @@ lookup_run (Conn *c, guint64 id, const char *run_id)
   return run;
 }
 
+/* The run a RunIdRequest names when the client may act on it (@what: "cancel",
+ * "read the logs of", ...): its owner or root. NULL after answering NOT_FOUND
+ * or PERMISSION_DENIED. */
+static GptdRun *
+lookup_own_run (Conn *c, guint64 id, const char *run_id, const char *what)
+{
+  GptdRun *run = lookup_run (c, id, run_id);
+  if (run == NULL || gptd__conn_may_touch (c, run))
+    return run;
+  g_message ("run %s: uid %u (pid %d) may not %s it (its owner is uid %u)", run->id,
+             (unsigned) c->uid, (int) c->pid, what, run->owner_uid);
+  gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
+                         "Run %s belongs to %s (uid %u): only its owner or root may %s it",
+                         run->id, run->owner ? run->owner : "another user", run->owner_uid, what);
+  return NULL;
+}
+
 static void
 request_status (Conn *c, const Gptd__Request *req)
 {
@@ -268,7 +292,7 @@ request_status (Conn *c, const Gptd__Request *req)
 static void
 request_watch (Conn *c, const Gptd__Request *req)
 {
-  GptdRun *run = lookup_run (c, req->id, req->watch->run_id);
+  GptdRun *run = lookup_own_run (c, req->id, req->watch->run_id, "watch");
   if (run == NULL)
     return;
   if (c->watch_run != NULL)
@@ -303,7 +327,7 @@ request_watch (Conn *c, const Gptd__Request *req)
 static void
 request_logs (Conn *c, const Gptd__Request *req)
 {
-  GptdRun *run = lookup_run (c, req->id, req->logs->run_id);
+  GptdRun *run = lookup_own_run (c, req->id, req->logs->run_id, "read the logs of");
   if (run == NULL)
     return;
   g_autoptr (GError) error = NULL;
@@ -336,7 +360,8 @@ request_logs (Conn *c, const Gptd__Request *req)
 static void
 request_cancel (Conn *c, const Gptd__Request *req)
 {
-  GptdRun *run = lookup_run (c, req->id, req->cancel->run_id);
+  Server *s = c->server;
+  GptdRun *run = lookup_own_run (c, req->id, req->cancel->run_id, "cancel");
   if (run == NULL)
     return;
   if (gptd__run_is_finished (run))
@@ -348,14 +373,19 @@ request_cancel (Conn *c, const Gptd__Request *req)
     }
   g_message ("run %s: cancel asked by pid %d uid %u", run->id, (int) c->pid, (unsigned) c->uid);
   run->cancel_requested = TRUE;
-  if (run->resume_pending)
+  if (run->queue_seq != 0)
     {
-      /* Resumed, but its new worker has not started yet: it never will. */
+      /* Queued (or resumed, its new worker not started yet): it never starts. */
+      run->queue_seq = 0;
       run->resume_pending = FALSE;
       gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
     }
   else if (run->worker != NULL)
-    gptd__worker_kill (run->worker, SIGTERM);
+    {
+      /* SIGTERM: stages checkpoint as they stop; SIGKILL after the grace
+       * period when it has not (a stage blocked, say, on a FIFO). */
+      gptd__server_stop_run (s, run);
+    }
   else
     gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
   gptd__conn_send_run (c, req->id, run, FALSE);
@@ -365,7 +395,7 @@ static void
 request_resume (Conn *c, const Gptd__Request *req)
 {
   Server *s = c->server;
-  GptdRun *run = lookup_run (c, req->id, req->resume->run_id);
+  GptdRun *run = lookup_own_run (c, req->id, req->resume->run_id, "resume");
   if (run == NULL)
     return;
   if (s->stopping)
@@ -392,23 +422,43 @@ request_resume (Conn *c, const Gptd__Request *req)
              (unsigned) c->uid, gptd_run_state_to_string (run->state));
   gptd__run_reopen (run, NULL);
   run->cancel_requested = FALSE;
-  if (run->worker != NULL)
+  run->pause_requested = FALSE;
+  /* Its previous worker may have reported the end but not exited yet: what it
+   * still says is ignored, and the new one starts once it has gone. */
+  run->resume_pending = run->worker != NULL;
+  gptd__server_enqueue (s, run, TRUE);
+  gptd__conn_send_run (c, req->id, run, FALSE);
+}
+
+static void
+request_pause (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  GptdRun *run = lookup_own_run (c, req->id, req->pause->run_id, "pause");
+  if (run == NULL)
+    return;
+  if (run->state == GPTD__RUN_STATE__RUN_STATE_QUEUED && run->queue_seq != 0)
     {
-      /* Its previous worker has reported the end but not exited yet: the new
-       * one starts when it has (server_on_worker_exit). */
-      run->resume_pending = TRUE;
+      /* Not started yet: it leaves the queue. */
+      g_message ("run %s: paused while queued, by uid %u", run->id, (unsigned) c->uid);
+      run->queue_seq = 0;
+      run->resume_pending = FALSE;
+      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_PAUSED, NULL, NULL);
       gptd__conn_send_run (c, req->id, run, FALSE);
       return;
     }
-  g_autoptr (GError) error = NULL;
-  if (!gptd__server_start_worker (s, run, TRUE, &error))
+  if (run->state != GPTD__RUN_STATE__RUN_STATE_RUNNING || run->worker == NULL)
     {
-      g_warning ("run %s: %s", run->id, error->message);
-      gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_FAILED, NULL, error->message);
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "run %s: %s",
-                       run->id, error->message);
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                             "Run %s is %s; only a running or queued run can be paused", run->id,
+                             gptd_run_state_to_string (run->state));
       return;
     }
+  g_message ("run %s: pause asked by pid %d uid %u", run->id, (int) c->pid, (unsigned) c->uid);
+  /* The worker stops as for a cancel (stages checkpoint); the run ends paused
+   * (server-runs.c), and `gptctl resume` continues it from the checkpoint. */
+  run->pause_requested = TRUE;
+  gptd__server_stop_run (s, run);
   gptd__conn_send_run (c, req->id, run, FALSE);
 }
 
@@ -430,6 +480,85 @@ request_plugins (Conn *c, const Gptd__Request *req)
   resp.plugins = list;
   gptd__conn_send (c, &resp);
   gptd_plugin_list_free (list);
+}
+
+/* The resident memory (bytes) and threads of process @pid, from /proc. */
+static void
+proc_usage (int pid, guint64 *rss, guint *threads)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", pid);
+  g_autofree char *text = NULL;
+  *rss = 0;
+  *threads = 0;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return;
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      if (g_str_has_prefix (lines[i], "VmRSS:"))
+        *rss = g_ascii_strtoull (lines[i] + 6, NULL, 10) * 1024;
+      else if (g_str_has_prefix (lines[i], "Threads:"))
+        *threads = (guint) g_ascii_strtoull (lines[i] + 8, NULL, 10);
+    }
+}
+
+static void
+request_daemon_status (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  Gptd__DaemonStatus st = GPTD__DAEMON_STATUS__INIT;
+  st.version = (char *) PACKAGE_VERSION;
+  st.pid = (int32_t) getpid ();
+  st.started = s->started;
+  st.uptime = (double) g_get_real_time () / G_USEC_PER_SEC - s->started;
+  guint threads;
+  proc_usage (getpid (), &st.rss_bytes, &threads);
+  st.threads = threads;
+  st.max_runs = gptd__server_max_runs (s);
+  st.run_threads = gptd__server_run_threads (s);
+  st.model_cache = s->model_cache;
+  st.socket = s->socket_path;
+  st.state_dir = (char *) gptd__run_table_get_state_dir (s->runs);
+
+  /* Runs by state, in the enum's order. */
+  guint counts[GPTD__RUN_STATE__RUN_STATE_PAUSED + 1] = { 0 };
+  g_autoptr (GPtrArray) runs = gptd__run_table_list (s->runs);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      Gptd__RunState state = ((GptdRun *) runs->pdata[i])->state;
+      if ((guint) state < G_N_ELEMENTS (counts))
+        counts[state]++;
+    }
+  Gptd__RunStateCount rsc[G_N_ELEMENTS (counts)];
+  Gptd__RunStateCount *rscp[G_N_ELEMENTS (counts)];
+  for (guint i = 0; i < G_N_ELEMENTS (counts); i++)
+    if (counts[i] > 0)
+      {
+        gptd__run_state_count__init (&rsc[st.n_runs]);
+        rsc[st.n_runs].state = (Gptd__RunState) i;
+        rsc[st.n_runs].count = counts[i];
+        rscp[st.n_runs] = &rsc[st.n_runs];
+        st.n_runs++;
+      }
+  st.runs = rscp;
+
+  g_autoptr (GPtrArray) models = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) pids = g_array_new (FALSE, FALSE, sizeof (int));
+  gptd__server_serving_count (s, models, pids);
+  for (guint i = 0; i < pids->len; i++)
+    {
+      guint64 rss;
+      proc_usage (g_array_index (pids, int, i), &rss, &threads);
+      st.serving_rss_bytes += rss;
+    }
+  st.models = (char **) models->pdata;
+  st.n_models = models->len;
+
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_DAEMON;
+  resp.daemon = &st;
+  gptd__conn_send (c, &resp);
 }
 
 static void
@@ -463,7 +592,9 @@ static const struct {
   { GPTD__REQUEST__BODY_CANCEL, request_cancel },
   { GPTD__REQUEST__BODY_PLUGINS, request_plugins },
   { GPTD__REQUEST__BODY_RESUME, request_resume },
-  { GPTD__REQUEST__BODY_PAUSE, request_unsupported },
+  { GPTD__REQUEST__BODY_PAUSE, request_pause },
+  { GPTD__REQUEST__BODY_CLASSIFY, request_unsupported },
+  { GPTD__REQUEST__BODY_DAEMON_STATUS, request_daemon_status },
   { GPTD__REQUEST__BODY_GENERATE, gptd__request_generate },
   { GPTD__REQUEST__BODY_PING, request_ping },
 };

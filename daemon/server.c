@@ -12,7 +12,9 @@
 
 #include "server-private.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +33,7 @@ server_on_stop_timeout (uv_timer_t *timer)
              s->stop_timeout_ms);
   s->killed_workers = TRUE;
   gptd__server_kill_workers (s, SIGKILL);
+  gptd__server_stop_serving (s, SIGKILL);
 }
 
 /* Everything has stopped: close the remaining handles so the loop ends. */
@@ -46,9 +49,7 @@ gptd__server_finish_stop (Server *s)
   uv_close ((uv_handle_t *) &s->sig_term, NULL);
   uv_close ((uv_handle_t *) &s->sig_int, NULL);
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
-  /* No generation is left to post to it (gptd__server_maybe_finish_stop). */
-  gptd__server_generate_close (s);
-  /* No pipeline is being loaded either. */
+  /* No pipeline is being loaded (gptd__server_maybe_finish_stop). */
   gptd__server_checks_close (s);
   /* Each connection is closed once its last answers are out (a few seconds at
    * most). */
@@ -71,6 +72,7 @@ server_begin_stop (Server *s, int signum)
           g_message ("%s again: killing %u worker(s) now", g_strsignal (signum), s->n_workers);
           s->killed_workers = TRUE;
           gptd__server_kill_workers (s, SIGKILL);
+          gptd__server_stop_serving (s, SIGKILL);
         }
       return;
     }
@@ -84,7 +86,8 @@ server_begin_stop (Server *s, int signum)
   /* Generations end at their next token, telling their clients they were
    * cancelled. */
   gptd__server_cancel_generations (s);
-  if (s->n_workers == 0)
+  gptd__server_stop_serving (s, SIGTERM);
+  if (s->n_workers == 0 && s->n_serve_procs == 0)
     {
       gptd__server_maybe_finish_stop (s);
       return;
@@ -142,6 +145,8 @@ server_reload_config (Server *s)
   fresh.has_generate_threads = s->config.has_generate_threads;
   gptd__config_clear (&s->config);
   s->config = fresh;
+  /* More room (max-runs=) starts queued runs now. */
+  gptd__server_schedule (s);
 }
 
 static void
@@ -194,6 +199,7 @@ gptd__server_main (const GptdServerOptions *options)
   g_autoptr (GError) error = NULL;
 
   signal (SIGPIPE, SIG_IGN);
+  s.started = (double) g_get_real_time () / G_USEC_PER_SEC;
 
   s.runs = gptd__run_table_open (options->state_dir, &error);
   if (s.runs == NULL)
@@ -203,6 +209,16 @@ gptd__server_main (const GptdServerOptions *options)
       return 1;
     }
   gptd__run_table_set_event_func (s.runs, gptd__server_on_run_event, &s);
+  /* A root daemon runs each run as its owner, who must reach the run directory
+   * (theirs) through the state directory: traversable, not listable. */
+  if (geteuid () == 0)
+    {
+      g_autofree char *runs_dir = g_build_filename (options->state_dir, "runs", NULL);
+      g_mkdir_with_parents (runs_dir, 0711);
+      if (chmod (options->state_dir, 0711) != 0 || chmod (runs_dir, 0711) != 0)
+        g_warning ("Cannot make %s traversable for the runs' owners: %s", runs_dir,
+                   g_strerror (errno));
+    }
 
   s.registry = gptd__server_load_registry (&error);
   if (s.registry == NULL)
@@ -236,7 +252,8 @@ gptd__server_main (const GptdServerOptions *options)
   uv_signal_start (&s.sig_int, server_on_signal, SIGINT);
   uv_signal_start (&s.sig_hup, server_on_signal, SIGHUP);
 
-  /* Generation: the model cache and the pool of generation threads. */
+  /* Serving: how many models are kept loaded, and the threads each serving
+   * worker computes with (given, or the cores the runs leave). */
   {
     guint cache_size = options->model_cache, threads = options->generate_threads;
     const char *env;
@@ -246,11 +263,13 @@ gptd__server_main (const GptdServerOptions *options)
       threads = (guint) atoi (env);
     if (cache_size == 0)
       cache_size = GPTD_SERVER_DEFAULT_MODEL_CACHE;
-    if (threads == 0)
-      threads = GPTD_SERVER_DEFAULT_GENERATE_THREADS;
-    gptd__server_generate_init (&s, cache_size, threads);
-    g_message ("generate: up to %u request(s) at once, up to %u model(s) kept loaded", threads,
-               cache_size);
+    gptd__server_generate_init (&s, cache_size);
+    s.serve_threads = threads;
+    g_message ("generate: up to %u model(s) kept loaded in serving workers, %s; runs: at most "
+               "%u at once, %u thread(s) each", cache_size,
+               threads ? "with the threads generate-threads= gives"
+                       : "each with the cores the running runs leave",
+               gptd__server_max_runs (&s), gptd__server_run_threads (&s));
   }
 
   /* Loading submitted pipelines. */
@@ -280,7 +299,6 @@ out:
   /* Every check has been answered and every generation has ended (the loop
    * waited for them): the threads are idle and are joined here. */
   gptd__server_checks_free (&s);
-  gptd__server_generate_free (&s);
   {
     int r = uv_loop_close (&s.loop);
     if (r != 0)

@@ -199,11 +199,13 @@ main (int argc, char **argv)
       Gptd__RunIdRequest rid = GPTD__RUN_ID_REQUEST__INIT;
       Gptd__Empty empty = GPTD__EMPTY__INIT;
       req.id = 7;
+      Gptd__ClassifyRequest cr = GPTD__CLASSIFY_REQUEST__INIT;
+      (void) rid;
       if (strcmp (mode, "unsupported") == 0)
         {
-          rid.run_id = (char *) "1";
-          req.body_case = GPTD__REQUEST__BODY_PAUSE;
-          req.pause = &rid;
+          cr.model = (char *) "/nowhere";
+          req.body_case = GPTD__REQUEST__BODY_CLASSIFY;
+          req.classify = &cr;
         }
       else if (strcmp (mode, "ping") == 0)
         {
