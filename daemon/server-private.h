@@ -30,6 +30,7 @@ G_BEGIN_DECLS
 
 typedef struct _Server Server;
 typedef struct _Conn Conn;
+typedef struct _Probe Probe;
 
 struct _Server {
   uv_loop_t loop;
@@ -51,6 +52,9 @@ struct _Server {
   gboolean killed_workers;
   GptdRunTable *runs;
   GptdRegistry *registry;
+  GList *old_registries;    /* replaced, freed once no check uses them */
+  Probe *probe;             /* the plugin probe under way, if any */
+  gboolean probe_again;     /* a SIGHUP came during it: another round follows */
   GList *conns;
   guint n_workers;
   guint64 queue_clock;      /* the last queue_seq given */
@@ -198,11 +202,24 @@ guint gptd__server_serving_count (Server *s, GPtrArray *models, GArray *pids);
 
 /* ---- server-probe.c ---- */
 
-/* A registry of the plugins, probed first in a child. */
-GptdRegistry *gptd__server_load_registry (GError **error);
+/**
+ * GptdProbeDoneFunc:
+ * @s: the server
+ * @registry: (transfer full) (nullable): the new registry
+ * @error: (nullable): why there is none
+ */
+typedef void (*GptdProbeDoneFunc) (Server *s, GptdRegistry *registry, const GError *error);
+
+/* Probes the plugins in a child, then scans them on a thread, without blocking
+ * the loop; @done is called on the loop thread. One round at a time
+ * (s->probe is set meanwhile). */
+void gptd__server_load_registry_async (Server *s, GptdProbeDoneFunc done);
 
 /* ---- server.c ---- */
 
+/* Frees the registries SIGHUP replaced, once no pipeline being checked uses
+ * them. */
+void gptd__server_free_old_registries (Server *s);
 /* Everything has stopped: closes the remaining handles so the loop ends. */
 void gptd__server_finish_stop (Server *s);
 

@@ -34,6 +34,7 @@
 
 typedef struct {
   Server *server;
+  GptdRegistry *registry;  /* the daemon's when the request came (kept until done) */
   Conn *conn;              /* loop thread only; NULL once the connection closed */
   guint64 id;
   gboolean is_run;         /* a run request; otherwise a validate request */
@@ -71,7 +72,7 @@ check_job_run (gpointer data, gpointer user_data)
 {
   CheckJob *job = data;
   Server *s = user_data;
-  job->pipeline = gptd_pipeline_load_data (s->registry, job->text, -1, job->filename,
+  job->pipeline = gptd_pipeline_load_data (job->registry, job->text, -1, job->filename,
                                            (const char *const *) job->settings,
                                            &job->problems, &job->error);
   g_mutex_lock (&s->check_out_lock);
@@ -95,6 +96,7 @@ check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
   const char *workdir = rr->workdir && *rr->workdir ? rr->workdir : "/";
   CheckJob *job = g_new0 (CheckJob, 1);
   job->server = s;
+  job->registry = s->registry;
   job->conn = c;
   job->id = req->id;
   job->is_run = is_run;
@@ -211,6 +213,7 @@ server_on_check_wakeup (uv_async_t *handle)
       check_job_free (job);
       s->n_check_jobs--;
     }
+  gptd__server_free_old_registries (s);
   gptd__server_maybe_finish_stop (s);
 }
 static void

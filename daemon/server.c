@@ -149,6 +149,47 @@ server_reload_config (Server *s)
   gptd__server_schedule (s);
 }
 
+/* The registry a SIGHUP's probe and scan made: it replaces the old one, which
+ * the pipelines being checked may still use (freed once none is). */
+static void
+server_on_rescanned (Server *s, GptdRegistry *registry, const GError *error)
+{
+  if (registry == NULL)
+    g_warning ("Rescanning the plugins failed, keeping the old ones: %s", error->message);
+  else
+    {
+      g_autoptr (GPtrArray) types = gptd_registry_list (registry);
+      g_message ("%u stage type(s) loaded", types->len);
+      s->old_registries = g_list_prepend (s->old_registries, s->registry);
+      s->registry = registry;
+      gptd__server_free_old_registries (s);
+    }
+  if (s->probe_again && !s->stopping)
+    {
+      s->probe_again = FALSE;
+      g_message ("Rescanning the plugins again, for the SIGHUP that came meanwhile");
+      gptd__server_load_registry_async (s, server_on_rescanned);
+    }
+  gptd__server_maybe_finish_stop (s);
+}
+
+void
+gptd__server_free_old_registries (Server *s)
+{
+  if (s->n_check_jobs > 0)
+    return;
+  g_list_free_full (g_steal_pointer (&s->old_registries), (GDestroyNotify) gptd_registry_free);
+}
+
+/* The registry the daemon starts with. */
+static void
+server_on_first_scan (Server *s, GptdRegistry *registry, const GError *error)
+{
+  s->registry = registry;
+  if (registry == NULL)
+    g_printerr ("gptd: %s\n", error->message);
+}
+
 static void
 server_on_signal (uv_signal_t *handle, int signum)
 {
@@ -156,19 +197,17 @@ server_on_signal (uv_signal_t *handle, int signum)
   if (signum == SIGHUP)
     {
       server_reload_config (s);
-      g_message ("SIGHUP received: rescanning the plugins");
-      g_autoptr (GError) error = NULL;
-      g_autoptr (GptdRegistry) registry = gptd__server_load_registry (&error);
-      if (registry == NULL)
+      if (s->probe != NULL)
         {
-          g_warning ("Rescanning the plugins failed, keeping the old ones: %s", error->message);
+          g_message ("SIGHUP received while the plugins are being probed: they are "
+                     "rescanned again after that");
+          s->probe_again = TRUE;
           return;
         }
-      g_autoptr (GPtrArray) types = gptd_registry_list (registry);
-      g_message ("%u stage type(s) loaded", types->len);
-      GptdRegistry *old = s->registry;
-      s->registry = g_steal_pointer (&registry);
-      gptd_registry_free (old);
+      if (s->stopping)
+        return;
+      g_message ("SIGHUP received: rescanning the plugins (clients are answered meanwhile)");
+      gptd__server_load_registry_async (s, server_on_rescanned);
       return;
     }
   server_begin_stop (s, signum);
@@ -220,16 +259,18 @@ gptd__server_main (const GptdServerOptions *options)
                    g_strerror (errno));
     }
 
-  s.registry = gptd__server_load_registry (&error);
+  uv_loop_init (&s.loop);
+  /* The loop turns for the probe alone: nothing else is open yet. */
+  gptd__server_load_registry_async (&s, server_on_first_scan);
+  uv_run (&s.loop, UV_RUN_DEFAULT);
   if (s.registry == NULL)
     {
-      g_printerr ("gptd: %s\n", error->message);
+      uv_loop_close (&s.loop);
       gptd__run_table_free (s.runs);
       g_free (s.socket_path);
       return 1;
     }
 
-  uv_loop_init (&s.loop);
   int status = 0;
   if (!gptd__server_listen (&s, &error))
     {
@@ -308,6 +349,7 @@ out:
       }
   }
   gptd_registry_free (s.registry);
+  g_list_free_full (s.old_registries, (GDestroyNotify) gptd_registry_free);
   gptd__run_table_free (s.runs);
   g_free (s.socket_path);
   g_free (s.config_path);
