@@ -405,12 +405,8 @@ gptd__server_on_connection (uv_stream_t *listener, int status)
       g_message ("connection %u from pid %d uid %u refused: gptd (uid %u) serves only its own "
                  "user, root and allow-users=", c->id, (int) c->pid, (unsigned) c->uid,
                  (unsigned) geteuid ());
-      gptd__conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
-                             "This gptd runs as uid %u and serves only that user, root and the "
-                             "users its configuration lists in allow-users=; uid %u is not one "
-                             "of them", (unsigned) geteuid (), (unsigned) c->uid);
-      gptd__conn_drain (c);
-      return;
+      /* Each of its requests is answered with the refusal. */
+      c->refused = TRUE;
     }
   if (s->stopping)
     {

@@ -94,6 +94,7 @@ struct _Conn {
   pid_t pid;
   uid_t uid;
   gid_t gid;
+  gboolean refused;      /* a user this daemon does not serve */
   /* The run this connection watches: replaying its log, then live. */
   GptdRun *watch_run;
   guint64 watch_id;

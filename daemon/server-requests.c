@@ -605,6 +605,14 @@ static const struct {
 void
 gptd__conn_dispatch (Conn *c, const Gptd__Request *req)
 {
+  if (c->refused)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
+                             "This gptd runs as uid %u and serves only that user, root and the "
+                             "users its configuration lists in allow-users=; uid %u is not one "
+                             "of them", (unsigned) geteuid (), (unsigned) c->uid);
+      return;
+    }
   for (gsize i = 0; i < G_N_ELEMENTS (request_table); i++)
     if (request_table[i].body == req->body_case)
       {
