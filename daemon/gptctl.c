@@ -505,6 +505,56 @@ typedef struct {
   int eos_id;
 } CommandOptions;
 
+/* Adds to @names each NAME that @text uses as ${NAME}. */
+static void
+collect_variables (const char *text, GHashTable *names)
+{
+  for (const char *p = text; (p = strstr (p, "${")) != NULL;)
+    {
+      p += 2;
+      const char *end = strchr (p, '}');
+      if (end == NULL)
+        return;
+      if (end > p)
+        g_hash_table_add (names, g_strndup (p, (gsize) (end - p)));
+      p = end + 1;
+    }
+}
+
+/* The client's environment variables the pipeline names as ${NAME} (in its text
+ * or in the settings): the daemon expands ${NAME} with these, never with its own
+ * environment. */
+static void
+fill_environment (Gptd__RunRequest *rr, const char *text, char **settings, GPtrArray *keep)
+{
+  g_autoptr (GHashTable) names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  collect_variables (text, names);
+  for (guint i = 0; settings && settings[i]; i++)
+    collect_variables (settings[i], names);
+  Gptd__Setting **list = g_new0 (Gptd__Setting *, g_hash_table_size (names) + 1);
+  g_ptr_array_add (keep, list);
+  gsize n = 0;
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, names);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    {
+      const char *value = g_getenv (key);
+      if (value == NULL)
+        continue;
+      Gptd__Setting *s = g_new0 (Gptd__Setting, 1);
+      gptd__setting__init (s);
+      s->key = g_strdup (key);
+      s->value = g_strdup (value);
+      g_ptr_array_add (keep, s->key);
+      g_ptr_array_add (keep, s->value);
+      g_ptr_array_add (keep, s);
+      list[n++] = s;
+    }
+  rr->environment = list;
+  rr->n_environment = n;
+}
+
 static int
 fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
                   GPtrArray *keep)
@@ -562,6 +612,7 @@ fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
     }
   rr->settings = list;
   rr->n_settings = n;
+  fill_environment (rr, text, settings, keep);
   return EXIT_OK;
 }
 

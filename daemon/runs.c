@@ -685,7 +685,7 @@ gptd__run_log_reader_free (GptdRunLogReader *reader)
 
 static gboolean
 write_request (const char *dir, const char *filename, const char *workdir,
-               const char *const *settings, GError **error)
+               const char *const *settings, const char *const *environment, GError **error)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
@@ -698,6 +698,14 @@ write_request (const char *dir, const char *filename, const char *workdir,
   for (gsize i = 0; settings && settings[i]; i++)
     json_builder_add_string_value (b, settings[i]);
   json_builder_end_array (b);
+  if (environment != NULL)
+    {
+      json_builder_set_member_name (b, "environment");
+      json_builder_begin_array (b);
+      for (gsize i = 0; environment[i]; i++)
+        json_builder_add_string_value (b, environment[i]);
+      json_builder_end_array (b);
+    }
   json_builder_end_object (b);
   g_autoptr (JsonNode) root = json_builder_get_root (b);
   g_autoptr (JsonGenerator) gen = json_generator_new ();
@@ -749,6 +757,29 @@ gptd__run_dir_read_request (const char *dir, char **text, char **filename, char 
   g_ptr_array_add (sb, NULL);
   *settings = (char **) g_ptr_array_free (sb, FALSE);
   return TRUE;
+}
+
+char **
+gptd__run_dir_read_environment (const char *dir)
+{
+  g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (rpath, 0, NULL);
+  JsonNode *root = parser ? json_parser_get_root (parser) : NULL;
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    return NULL;
+  JsonObject *obj = json_node_get_object (root);
+  if (!json_object_has_member (obj, "environment"))
+    return NULL;
+  JsonArray *arr = json_object_get_array_member (obj, "environment");
+  GPtrArray *env = g_ptr_array_new ();
+  for (guint i = 0; arr && i < json_array_get_length (arr); i++)
+    {
+      const char *s = json_array_get_string_element (arr, i);
+      if (s && strchr (s, '=') != NULL)
+        g_ptr_array_add (env, g_strdup (s));
+    }
+  g_ptr_array_add (env, NULL);
+  return (char **) g_ptr_array_free (env, FALSE);
 }
 
 /* ---- The table ---------------------------------------------------------------- */
@@ -944,7 +975,8 @@ remove_tree (const char *dir)
 GptdRun *
 gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
                         const char *filename, const char *workdir,
-                        const char *const *settings, GError **error)
+                        const char *const *settings, const char *const *environment,
+                        GError **error)
 {
   g_autofree char *id = NULL;
   g_autofree char *dir = NULL;
@@ -974,7 +1006,7 @@ gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
 
   g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
   if (!gptd_atomic_file_set_contents (ppath, text, strlen (text), error)
-      || !write_request (dir, filename, workdir, settings, error)
+      || !write_request (dir, filename, workdir, settings, environment, error)
       || !run_open_log (run, error)
       || !gptd__run_write_status (run, error))
     {

@@ -142,6 +142,8 @@ GPtrArray *gptd__run_table_list (GptdRunTable *table);
  * @filename: the absolute file name it was submitted as
  * @workdir: (nullable): the client's working directory
  * @settings: (nullable): "key=value" settings
+ * @environment: (nullable): the client's "NAME=value" variables for ${NAME}
+ *   (recorded in run.json; the worker expands with them, never its own)
  * @error: return location for a #GError
  *
  * Creates a new run in state QUEUED: its directory, pipeline.pipeline,
@@ -152,7 +154,8 @@ GPtrArray *gptd__run_table_list (GptdRunTable *table);
  */
 GptdRun *gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
                                  const char *filename, const char *workdir,
-                                 const char *const *settings, GError **error);
+                                 const char *const *settings,
+                                 const char *const *environment, GError **error);
 
 /**
  * gptd__run_set_owner:
@@ -303,5 +306,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdRunLogReader, gptd__run_log_reader_free)
  */
 gboolean gptd__run_dir_read_request (const char *dir, char **text, char **filename,
                                      char **workdir, char ***settings, GError **error);
+
+/* (transfer full) (nullable): the client's environment recorded in the run's
+ * run.json ("NAME=value" strings), or %NULL when none was (a run of `gptd run`:
+ * the process's environment applies). */
+char **gptd__run_dir_read_environment (const char *dir);
 
 G_END_DECLS

@@ -42,6 +42,7 @@ typedef struct {
   char *filename;          /* absolute */
   char *workdir;           /* as the client gave it (may be NULL) */
   char **settings;
+  char **environment;      /* the client's "NAME=value" variables, never NULL */
   /* Set by the checking thread. */
   GptdPipeline *pipeline;
   GPtrArray *problems;
@@ -59,6 +60,7 @@ check_job_free (CheckJob *job)
   g_free (job->filename);
   g_free (job->workdir);
   g_strfreev (job->settings);
+  g_strfreev (job->environment);
   g_clear_pointer (&job->pipeline, gptd_pipeline_free);
   g_clear_pointer (&job->problems, g_ptr_array_unref);
   g_clear_error (&job->error);
@@ -72,9 +74,11 @@ check_job_run (gpointer data, gpointer user_data)
 {
   CheckJob *job = data;
   Server *s = user_data;
-  job->pipeline = gptd_pipeline_load_data (job->registry, job->text, -1, job->filename,
-                                           (const char *const *) job->settings,
-                                           &job->problems, &job->error);
+  job->pipeline =
+    gptd_pipeline_load_data_with_env (job->registry, job->text, -1, job->filename,
+                                      (const char *const *) job->settings,
+                                      (const char *const *) job->environment,
+                                      &job->problems, &job->error);
   g_mutex_lock (&s->check_out_lock);
   g_queue_push_tail (&s->check_out, job);
   /* Under the lock: the loop cannot close the async handle before this call is
@@ -105,6 +109,10 @@ check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
                                             : g_build_filename (workdir, name, NULL);
   job->workdir = g_strdup (rr->workdir);
   job->settings = gptd_settings_from_proto (rr->settings, rr->n_settings);
+  /* ${NAME} reads what the client sent, never the daemon's environment. */
+  job->environment = gptd_settings_from_proto (rr->environment, rr->n_environment);
+  if (job->environment == NULL)
+    job->environment = g_new0 (char *, 1);
   c->check_jobs = g_list_prepend (c->check_jobs, job);
   s->n_check_jobs++;
   g_thread_pool_push (s->check_pool, job, NULL);
@@ -164,7 +172,8 @@ check_job_answer_run (Conn *c, CheckJob *job)
   g_autoptr (GError) error = NULL;
   GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (job->pipeline),
                                          job->text, job->filename, job->workdir,
-                                         (const char *const *) job->settings, &error);
+                                         (const char *const *) job->settings,
+                                         (const char *const *) job->environment, &error);
   if (run == NULL)
     {
       gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);

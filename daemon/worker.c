@@ -157,9 +157,13 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
       worker_send_failure (&ctx, error->message);
       return 1;
     }
+  /* ${NAME} reads the submitting client's environment, recorded with the run,
+   * never the daemon's (which this process inherited). */
+  g_auto (GStrv) environment = gptd__run_dir_read_environment (run_dir);
   g_autoptr (GptdPipeline) pipeline =
-    gptd_pipeline_load_data (registry, text, -1, filename, (const char *const *) settings,
-                             NULL, &error);
+    gptd_pipeline_load_data_with_env (registry, text, -1, filename,
+                                      (const char *const *) settings,
+                                      (const char *const *) environment, NULL, &error);
   if (pipeline == NULL)
     {
       worker_send_failure (&ctx, error->message);

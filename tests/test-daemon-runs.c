@@ -87,7 +87,7 @@ create_run (GptdRunTable *table)
   g_autoptr (GError) error = NULL;
   GptdRun *run = gptd__run_table_create (table, "demo", "[pipeline]\nname=demo\n",
                                          "/somewhere/demo.pipeline", "/somewhere",
-                                         settings, &error);
+                                         settings, NULL, &error);
   g_assert_no_error (error);
   g_assert_nonnull (run);
   return run;

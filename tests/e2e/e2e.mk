@@ -12,6 +12,7 @@ E2E_TESTS = \
 	tests/e2e/serve.sh \
 	tests/e2e/probe.sh \
 	tests/e2e/owners.sh \
+	tests/e2e/environment.sh \
 	tests/e2e/plugin-crash.sh \
 	tests/e2e/install.sh \
 	tests/e2e/systemd.sh \
