@@ -113,6 +113,11 @@ check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
   job->environment = gptd_settings_from_proto (rr->environment, rr->n_environment);
   if (job->environment == NULL)
     job->environment = g_new0 (char *, 1);
+  /* One variable the daemon supplies: where the data sets are (data-dir=), for
+   * a client that does not say. */
+  const char *data_dir = g_getenv ("GPTD_DATA_DIR");
+  if (data_dir != NULL && g_environ_getenv (job->environment, "GPTD_DATA_DIR") == NULL)
+    job->environment = g_environ_setenv (job->environment, "GPTD_DATA_DIR", data_dir, FALSE);
   c->check_jobs = g_list_prepend (c->check_jobs, job);
   s->n_check_jobs++;
   g_thread_pool_push (s->check_pool, job, NULL);
