@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <string.h>
 
@@ -147,6 +148,23 @@ user_uid (const char *name)
   return pw ? (gint64) pw->pw_uid : -1;
 }
 
+/* Whether the user @uid belongs to the group @name (its primary group or a
+ * member). */
+static gboolean
+user_in_group (guint uid, const char *name)
+{
+  struct group *gr = getgrnam (name);
+  struct passwd *pw = getpwuid (uid);
+  if (gr == NULL || pw == NULL)
+    return FALSE;
+  if (pw->pw_gid == gr->gr_gid)
+    return TRUE;
+  for (char **m = gr->gr_mem; m != NULL && *m != NULL; m++)
+    if (strcmp (*m, pw->pw_name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 gptd__config_allows_user (const GptdDaemonConfig *config, guint uid)
 {
@@ -154,8 +172,11 @@ gptd__config_allows_user (const GptdDaemonConfig *config, guint uid)
     return FALSE;
   g_auto (GStrv) names = g_strsplit_set (config->allow_users, ", \t", -1);
   for (guint i = 0; names[i]; i++)
-    if (*names[i] != '\0' && user_uid (names[i]) == (gint64) uid)
-      return TRUE;
+    {
+      if (names[i][0] == '@' ? user_in_group (uid, names[i] + 1)
+                             : *names[i] != '\0' && user_uid (names[i]) == (gint64) uid)
+        return TRUE;
+    }
   return FALSE;
 }
 
@@ -278,11 +299,13 @@ gptd__config_load (const char *path, gboolean missing_ok, GptdDaemonConfig *conf
         {
           g_auto (GStrv) users = g_strsplit_set (value, ", \t", -1);
           for (guint j = 0; users[j]; j++)
-            if (*users[j] != '\0' && user_uid (users[j]) < 0)
+            if (users[j][0] == '@' ? getgrnam (users[j] + 1) == NULL
+                                   : *users[j] != '\0' && user_uid (users[j]) < 0)
               {
                 g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                             "%s:%u: %s=%s: there is no user %s", path, line, names[i], value,
-                             users[j]);
+                             "%s:%u: %s=%s: there is no %s %s", path, line, names[i], value,
+                             users[j][0] == '@' ? "group" : "user",
+                             users[j] + (users[j][0] == '@'));
                 gptd__config_clear (config);
                 return FALSE;
               }

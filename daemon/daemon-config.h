@@ -50,8 +50,8 @@ void gptd__config_overlay (GptdDaemonConfig *config, const GptdDaemonConfig *ove
 void gptd__config_diff (const GptdDaemonConfig *old, const GptdDaemonConfig *new_,
                         GPtrArray *changes);
 
-/* Whether @uid is one of the users @config's allow-users= lists (names or
- * numbers, separated by commas or spaces). */
+/* Whether @uid is one of the users @config's allow-users= lists (user names or
+ * numbers, or @GROUP for a group's members, separated by commas or spaces). */
 gboolean gptd__config_allows_user (const GptdDaemonConfig *config, guint uid);
 
 void gptd__config_copy (GptdDaemonConfig *dest, const GptdDaemonConfig *src);

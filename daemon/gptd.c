@@ -149,9 +149,26 @@ probe_mode (int argc, char **argv)
   return 0;
 }
 
+/* Under systemd stderr is the journal (JOURNAL_STREAM says so): messages go
+ * there as structured entries (PRIORITY, GLIB_DOMAIN, CODE_FILE, CODE_LINE,
+ * MESSAGE), so that `journalctl -u gptd -p warning` filters them. Elsewhere,
+ * and when the journal refuses one, the usual lines on stderr. */
+static GLogWriterOutput
+journal_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+                gpointer user_data)
+{
+  if (g_log_writer_default_would_drop (level, NULL))
+    return G_LOG_WRITER_HANDLED;
+  if (g_log_writer_journald (level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
+    return G_LOG_WRITER_HANDLED;
+  return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+}
+
 static int
 daemon_mode (int argc, char **argv)
 {
+  if (g_log_writer_is_journald (fileno (stderr)))
+    g_log_set_writer_func (journal_writer, NULL, NULL);
   g_autofree char *socket_path = NULL;
   g_autofree char *state_dir = NULL;
   g_autofree char *config_path = NULL;
