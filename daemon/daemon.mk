@@ -14,6 +14,7 @@ daemon_gptd_SOURCES = \
 	daemon/server-conn.c daemon/server-requests.c daemon/server-runs.c \
 	daemon/server-serving.c daemon/server-probe.c \
 	daemon/serve.c daemon/serve.h \
+	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h \
 	daemon/paths.c daemon/paths.h

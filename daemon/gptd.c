@@ -12,6 +12,7 @@
 #include "server.h"
 #include "worker.h"
 #include "serve.h"
+#include "check.h"
 
 #include <gptd/registry.h>
 
@@ -311,6 +312,8 @@ main (int argc, char **argv)
         return worker_mode (argc, argv);
       if (strcmp (argv[1], "--serve") == 0)
         return serve_mode (argc, argv);
+      if (strcmp (argv[1], "--check") == 0 && argc == 2)
+        return gptd__check_main ();
       if (strcmp (argv[1], "--probe-plugins") == 0)
         return probe_mode (argc, argv);
       if (strcmp (argv[1], "run") == 0)

@@ -10,6 +10,7 @@
 #endif
 
 #include "server-private.h"
+#include "check.h"
 
 #include <gptd/pipeline.h>
 #include <gptd/runner.h>
@@ -19,6 +20,10 @@
 #include <unistd.h>
 
 /* ---- Checking submitted pipelines ------------------------------------------------ */
+
+/* The loading itself happens in a child, `gptd --check` (check.h), started by the
+ * checking thread with the client's rights: the daemon process opens no file a
+ * pipeline names, and runs no stage's check. */
 
 /* A submitted pipeline is loaded (parsed, its variables expanded, every stage
  * checked) off the loop thread: the text is the client's, and however long its
@@ -34,7 +39,6 @@
 
 typedef struct {
   Server *server;
-  GptdRegistry *registry;  /* the daemon's when the request came (kept until done) */
   Conn *conn;              /* loop thread only; NULL once the connection closed */
   guint64 id;
   gboolean is_run;         /* a run request; otherwise a validate request */
@@ -43,9 +47,12 @@ typedef struct {
   char *workdir;           /* as the client gave it (may be NULL) */
   char **settings;
   char **environment;      /* the client's "NAME=value" variables, never NULL */
+  GBytes *frame;           /* the Request for `gptd --check` */
+  gboolean as_user;        /* check with the client's uid and gid */
+  guint uid;
+  guint gid;
   /* Set by the checking thread. */
-  GptdPipeline *pipeline;
-  GPtrArray *problems;
+  Gptd__Response *answer;  /* the child's; NULL with error */
   GError *error;
 } CheckJob;
 
@@ -61,24 +68,22 @@ check_job_free (CheckJob *job)
   g_free (job->workdir);
   g_strfreev (job->settings);
   g_strfreev (job->environment);
-  g_clear_pointer (&job->pipeline, gptd_pipeline_free);
-  g_clear_pointer (&job->problems, g_ptr_array_unref);
+  g_clear_pointer (&job->frame, g_bytes_unref);
+  if (job->answer != NULL)
+    protobuf_c_message_free_unpacked (&job->answer->base, NULL);
   g_clear_error (&job->error);
   g_free (job);
 }
 
-/* Checking thread: loads the pipeline of one request with the daemon's registry
- * and hands the job back to the loop. */
+/* Checking thread: has a child load the pipeline of one request, with the
+ * client's rights, and hands the job back to the loop. */
 static void
 check_job_run (gpointer data, gpointer user_data)
 {
   CheckJob *job = data;
   Server *s = user_data;
-  job->pipeline =
-    gptd_pipeline_load_data_with_env (job->registry, job->text, -1, job->filename,
-                                      (const char *const *) job->settings,
-                                      (const char *const *) job->environment,
-                                      &job->problems, &job->error);
+  job->answer = gptd__check_in_child (job->frame, job->as_user, job->uid, job->gid,
+                                      &job->error);
   g_mutex_lock (&s->check_out_lock);
   g_queue_push_tail (&s->check_out, job);
   /* Under the lock: the loop cannot close the async handle before this call is
@@ -100,7 +105,6 @@ check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
   const char *workdir = rr->workdir && *rr->workdir ? rr->workdir : "/";
   CheckJob *job = g_new0 (CheckJob, 1);
   job->server = s;
-  job->registry = s->registry;
   job->conn = c;
   job->id = req->id;
   job->is_run = is_run;
@@ -118,6 +122,39 @@ check_job_submit (Conn *c, const Gptd__Request *req, const Gptd__RunRequest *rr,
   const char *data_dir = g_getenv ("GPTD_DATA_DIR");
   if (data_dir != NULL && g_environ_getenv (job->environment, "GPTD_DATA_DIR") == NULL)
     job->environment = g_environ_setenv (job->environment, "GPTD_DATA_DIR", data_dir, FALSE);
+  /* What the child gets: the request with the absolute file name and the
+   * environment above. */
+  {
+    guint n = g_strv_length (job->environment);
+    g_autofree Gptd__Setting *envs = g_new0 (Gptd__Setting, MAX (n, 1));
+    g_autofree Gptd__Setting **envp = g_new0 (Gptd__Setting *, MAX (n, 1));
+    g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+    for (guint i = 0; i < n; i++)
+      {
+        const char *eq = strchr (job->environment[i], '=');
+        gptd__setting__init (&envs[i]);
+        envs[i].key = g_strndup (job->environment[i],
+                                 eq ? (gsize) (eq - job->environment[i]) : strlen (job->environment[i]));
+        envs[i].value = (char *) (eq ? eq + 1 : "");
+        g_ptr_array_add (keep, envs[i].key);
+        envp[i] = &envs[i];
+      }
+    Gptd__RunRequest fwd = *rr;
+    fwd.filename = job->filename;
+    fwd.environment = envp;
+    fwd.n_environment = n;
+    Gptd__Request creq = GPTD__REQUEST__INIT;
+    creq.id = req->id;
+    creq.body_case = GPTD__REQUEST__BODY_VALIDATE;
+    creq.validate = &fwd;
+    job->frame = gptd_frame_encode (&creq.base, 0, NULL);
+    if (job->frame == NULL)
+      job->frame = g_bytes_new (NULL, 0);
+  }
+  /* A root daemon checks with the client's rights, as the run will run. */
+  job->as_user = geteuid () == 0 && c->uid != 0;
+  job->uid = c->uid;
+  job->gid = c->gid;
   c->check_jobs = g_list_prepend (c->check_jobs, job);
   s->n_check_jobs++;
   g_thread_pool_push (s->check_pool, job, NULL);
@@ -136,14 +173,18 @@ gptd__conn_forget_checks (Conn *c)
 static void
 check_job_answer_validate (Conn *c, CheckJob *job)
 {
+  if (job->answer == NULL || job->answer->validate == NULL)
+    {
+      gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                             job->error ? job->error->message
+                                        : "the pipeline check answered nothing");
+      return;
+    }
   Gptd__Response resp = GPTD__RESPONSE__INIT;
-  Gptd__ValidateResult *vr =
-    gptd_validate_result_new (job->problems, job->pipeline ? NULL : job->error);
   resp.id = job->id;
   resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
-  resp.validate = vr;
+  resp.validate = job->answer->validate;
   gptd__conn_send (c, &resp);
-  gptd_validate_result_free (vr);
 }
 
 /* Loop thread: answers a run request whose pipeline was loaded, starting the run
@@ -158,24 +199,23 @@ check_job_answer_run (Conn *c, CheckJob *job)
                        "gptd is stopping and starts no new run");
       return;
     }
-  if (job->pipeline == NULL)
+  if (job->answer == NULL)
     {
-      Gptd__Response resp = GPTD__RESPONSE__INIT;
-      Gptd__Error err = GPTD__ERROR__INIT;
-      Gptd__ValidateResult *vr = gptd_validate_result_new (job->problems, job->error);
-      err.code = GPTD__ERROR_CODE__ERROR_CODE_INVALID_PIPELINE;
-      err.message = job->error->message;
-      resp.id = job->id;
-      resp.error = &err;
-      resp.body_case = GPTD__RESPONSE__BODY_VALIDATE;
-      resp.validate = vr;
-      gptd__conn_send (c, &resp);
-      gptd_validate_result_free (vr);
+      gptd__conn_send_error (c, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                             job->error->message);
+      return;
+    }
+  if (job->answer->error != NULL || job->answer->validate == NULL
+      || !job->answer->validate->valid)
+    {
+      /* Invalid: the child's answer, every problem in it. */
+      job->answer->id = job->id;
+      gptd__conn_send (c, job->answer);
       return;
     }
 
   g_autoptr (GError) error = NULL;
-  GptdRun *run = gptd__run_table_create (s->runs, gptd_pipeline_get_name (job->pipeline),
+  GptdRun *run = gptd__run_table_create (s->runs, job->answer->validate->name,
                                          job->text, job->filename, job->workdir,
                                          (const char *const *) job->settings,
                                          (const char *const *) job->environment, &error);

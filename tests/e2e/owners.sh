@@ -14,7 +14,10 @@ if [ "$(id -u)" -ne 0 ] || ! command -v useradd > /dev/null || ! command -v runu
   exit 0
 fi
 
-plan 22
+plan 23
+
+GPTD_PLUGIN_PATH="$GPTD_BUILDDIR/plugins/generate/.libs:$GPTD_PLUGIN_PATH"
+export GPTD_PLUGIN_PATH
 
 U1=gptdt1-$$
 U2=gptdt2-$$
@@ -80,6 +83,18 @@ SP=$(for d in /proc/[0-9]*; do
      done)
 [ -n "$SP" ] && [ "$(uid_of "$SP")" = "$(id -u "$U2")" ]
 ok $? "$U2's generation ran in a serving worker with $U2's uid"
+# Checking a submitted pipeline reads the files it names with the client's
+# rights, not the daemon's: a model only root may read cannot be checked by U1.
+mkdir -m 0700 "$TMP/secret" && cp -r "$MODEL" "$TMP/secret/model"
+printf '[pipeline]\nname=g\n\n[stage generate]\ntype=generator\nmodel=%s\nprompt=hi\ncontext-length=8\n' \
+  "$TMP/secret/model" > "$TMP/secret.pipeline"
+chmod 0644 "$TMP/secret.pipeline"
+ctl validate "$TMP/secret.pipeline" > /dev/null
+st_root=$?
+actl "$U1" validate "$TMP/secret.pipeline" > /dev/null 2> "$TMP/secret.err"
+st_u1=$?
+[ $st_root -eq 0 ] && [ $st_u1 -eq 1 ] && grep -qi 'permission denied' "$TMP/secret.err"
+ok $? "a pipeline naming a model only root may read checks for root, not for $U1 (exit $st_root, $st_u1)"
 check "gptd stops" stop_daemon
 
 # --- a daemon that is not root ------------------------------------------------------
