@@ -7,6 +7,7 @@
 
 #include <gptd/generate.h>
 #include <gptd/nn.h>
+#include <gptd/quant.h>
 
 #include "cli.h"
 
@@ -29,6 +30,7 @@ gptd_cli_generate (int argc, char **argv)
   g_autofree char *model = NULL;
   g_autofree char *prompt = NULL;
   g_autofree char *vocab = NULL;
+  g_autofree char *weights = NULL;
   int max_new_tokens = 50, top_k = 0, threads = 0, eos_id = -1, context = 0;
   double temperature = 0, top_p = 1;
   gint64 seed = GPTD_GENERATE_DEFAULT_SEED;
@@ -56,6 +58,9 @@ gptd_cli_generate (int argc, char **argv)
       "Tokenizer (a directory, or a name such as gpt2); default: the model's own", "VOCAB" },
     { "threads", 'j', 0, G_OPTION_ARG_INT, &threads,
       "Threads for the model (default: one per CPU)", "N" },
+    { "weights", 'w', 0, G_OPTION_ARG_STRING, &weights,
+      "Weight format: fp32, bf16 or q8 (converted on load); default: the "
+      "model directory's own", "FORMAT" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
       "Print only the generated text (not the prompt)", NULL },
     { NULL }
@@ -107,8 +112,23 @@ gptd_cli_generate (int argc, char **argv)
       return GPTD_CLI_EXIT_USAGE;
     }
 
+  GptdGeneratorLoadOptions lo;
+  gptd_generator_load_options_init (&lo);
+  lo.vocab = vocab;
+  lo.context_length = context;
+  if (weights != NULL)
+    {
+      GptdWeightFormat f;
+      if (!gptd_weight_format_from_string (weights, &f, &error))
+        {
+          g_printerr ("gptd generate: --weights: %s\n", error->message);
+          return GPTD_CLI_EXIT_USAGE;
+        }
+      lo.weights = (int) f;
+    }
+
   gptd_nn_set_num_threads (threads);
-  g_autoptr (GptdGenerator) gen = gptd_generator_load (model, vocab, context, &error);
+  g_autoptr (GptdGenerator) gen = gptd_generator_load_full (model, &lo, &error);
   if (gen == NULL)
     {
       g_printerr ("gptd generate: cannot load the model %s: %s\n", model, error->message);

@@ -27,9 +27,15 @@
  *
  *   gptd generate -m MODEL_DIR [-p PROMPT | PROMPT...] [-n N] [--temperature T]
  *                 [--top-k K] [--top-p P] [--seed S] [--threads N] [--quiet]
+ *                 [--weights fp32|bf16|q8]
  *       Loads a model directory (or a run's checkpoint/ root) and prints the prompt
  *       and its continuation as it is generated, without a pipeline or a daemon.
  *       Exit: 0, 1 the model cannot be loaded or generation failed, 2 bad usage.
+ *
+ *   gptd quantize MODEL_DIR OUT_DIR --weights bf16|q8
+ *       Converts a float32 model directory's linear layers and head and saves
+ *       them, with the rest of the model and its tokenizer, to OUT_DIR.
+ *       Exit: 0, 1 the model cannot be read, converted or written, 2 bad usage.
  *
  *   gptd plugins [TYPE] [--json]
  *       Lists every stage type of every plugin found, or describes one stage type
@@ -58,6 +64,8 @@ int gptd_cli_run (int argc, char **argv);
 int gptd_cli_validate (int argc, char **argv);
 /* `gptd generate`: see above. */
 int gptd_cli_generate (int argc, char **argv);
+/* `gptd quantize`: see above. */
+int gptd_cli_quantize (int argc, char **argv);
 /* `gptd plugins`: see above. */
 int gptd_cli_plugins (int argc, char **argv);
 

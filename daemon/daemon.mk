@@ -8,7 +8,7 @@ bin_PROGRAMS += daemon/gptd daemon/gptctl
 
 daemon_gptd_SOURCES = \
 	daemon/gptd.c \
-	daemon/cli.c daemon/cli.h daemon/cli-generate.c \
+	daemon/cli.c daemon/cli.h daemon/cli-generate.c daemon/cli-quantize.c \
 	daemon/daemon-config.c daemon/daemon-config.h \
 	daemon/server.c daemon/server.h daemon/server-private.h \
 	daemon/server-conn.c daemon/server-requests.c daemon/server-runs.c \

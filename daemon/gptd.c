@@ -29,6 +29,7 @@ static const char gptd_description[] =
   "                                          as quickstart, or - for standard input)\n"
   "  gptd validate FILE [--set KEY=VALUE]... check a pipeline, printing every problem\n"
   "  gptd generate -m MODEL_DIR PROMPT...    generate text from a model directory\n"
+  "  gptd quantize MODEL_DIR OUT_DIR -w q8   save a model with bf16 or q8 weights\n"
   "  gptd plugins [TYPE]                     list the stage types, or describe one\n"
   "\n"
   "Without a subcommand gptd is the daemon. It listens on a Unix socket for the\n"
@@ -324,6 +325,8 @@ main (int argc, char **argv)
         return gptd_cli_plugins (argc - 1, argv + 1);
       if (strcmp (argv[1], "generate") == 0)
         return gptd_cli_generate (argc - 1, argv + 1);
+      if (strcmp (argv[1], "quantize") == 0)
+        return gptd_cli_quantize (argc - 1, argv + 1);
     }
   return daemon_mode (argc, argv);
 }

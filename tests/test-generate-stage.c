@@ -21,6 +21,7 @@
 #include <json-glib/json-glib.h>
 
 #include <gptd/generate.h>
+#include <gptd/quant.h>
 #include <gptd/pipeline.h>
 #include <gptd/plugin.h>
 #include <gptd/registry.h>
@@ -269,6 +270,8 @@ test_bad_params (void)
     { "eos-id=-2\n", "eos-id", GPTD_PIPELINE_ERROR_BAD_VALUE },
     { "max-new-tokens=-1\n", "max-new-tokens", GPTD_PIPELINE_ERROR_BAD_VALUE },
     { "kv-cache=maybe\n", "kv-cache", GPTD_PIPELINE_ERROR_BAD_VALUE },
+    /* Weight formats are a choice. */
+    { "weights=q4\n", "weights", GPTD_PIPELINE_ERROR_BAD_VALUE },
     /* The model's context is 16 positions. */
     { "context-length=17\n", "context-length", GPTD_PIPELINE_ERROR_CHECK },
     { "context-length=0\n", "context-length", GPTD_PIPELINE_ERROR_BAD_VALUE },
@@ -395,6 +398,49 @@ test_run_model_param (void)
     }
 }
 
+/* weights=q8 generates what the library does with q8 weights; converted
+ * weights need the KV cache. */
+static void
+test_run_weights (void)
+{
+  const char *prompt = "the cat and the dog";
+  GptdGenerateOptions o;
+  gptd_generate_options_init (&o);
+  o.max_new_tokens = 20;
+  g_autoptr (GError) error = NULL;
+  GptdGeneratorLoadOptions lo;
+  gptd_generator_load_options_init (&lo);
+  lo.weights = GPTD_WEIGHT_FORMAT_Q8;
+  g_autoptr (GptdGenerator) g = gptd_generator_load_full (model_dir, &lo, &error);
+  g_assert_no_error (error);
+  g_autoptr (GptdGenerateResult) expect =
+    gptd_generator_generate (g, prompt, &o, NULL, &error);
+  g_assert_no_error (error);
+
+  g_autofree char *run_dir = g_dir_make_tmp ("gptd-gen-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=gen\n\n[stage gen]\ntype=generator\nmodel=%s\nprompt=%s\n"
+    "max-new-tokens=20\nweights=q8\n", model_dir, prompt);
+  Events ev;
+  events_init (&ev);
+  g_assert_true (run_pipeline (text, run_dir, &ev, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (ev.samples->len, ==, 1);
+  g_assert_cmpstr (ev.samples->pdata[0], ==, expect->text);
+  events_clear (&ev);
+
+  g_autofree char *nocache = g_strdup_printf (
+    "[pipeline]\nname=gen\n\n[stage gen]\ntype=generator\nmodel=%s\nprompt=%s\n"
+    "weights=bf16\nkv-cache=false\n", model_dir, prompt);
+  events_init (&ev);
+  g_assert_false (run_pipeline (nocache, run_dir, &ev, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "kv-cache"));
+  events_clear (&ev);
+  remove_dir (run_dir);
+}
+
 static void
 test_run_inputs (void)
 {
@@ -462,6 +508,7 @@ main (int argc, char **argv)
   model_dir = g_test_build_filename (G_TEST_DIST, "golden", "generate", "model", NULL);
   g_test_add_func ("/generate/stage/bad-params", test_bad_params);
   g_test_add_func ("/generate/stage/model-param", test_run_model_param);
+  g_test_add_func ("/generate/stage/weights", test_run_weights);
   g_test_add_func ("/generate/stage/inputs", test_run_inputs);
   g_test_add_func ("/generate/stage/no-model", test_run_no_model);
   int rc = g_test_run ();

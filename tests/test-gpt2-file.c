@@ -266,6 +266,15 @@ check_save_load (Fixture *f, gboolean qkv_bias, gboolean tie)
   assert_same_config (gptd_gpt_get_config (back), gptd_gpt_get_config (m));
   assert_same_params (m, back);
 
+  /* Floats are written in the fewest digits that read back the same: epsilon 1e-5f
+   * as 1e-05, not 9.99999975e-06. */
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *cfg = NULL;
+  g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
+  g_assert_nonnull (strstr (cfg, "\"dropout\": 0\n"));
+  g_assert_nonnull (strstr (cfg, "\"layer_norm_epsilon\": 1e-05,"));
+  g_assert_null (strstr (cfg, "00000"));
+
   /* The tokenizer files are copies. */
   g_autofree char *vocab = g_build_filename (dir, "vocab.json", NULL);
   g_autofree char *merges = g_build_filename (dir, "merges.txt", NULL);

@@ -170,6 +170,20 @@ static const BadCase bad_cases[] = {
   { "a setting for a stage that does not exist",
     HEAD "[stage a]\ntype=test-counter\n", { "ghost.count=1", NULL },
     GPTD_PIPELINE_ERROR_NO_SUCH_STAGE, 0, "ghost", "count", "no stage called 'ghost'" },
+  { "a setting for a mistyped stage gets the closest stage name",
+    HEAD "[stage counter]\ntype=test-counter\n", { "conuter.count=1", NULL },
+    GPTD_PIPELINE_ERROR_NO_SUCH_STAGE, 0, "conuter", "count",
+    "no stage called 'conuter' (did you mean 'counter'?)" },
+  { "a variable set that nothing uses, close to one that is used",
+    HEAD "[stage a]\ntype=test-counter\ncount=${count}\n", { "count=2", "cuont=3", NULL },
+    GPTD_PIPELINE_ERROR_BAD_SETTING, 0, NULL, "cuont",
+    "no ${cuont} in the pipeline uses this variable (did you mean count?)" },
+  { "a variable set that nothing uses, meant as a stage key",
+    HEAD "[stage a]\ntype=test-counter\n", { "interval=3", NULL },
+    GPTD_PIPELINE_ERROR_BAD_SETTING, 0, NULL, "interval", "write STAGE.KEY=VALUE" },
+  { "an inline comment is not part of the value",
+    HEAD "[stage a]\ntype=test-counter\ncount=many   # how many\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 5, "a", "count", "'many' is not an integer" },
   { "a setting giving a stage key a bad value",
     HEAD "[stage a]\ntype=test-counter\ncount=1\n", { "a.count=many", NULL },
     GPTD_PIPELINE_ERROR_BAD_VALUE, 0, "a", "count", "'many' is not an integer" },
@@ -549,6 +563,22 @@ test_escapes (void)
   g_assert_cmpstr (param_of (p, "a", "name"), ==, " a\tb\\c\\q");
 }
 
+/* `key=value  # comment`: a '#' after white space starts a comment; \# is a '#'
+ * that does not, and a '#' inside a word is kept. */
+static void
+test_inline_comments (void)
+{
+  g_autoptr (GptdPipeline) p =
+    load_ok ("[pipeline]\nname=c   # the name\n[stage c]\ntype=test-counter  # a source\n"
+             "count=3\t# three\n[stage a]\ntype=test-params\n"
+             "size=1 #one\ninput.tokens=t\nname=issue\\s\\#5 and #6 x#y  # done\n"
+             "[stage t]\ntype=test-pass\ninput=c\n", "c.pipeline", NULL);
+  g_assert_cmpstr (gptd_pipeline_get_name (p), ==, "c");
+  g_assert_cmpstr (param_of (p, "c", "count"), ==, "3");
+  g_assert_cmpstr (param_of (p, "a", "size"), ==, "1");
+  g_assert_cmpstr (param_of (p, "a", "name"), ==, "issue #5 and");
+}
+
 static void
 test_params (void)
 {
@@ -643,6 +673,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/variables/chain", test_variables_chain);
   g_test_add_func ("/pipeline/variables/cycle", test_variables_cycle);
   g_test_add_func ("/pipeline/escapes", test_escapes);
+  g_test_add_func ("/pipeline/inline-comments", test_inline_comments);
   g_test_add_func ("/pipeline/params", test_params);
   g_test_add_func ("/pipeline/params-new", test_params_new);
   g_test_add_func ("/pipeline/settings-from-proto", test_settings_from_proto);

@@ -985,7 +985,9 @@ static const struct {
   { "train]\ntype=gpt-trainer\ninput=w\n[stage w2]\ntype=token-windows\ninput=src\n"
     "split=0.9,0.3\n", "split" },
   /* init= takes the shape from the model directory. */
-  { "train]\ntype=gpt-trainer\ninput=w\ninit=/nonexistent\nn-layer=2\n", "n-layer" },
+  { "train]\ntype=gpt-trainer\ninput=w\ninit=/\nn-layer=2\n", "n-layer" },
+  /* init= names a directory that is not there. */
+  { "train]\ntype=gpt-trainer\ninput=w\ninit=/nonexistent\n", "/nonexistent: no such file" },
   /* The cosine floor is above the peak. */
   { "train]\ntype=gpt-trainer\ninput=w\nlr=0.001\nmin-lr=0.01\n", "min-lr" },
   /* Dropout must be below 1. */
@@ -1182,7 +1184,14 @@ test_shipped_pipelines (void)
       g_autoptr (GError) error = NULL;
       g_autofree char *path = g_build_filename (g_getenv ("GPTD_SRCDIR"), "pipelines",
                                                 names[i], NULL);
-      const char *settings[] = { "data=/nonexistent", NULL };
+      /* verdict-pretrain reads ${data} (its text and GPT-2's vocabulary must be
+       * there); quickstart has no such variable, and a setting nothing uses is a
+       * problem. */
+      const char *data = g_getenv ("GPTD_DATA_DIR");
+      if (i == 0 && data == NULL)
+        continue;
+      g_autofree char *set = g_strdup_printf ("data=%s", data);
+      const char *settings[] = { i == 0 ? set : NULL, NULL };
       g_autoptr (GptdPipeline) p = gptd_pipeline_load_file (reg, path, settings, NULL,
                                                             &error);
       g_assert_no_error (error);

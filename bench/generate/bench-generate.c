@@ -1,13 +1,18 @@
 /* bench-generate.c: speed of batch-1 generation (gptd/generate.h) with and
- * without the KV cache, against the memory-bandwidth bound.
+ * without the KV cache, for each weight format, against the memory-bandwidth
+ * bound.
  *
  *   bench/generate/bench-generate [--threads N] [--model gpt2-small]
  *       [--prompt-tokens 16] [--new-tokens 200] [--repeat 3]
- *       [--no-cache-repeat 1] [--skip-no-cache]
+ *       [--no-cache-repeat 1] [--skip-no-cache] [--weights fp32,bf16,q8]
  *
  * The model has the preset's shape and random weights (speed does not depend
  * on the values).  Decoding is greedy.  tokens/s is new tokens over the median
- * wall time of a whole generation, prompt included.
+ * wall time of a whole generation, prompt included.  With several weight
+ * formats, each has its own copy of the same model and the runs are
+ * interleaved (fp32, bf16, q8, fp32, ...), so that a busy moment on a shared
+ * machine falls on all formats alike; runs without the cache are fp32 only
+ * (converted weights are used by the cached path only).
  *
  * The bound: each decoded token reads every parameter once (wte twice over
  * in principle, as embedding row and as output head, but the row is
@@ -24,11 +29,13 @@
 
 #include <gptd/generate.h>
 #include <gptd/nn.h>
+#include <gptd/quant.h>
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -51,6 +58,15 @@ static double
 now_s (void)
 {
   return g_get_monotonic_time () / 1e6;
+}
+
+/* CPU time of the whole process (every thread), in seconds. */
+static double
+cpu_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Best-of-several bandwidths in GB/s of a read-only sum and a copy over
@@ -108,6 +124,33 @@ measure_bandwidth (size_t bytes, int threads, double *read_gbs,
   *copy_gbs = best_copy;
 }
 
+/* The CPU features the kernels may use. */
+static const char *
+cpu_flags (void)
+{
+  static char buf[128];
+  buf[0] = '\0';
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx2"))
+    g_strlcat (buf, "avx2 ", sizeof buf);
+  if (__builtin_cpu_supports ("fma"))
+    g_strlcat (buf, "fma ", sizeof buf);
+  if (__builtin_cpu_supports ("f16c"))
+    g_strlcat (buf, "f16c ", sizeof buf);
+  if (__builtin_cpu_supports ("avx512f"))
+    g_strlcat (buf, "avx512f ", sizeof buf);
+  if (__builtin_cpu_supports ("avx512bw"))
+    g_strlcat (buf, "avx512bw ", sizeof buf);
+  if (__builtin_cpu_supports ("avx512vnni"))
+    g_strlcat (buf, "avx512vnni ", sizeof buf);
+  if (__builtin_cpu_supports ("avx512bf16"))
+    g_strlcat (buf, "avx512bf16 ", sizeof buf);
+  g_strchomp (buf);
+#endif
+  return buf;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -115,6 +158,7 @@ main (int argc, char **argv)
   int no_cache_repeat = 1;
   gboolean skip_no_cache = FALSE;
   g_autofree char *model_name = g_strdup ("gpt2-small");
+  g_autofree char *weights = g_strdup ("fp32");
   GOptionEntry entries[] = {
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "threads (default 2)", "N" },
     { "model", 0, 0, G_OPTION_ARG_STRING, &model_name, "preset (gpt2-small)", "NAME" },
@@ -125,6 +169,8 @@ main (int argc, char **argv)
       "runs without the cache (1)", "N" },
     { "skip-no-cache", 0, 0, G_OPTION_ARG_NONE, &skip_no_cache,
       "only measure with the cache", NULL },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights,
+      "weight formats, comma-separated (fp32)", "LIST" },
     { NULL }
   };
   g_autoptr (GOptionContext) oc = g_option_context_new ("- generation speed");
@@ -146,24 +192,47 @@ main (int argc, char **argv)
       return 2;
     }
   cfg.dropout = 0.0f;
-  GptdGpt *model = gptd_gpt_new (&cfg, &error);
-  if (model == NULL)
+  g_auto (GStrv) names = g_strsplit (weights, ",", -1);
+  int nf = (int) g_strv_length (names);
+  if (nf < 1 || nf > 3)
     {
-      fprintf (stderr, "%s\n", error->message);
-      return 1;
+      fprintf (stderr, "--weights takes one to three formats\n");
+      return 2;
     }
-  gptd_gpt_init_weights (model, 123);
-  size_t n_params = gptd_gpt_n_params (model);
-  const GptdNnTensor *wpe = gptd_gpt_lookup_tensor (model, "wpe.weight");
-  double bytes_per_token =
-    4.0 * (double) (n_params - wpe->numel + (size_t) cfg.n_embd);
-
-  g_autoptr (GptdGenerator) gen = gptd_generator_new (model, 0, &error);
-  if (gen == NULL)
+  GptdGenerator *gens[3] = { NULL, NULL, NULL };
+  GptdWeightFormat formats[3];
+  double bytes_per_token[3];
+  for (int f = 0; f < nf; f++)
     {
-      fprintf (stderr, "%s\n", error->message);
-      return 1;
+      if (!gptd_weight_format_from_string (names[f], &formats[f], &error))
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 2;
+        }
+      GptdGpt *model = gptd_gpt_new (&cfg, &error);
+      if (model == NULL)
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 1;
+        }
+      gptd_gpt_init_weights (model, 123);
+      if (!gptd_gpt_set_weight_format (model, formats[f], &error))
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 1;
+        }
+      /* Every weight the step reads: the matrices in their format, the
+       * float32 rest, one row of each embedding. */
+      bytes_per_token[f] = (double) gptd_gpt_get_weight_bytes (model);
+      gens[f] = gptd_generator_new (model, 0, &error);
+      if (gens[f] == NULL)
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 1;
+        }
     }
+  printf ("{\"impl\": \"cpu\", \"kernels\": \"%s\", \"flags\": \"%s\"}\n",
+          gptd_quant_get_kernels_name (), cpu_flags ());
 
   /* Bandwidth before and after the generations, the best of both: on a
    * shared machine one measurement may fall in a busy moment. */
@@ -178,67 +247,92 @@ main (int argc, char **argv)
 
   GptdGenerateOptions o;
   gptd_generate_options_init (&o);
-  o.max_new_tokens = new_tokens;
 
   /* Warm-up: page in the weights and plan the buffers. */
   o.use_kv_cache = TRUE;
   o.max_new_tokens = 4;
-  gptd_generate_result_free (
-    gptd_generator_generate_ids (gen, prompt, prompt_tokens, &o, NULL, NULL));
+  for (int f = 0; f < nf; f++)
+    gptd_generate_result_free (
+      gptd_generator_generate_ids (gens[f], prompt, prompt_tokens, &o, NULL,
+                                   NULL));
   o.max_new_tokens = new_tokens;
 
-  g_autofree gint32 *first_ids = NULL;
+  gint32 *first_ids[3] = { NULL, NULL, NULL };
   for (int kv = 1; kv >= 0; kv--)
     {
       if (!kv && skip_no_cache)
         break;
       int reps = kv ? repeat : no_cache_repeat;
-      double *secs = g_new (double, reps);
-      double *decode = g_new (double, reps);
-      double prefill = 0;
+      double *secs = g_new0 (double, 3 * reps);
+      double *decode = g_new0 (double, 3 * reps);
+      double *cpu = g_new0 (double, 3 * reps);
+      double prefill[3] = { 0, 0, 0 };
       o.use_kv_cache = kv;
       for (int i = 0; i < reps; i++)
+        for (int f = 0; f < nf; f++)
+          {
+            if (!kv && formats[f] != GPTD_WEIGHT_FORMAT_FP32)
+              continue;
+            double t0 = now_s (), c0 = cpu_s ();
+            GptdGenerateResult *res =
+              gptd_generator_generate_ids (gens[f], prompt, prompt_tokens, &o,
+                                           NULL, &error);
+            secs[f * reps + i] = now_s () - t0;
+            cpu[f * reps + i] = cpu_s () - c0;
+            if (res == NULL)
+              {
+                fprintf (stderr, "%s\n", error->message);
+                return 1;
+              }
+            decode[f * reps + i] = res->decode_s;
+            prefill[f] = res->prefill_s;
+            /* Every run of a format, cached or not, gives the same tokens. */
+            if (first_ids[f] == NULL)
+              first_ids[f] = g_memdup2 (res->ids, sizeof (gint32) * res->n_ids);
+            else if (memcmp (first_ids[f], res->ids,
+                             sizeof (gint32) * res->n_ids) != 0)
+              {
+                fprintf (stderr, "generations differ between runs\n");
+                return 1;
+              }
+            gptd_generate_result_free (res);
+          }
+      for (int f = 0; f < nf; f++)
         {
-          double t0 = now_s ();
-          GptdGenerateResult *res =
-            gptd_generator_generate_ids (gen, prompt, prompt_tokens, &o, NULL,
-                                         &error);
-          secs[i] = now_s () - t0;
-          if (res == NULL)
-            {
-              fprintf (stderr, "%s\n", error->message);
-              return 1;
-            }
-          decode[i] = res->decode_s;
-          prefill = res->prefill_s;
-          /* Both paths must give the same tokens. */
-          if (first_ids == NULL)
-            {
-              first_ids = g_new (gint32, res->n_ids + 1);
-              memcpy (first_ids, res->ids, sizeof (gint32) * res->n_ids);
-            }
-          else if (memcmp (first_ids, res->ids, sizeof (gint32) * res->n_ids) != 0)
-            {
-              fprintf (stderr, "generations differ between runs\n");
-              return 1;
-            }
-          gptd_generate_result_free (res);
+          if (!kv && formats[f] != GPTD_WEIGHT_FORMAT_FP32)
+            continue;
+          double med = median (secs + f * reps, reps);
+          double med_dec = median (decode + f * reps, reps);
+          double med_cpu = median (cpu + f * reps, reps);
+          double tps = new_tokens / med;
+          /* Greedy tokens that equal the first format's (fp32 normally);
+           * random weights make this a check, not a quality figure. */
+          int agree = 0;
+          for (int i = 0; i < new_tokens; i++)
+            agree += first_ids[f][i] == first_ids[0][i];
+          printf ("{\"impl\": \"gptd\", \"model\": \"%s\", \"weights\": \"%s\", "
+                  "\"kv_cache\": %s, \"threads\": %d, \"new_tokens\": %d, "
+                  "\"tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f, "
+                  "\"prefill_s\": %.4f, \"weight_bytes_per_token\": %.0f, "
+                  "\"cpu_ms_per_token\": %.2f, \"same_tokens_as_%s\": %d, "
+                  "\"seconds\": [",
+                  model_name, names[f], kv ? "true" : "false", threads,
+                  new_tokens, tps, (new_tokens - 1) / med_dec, prefill[f],
+                  bytes_per_token[f], 1e3 * med_cpu / new_tokens, names[0],
+                  agree);
+          for (int i = 0; i < reps; i++)
+            printf ("%s%.3f", i ? ", " : "", secs[f * reps + i]);
+          printf ("]}\n");
         }
-      double med = median (secs, reps);
-      double med_dec = median (decode, reps);
-      double tps = new_tokens / med;
-      printf ("{\"impl\": \"gptd\", \"model\": \"%s\", \"kv_cache\": %s, "
-              "\"threads\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.2f, "
-              "\"decode_tokens_per_s\": %.2f, \"prefill_s\": %.4f, "
-              "\"seconds\": [",
-              model_name, kv ? "true" : "false", threads, new_tokens, tps,
-              (new_tokens - 1) / med_dec, prefill);
-      for (int i = 0; i < reps; i++)
-        printf ("%s%.3f", i ? ", " : "", secs[i]);
-      printf ("]}\n");
       fflush (stdout);
       g_free (secs);
       g_free (decode);
+      g_free (cpu);
+    }
+  for (int f = 0; f < nf; f++)
+    {
+      g_free (first_ids[f]);
+      gptd_generator_free (gens[f]);
     }
   g_free (prompt);
 
@@ -247,9 +341,11 @@ main (int argc, char **argv)
   read_gbs = MAX (read_gbs, read2);
   copy_gbs = MAX (copy_gbs, copy2);
   double bw = MAX (read_gbs, copy_gbs);
-  printf ("{\"impl\": \"bandwidth\", \"threads\": %d, \"read_gb_s\": %.2f, "
-          "\"copy_gb_s\": %.2f, \"param_bytes_per_token\": %.0f, "
-          "\"bound_tokens_per_s\": %.2f}\n",
-          threads, read_gbs, copy_gbs, bytes_per_token, bw * 1e9 / bytes_per_token);
+  for (int f = 0; f < nf; f++)
+    printf ("{\"impl\": \"bandwidth\", \"weights\": \"%s\", \"threads\": %d, "
+            "\"read_gb_s\": %.2f, \"copy_gb_s\": %.2f, "
+            "\"param_bytes_per_token\": %.0f, \"bound_tokens_per_s\": %.2f}\n",
+            names[f], threads, read_gbs, copy_gbs, bytes_per_token[f],
+            bw * 1e9 / bytes_per_token[f]);
   return 0;
 }

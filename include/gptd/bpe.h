@@ -139,6 +139,19 @@ typedef struct _GptdBpe GptdBpe;
 GptdBpe *gptd_bpe_load (const char *vocab, GError **error);
 
 /**
+ * gptd_bpe_locate:
+ * @vocab: a vocabulary name or path, as for gptd_bpe_load()
+ * @error: return location for a #GError
+ *
+ * Finds the vocabulary gptd_bpe_load() would load, without reading it: for
+ * checking a pipeline before it runs.
+ *
+ * Returns: (transfer full): the directory or file, or %NULL with
+ *   %GPTD_BPE_ERROR_NOT_FOUND naming the places searched.
+ */
+char *gptd_bpe_locate (const char *vocab, GError **error);
+
+/**
  * gptd_bpe_ref:
  * @bpe: a #GptdBpe
  *

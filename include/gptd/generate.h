@@ -102,7 +102,8 @@ typedef enum {
  * @eos_id: generation stops when this token comes out (it is not part of
  *   the output); -1 for none.
  * @use_kv_cache: feed each new token through the KV cache instead of
- *   recomputing the window (same tokens, much faster).
+ *   recomputing the window (same tokens, much faster).  A model with bf16 or
+ *   q8 weights (gptd/quant.h) generates only with the cache.
  *
  * How to generate.  gptd_generate_options_init() gives the defaults.
  */
@@ -270,6 +271,48 @@ GptdGenerator *gptd_generator_new (GptdGpt *model, int context_length,
  */
 GptdGenerator *gptd_generator_load (const char *model_dir, const char *vocab,
                                     int context_length, GError **error);
+
+/**
+ * GptdGeneratorLoadOptions:
+ * @vocab: (nullable): the tokenizer, as gptd_generator_load()'s @vocab.
+ * @context_length: 0 for the model's context, or a shorter window.
+ * @weights: the weight format of the decoding path (a #GptdWeightFormat of
+ *   gptd/quant.h), or -1 for the one stored (fp32 for an ordinary model
+ *   directory, the stored format for one written by `gptd quantize`).
+ *
+ * How gptd_generator_load_full() loads a model.
+ * gptd_generator_load_options_init() gives the defaults.
+ */
+typedef struct {
+  const char *vocab;
+  int context_length;
+  int weights;
+} GptdGeneratorLoadOptions;
+
+/**
+ * gptd_generator_load_options_init:
+ * @options: (out caller-allocates): filled with the defaults: the model
+ *   directory's own tokenizer, the model's context, the stored weights.
+ */
+void gptd_generator_load_options_init (GptdGeneratorLoadOptions *options);
+
+/**
+ * gptd_generator_load_full:
+ * @model_dir: a model directory or checkpoint root, float32 or quantized
+ *   (gptd/quant.h).
+ * @options: how to load it.
+ * @error: return location for a #GError.
+ *
+ * gptd_generator_load() with a choice of weight format: a float32 model is
+ * converted to @options->weights when it is loaded; a quantized directory
+ * must hold that format (or @options->weights is -1).
+ *
+ * Returns: (transfer full): the generator, or NULL with the error of the
+ *   part that failed (model file, format, tokenizer, context length).
+ */
+GptdGenerator *gptd_generator_load_full (const char *model_dir,
+                                         const GptdGeneratorLoadOptions *options,
+                                         GError **error);
 
 /**
  * gptd_generator_free:

@@ -64,6 +64,8 @@ typedef enum {
   GPTD_PARAM_REQUIRED = 1 << 0,   /* must be given in the pipeline */
   GPTD_PARAM_MIN_EXCLUSIVE = 1 << 1, /* value must be > min (not >= min) */
   GPTD_PARAM_MAX_EXCLUSIVE = 1 << 2, /* value must be < max (not <= max) */
+  GPTD_PARAM_EXISTS = 1 << 3,     /* PATH: must name an existing file or directory
+                                     when the pipeline loads */
 } GptdParamFlags;
 
 /**

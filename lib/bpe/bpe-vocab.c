@@ -1004,8 +1004,8 @@ load_path (const char *path, GError **error)
   return NULL;
 }
 
-GptdBpe *
-gptd_bpe_load (const char *vocab, GError **error)
+char *
+gptd_bpe_locate (const char *vocab, GError **error)
 {
   g_return_val_if_fail (vocab != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -1023,7 +1023,7 @@ gptd_bpe_load (const char *vocab, GError **error)
                        "%s: no such file or directory", vocab);
           return NULL;
         }
-      return load_path (vocab, error);
+      return g_strdup (vocab);
     }
 
   /* A name: $GPTD_DATA_DIR/NAME, then the installed data directory. */
@@ -1036,15 +1036,24 @@ gptd_bpe_load (const char *vocab, GError **error)
       g_autofree char *d = g_build_filename (dirs[i], vocab, NULL);
       g_autofree char *t = g_strconcat (d, ".tiktoken", NULL);
       if (g_file_test (d, G_FILE_TEST_IS_DIR))
-        return load_path (d, error);
+        return g_steal_pointer (&d);
       if (g_file_test (t, G_FILE_TEST_IS_REGULAR))
-        return load_tiktoken (t, error);
+        return g_steal_pointer (&t);
       g_string_append_printf (tried, "%s%s", tried->len ? ", " : "", d);
     }
   g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_NOT_FOUND,
                "vocabulary \"%s\" not found (looked in %s; set GPTD_DATA_DIR to the directory "
                "that holds %s/)", vocab, tried->str, vocab);
   return NULL;
+}
+
+GptdBpe *
+gptd_bpe_load (const char *vocab, GError **error)
+{
+  g_autofree char *path = gptd_bpe_locate (vocab, error);
+  if (path == NULL)
+    return NULL;
+  return load_path (path, error);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 #include <gptd/generate.h>
 #include <gptd/gpt2-file.h>
 #include <gptd/bpe.h>
+#include <gptd/quant.h>
 
 #include <string.h>
 
@@ -60,11 +61,33 @@ gptd_generator_new (GptdGpt *model, int context_length, GError **error)
   return g;
 }
 
+void
+gptd_generator_load_options_init (GptdGeneratorLoadOptions *options)
+{
+  g_return_if_fail (options != NULL);
+  memset (options, 0, sizeof *options);
+  options->weights = -1;
+}
+
 GptdGenerator *
 gptd_generator_load (const char *model_dir, const char *vocab,
                      int context_length, GError **error)
 {
-  g_return_val_if_fail (model_dir != NULL, NULL);
+  GptdGeneratorLoadOptions o;
+  gptd_generator_load_options_init (&o);
+  o.vocab = vocab;
+  o.context_length = context_length;
+  return gptd_generator_load_full (model_dir, &o, error);
+}
+
+GptdGenerator *
+gptd_generator_load_full (const char *model_dir,
+                          const GptdGeneratorLoadOptions *options,
+                          GError **error)
+{
+  g_return_val_if_fail (model_dir != NULL && options != NULL, NULL);
+  const char *vocab = options->vocab;
+  int context_length = options->context_length;
 
   /* The tokenizer defaults to the model directory's own; for a checkpoint
    * root that is the latest checkpoint's directory. */
@@ -90,7 +113,10 @@ gptd_generator_load (const char *model_dir, const char *vocab,
   g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab, error);
   if (bpe == NULL)
     return NULL;
-  GptdGpt *model = gptd_gpt_dir_load (model_dir, error);
+  GptdGpt *model = options->weights == GPTD_WEIGHT_FORMAT_FP32
+                      ? gptd_gpt_dir_load (model_dir, error)
+                      : gptd_gpt_dir_load_with_format (model_dir,
+                                                       options->weights, error);
   if (model == NULL)
     return NULL;
   GptdGenerator *g = gptd_generator_new (model, context_length, error);
@@ -273,6 +299,16 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
 
   if (!gptd_generate_options_validate (options, error))
     return NULL;
+  if (!options->use_kv_cache &&
+      gptd_gpt_get_weight_format (g->model) != GPTD_WEIGHT_FORMAT_FP32)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS,
+                   "the model's weights are %s, which only the KV-cache path "
+                   "uses: generate with the KV cache",
+                   gptd_weight_format_to_string (
+                     gptd_gpt_get_weight_format (g->model)));
+      return NULL;
+    }
   if (n_prompt < 1)
     {
       g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,

@@ -63,12 +63,21 @@ compare_str_ptrs (gconstpointer a, gconstpointer b)
   return strcmp (*(const char * const *) a, *(const char * const *) b);
 }
 
-/* Formats a float so that it reads back as the same float. */
+/* Formats a float in the fewest digits that read back as the same float: 0.1f is
+ * written 0.1, not 0.100000001. */
 static char *
 format_float (double v)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  g_ascii_formatd (buf, sizeof buf, "%.9g", v);
+  const float f = (float) v;
+  for (int digits = 1; digits <= 9; digits++)
+    {
+      char fmt[8];
+      g_snprintf (fmt, sizeof fmt, "%%.%dg", digits);
+      g_ascii_formatd (buf, sizeof buf, fmt, v);
+      if ((float) g_ascii_strtod (buf, NULL) == f)
+        break;
+    }
   return g_strdup (buf);
 }
 

@@ -2,29 +2,13 @@
  * the cached sequence, computing only the new positions against the keys and
  * values kept per layer, and returns the logits of the last new token.
  */
-#include "nn/gpt2-private.h"
+#include "nn/gpt2-kv-private.h"
 
 #include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-struct _GptdGptKvCache {
-  GptdGpt *model;
-  int max_len;
-  int len;
-  float *k, *v; /* (L, max_len, C) each */
-  size_t kv_bytes;
-  /* Scratch for up to cap_n new rows. */
-  int cap_n;
-  size_t cap_nt;
-  float *buf;
-  size_t buf_bytes;
-  float *x, *ln, *mean, *rstd, *qkv, *atty, *branch, *fch, *att, *logits;
-  float *part; /* (cap_nt, 4C): per-thread partial products of one row */
-  float *lnt;  /* (cap_nt, C): per-thread layer norm of one row */
-};
 
 GptdGptKvCache *
 gptd_gpt_kv_cache_new (GptdGpt *model, int max_length, GError **error)
@@ -65,6 +49,7 @@ gptd_gpt_kv_cache_free (GptdGptKvCache *c)
   gptd__nn_free (c->k, c->kv_bytes);
   gptd__nn_free (c->v, c->kv_bytes);
   gptd__nn_free (c->buf, c->buf_bytes);
+  gptd__nn_free (c->qbuf, c->qbuf_bytes);
   g_free (c);
 }
 
@@ -82,8 +67,8 @@ gptd_gpt_kv_cache_get_length (const GptdGptKvCache *c)
   return c->len;
 }
 
-static gboolean
-reserve (GptdGptKvCache *c, int n, GError **error)
+gboolean
+gptd__gpt_kv_reserve (GptdGptKvCache *c, int n, GError **error)
 {
   size_t nt = (size_t) gptd_nn_get_num_threads ();
   if (n <= c->cap_n && nt <= c->cap_nt)
@@ -328,7 +313,9 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
                      tokens[i], i, cfg->vocab_size);
         return NULL;
       }
-  if (!reserve (c, n, error))
+  if (m->quant != NULL)
+    return gptd__gpt_forward_cached_quant (m, c, tokens, n, error);
+  if (!gptd__gpt_kv_reserve (c, n, error))
     return NULL;
 
   for (int i = 0; i < n; i++)

@@ -21,6 +21,10 @@ typedef struct {
   float *fch, *fchg;                /* (BT,4C) */
 } Acts;
 
+/* Frees a model's converted weights (quant.c; NULL is ignored). */
+struct _GptdGptQuant;
+void gptd__gpt_quant_free (struct _GptdGptQuant *q);
+
 struct _GptdGpt {
   GptdGptConfig cfg;
   int n_out;
@@ -34,6 +38,10 @@ struct _GptdGpt {
   Block *blocks;
 
   GptdRngState rng;
+
+  /* The linear layers in another format for the KV-cache path (quant.c);
+   * NULL for float32. */
+  struct _GptdGptQuant *quant;
 
   /* Activation plan for up to plan_bt rows and plan_t positions. */
   size_t plan_bt;

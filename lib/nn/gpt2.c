@@ -243,6 +243,7 @@ gptd_gpt_free (GptdGpt *m)
 {
   if (m == NULL)
     return;
+  gptd__gpt_quant_free (m->quant);
   plan_clear (m);
   for (guint i = 0; i < m->n_tensors; i++)
     g_free ((char *) m->tensors[i].name);

@@ -7,10 +7,17 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/nn-kernels.c \
 	lib/nn/gpt2-private.h \
 	lib/nn/gpt2.c \
+	lib/nn/gpt2-kv-private.h \
 	lib/nn/gpt2-kv.c \
+	lib/nn/gpt2-kv-quant.c \
+	lib/nn/quant-private.h \
+	lib/nn/quant.c \
+	lib/nn/quant-kernels-avx2.c \
+	lib/nn/quant-kernels-avx512.c \
+	lib/nn/quant-file.c \
 	lib/nn/adamw.c
 
-gptdinclude_HEADERS += include/gptd/nn.h
+gptdinclude_HEADERS += include/gptd/nn.h include/gptd/quant.h
 
 check_PROGRAMS += tests/test-nn-golden
 TESTS += tests/test-nn-golden
@@ -22,6 +29,11 @@ TESTS += tests/test-classify-golden
 tests_test_classify_golden_SOURCES = tests/test-classify-golden.c tests/test-nn-util.h
 tests_test_classify_golden_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/test-quant
+TESTS += tests/test-quant
+tests_test_quant_SOURCES = tests/test-quant.c tests/test-nn-util.h
+tests_test_quant_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-nn-grad
 TESTS += tests/test-nn-grad
 tests_test_nn_grad_SOURCES = tests/test-nn-grad.c tests/test-nn-util.h
@@ -31,6 +43,9 @@ EXTRA_DIST += \
 	tests/golden/classify/make_goldens.py \
 	tests/golden/classify/tiny.bin \
 	tests/golden/nn/make_goldens.py \
+	tests/golden/nn/make_quant_goldens.py \
+	tests/golden/nn/quant-tied.bin \
+	tests/golden/nn/quant-untied.bin \
 	tests/golden/nn/tiny-untied.bin \
 	tests/golden/nn/tiny-tied.bin \
 	tests/golden/nn/tiny-untied-qkvbias.bin \
@@ -39,6 +54,10 @@ EXTRA_DIST += \
 	tests/golden/nn/hf-tiny/config.json \
 	tests/golden/nn/hf-tiny/model.safetensors \
 	tests/golden/nn/hf-tiny-expected.json
+
+noinst_PROGRAMS += bench/quant/bench-quant
+bench_quant_bench_quant_SOURCES = bench/quant/bench-quant.c
+bench_quant_bench_quant_LDADD = $(TEST_LIBS)
 
 noinst_PROGRAMS += bench/train/bench-train
 bench_train_bench_train_SOURCES = bench/train/bench-train.c

@@ -304,6 +304,17 @@ params_store (GptdParams *params, const GptdParamSpec *spec, const char *text,
     v->path = g_path_is_absolute (text) || *text == '\0'
       ? g_strdup (text)
       : g_canonicalize_filename (text, params->base_dir);
+  if (spec->type == GPTD_PARAM_PATH && (spec->flags & GPTD_PARAM_EXISTS) && *text != '\0'
+      && !g_file_test (v->path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, GPTD_PIPELINE_ERROR, GPTD_PIPELINE_ERROR_BAD_VALUE,
+                   "%s: no such file or directory%s%s%s", text,
+                   strcmp (text, v->path) != 0 ? " (looked for " : "",
+                   strcmp (text, v->path) != 0 ? v->path : "",
+                   strcmp (text, v->path) != 0 ? ")" : "");
+      param_value_free (v);
+      return FALSE;
+    }
   g_hash_table_replace (params->values, (gpointer) spec->name, v);
   return TRUE;
 }

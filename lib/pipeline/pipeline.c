@@ -162,7 +162,8 @@ valid_key (const char *key)
   return TRUE;
 }
 
-/* Key-file escapes: \s \n \t \r \\; any other backslash stays as it is. */
+/* Key-file escapes: \s \n \t \r \\, and \# for a '#' that does not start a
+ * comment; any other backslash stays as it is. */
 static char *
 unescape (const char *s)
 {
@@ -173,7 +174,7 @@ unescape (const char *s)
         {
           char c = s[1];
           const char *rep = c == 's' ? " " : c == 'n' ? "\n" : c == 't' ? "\t"
-                          : c == 'r' ? "\r" : c == '\\' ? "\\" : NULL;
+                          : c == 'r' ? "\r" : c == '\\' ? "\\" : c == '#' ? "#" : NULL;
           if (rep)
             {
               g_string_append (out, rep);
@@ -184,6 +185,28 @@ unescape (const char *s)
       g_string_append_c (out, *s);
     }
   return g_string_free (out, FALSE);
+}
+
+/* Cuts an inline comment off a raw value: a '#' after white space starts one
+ * (`key=value  # comment`); `\#` is a '#' that does not. Trailing white space
+ * before the comment goes too. */
+static void
+strip_inline_comment (char *value)
+{
+  for (char *c = value; *c; c++)
+    {
+      if (*c == '\\' && c[1])
+        {
+          c++;
+          continue;
+        }
+      if (*c == '#' && c > value && (c[-1] == ' ' || c[-1] == '\t'))
+        {
+          *c = '\0';
+          g_strchomp (value);
+          return;
+        }
+    }
 }
 
 static Group *
@@ -297,7 +320,9 @@ parse_text (Loader *L, const char *text)
         }
       Entry *e = g_new0 (Entry, 1);
       e->key = g_steal_pointer (&key);
-      e->value = unescape (g_strchug (eq + 1));
+      char *raw = g_strchug (eq + 1);
+      strip_inline_comment (raw);
+      e->value = unescape (raw);
       e->line = lineno;
       g_ptr_array_add (current->entries, e);
     }
@@ -514,6 +539,8 @@ expand (Loader *L, const char *value, const Where *w, Var *self, gboolean *ok)
 
 /* ---- Settings ----------------------------------------------------------- */
 
+static const char *closest (const char *word, GPtrArray *candidates);
+
 static void
 apply_settings (Loader *L, const char *const *settings)
 {
@@ -541,8 +568,19 @@ apply_settings (Loader *L, const char *const *settings)
       if (g == NULL || !valid_key (stage_key))
         {
           if (g == NULL)
-            add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_STAGE, 0, stage, stage_key, TRUE,
-                         "the pipeline has no stage called '%s'", stage);
+            {
+              g_autoptr (GPtrArray) names = g_ptr_array_new ();
+              for (guint k = 0; k < L->stage_groups->len; k++)
+                g_ptr_array_add (names, ((Group *) L->stage_groups->pdata[k])->name);
+              const char *near = closest (stage, names);
+              if (near != NULL)
+                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_STAGE, 0, stage, stage_key, TRUE,
+                             "the pipeline has no stage called '%s' (did you mean '%s'?)",
+                             stage, near);
+              else
+                add_problem (L, GPTD_PIPELINE_ERROR_NO_SUCH_STAGE, 0, stage, stage_key, TRUE,
+                             "the pipeline has no stage called '%s'", stage);
+            }
           else
             add_problem (L, GPTD_PIPELINE_ERROR_BAD_SETTING, 0, stage, stage_key, TRUE,
                          "'%s' is not a valid key", stage_key);
@@ -939,6 +977,47 @@ set_error_from_problems (GPtrArray *problems, GError **error)
   g_string_free (s, TRUE);
 }
 
+/* A variable given with --set that no ${...} of the pipeline uses is a mistake (a
+ * typo, or a setting meant as STAGE.key): a problem, with the closest variable the
+ * pipeline does use or define. */
+static void
+check_unused_settings (Loader *L)
+{
+  g_autoptr (GPtrArray) known = g_ptr_array_new ();
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, L->vars);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    g_ptr_array_add (known, key);
+  for (guint i = 0; L->pipeline_group && i < L->pipeline_group->entries->len; i++)
+    {
+      Entry *e = L->pipeline_group->entries->pdata[i];
+      if (strcmp (e->key, "name") != 0)
+        g_ptr_array_add (known, e->key);
+    }
+  g_autoptr (GList) names = g_hash_table_get_keys (L->set_vars);
+  names = g_list_sort (names, (GCompareFunc) strcmp);
+  for (GList *l = names; l; l = l->next)
+    {
+      const char *name = l->data;
+      if (g_hash_table_contains (L->vars, name))
+        continue;
+      g_autoptr (GPtrArray) others = g_ptr_array_new ();
+      for (guint i = 0; i < known->len; i++)
+        if (strcmp (known->pdata[i], name) != 0)
+          g_ptr_array_add (others, known->pdata[i]);
+      const char *near = closest (name, others);
+      if (near != NULL)
+        add_problem (L, GPTD_PIPELINE_ERROR_BAD_SETTING, 0, NULL, name, TRUE,
+                     "no ${%s} in the pipeline uses this variable (did you mean %s?)", name,
+                     near);
+      else
+        add_problem (L, GPTD_PIPELINE_ERROR_BAD_SETTING, 0, NULL, name, TRUE,
+                     "no ${%s} in the pipeline uses this variable (to set a stage's key, "
+                     "write STAGE.KEY=VALUE)", name);
+    }
+}
+
 GptdPipeline *
 gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length,
                          const char *filename, const char *const *settings,
@@ -1021,6 +1100,7 @@ gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data, gssi
         }
       check_links (&L, pipeline->stages);
       check_cycles (&L, pipeline->stages);
+      check_unused_settings (&L);
     }
   if (pipeline->name == NULL || *pipeline->name == '\0')
     {

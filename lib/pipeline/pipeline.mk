@@ -20,3 +20,7 @@ tests_test_runner_LDADD = $(TEST_LIBS)
 # gptd validate / plugins / run, as a user runs them.
 TESTS += tests/test-pipeline-cli.sh
 dist_check_SCRIPTS += tests/test-pipeline-cli.sh
+
+# The pipelines shown in the documentation are valid as written.
+TESTS += tests/test-doc-examples.sh
+dist_check_SCRIPTS += tests/test-doc-examples.sh

@@ -22,6 +22,7 @@ gptd_bpe_carry_clear (GptdBpeCarry *carry)
     g_string_free (carry->buf, TRUE);
   g_free (carry->source);
   g_free (carry->label);
+  g_free (carry->record);
   memset (carry, 0, sizeof *carry);
 }
 
@@ -31,6 +32,7 @@ gptd_bpe_segment_clear (GptdBpeSegment *seg)
   g_clear_pointer (&seg->text, g_free);
   g_clear_pointer (&seg->source, g_free);
   g_clear_pointer (&seg->label, g_free);
+  g_clear_pointer (&seg->record, g_free);
 }
 
 /* Segments larger than this are cut further (where the pre-tokenizer would), so
@@ -42,7 +44,12 @@ emit_one (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray
 {
   GptdBpeSegment seg = { g_strndup (carry->buf->str, len), len, carry->offset, begins, last,
                          carry->n_docs, g_strdup (carry->source), g_strdup (carry->label),
-                         carry->index };
+                         carry->index, NULL, 0 };
+  if (begins)
+    {
+      seg.record = g_strdup (carry->record);
+      seg.prompt_bytes = carry->prompt_bytes;
+    }
   g_array_append_val (segments, seg);
   g_string_erase (carry->buf, 0, (gssize) len);
   carry->offset += len;
@@ -52,7 +59,7 @@ static void
 emit (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode special, gsize len,
       gboolean begins, gboolean last, GArray *segments)
 {
-  while (bpe && len > SEGMENT_MAX)
+  while (bpe && len > SEGMENT_MAX && carry->prompt_bytes == 0)
     {
       gsize cut = gptd_bpe_split_point (bpe, carry->buf->str, SEGMENT_MAX, special);
       if (cut == 0)
@@ -69,7 +76,8 @@ gptd_bpe_carry_end (GptdBpeCarry *carry, GArray *segments)
 {
   if (!carry->open)
     return;
-  emit (carry, NULL, GPTD_BPE_SPECIAL_TEXT, carry->buf->len, FALSE, TRUE, segments);
+  emit (carry, NULL, GPTD_BPE_SPECIAL_TEXT, carry->buf->len, carry->held, TRUE, segments);
+  carry->held = FALSE;
   carry->open = FALSE;
 }
 
@@ -84,8 +92,11 @@ gptd_bpe_carry_feed (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode
       gptd_bpe_carry_end (carry, segments);
       g_free (carry->source);
       g_free (carry->label);
+      g_free (carry->record);
       carry->source = g_strdup (source);
       carry->label = doc->label && *doc->label ? g_strdup (doc->label) : NULL;
+      carry->record = doc->record && *doc->record ? g_strdup (doc->record) : NULL;
+      carry->prompt_bytes = doc->prompt_bytes;
       carry->index = doc->index;
       carry->offset = doc->offset;
       carry->open = TRUE;
@@ -95,8 +106,14 @@ gptd_bpe_carry_feed (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode
   g_string_append_len (carry->buf, (const char *) doc->text.data, (gssize) doc->text.len);
   if (doc->last)
     {
-      emit (carry, bpe, special, carry->buf->len, begins, TRUE, segments);
+      emit (carry, bpe, special, carry->buf->len, begins || carry->held, TRUE, segments);
       carry->open = FALSE;
+      carry->held = FALSE;
+      return;
+    }
+  if (carry->prompt_bytes > 0)
+    {
+      carry->held = carry->held || begins;
       return;
     }
   gsize cut = gptd_bpe_split_point (bpe, carry->buf->str, carry->buf->len, special);

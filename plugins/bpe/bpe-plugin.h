@@ -18,6 +18,9 @@ typedef struct {
   guint64  offset;   /* offset of buf in its source */
   char    *source;   /* the document's source; NULL between documents */
   char    *label;    /* the document's label, or NULL */
+  char    *record;   /* the document's record (JSON object), or NULL */
+  guint64  prompt_bytes; /* bytes of the document's prompt; 0 for none */
+  gboolean held;     /* a document with a prompt is kept whole: nothing handed on yet */
   guint64  index;
   gboolean open;     /* a document has begun and not ended */
   guint64  n_docs;   /* documents begun */
@@ -37,6 +40,8 @@ typedef struct {
   char    *source;    /* owned, like text */
   char    *label;     /* owned; NULL when the document has none */
   guint64  index;
+  char    *record;    /* owned; the document's record on its first segment, else NULL */
+  guint64  prompt_bytes; /* on the first segment: bytes of the document's prompt */
 } GptdBpeSegment;
 
 /* Frees what a segment owns. */
@@ -44,7 +49,9 @@ void gptd_bpe_segment_clear (GptdBpeSegment *seg);
 
 /* Feeds @doc; appends to @segments (GptdBpeSegment) what can be encoded now: text
  * cut at gptd_bpe_split_point() (everything when @doc is its source's last chunk).
- * A chunk of another source than the open document's ends that document first. */
+ * A chunk of another source than the open document's ends that document first.
+ * A document with a prompt (prompt_bytes > 0) is handed on whole, as one segment,
+ * so that its prompt can be encoded on its own. */
 void gptd_bpe_carry_feed (GptdBpeCarry *carry, const GptdBpe *bpe, GptdBpeSpecialMode special,
                           const Gptd__Document *doc, GArray *segments);
 

@@ -26,6 +26,7 @@ typedef struct {
   GptdBpeSegment seg;          /* its text is freed once encoded */
   gboolean       eot_before;   /* put <|endoftext|> before the segment's ids */
   GArray        *ids;
+  guint32        prompt_tokens; /* ids of the segment's prompt encoded alone */
   GError        *error;
   Tokenizer     *tk;
   GAsyncQueue   *done;
@@ -63,15 +64,32 @@ static const GptdPadSpec tokenizer_outputs[] = {
   { NULL }
 };
 
-static gpointer
-tokenizer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
+/* The vocabulary the vocab= key names: a directory or file given by path is relative to
+ * the pipeline file, as PATH keys are; a bare name (gpt2) is looked up in the data
+ * directories unless such a file is there. */
+static char *
+tokenizer_vocab (const GptdParams *params)
 {
-  /* A directory or file given by path is relative to the pipeline file, as PATH keys are;
-   * a bare name (gpt2) is looked up in the data directories unless such a file is there. */
   const char *vocab = gptd_params_get_string (params, "vocab");
   g_autofree char *vocab_path = gptd_params_resolve_path (params, vocab);
   if (strchr (vocab, '/') != NULL || g_file_test (vocab_path, G_FILE_TEST_EXISTS))
-    vocab = vocab_path;
+    return g_steal_pointer (&vocab_path);
+  return g_strdup (vocab);
+}
+
+/* Load-time check: the vocabulary can be found (it is read when the run starts). */
+static gboolean
+tokenizer_check (const GptdParams *params, GError **error)
+{
+  g_autofree char *vocab = tokenizer_vocab (params);
+  g_autofree char *found = gptd_bpe_locate (vocab, error);
+  return found != NULL;
+}
+
+static gpointer
+tokenizer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
+{
+  g_autofree char *vocab = tokenizer_vocab (params);
   g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab, error);
   if (!bpe)
     return NULL;
@@ -130,6 +148,17 @@ encode_job (gpointer data, gpointer user_data)
   opts.base_offset = job->seg.offset;
   if (!gptd_bpe_encode (tk->bpe, job->seg.text, job->seg.len, &opts, job->ids, &job->error))
     g_prefix_error (&job->error, "%s: ", job->seg.source);
+  else if (job->seg.prompt_bytes > 0)
+    {
+      /* The prompt's length in tokens is that of the prompt encoded on its own, as
+       * the book's len(tokenizer.encode(format_input(entry))). */
+      g_autoptr (GArray) prompt = g_array_new (FALSE, FALSE, sizeof (guint32));
+      gsize n = MIN (job->seg.prompt_bytes, job->seg.len);
+      if (gptd_bpe_encode (tk->bpe, job->seg.text, n, &opts, prompt, &job->error))
+        job->prompt_tokens = prompt->len + (job->eot_before ? 1 : 0);
+      else
+        g_prefix_error (&job->error, "%s: the prompt: ", job->seg.source);
+    }
   /* The text is no longer needed; free it early. */
   g_clear_pointer (&job->seg.text, g_free);
   g_async_queue_push (job->done, job);
@@ -172,6 +201,9 @@ push_ready (Tokenizer *tk, Flow *flow, GptdStageContext *ctx, GError **error)
       msg.vocab_size = gptd_bpe_get_n_vocab (tk->bpe);
       if (job->seg.label)
         msg.label = job->seg.label;
+      if (job->seg.record)
+        msg.record = job->seg.record;
+      msg.prompt_tokens = job->prompt_tokens;
       flow->n_tokens += job->ids->len;
       flow->n_bytes += job->seg.len;
       gboolean ok = gptd_stage_push (ctx, 0, &msg.base, error);
@@ -284,6 +316,7 @@ const GptdStageType gptd_bpe_tokenizer_type = {
   .params = tokenizer_params,
   .inputs = tokenizer_inputs,
   .outputs = tokenizer_outputs,
+  .check = tokenizer_check,
   .create = tokenizer_create,
   .run = tokenizer_run,
   .destroy = tokenizer_destroy,

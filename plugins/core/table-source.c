@@ -29,7 +29,7 @@ static const char *const invalid_choices[] = { "error", "replace", NULL };
 
 static const GptdParamSpec table_source_params[] = {
   { "path", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
-    "The file to read; relative to the pipeline file", GPTD_PARAM_REQUIRED },
+    "The file to read; relative to the pipeline file", GPTD_PARAM_REQUIRED | GPTD_PARAM_EXISTS },
   { "format", GPTD_PARAM_ENUM, "tsv", 0, 0, format_choices,
     "tsv: fields split on tabs, no quoting; csv: comma-separated with RFC 4180 quoting "
     "(\"...\" fields, \"\" for a quote, newlines inside quotes)", 0 },

@@ -285,6 +285,17 @@ text_source_run (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
+/* Load-time check: the files exist and the globs match (the same expansion the run
+ * does, so a pipeline that validates finds its files). */
+static gboolean
+text_source_check (const GptdParams *params, GError **error)
+{
+  g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+  guint64 total = 0;
+  return collect_files (params, gptd_params_get_string (params, "path"), files, &total,
+                        error);
+}
+
 const GptdStageType gptd_core_text_source_type = {
   .name = "text-source",
   .description = "Reads text files (a file, a glob or a list) as Documents, streaming "
@@ -292,6 +303,7 @@ const GptdStageType gptd_core_text_source_type = {
   .params = text_source_params,
   .inputs = NULL,
   .outputs = text_source_outputs,
+  .check = text_source_check,
   .create = text_source_create,
   .run = text_source_run,
   .destroy = text_source_destroy,

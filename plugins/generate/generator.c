@@ -18,6 +18,7 @@
 #include <gptd/gpt2-file.h>
 #include <gptd/message-json.h>
 #include <gptd/nn.h>
+#include <gptd/quant.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,10 +28,13 @@
 
 enum { INPUT_MODEL = 0, INPUT_PROMPTS = 1 };
 
+static const char *const weight_choices[] = { "stored", "fp32", "bf16", "q8",
+                                              NULL };
+
 static const GptdParamSpec generator_params[] = {
   { "model", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "model directory (config.json + model.safetensors) or checkpoint root; "
-    "else link input.model", 0 },
+    "else link input.model", GPTD_PARAM_EXISTS },
   { "prompt", GPTD_PARAM_STRING, NULL, 0, 0, NULL,
     "prompt text (answered after the documents of input.prompts, if any)", 0 },
   { "vocab", GPTD_PARAM_STRING, NULL, 0, 0, NULL,
@@ -58,6 +62,10 @@ static const GptdParamSpec generator_params[] = {
     "keep keys and values between steps (same output, much faster)", 0 },
   { "threads", GPTD_PARAM_INT, NULL, 1, 4096, NULL,
     "threads for the model (default: one per CPU)", 0 },
+  { "weights", GPTD_PARAM_ENUM, "stored", 0, 0, weight_choices,
+    "weight format of the decoding path: fp32, bf16 or q8 (converted when "
+    "the model is loaded), or stored: the model directory's own (fp32, or "
+    "what gptd quantize wrote)", 0 },
   { "output", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "write each sample to this file as a JSON line (default: "
     "samples.jsonl in the run directory)", 0 },
@@ -79,6 +87,7 @@ typedef struct {
   GptdGenerateOptions options;
   char *vocab;
   int context_length;       /* 0: the model's */
+  int weights;              /* a GptdWeightFormat, or -1: the stored one */
   char *prompt;
   char *model_dir;          /* the model in use */
   guint64 model_step;       /* its training step, from a Model message */
@@ -173,8 +182,12 @@ generator_load (Generator *self, GptdStageContext *ctx, GError **error)
   self->generator = NULL;
   gint64 t0 = g_get_monotonic_time ();
   g_autoptr (GError) local = NULL;
-  self->generator = gptd_generator_load (self->model_dir, self->vocab,
-                                         self->context_length, &local);
+  GptdGeneratorLoadOptions lo;
+  gptd_generator_load_options_init (&lo);
+  lo.vocab = self->vocab;
+  lo.context_length = self->context_length;
+  lo.weights = self->weights;
+  self->generator = gptd_generator_load_full (self->model_dir, &lo, &local);
   if (self->generator == NULL)
     {
       g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
@@ -186,10 +199,12 @@ generator_load (Generator *self, GptdStageContext *ctx, GError **error)
     gptd_gpt_get_config (gptd_generator_get_model (self->generator));
   gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
                   "loaded %s (%d layers, %d heads, width %d, vocabulary %d, "
-                  "window %d) in %.2f s",
+                  "window %d, %s weights) in %.2f s",
                   self->model_dir, cfg->n_layer, cfg->n_head, cfg->n_embd,
                   cfg->vocab_size,
                   gptd_generator_get_context_length (self->generator),
+                  gptd_weight_format_to_string (gptd_gpt_get_weight_format (
+                    gptd_generator_get_model (self->generator))),
                   (g_get_monotonic_time () - t0) / 1e6);
   return TRUE;
 }
@@ -215,6 +230,27 @@ generator_create (GptdStageContext *ctx, const GptdParams *params,
     }
   if (gptd_params_is_set (params, "context-length"))
     self->context_length = (int) gptd_params_get_int (params, "context-length");
+  self->weights = -1;
+  const char *weights = gptd_params_get_string (params, "weights");
+  if (weights != NULL && strcmp (weights, "stored") != 0)
+    {
+      GptdWeightFormat f;
+      if (!gptd_weight_format_from_string (weights, &f, error))
+        {
+          generator_destroy (self);
+          return NULL;
+        }
+      if (f != GPTD_WEIGHT_FORMAT_FP32 && !o->use_kv_cache)
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                       "weights=%s needs kv-cache=true: converted weights "
+                       "are used by the KV-cache path only",
+                       weights);
+          generator_destroy (self);
+          return NULL;
+        }
+      self->weights = (int) f;
+    }
   if (gptd_params_is_set (params, "threads"))
     gptd_nn_set_num_threads ((int) gptd_params_get_int (params, "threads"));
   const char *vocab = gptd_params_get_string (params, "vocab");

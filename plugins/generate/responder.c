@@ -39,7 +39,7 @@ static const char *const format_choices[] = { "json", "jsonl", NULL };
 
 static const GptdParamSpec responder_params[] = {
   { "model", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
-    "model directory (config.json + model.safetensors); else link input.model", 0 },
+    "model directory (config.json + model.safetensors); else link input.model", GPTD_PARAM_EXISTS },
   { "vocab", GPTD_PARAM_STRING, NULL, 0, 0, NULL,
     "tokenizer: a directory with vocab.json + merges.txt or encoder.json + "
     "vocab.bpe, or a name such as gpt2 ($GPTD_DATA_DIR); default: the model "

@@ -33,7 +33,7 @@ static const GptdParamSpec classifier_trainer_params[] = {
   { "init", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "A GPT-2 model directory (e.g. OpenAI's, from tools/download-model.sh) whose head is "
     "replaced by a new classifier head, or a classifier directory whose head training "
-    "continues", 0 },
+    "continues", GPTD_PARAM_EXISTS },
   { "model", GPTD_PARAM_ENUM, NULL, 0, 0, model_choices,
     "Train from random weights instead of init=: a GPT-2 preset, or custom (gpt2-small's "
     "values as the base for the overrides below)", 0 },

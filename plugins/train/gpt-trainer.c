@@ -47,7 +47,7 @@ static const GptdParamSpec gpt_trainer_params[] = {
     "+-1/sqrt(fan_in)), which memorises a small text much sooner", 0 },
   { "init", GPTD_PARAM_PATH, NULL, 0, 0, NULL,
     "Start from this model directory (config.json + model.safetensors, e.g. OpenAI's "
-    "GPT-2) instead of random weights", 0 },
+    "GPT-2) instead of random weights", GPTD_PARAM_EXISTS },
   GPTD__TRAINER_COMMON_PARAMS ("1", "0.0004", "5"),
   { "start-context", GPTD_PARAM_STRING, "Every effort moves you", 0, 0, NULL,
     "Prompt of the sample generated after each epoch", 0 },

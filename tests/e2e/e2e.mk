@@ -7,6 +7,7 @@ E2E_TESTS = \
 	tests/e2e/restart.sh \
 	tests/e2e/clients.sh \
 	tests/e2e/generate.sh \
+	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
 	tests/e2e/pause.sh \
 	tests/e2e/serve.sh \
