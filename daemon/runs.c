@@ -718,14 +718,24 @@ write_request (const char *dir, const char *filename, const char *workdir,
 }
 
 gboolean
+gptd__run_dir_write_request (const char *dir, const char *text, gssize length,
+                             const char *filename, const char *workdir,
+                             const char *const *settings, const char *const *environment,
+                             GError **error)
+{
+  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
+  gsize n = length < 0 ? strlen (text) : (gsize) length;
+  return gptd_atomic_file_set_contents (ppath, text, n, error)
+         && write_request (dir, filename, workdir, settings, environment, error);
+}
+
+gboolean
 gptd__run_dir_read_request (const char *dir, char **text, char **filename, char **workdir,
                             char ***settings, GError **error)
 {
   g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
   g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
   g_autofree char *data = NULL;
-  if (!g_file_get_contents (ppath, &data, NULL, error))
-    return FALSE;
   g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (rpath, 0, error);
   if (parser == NULL)
     return FALSE;
@@ -742,6 +752,8 @@ gptd__run_dir_read_request (const char *dir, char **text, char **filename, char 
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: no filename", rpath);
       return FALSE;
     }
+  if (!g_file_get_contents (ppath, &data, NULL, error))
+    return FALSE;
   GPtrArray *sb = g_ptr_array_new ();
   JsonArray *arr = json_object_has_member (obj, "settings")
                      ? json_object_get_array_member (obj, "settings") : NULL;
@@ -1004,9 +1016,8 @@ gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
   run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
   run->created = now_s ();
 
-  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
-  if (!gptd_atomic_file_set_contents (ppath, text, strlen (text), error)
-      || !write_request (dir, filename, workdir, settings, environment, error)
+  if (!gptd__run_dir_write_request (dir, text, -1, filename, workdir, settings, environment,
+                                    error)
       || !run_open_log (run, error)
       || !gptd__run_write_status (run, error))
     {

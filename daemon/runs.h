@@ -292,6 +292,29 @@ void gptd__run_log_reader_free (GptdRunLogReader *reader);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdRunLogReader, gptd__run_log_reader_free)
 
 /**
+ * gptd__run_dir_write_request:
+ * @dir: a run directory
+ * @text: the pipeline text
+ * @length: its length, or -1 when NUL-terminated
+ * @filename: the absolute file name it was submitted as
+ * @workdir: (nullable): the client's working directory
+ * @settings: (nullable): "key=value" settings
+ * @environment: (nullable): "NAME=value" variables for ${NAME}; %NULL: none
+ *   recorded (the process's environment applies)
+ * @error: return location for a #GError
+ *
+ * Writes pipeline.pipeline and run.json, atomically: what both the daemon
+ * (gptd__run_table_create()) and `gptd run` keep of a run, and what the worker
+ * and `gptd run --resume` read back.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean gptd__run_dir_write_request (const char *dir, const char *text, gssize length,
+                                      const char *filename, const char *workdir,
+                                      const char *const *settings,
+                                      const char *const *environment, GError **error);
+
+/**
  * gptd__run_dir_read_request:
  * @dir: a run directory
  * @text: (out) (transfer full): the pipeline text
