@@ -93,8 +93,9 @@ ctl validate "$TMP/secret.pipeline" > /dev/null
 st_root=$?
 actl "$U1" validate "$TMP/secret.pipeline" > /dev/null 2> "$TMP/secret.err"
 st_u1=$?
-[ $st_root -eq 0 ] && [ $st_u1 -eq 1 ] && grep -qi 'permission denied' "$TMP/secret.err"
+[ $st_root -eq 0 ] && [ $st_u1 -eq 1 ] && grep -q "key model: $TMP/secret/model" "$TMP/secret.err"
 ok $? "a pipeline naming a model only root may read checks for root, not for $U1 (exit $st_root, $st_u1)"
+[ $st_u1 -eq 1 ] || diag "$(cat "$TMP/secret.err")"
 check "gptd stops" stop_daemon
 
 # --- a daemon that is not root ------------------------------------------------------
