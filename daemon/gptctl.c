@@ -1,7 +1,7 @@
 /* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
- * lists, watches, cancels and resumes runs, reads their logs, lists stage types,
- * validates pipelines and streams generated text over the control socket
- * (docs/control-protocol.md).
+ * lists, watches, cancels, pauses and resumes runs, reads their logs, shows the
+ * daemon's own status, lists stage types, validates pipelines and streams
+ * generated text over the control socket (docs/control-protocol.md).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"

@@ -54,12 +54,18 @@ static const char gptd_description[] =
   "On start the run table is rebuilt from STATE/runs; runs that were running when\n"
   "the previous daemon died are marked interrupted.\n"
   "\n"
+  "The daemon supervises; its children compute: each run is a worker process (at\n"
+  "most max-runs at once, the others queued), each loaded model a serving worker\n"
+  "(one per model and user), and submitted pipelines are checked in a child. A\n"
+  "root daemon starts them with the rights of the user who asked.\n"
+  "\n"
   "Signals:\n"
   "  SIGTERM, SIGINT       stop: remove the socket, tell every worker to stop (its run\n"
   "                        is cancelled, trainers checkpoint), wait up to\n"
   "                        --stop-timeout, then kill what is left; those runs are\n"
   "                        marked interrupted. A second signal kills them at once.\n"
-  "  SIGHUP                rescan (and first probe) the plugins.\n"
+  "  SIGHUP                read the configuration again and rescan (and first\n"
+  "                        probe) the plugins, answering clients meanwhile.\n"
   "\n"
   "Environment:\n"
   "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"
@@ -191,9 +197,11 @@ daemon_mode (int argc, char **argv)
     { "client-queue-limit", 0, 0, G_OPTION_ARG_INT64, &queue_limit,
       "Bytes a client may fall behind before it is dropped (default 4 MiB)", "BYTES" },
     { "model-cache", 0, 0, G_OPTION_ARG_INT, &model_cache,
-      "Models that generate requests keep loaded (default $GPTD_MODEL_CACHE, else 2)", "N" },
+      "Models kept loaded, each in a serving worker (default $GPTD_MODEL_CACHE, else 2)",
+      "N" },
     { "generate-threads", 0, 0, G_OPTION_ARG_INT, &generate_threads,
-      "Generate requests served at once (default $GPTD_GENERATE_THREADS, else 2)", "N" },
+      "Threads each serving worker computes with (default $GPTD_GENERATE_THREADS, else "
+      "the cores the running runs leave)", "N" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and debug messages",
       NULL },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
