@@ -138,6 +138,15 @@ gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
   info->owner = run->owner ? run->owner : (char *) "";
 }
 
+/* Attempts at writing status.json, and the pause before each retry: a short
+ * outage (EIO, space freed a moment later) is ridden out without blocking the
+ * event loop for long. */
+#define STATUS_ATTEMPTS 3
+#define STATUS_RETRY_US (20 * 1000)
+/* A stale status is tried again at most this often (seconds) on ordinary events,
+ * and at every state change. */
+#define STATUS_RETRY_INTERVAL 5.0
+
 gboolean
 gptd__run_write_status (GptdRun *run, GError **error)
 {
@@ -147,13 +156,26 @@ gptd__run_write_status (GptdRun *run, GError **error)
   g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
   g_autofree char *text = g_strconcat (json, "\n", NULL);
   g_autoptr (GError) local = NULL;
-  if (!gptd_atomic_file_set_contents (path, text, strlen (text), &local))
+  run->status_tried = now_s ();
+  for (int attempt = 1; attempt <= STATUS_ATTEMPTS; attempt++)
     {
-      g_warning ("run %s: cannot write its status: %s", run->id, local->message);
-      g_propagate_error (error, g_steal_pointer (&local));
-      return FALSE;
+      g_clear_error (&local);
+      if (gptd_atomic_file_set_contents (path, text, strlen (text), &local))
+        {
+          if (run->status_stale)
+            g_message ("run %s: its status is written again", run->id);
+          run->status_stale = FALSE;
+          return TRUE;
+        }
+      if (attempt < STATUS_ATTEMPTS)
+        g_usleep ((gulong) STATUS_RETRY_US * (gulong) attempt);
     }
-  return TRUE;
+  g_warning ("run %s: cannot write its status (%d attempts): %s; its event log holds "
+             "the state, and the status is written again later", run->id, STATUS_ATTEMPTS,
+             local->message);
+  run->status_stale = TRUE;
+  g_propagate_error (error, g_steal_pointer (&local));
+  return FALSE;
 }
 
 void
@@ -196,15 +218,19 @@ json_fill_message (JsonObject *obj, ProtobufCMessage *msg)
           if (!is_null)
             *(protobuf_c_boolean *) slot = json_node_get_boolean (node);
           break;
+        /* Integers that do not fit the field (a negative count, ...) are left
+         * out rather than wrapped around. */
         case PROTOBUF_C_TYPE_INT32:
         case PROTOBUF_C_TYPE_SINT32:
         case PROTOBUF_C_TYPE_SFIXED32:
-          if (!is_null)
+          if (!is_null && json_node_get_int (node) >= G_MININT32
+              && json_node_get_int (node) <= G_MAXINT32)
             *(int32_t *) slot = (int32_t) json_node_get_int (node);
           break;
         case PROTOBUF_C_TYPE_UINT32:
         case PROTOBUF_C_TYPE_FIXED32:
-          if (!is_null)
+          if (!is_null && json_node_get_int (node) >= 0
+              && json_node_get_int (node) <= G_MAXUINT32)
             *(uint32_t *) slot = (uint32_t) json_node_get_int (node);
           break;
         case PROTOBUF_C_TYPE_INT64:
@@ -215,7 +241,7 @@ json_fill_message (JsonObject *obj, ProtobufCMessage *msg)
           break;
         case PROTOBUF_C_TYPE_UINT64:
         case PROTOBUF_C_TYPE_FIXED64:
-          if (!is_null)
+          if (!is_null && json_node_get_int (node) >= 0)
             *(uint64_t *) slot = (uint64_t) json_node_get_int (node);
           break;
         case PROTOBUF_C_TYPE_ENUM:
@@ -412,7 +438,7 @@ run_append_log (GptdRun *run, const Gptd__Event *event)
  * and the offset after the last whole frame (a torn tail is cut off so that new
  * events follow whole frames). */
 static void
-run_recover_log (GptdRun *run)
+run_recover_log (GptdRun *run, Gptd__Event **last_state, Gptd__Event **last_progress)
 {
   g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_EVENTS_FILE, NULL);
   g_autofree char *data = NULL;
@@ -432,7 +458,18 @@ run_recover_log (GptdRun *run)
       if (ev == NULL)
         continue;
       run->last_seq = MAX (run->last_seq, ev->seq);
-      protobuf_c_message_free_unpacked (&ev->base, NULL);
+      Gptd__Event **keep = ev->body_case == GPTD__EVENT__BODY_STATE && ev->state
+                             ? last_state
+                             : ev->body_case == GPTD__EVENT__BODY_PROGRESS && ev->progress
+                                 ? last_progress : NULL;
+      if (keep != NULL)
+        {
+          if (*keep)
+            protobuf_c_message_free_unpacked (&(*keep)->base, NULL);
+          *keep = ev;
+        }
+      else
+        protobuf_c_message_free_unpacked (&ev->base, NULL);
     }
   guint64 good = gptd_frame_decoder_get_offset (dec);
   if (good < length)
@@ -469,6 +506,7 @@ gptd__run_record_event (GptdRun *run, Gptd__Event *event)
     event->time = now_s ();
 
   run_append_log (run, event);
+  gboolean status_written = FALSE;
 
   if (event->body_case == GPTD__EVENT__BODY_PROGRESS && event->progress != NULL)
     {
@@ -494,8 +532,12 @@ gptd__run_record_event (GptdRun *run, Gptd__Event *event)
               run_close_log (run);
             }
           gptd__run_write_status (run, NULL);
+          status_written = TRUE;
         }
     }
+  if (run->status_stale && !status_written
+      && now_s () - run->status_tried >= STATUS_RETRY_INTERVAL)
+    gptd__run_write_status (run, NULL);
 
   if (run->table->func)
     run->table->func (run, event, run->table->user_data);
@@ -854,8 +896,39 @@ table_load (GptdRunTable *table)
       if (gptd__run_is_finished (run))
         continue;
 
-      /* The run was queued or running when the daemon that owned it stopped. */
-      run_recover_log (run);
+      /* The run was queued or running when the daemon that owned it stopped, or
+       * so says its status: the event log, written before the status, may know
+       * better (a status write that failed on a full disk). */
+      Gptd__Event *last_state = NULL, *last_progress = NULL;
+      run_recover_log (run, &last_state, &last_progress);
+      if (last_progress != NULL)
+        {
+          if (run->progress)
+            protobuf_c_message_free_unpacked (&run->progress->base, NULL);
+          run->progress = (Gptd__Progress *) message_copy (&last_progress->progress->base);
+          protobuf_c_message_free_unpacked (&last_progress->base, NULL);
+        }
+      if (last_state != NULL && gptd__run_state_is_final (last_state->state->state))
+        {
+          const Gptd__StateChange *change = last_state->state;
+          g_autofree char *was = gptd_enum_json_name (&gptd__run_state__descriptor, run->state);
+          g_autofree char *is = gptd_enum_json_name (&gptd__run_state__descriptor,
+                                                     change->state);
+          g_message ("run %s: its status says %s, but its event log ends %s: the status "
+                     "is rebuilt from the log", run->id, was, is);
+          run->state = change->state;
+          run->finished = last_state->time;
+          g_free (run->error);
+          g_free (run->error_stage);
+          run->error = change->error && *change->error ? g_strdup (change->error) : NULL;
+          run->error_stage = change->stage && *change->stage ? g_strdup (change->stage) : NULL;
+          run->pid = 0;
+          protobuf_c_message_free_unpacked (&last_state->base, NULL);
+          gptd__run_write_status (run, NULL);
+          continue;
+        }
+      if (last_state != NULL)
+        protobuf_c_message_free_unpacked (&last_state->base, NULL);
       g_autofree char *why = NULL;
       if (worker_alive (run->pid, run->dir))
         {

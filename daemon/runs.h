@@ -89,6 +89,8 @@ typedef struct {
   int log_fd;
   int json_fd;
   GptdRunTable *table;
+  gboolean status_stale;     /* the last status.json write failed */
+  double status_tried;       /* when it was last tried */
   /*< owned by the server >*/
   gpointer worker;
   GPtrArray *watchers;
@@ -175,7 +177,9 @@ gboolean gptd__run_set_owner (GptdRun *run, guint uid, guint gid, GError **error
 /* Sets the worker's pid (0 when none) and writes status.json. */
 void gptd__run_set_pid (GptdRun *run, int pid);
 
-/* Writes status.json atomically; failures are logged, and returned. */
+/* Writes status.json atomically, trying up to three times; a failure is logged
+ * and returned, and the write is tried again with the run's next events (the
+ * event log holds the state too, and a restart rebuilds the status from it). */
 gboolean gptd__run_write_status (GptdRun *run, GError **error);
 
 /**

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -266,6 +268,49 @@ test_copy (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_entries (f->dir), ==, 2);
 }
 
+/* Only a regular file is replaced: a FIFO, a symbolic link or a directory at the
+ * path is refused with an error naming it, both when the file is opened and when
+ * one appears there before the commit, and it is left as it was. */
+static void
+test_not_regular (Fixture *f, gconstpointer data)
+{
+  g_autofree char *fifo = g_build_filename (f->dir, "fifo", NULL);
+  g_autofree char *link = g_build_filename (f->dir, "link", NULL);
+  g_autofree char *late = g_build_filename (f->dir, "late", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  g_assert_cmpint (symlink ("fifo", link), ==, 0);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_false (gptd_atomic_file_set_contents (fifo, "x", 1, &error));
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED);
+  g_autofree char *want = g_strdup_printf ("“%s”: it is a FIFO", fifo);
+  g_assert_nonnull (strstr (error->message, want));
+  g_clear_error (&error);
+  g_assert_false (gptd_atomic_file_set_contents (link, "x", 1, &error));
+  g_assert_nonnull (strstr (error->message, "it is a symbolic link"));
+  g_clear_error (&error);
+  g_assert_false (gptd_atomic_file_set_contents (f->dir, "x", 1, &error));
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
+  g_clear_error (&error);
+
+  g_autoptr (GptdAtomicFile) file = gptd_atomic_file_open (late, &error);
+  g_assert_no_error (error);
+  g_assert_true (gptd_atomic_file_write (file, "x", 1, &error));
+  g_assert_cmpint (mkfifo (late, 0600), ==, 0);
+  g_assert_false (gptd_atomic_file_commit (file, &error));
+  g_assert_nonnull (strstr (error->message, "it is a FIFO"));
+
+  GStatBuf st;
+  g_assert_cmpint (lstat (fifo, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (late, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (link, &st), ==, 0);
+  g_assert_true (S_ISLNK (st.st_mode));
+  /* No temporary file is left: fifo, link and late only. */
+  g_assert_cmpuint (count_entries (f->dir), ==, 3);
+}
+
 static void
 test_fsync_directory (Fixture *f, gconstpointer data)
 {
@@ -296,6 +341,7 @@ main (int argc, char **argv)
   ADD ("missing-dir", test_open_missing_dir);
   ADD ("copy", test_copy);
   ADD ("fsync-directory", test_fsync_directory);
+  ADD ("not-regular", test_not_regular);
 #undef ADD
   return g_test_run ();
 }

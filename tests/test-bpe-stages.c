@@ -12,6 +12,10 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include <json-glib/json-glib.h>
 
@@ -262,6 +266,7 @@ test_reader_errors (Fixture *f, gconstpointer data)
   g_assert_true (g_file_set_contents (badmagic, (const char *) header, sizeof header, NULL));
   g_autofree char *odd = g_build_filename (f->dir, "odd.u16", NULL);
   g_assert_true (g_file_set_contents (odd, "abc", 3, NULL));
+  g_autofree char *missing = g_build_filename (f->dir, "missing.u16", NULL);
   struct {
     const char *path;
     const char *format;
@@ -270,6 +275,10 @@ test_reader_errors (Fixture *f, gconstpointer data)
     { truncated, "llmc", "header says 10 tokens" },
     { badmagic, "llmc", "not an llm.c token shard" },
     { odd, "u16", "not a whole number" },
+    /* A device is not a missing file, and a missing file says so. */
+    { "/dev/zero", "u16", "/dev/zero: a character device, not a regular file" },
+    { f->dir, "u16", "a directory, not a token file" },
+    { missing, "u16", "No such file or directory" },
   };
   for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
     {
@@ -290,6 +299,23 @@ test_reader_errors (Fixture *f, gconstpointer data)
       g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
       test_events_clear (&ev);
     }
+
+  /* An empty file of raw ids is no tokens (it maps to no memory at all). */
+  g_autofree char *empty = g_build_filename (f->dir, "empty.u16", NULL);
+  g_assert_true (g_file_set_contents (empty, "", 0, NULL));
+  g_autofree char *out = g_build_filename (f->dir, "out.u32", NULL);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=token-reader\npath=%s\nformat=u16\n"
+    "[stage write]\ntype=token-writer\ninput=read\npath=%s\nformat=u32\n", empty, out);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run (text, &ev, &error));
+  g_assert_no_error (error);
+  g_autoptr (GArray) ids = read_u32 (out, 0);
+  g_assert_cmpuint (ids->len, ==, 0);
+  test_events_clear (&ev);
 }
 
 /* special-tokens=error: a run over text holding <|endoftext|> fails naming the
@@ -673,6 +699,125 @@ test_shards_stale (Fixture *f, gconstpointer data)
     }
 }
 
+/* NUL is valid UTF-8 (U+0000): text-source -> bpe-tokenizer encodes "ab\0cd\n" as
+ * tiktoken does with GPT-2's vocabulary (397 "ab", 188 the byte token of 0x00,
+ * 10210 "cd", 198 "\n"), where the segments once lost everything after a NUL
+ * (188 four times); bpe-trainer learns from text holding NULs and keeps them in
+ * its tokens' bytes. */
+static void
+test_nul (Fixture *f, gconstpointer data)
+{
+  static const char nul_text[] = "ab\0cd\n";
+  g_autofree char *path = g_build_filename (f->dir, "nul.txt", NULL);
+  g_assert_true (g_file_set_contents (path, nul_text, sizeof nul_text - 1, NULL));
+
+  GString *s = g_string_new (NULL);
+  for (int i = 0; i < 50; i++)
+    g_string_append_len (s, "x\0y\0z ", 7);
+  g_autofree char *train = g_build_filename (f->dir, "train.txt", NULL);
+  g_assert_true (g_file_set_contents (train, s->str, (gssize) s->len, NULL));
+  g_autofree char *vdir = g_build_filename (f->dir, "nul-vocab", NULL);
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=text-source\npath=%s\n"
+    "[stage train]\ntype=bpe-trainer\ninput=read\npath=%s\nvocab-size=260\n", train, vdir);
+  TestEvents ev;
+  test_events_init (&ev);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (run (text, &ev, &error));
+  g_assert_no_error (error);
+  test_events_clear (&ev);
+  g_autoptr (GptdBpe) trained = gptd_bpe_load (vdir, &error);
+  g_assert_no_error (error);
+  /* The first merges hold the NULs: "x\0" or "\0y" or "\0z" become tokens. */
+  gboolean nul_merged = FALSE;
+  for (guint32 id = 256; id < gptd_bpe_get_n_vocab (trained); id++)
+    {
+      gsize n;
+      const guint8 *b = gptd_bpe_get_token (trained, id, &n);
+      if (b && n > 1 && memchr (b, 0, n))
+        nul_merged = TRUE;
+    }
+  g_assert_true (nul_merged);
+
+  GptdBpe *gpt2 = test_bpe_gpt2 ();
+  if (gpt2 == NULL)
+    return;
+  g_autofree char *out = g_build_filename (f->dir, "nul.u32", NULL);
+  g_autofree char *text2 = g_strdup_printf (
+    "[pipeline]\nname=t\n"
+    "[stage read]\ntype=text-source\npath=%s\n"
+    "[stage tok]\ntype=bpe-tokenizer\ninput=read\nvocab=gpt2\n"
+    "[stage write]\ntype=token-writer\ninput=tok\npath=%s\nformat=u32\n", path, out);
+  test_events_init (&ev);
+  g_assert_true (run (text2, &ev, &error));
+  g_assert_no_error (error);
+  test_events_clear (&ev);
+  g_autoptr (GArray) ids = read_u32 (out, 0);
+  const guint32 want[] = { 397, 188, 10210, 198 };
+  for (guint i = 0; i < ids->len; i++)
+    g_test_message ("id %u: %u", i, g_array_index (ids, guint32, i));
+  g_assert_cmpmem (ids->data, ids->len * 4, want, sizeof want);
+  /* 188 is the byte token of 0x00. */
+  gsize n;
+  const guint8 *b = gptd_bpe_get_token (gpt2, 188, &n);
+  g_assert_cmpuint (n, ==, 1);
+  g_assert_cmpuint (b[0], ==, 0);
+}
+
+/* token-writer replaces only regular files: a FIFO, a symbolic link or a directory
+ * at the path (or at a shard's name) stops the run with an error naming the path
+ * and what is there, and is left as it was. */
+static void
+test_writer_not_regular (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GArray) ids = make_ids (20, 50257);
+  g_autofree char *in = write_ids (f, "in.u32", ids);
+  g_autofree char *fifo = g_build_filename (f->dir, "fifo.bin", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0644), ==, 0);
+  g_autofree char *target = g_build_filename (f->dir, "target.bin", NULL);
+  g_assert_true (g_file_set_contents (target, "keep", 4, NULL));
+  g_autofree char *link = g_build_filename (f->dir, "link.bin", NULL);
+  g_assert_cmpint (symlink (target, link), ==, 0);
+  g_autofree char *dir = g_build_filename (f->dir, "dir.bin", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  g_autofree char *shards = g_build_filename (f->dir, "sh.bin", NULL);
+  g_autofree char *shard1 = g_build_filename (f->dir, "sh_000001.bin", NULL);
+  g_assert_cmpint (mkfifo (shard1, 0644), ==, 0);
+
+  const struct {
+    const char *out, *bad, *what;
+    guint shard_tokens;
+  } cases[] = {
+    { fifo, fifo, "a FIFO", 0 },
+    { link, link, "a symbolic link", 0 },
+    { dir, dir, "a directory", 0 },
+    { shards, shard1, "a FIFO", 8 },
+  };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      TestEvents ev;
+      g_autoptr (GError) error = NULL;
+      g_assert_false (run_shard_writer (in, cases[c].out, "u32", cases[c].shard_tokens, &ev,
+                                        &error));
+      g_assert_nonnull (error);
+      g_autofree char *want = g_strdup_printf ("“%s”: it is %s", cases[c].bad, cases[c].what);
+      if (!strstr (error->message, want))
+        g_error ("error \"%s\" should say \"%s\"", error->message, want);
+      test_events_clear (&ev);
+    }
+  GStatBuf st;
+  g_assert_cmpint (lstat (fifo, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (shard1, &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+  g_assert_cmpint (lstat (link, &st), ==, 0);
+  g_assert_true (S_ISLNK (st.st_mode));
+  g_autofree char *kept = NULL;
+  g_assert_true (g_file_get_contents (target, &kept, NULL, NULL));
+  g_assert_cmpstr (kept, ==, "keep");
+}
+
 /* A run failing midway — the third shard cannot be renamed into place (a directory
  * has its name), or its tokens hold an id too large for llmc — keeps the first two
  * complete shards and leaves no temporary or partial file. */
@@ -700,7 +845,7 @@ test_shards_failure (Fixture *f, gconstpointer data)
       g_autoptr (GError) error = NULL;
       g_assert_false (run_shard_writer (in, out, "llmc", 300, &ev, &error));
       g_assert_nonnull (error);
-      const char *needle = c == 0 ? "cannot rename" : "does not fit in 16 bits";
+      const char *needle = c == 0 ? "it is a directory" : "does not fit in 16 bits";
       if (!strstr (error->message, needle) || !strstr (error->message, third))
         g_error ("error \"%s\" should name %s and say \"%s\"", error->message, third, needle);
       test_events_clear (&ev);
@@ -743,6 +888,8 @@ main (int argc, char **argv)
   ADD ("/bpe-stages/shards-empty", test_shards_empty);
   ADD ("/bpe-stages/shards-stale", test_shards_stale);
   ADD ("/bpe-stages/shards-failure", test_shards_failure);
+  ADD ("/bpe-stages/writer-not-regular", test_writer_not_regular);
+  ADD ("/bpe-stages/nul", test_nul);
   int rc = g_test_run ();
   gptd_registry_free (registry);
   return rc;

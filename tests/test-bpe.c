@@ -663,6 +663,8 @@ test_bad_files (void)
     /* nesting that would overflow json-glib's recursion */
     { deep, NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json", "deeper than 64" } },
     { "", NULL, GPTD_BPE_ERROR_VOCAB, { "encoder.json" } },
+    /* no tokens at all (an empty table once reached memset with NULL) */
+    { "{}", "#version: 0.2\n", GPTD_BPE_ERROR_VOCAB, { "encoder.json: no tokens" } },
     { NULL, one_token, GPTD_BPE_ERROR_VOCAB, { "vocab.bpe:2:", "two tokens" } },
     { NULL, unknown, GPTD_BPE_ERROR_VOCAB, { "vocab.bpe:3:", "right token" } },
     { NULL, no_result, GPTD_BPE_ERROR_VOCAB, { "vocab.bpe:5:", "merged token" } },

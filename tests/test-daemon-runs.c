@@ -5,9 +5,11 @@
  */
 #include "runs.h"
 
+#include <gptd/atomic-file.h>
 #include <gptd/frame.h>
 #include <gptd/json-load.h>
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -262,6 +264,123 @@ test_interrupted (Fixture *f, gconstpointer data)
   gptd__run_table_free (table);
 }
 
+/* Fails writes of status.json with ENOSPC: all of them while *remaining is
+ * negative, else the next *remaining attempts. */
+static int
+status_fault (GptdAtomicFileOp op, const char *path, guint64 offset, size_t *length,
+              gpointer user_data)
+{
+  int *remaining = user_data;
+  if (op != GPTD_ATOMIC_FILE_OP_CREATE || !g_str_has_suffix (path, "/" GPTD_RUN_STATUS_FILE))
+    return 0;
+  if (*remaining < 0)
+    return ENOSPC;
+  if (*remaining == 0)
+    return 0;
+  (*remaining)--;
+  return ENOSPC;
+}
+
+static Gptd__RunState
+state_on_disk (GptdRun *run)
+{
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  if (strstr (text, "\"failed\""))
+    return GPTD__RUN_STATE__RUN_STATE_FAILED;
+  if (strstr (text, "\"running\""))
+    return GPTD__RUN_STATE__RUN_STATE_RUNNING;
+  if (strstr (text, "\"interrupted\""))
+    return GPTD__RUN_STATE__RUN_STATE_INTERRUPTED;
+  return GPTD__RUN_STATE__RUN_STATE_QUEUED;
+}
+
+/* A run that fails while status.json cannot be written (a full disk): a short
+ * outage is retried away; a lasting one leaves the FAILED event in the log, and
+ * the next start rebuilds the status from it — the run failed, with its error and
+ * stage, and was not "interrupted". */
+static void
+test_status_write_fails (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  int remaining = 0;
+  gptd_atomic_file_set_fault_func (status_fault, &remaining);
+  /* The failed writes are warned about: expected here. */
+  GLogLevelFlags fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+
+  /* Two failed attempts: the third succeeds. */
+  GptdRun *brief = create_run (table);
+  remaining = 2;
+  record_state (brief, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+  g_assert_cmpint (remaining, ==, 0);
+  g_assert_cmpint (state_on_disk (brief), ==, GPTD__RUN_STATE__RUN_STATE_RUNNING);
+  g_assert_false (brief->status_stale);
+
+  /* Every attempt fails. */
+  GptdRun *run = create_run (table);
+  g_autofree char *id = g_strdup (run->id);
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+  record_progress (run, 7);
+  remaining = -1;
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_FAILED, "ticks", "No space left on device");
+  g_assert_true (run->status_stale);
+  g_assert_cmpint (state_on_disk (run), ==, GPTD__RUN_STATE__RUN_STATE_RUNNING);
+  gptd__run_table_free (table);
+
+  /* The disk has room again; the daemon starts. */
+  gptd_atomic_file_set_fault_func (NULL, NULL);
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *r = gptd__run_table_lookup (table, id);
+  g_assert_cmpint (r->state, ==, GPTD__RUN_STATE__RUN_STATE_FAILED);
+  g_assert_cmpstr (r->error, ==, "No space left on device");
+  g_assert_cmpstr (r->error_stage, ==, "ticks");
+  g_assert_cmpfloat (r->finished, >, 0);
+  g_assert_nonnull (r->progress);
+  g_assert_cmpuint (r->progress->items, ==, 7);
+  g_assert_cmpint (state_on_disk (r), ==, GPTD__RUN_STATE__RUN_STATE_FAILED);
+  /* Nothing was added to its log: it ends with the failure. */
+  g_autoptr (GPtrArray) events = gptd__run_read_log (r, FALSE, &error);
+  g_assert_no_error (error);
+  Gptd__Event *last = events->pdata[events->len - 1];
+  g_assert_cmpint (last->body_case, ==, GPTD__EVENT__BODY_STATE);
+  g_assert_cmpint (last->state->state, ==, GPTD__RUN_STATE__RUN_STATE_FAILED);
+  gptd__run_table_free (table);
+  g_log_set_always_fatal (fatal);
+}
+
+/* A status.json with counts that do not fit their fields (negative, too large)
+ * leaves them out instead of wrapping them around. */
+static void
+test_status_out_of_range (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  GptdRun *run = create_run (table);
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_RUNNING, NULL, NULL);
+  record_progress (run, 9);
+  record_state (run, GPTD__RUN_STATE__RUN_STATE_SUCCEEDED, NULL, NULL);
+  g_autofree char *id = g_strdup (run->id);
+  g_autofree char *path = g_build_filename (run->dir, GPTD_RUN_STATUS_FILE, NULL);
+  gptd__run_table_free (table);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  g_autoptr (GString) s = g_string_new (text);
+  g_assert_cmpint (g_string_replace (s, "\"items\" : 9", "\"items\" : -5", 1), ==, 1);
+  g_assert_cmpint (g_string_replace (s, "\"pid\" : 0", "\"pid\" : 99999999999", 1), ==, 1);
+  g_assert_true (g_file_set_contents (path, s->str, (gssize) s->len, NULL));
+
+  table = gptd__run_table_open (f->dir, &error);
+  GptdRun *r = gptd__run_table_lookup (table, id);
+  g_assert_nonnull (r);
+  g_assert_cmpuint (r->progress->items, ==, 0);
+  g_assert_cmpint (r->pid, ==, 0);
+  gptd__run_table_free (table);
+}
+
 /* A paused run rests: it takes no events, survives a restart paused (not
  * interrupted), and resumes; its owner and environment are recorded. */
 static void
@@ -425,6 +544,10 @@ main (int argc, char **argv)
   g_test_add ("/daemon/runs/lock", Fixture, NULL, fixture_setup, test_lock, fixture_teardown);
   g_test_add ("/daemon/runs/paused-owner", Fixture, NULL, fixture_setup, test_paused_owner,
               fixture_teardown);
+  g_test_add ("/daemon/runs/status-write-fails", Fixture, NULL, fixture_setup,
+              test_status_write_fails, fixture_teardown);
+  g_test_add ("/daemon/runs/status-out-of-range", Fixture, NULL, fixture_setup,
+              test_status_out_of_range, fixture_teardown);
   g_test_add ("/daemon/runs/reader-follows", Fixture, NULL, fixture_setup,
               test_reader_follows, fixture_teardown);
   g_test_add ("/daemon/runs/bad-run-dirs", Fixture, NULL, fixture_setup, test_bad_run_dirs,

@@ -231,6 +231,10 @@ test_config (Fixture *f, gconstpointer data)
   expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":4,\"n_ctx\":8,\"vocab_size\":5,"
                        "\"n_inner\":5}",
                        fe, GPTD_GPT_FILE_ERROR_CONFIG, "“n_inner”");
+  /* 4 * n_embd is shown as it is, not wrapped around 32 bits. */
+  expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":1000000000,\"n_ctx\":8,"
+                       "\"vocab_size\":5,\"n_inner\":5}",
+                       fe, GPTD_GPT_FILE_ERROR_CONFIG, "5 is not 4 * n_embd (4000000000)");
   expect_config_error ("{\"n_layer\":1,\"n_head\":1,\"n_embd\":4,\"n_ctx\":8,\"vocab_size\":5,"
                        "\"model_type\":\"llama\"}",
                        fe, GPTD_GPT_FILE_ERROR_CONFIG, "“model_type”");
@@ -354,7 +358,7 @@ test_save_classifier (Fixture *f, gconstpointer data)
   g_assert_null (pooling);
   g_clear_pointer (&labels, g_strfreev);
   const char *const names[] = { "ham", "sp\"am", NULL };
-  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token",
+  g_assert_true (gptd_gpt_dir_save_classifier (m, f->dir, NULL, NULL, names, "last-token", 0,
                                                &error));
   g_assert_true (gptd_gpt_dir_read_labels (f->dir, &labels, &pooling, &error));
   g_assert_no_error (error);
@@ -740,6 +744,26 @@ test_bad_dirs (Fixture *f, gconstpointer data)
 
 /* A small config.json naming a model far larger than model.safetensors beside it
  * is refused from the safetensors header, before any parameter is allocated. */
+/* A NaN or infinite weight is refused at load, naming the file, the tensor and
+ * the position. */
+static void
+test_not_finite (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  const float bad[] = { NAN, INFINITY, -INFINITY };
+  const char *shown[] = { "holds nan at [1, 2]", "holds inf at [1, 2]", "holds -inf at [1, 2]" };
+  for (guint c = 0; c < G_N_ELEMENTS (bad); c++)
+    {
+      g_autoptr (GptdGpt) m = tiny_model (FALSE, FALSE, 5);
+      const GptdNnTensor *t = gptd_gpt_lookup_tensor (m, "h.1.mlp.c_fc.weight");
+      t->data[1 * t->shape[1] + 2] = bad[c];
+      g_assert_true (gptd_gpt_dir_save (m, f->dir, NULL, NULL, &error));
+      g_assert_no_error (error);
+      expect_load_error (f->dir, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_NOT_FINITE,
+                         "“h.1.mlp.c_fc.weight”", shown[c], "must be finite", NULL);
+    }
+}
+
 static void
 test_config_larger_than_weights (Fixture *f, gconstpointer data)
 {
@@ -881,8 +905,9 @@ fake_steps (GptdGpt *m, GptdAdamW *opt, int n, int salt)
   for (int s = 0; s < n; s++)
     {
       float *g = gptd_gpt_get_grads (m);
-      for (size_t i = 0; i < gptd_gpt_n_params (m); i++)
-        g[i] = sinf ((float) (i * 0.37 + s + salt)) * 0.01f;
+      size_t base = gptd_gpt_get_grads_offset (m);
+      for (size_t i = base; i < gptd_gpt_n_params (m); i++)
+        g[i - base] = sinf ((float) (i * 0.37 + s + salt)) * 0.01f;
       gptd_adamw_step (opt, m, 1e-3f);
     }
 }
@@ -1001,6 +1026,82 @@ test_training_state (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (error->message, "“epoch”"));
 }
 
+/* Every field of a training state is range-checked on load: a state saved with a
+ * negative step, epoch, batch index or optimizer step, an epoch beyond 32 bits,
+ * optimizer hyper-parameters that cannot work, or a moment that is not finite (or
+ * a negative second moment) is refused with an error naming the file and field. */
+static void
+test_training_state_ranges (Fixture *f, gconstpointer data)
+{
+  static const struct {
+    const char *what;  /* the field made bad */
+    const char *want;  /* a substring of the error */
+  } cases[] = {
+    { "step", "metadata “step” is -1, out of range [0, " },
+    { "epoch", "metadata “epoch” is -2, out of range [0, 2147483647]" },
+    { "epoch-big", "metadata “epoch” is 4294967296, out of range" },
+    { "batch_index", "metadata “batch_index” is -3, out of range" },
+    { "adamw.step", "metadata “adamw.step” is -4, out of range" },
+    { "beta1", "metadata “adamw.beta1” is 1, out of range [0, 1)" },
+    { "beta2", "metadata “adamw.beta2” is -0.5, out of range [0, 1)" },
+    { "eps", "metadata “adamw.eps” is 0, out of range (0, inf)" },
+    { "weight_decay", "metadata “adamw.weight_decay” is -0.1, out of range [0, inf)" },
+    { "m-nan", "tensor “adamw.m.wte.weight” holds nan at index 5: a moment must be finite" },
+    { "v-negative", "tensor “adamw.v.wpe.weight” holds -1 at index 0: a second moment" },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGpt) m = tiny_model (FALSE, FALSE, 3);
+  g_autofree char *path = g_build_filename (f->dir, "training_state.safetensors", NULL);
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      const char *what = cases[c].what;
+      GptdAdamWParams params;
+      gptd_adamw_params_init (&params);
+      if (strcmp (what, "beta1") == 0)
+        params.beta1 = 1.0f;
+      if (strcmp (what, "beta2") == 0)
+        params.beta2 = -0.5f;
+      if (strcmp (what, "eps") == 0)
+        params.eps = 0.0f;
+      if (strcmp (what, "weight_decay") == 0)
+        params.weight_decay = -0.1f;
+      g_autoptr (GptdAdamW) opt = gptd_adamw_new (m, &params, &error);
+      g_assert_no_error (error);
+      fake_steps (m, opt, 1, (int) c);
+      if (strcmp (what, "adamw.step") == 0)
+        gptd_adamw_set_step (opt, 10);  /* made -4 below */
+      if (strcmp (what, "m-nan") == 0)
+        gptd_adamw_lookup_tensor (opt, "adamw.m.wte.weight")->data[5] = NAN;
+      if (strcmp (what, "v-negative") == 0)
+        gptd_adamw_lookup_tensor (opt, "adamw.v.wpe.weight")->data[0] = -1.0f;
+      GptdTrainingInfo info = { .step = 1, .epoch = 0, .batch_index = 1 };
+      if (strcmp (what, "step") == 0)
+        info.step = -1;
+      if (strcmp (what, "epoch") == 0)
+        info.epoch = -2;
+      if (strcmp (what, "epoch-big") == 0)
+        info.epoch = G_GINT64_CONSTANT (4294967296);
+      if (strcmp (what, "batch_index") == 0)
+        info.batch_index = -3;
+      g_assert_true (gptd_training_state_save (path, m, opt, &info, &error));
+      g_assert_no_error (error);
+      if (strcmp (what, "adamw.step") == 0)
+        patch_file (path, "\"adamw.step\":\"10\"", "\"adamw.step\":\"-4\"");
+
+      GptdAdamWParams defaults;
+      gptd_adamw_params_init (&defaults);
+      g_autoptr (GptdAdamW) opt2 = gptd_adamw_new (m, &defaults, &error);
+      GptdTrainingInfo got = { 0 };
+      g_assert_false (gptd_training_state_load (path, m, opt2, &got, &error));
+      g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_STATE);
+      if (!strstr (error->message, cases[c].want) || !strstr (error->message, path))
+        g_error ("%s: error \"%s\" should name %s and say \"%s\"", what, error->message,
+                 path, cases[c].want);
+      g_clear_error (&error);
+      gptd_training_info_clear (&got);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Checkpoints */
 
@@ -1077,6 +1178,64 @@ test_checkpoints (Fixture *f, gconstpointer data)
   write_text (index, "{\"format\":\"gptd-checkpoint\",\"version\":1,\"latest\":\"step-00000099\"}");
   g_assert_null (gptd_checkpoint_get_latest (root, &error));
   g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CHECKPOINT);
+}
+
+/* An optimizer made after freezing keeps moments for the trainable tensors only;
+ * a state of all the moments (as written before) still loads into it, and a
+ * checkpoint of it loads with the same tensors frozen. */
+static void
+test_frozen_moments (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGpt) m = tiny_model (FALSE, FALSE, 31);
+  GptdAdamWParams params;
+  gptd_adamw_params_init (&params);
+  g_autoptr (GptdAdamW) full = gptd_adamw_new (m, &params, &error);
+  fake_steps (m, full, 2, 0);
+  GptdTrainingInfo info = { .step = 2 };
+  g_autofree char *path = g_build_filename (f->dir, "full.safetensors", NULL);
+  g_assert_true (gptd_training_state_save (path, m, full, &info, &error));
+  g_assert_no_error (error);
+
+  gptd_gpt_set_frozen (m, "*", TRUE);
+  gptd_gpt_set_frozen (m, "h.1.*", FALSE);
+  gptd_gpt_set_frozen (m, "ln_f.*", FALSE);
+  gptd_gpt_set_frozen (m, "lm_head.*", FALSE);
+  const GptdNnTensor *first = gptd_gpt_lookup_tensor (m, "h.1.ln_1.weight");
+  g_assert_cmpuint (gptd_gpt_get_grads_offset (m), ==,
+                    (size_t) (first->data - gptd_gpt_get_params (m)));
+  g_assert_null (gptd_gpt_lookup_tensor (m, "h.0.mlp.c_fc.weight")->grad);
+  g_autoptr (GptdAdamW) part = gptd_adamw_new (m, &params, &error);
+  guint unfrozen = 0;
+  for (guint i = 0; i < gptd_gpt_n_tensors (m); i++)
+    unfrozen += !gptd_gpt_get_tensor (m, i)->frozen;
+  g_assert_cmpuint (gptd_adamw_n_tensors (part), ==, 2 * unfrozen);
+  g_assert_null (gptd_adamw_lookup_tensor (part, "adamw.m.wte.weight"));
+
+  /* The old, complete state: the trainable moments are restored. */
+  g_assert_true (gptd_training_state_load (path, m, part, NULL, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < gptd_adamw_n_tensors (part); i++)
+    {
+      const GptdNnTensor *t = gptd_adamw_get_tensor (part, i);
+      const GptdNnTensor *u = gptd_adamw_lookup_tensor (full, t->name);
+      g_assert_cmpmem (t->data, t->numel * 4, u->data, u->numel * 4);
+    }
+
+  /* A checkpoint of the partial optimizer: loading freezes the rest again. */
+  fake_steps (m, part, 1, 5);
+  g_autofree char *root = g_build_filename (f->dir, "run", NULL);
+  info.step = 3;
+  g_assert_true (gptd_checkpoint_save (root, m, part, &info, NULL, NULL, &error));
+  g_assert_no_error (error);
+  GptdAdamW *back_opt = NULL;
+  g_autoptr (GptdGpt) back = gptd_checkpoint_load (root, &back_opt, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < gptd_gpt_n_tensors (m); i++)
+    g_assert_cmpint (gptd_gpt_get_tensor (back, i)->frozen, ==,
+                     gptd_gpt_get_tensor (m, i)->frozen);
+  assert_same_opt (part, back_opt);
+  gptd_adamw_free (back_opt);
 }
 
 /* Fault hook: fail the n-th step of any atomic write. */
@@ -1239,8 +1398,11 @@ main (int argc, char **argv)
   ADD ("bad-dirs", test_bad_dirs);
   ADD ("deep-json", test_deep_json);
   ADD ("config-larger-than-weights", test_config_larger_than_weights);
+  ADD ("not-finite", test_not_finite);
   ADD ("training-state", test_training_state);
+  ADD ("training-state/ranges", test_training_state_ranges);
   ADD ("checkpoint/save-load", test_checkpoints);
+  ADD ("training-state/frozen-moments", test_frozen_moments);
   ADD ("checkpoint/interrupted", test_interrupted_checkpoint);
 #undef ADD
   return g_test_run ();

@@ -59,6 +59,24 @@ static const BadCase bad_cases[] = {
   { "no stages",
     HEAD, { NULL },
     GPTD_PIPELINE_ERROR_NO_STAGES, 0, NULL, NULL, "at least one stage" },
+  /* ---- the pipeline's name (it becomes part of a run directory's name) ---- */
+  { "a name that climbs out of the runs directory",
+    "[pipeline]\nname=../../etc/x\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "contains '/'" },
+  { "a name of two dots",
+    "[pipeline]\nname=..\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "contains '..'" },
+  { "a name with a control character",
+    "[pipeline]\nname=a\x1b[2Jb\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "control character" },
+  { "an empty name",
+    "[pipeline]\nname=\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "empty" },
+  { "a name longer than a file name may be",
+    "[pipeline]\nname=" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n[stage a]\ntype=test-counter\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 2, NULL, "name", "longer than 200 bytes" },
   /* ---- stage types and keys ---- */
   { "a stage without type=",
     HEAD "[stage a]\ncount=3\n", { NULL },
@@ -80,6 +98,21 @@ static const BadCase bad_cases[] = {
   { "an integer out of range",
     HEAD "[stage a]\ntype=test-counter\ncount=-1\n", { NULL },
     GPTD_PIPELINE_ERROR_BAD_VALUE, 5, "a", "count", "out of range [0, 1000000000]" },
+  { "a hexadecimal number (strtod reads 0x10 as 16)",
+    HEAD "[stage a]\ntype=test-params\nsize=1\nrate=0x1\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "rate", "'0x1' is not a number (write it in decimal" },
+  { "a number with a hexadecimal exponent",
+    HEAD "[stage a]\ntype=test-params\nsize=1\nrate=0x.8p0\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "rate", "'0x.8p0' is not a number" },
+  { "infinity spelled out",
+    HEAD "[stage a]\ntype=test-params\nsize=1\nrate=infinity\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "rate", "'infinity' is not a number" },
+  { "an exponent without digits",
+    HEAD "[stage a]\ntype=test-params\nsize=1\nrate=1e\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "rate", "'1e' is not a number" },
+  { "a hexadecimal number in a list",
+    HEAD "[stage a]\ntype=test-params\nsize=1\nsplit=0.9,0x0\n", { NULL },
+    GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "split", "'0x0' is not a number" },
   { "a double at an exclusive bound",
     HEAD "[stage a]\ntype=test-params\nsize=1\nrate=0\n", { NULL },
     GPTD_PIPELINE_ERROR_BAD_VALUE, 6, "a", "rate", "out of range (0, 1]" },
@@ -361,6 +394,32 @@ test_name_from_filename (void)
   g_autoptr (GptdPipeline) p =
     load_ok ("[pipeline]\n[stage a]\ntype=test-counter\n", "/x/y/my-run.pipeline", NULL);
   g_assert_cmpstr (gptd_pipeline_get_name (p), ==, "my-run");
+  /* A file name that would not do as a pipeline name is replaced. */
+  g_autoptr (GptdPipeline) q =
+    load_ok ("[pipeline]\n[stage a]\ntype=test-counter\n", "/x/y/a..b.pipeline", NULL);
+  g_assert_cmpstr (gptd_pipeline_get_name (q), ==, "pipeline");
+}
+
+/* A name made of variables is checked once expanded: a setting cannot smuggle a
+ * path into it. */
+static void
+test_name_from_setting (void)
+{
+  const char *text = "[pipeline]\nname=run-${who}\nwho=me\n[stage a]\ntype=test-counter\n";
+  const char *settings[] = { "who=x/../../y", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) problems = NULL;
+  g_autoptr (GptdPipeline) p = gptd_pipeline_load_data (registry, text, -1, "test.pipeline",
+                                                        settings, &problems, &error);
+  g_assert_null (p);
+  g_assert_error (error, GPTD_PIPELINE_ERROR, GPTD_PIPELINE_ERROR_BAD_VALUE);
+  g_assert_cmpuint (problems->len, ==, 1);
+  GptdPipelineProblem *pr = problems->pdata[0];
+  g_assert_cmpuint (pr->line, ==, 2);
+  g_assert_cmpstr (pr->key, ==, "name");
+  g_assert_nonnull (strstr (pr->message, "contains '/'"));
+  g_autoptr (GptdPipeline) ok = load_ok (text, "test.pipeline", NULL);
+  g_assert_cmpstr (gptd_pipeline_get_name (ok), ==, "run-me");
 }
 
 static const char *
@@ -668,6 +727,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pipeline/bad/missing-file", test_missing_file);
   g_test_add_func ("/pipeline/graph", test_graph);
   g_test_add_func ("/pipeline/name-from-filename", test_name_from_filename);
+  g_test_add_func ("/pipeline/name-from-setting", test_name_from_setting);
   g_test_add_func ("/pipeline/variables", test_variables);
   g_test_add_func ("/pipeline/variables/exponential", test_variables_exponential);
   g_test_add_func ("/pipeline/variables/chain", test_variables_chain);

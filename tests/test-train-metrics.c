@@ -190,7 +190,7 @@ test_plot (void)
   for (int i = 0; i < 6; i++)
     evals[i] = (GptdTrainEval) { i * 5, (guint32) i / 2, (guint64) (i * 5 + 1) * 512,
                                  9.0 - i, i == 3 ? NAN : 9.5 - i * 0.5 };
-  g_autofree char *svg = gptd__train_plot_svg (evals, 6, "verdict & co");
+  g_autofree char *svg = gptd__train_plot_svg (evals, 6, "verdict & co", NULL);
   SvgCount c = { 0 };
   GMarkupParser parser = { svg_start, NULL, svg_text, NULL, NULL };
   g_autoptr (GMarkupParseContext) pc = g_markup_parse_context_new (&parser, 0, &c, NULL);
@@ -204,10 +204,18 @@ test_plot (void)
   g_assert_true (c.saw_legend);
 
   /* No evaluation yet: still a valid document. */
-  g_autofree char *empty = gptd__train_plot_svg (NULL, 0, NULL);
+  g_autofree char *empty = gptd__train_plot_svg (NULL, 0, NULL, NULL);
   g_autoptr (GMarkupParseContext) pc2 = g_markup_parse_context_new (&parser, 0, &c, NULL);
   g_assert_true (g_markup_parse_context_parse (pc2, empty, -1, &error));
   g_assert_no_error (error);
+
+  /* An accuracy plot names accuracy on its axis and in its legend, not loss. */
+  g_autofree char *acc = gptd__train_plot_svg (evals, 6, "Accuracy", "accuracy");
+  g_assert_nonnull (strstr (acc, ">Accuracy</text>"));
+  g_assert_nonnull (strstr (acc, ">Validation accuracy</text>"));
+  g_assert_null (strstr (acc, ">Loss</text>"));
+  g_assert_null (strstr (acc, " loss</text>"));
+  g_assert_nonnull (strstr (svg, ">Loss</text>"));
 }
 
 int

@@ -8,12 +8,16 @@
  *  - a run killed with SIGKILL and resumed, and a run cancelled (which writes a
  *    checkpoint) and resumed, also while an evaluation is running, reproduce the
  *    uninterrupted run's losses, evaluations and final weights bit for bit;
- *  - bad parameters are load-time errors naming the stage and the key.
+ *  - bad parameters are load-time errors naming the stage and the key, and a
+ *    damaged training state stops a resume naming the checkpoint and the field.
  *
  * The test defines stages of its own (a token source, a batch recorder, and
  * token-windows with a hook that cancels the run when an evaluation asks for its
  * batches) and loads the train plugin from the build tree.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* memmem */
+#endif
 #include <math.h>
 #include <signal.h>
 #include <string.h>
@@ -871,6 +875,65 @@ test_resume_after_sigkill (void)
   remove_tree (dir);
 }
 
+/* Overwrites the value of metadata @key in @path (a safetensors file) with @to,
+ * which must be as long as the value there. */
+static void
+patch_metadata (const char *path, const char *key, const char *to)
+{
+  g_autofree char *content = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &content, &len, NULL));
+  g_autofree char *needle = g_strdup_printf ("\"%s\":\"", key);
+  char *p = memmem (content, len, needle, strlen (needle));
+  g_assert_nonnull (p);
+  p += strlen (needle);
+  g_assert_cmpuint ((gsize) (strchr (p, '"') - p), ==, strlen (to));
+  memcpy (p, to, strlen (to));
+  g_assert_true (g_file_set_contents (path, content, (gssize) len, NULL));
+}
+
+/* A resume range-checks what it reads back from the training state's hparams: a
+ * negative token count, a batch index beyond the epoch, a loss that is not a
+ * number, each stops the run with an error naming the checkpoint and field (the
+ * state's own fields are checked by gptd_training_state_load()). */
+static void
+test_resume_bad_state (void)
+{
+  static const struct {
+    const char *key, *to, *want;
+  } cases[] = {
+    { "hparams.tokens_seen", "-048", "hparams.tokens_seen “-048”, not an integer in [0, " },
+    { "hparams.batches_per_epoch", "01", "batch_index 16, beyond the 1 batches of an epoch" },
+    { "epoch", "-", "metadata “epoch”: " },
+  };
+  const char *ref = reference_run ();
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *dir = make_run_dir ();
+      g_autofree char *cmd = g_strdup_printf ("cp -a %s/. %s/", ref, dir);
+      int status = -1;
+      g_assert_true (g_spawn_command_line_sync (cmd, NULL, NULL, &status, NULL));
+      g_assert_cmpint (status, ==, 0);
+      g_autofree char *root = g_build_filename (dir, "checkpoint", NULL);
+      g_autofree char *latest = gptd_checkpoint_get_latest (root, &error);
+      g_assert_no_error (error);
+      g_autofree char *state = g_build_filename (latest, GPTD_GPT_DIR_TRAINING_STATE, NULL);
+      patch_metadata (state, cases[c].key, cases[c].to);
+
+      Events ev;
+      g_autofree char *text = train_pipeline ("checkpoint-every=8\n", NULL);
+      events_init (&ev);
+      g_assert_false (run_pipeline (text, dir, TRUE, &ev, &error));
+      g_assert_nonnull (error);
+      if (!strstr (error->message, cases[c].want) || !strstr (error->message, latest))
+        g_error ("%s: error \"%s\" should name %s and say \"%s\"", cases[c].key,
+                 error->message, latest, cases[c].want);
+      events_clear (&ev);
+      remove_tree (dir);
+    }
+}
+
 static void
 test_cancel_checkpoint (void)
 {
@@ -1037,6 +1100,55 @@ test_context_too_long (void)
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "20 tokens"));
   g_assert_nonnull (strstr (error->message, "context is 16"));
+  events_clear (&ev);
+  remove_tree (dir);
+}
+
+/* A run whose training loss stops being a finite number stops at that step with
+ * an error naming it, before the weights are updated with it: here the initial
+ * model's weights are finite, but its logits overflow to infinity (a huge head
+ * over activations all shifted one way by ln_f's bias), so the very first loss is
+ * NaN. */
+static void
+test_loss_not_finite (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = make_run_dir ();
+  g_autofree char *init = g_build_filename (dir, "init", NULL);
+  GptdGptConfig config = { .n_layer = 2, .n_head = 2, .n_embd = 32, .context_length = 16,
+                           .vocab_size = 64, .n_out = 0, .qkv_bias = FALSE,
+                           .tie_embeddings = FALSE, .dropout = 0.0f,
+                           .layer_norm_epsilon = 1e-5f };
+  g_autoptr (GptdGpt) m = gptd_gpt_new (&config, &error);
+  g_assert_no_error (error);
+  gptd_gpt_init_weights (m, 7);
+  const GptdNnTensor *head = gptd_gpt_lookup_tensor (m, "lm_head.weight");
+  const GptdNnTensor *bias = gptd_gpt_lookup_tensor (m, "ln_f.bias");
+  for (size_t i = 0; i < head->numel; i++)
+    head->data[i] = 3e38f;
+  for (size_t i = 0; i < bias->numel; i++)
+    bias->data[i] = 1000.0f;
+  g_assert_true (gptd_gpt_dir_save (m, init, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  g_autofree char *text = g_strdup_printf (
+    "[pipeline]\nname=diverge\n"
+    "[stage src]\ntype=test-token-source\nn-tokens=1200\nvocab-size=64\nperiod=24\nseed=3\n"
+    "[stage w]\ntype=token-windows\ninput=src\ncontext-length=16\nbatch-size=4\n"
+    "split=0.9,0.1\n"
+    "[stage train]\ntype=gpt-trainer\ninput=w\ninit=%s\nlr=0.004\nepochs=1\n"
+    "eval-freq=4\neval-iter=1\nthreads=1\nsample-tokens=0\n"
+    "[stage out]\ntype=test-model-sink\ninput=train\n", init);
+  Events ev;
+  events_init (&ev);
+  n_models = 0;
+  g_assert_false (run_pipeline (text, dir, FALSE, &ev, &error));
+  g_assert_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED);
+  g_test_message ("%s", error->message);
+  if (!strstr (error->message, "step 0 (epoch 1, batch 0)")
+      || !strstr (error->message, "the training loss is NaN, not a finite number"))
+    g_error ("error \"%s\" should name step 0 and the NaN loss", error->message);
+  g_assert_cmpuint (n_models, ==, 0);
   events_clear (&ev);
   remove_tree (dir);
 }
@@ -1227,9 +1339,11 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/loss-falls", test_loss_falls);
   g_test_add_func ("/train/e2e/resume-after-sigkill", test_resume_after_sigkill);
   g_test_add_func ("/train/e2e/cancel-checkpoint", test_cancel_checkpoint);
+  g_test_add_func ("/train/e2e/resume-bad-state", test_resume_bad_state);
   g_test_add_func ("/train/e2e/cancel-during-evaluation", test_cancel_during_evaluation);
   g_test_add_func ("/train/e2e/bad-params", test_bad_params);
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
+  g_test_add_func ("/train/e2e/loss-not-finite", test_loss_not_finite);
   g_test_add_func ("/train/e2e/book-init", test_book_init);
   g_test_add_func ("/train/e2e/bytes-vocab", test_bytes_vocab);
   g_test_add_func ("/train/e2e/shipped-pipelines", test_shipped_pipelines);

@@ -144,6 +144,21 @@ gboolean gptd_atomic_file_copy (const char *source,
 gboolean gptd_fsync_directory (const char *path, GError **error);
 
 /**
+ * gptd_file_check_replaceable:
+ * @path: a path about to be replaced by renaming a new file over it
+ * @error: return location for a #GError
+ *
+ * Checks that @path is absent or a regular file, so that a writer never renames
+ * a new file over a device, a FIFO, a socket, a directory or a symbolic link
+ * (which would replace the link, not write where it points). The error names
+ * @path and what it is; its code is %G_FILE_ERROR_ISDIR for a directory and
+ * %G_FILE_ERROR_FAILED otherwise.
+ *
+ * Returns: %TRUE when @path may be replaced
+ */
+gboolean gptd_file_check_replaceable (const char *path, GError **error);
+
+/**
  * GptdAtomicFileOp:
  * @GPTD_ATOMIC_FILE_OP_CREATE: creating the temporary file
  * @GPTD_ATOMIC_FILE_OP_WRITE: one write() call to the temporary file

@@ -65,6 +65,7 @@ GQuark gptd_gpt_file_error_quark (void);
  *   or optimizer, or its metadata is missing or malformed
  * @GPTD_GPT_FILE_ERROR_CHECKPOINT: checkpoint.json is missing or malformed,
  *   or names a directory that does not exist
+ * @GPTD_GPT_FILE_ERROR_NOT_FINITE: a stored parameter is NaN or infinite
  *
  * Error codes of %GPTD_GPT_FILE_ERROR.
  */
@@ -76,6 +77,7 @@ typedef enum {
   GPTD_GPT_FILE_ERROR_SHAPE,
   GPTD_GPT_FILE_ERROR_STATE,
   GPTD_GPT_FILE_ERROR_CHECKPOINT,
+  GPTD_GPT_FILE_ERROR_NOT_FINITE,
 } GptdGptFileError;
 
 /** GPTD_GPT_DIR_CONFIG: the configuration file of a model directory. */
@@ -158,6 +160,9 @@ char *gptd_gpt_config_to_json (const GptdGptConfig *config);
  *   head row; NULL or a list of another length names them LABEL_i
  * @pooling: (nullable): the pooling the classifier was trained with ("last"
  *   or "last-token"), stored as "pooling"
+ * @sequence_length: the length its training rows were padded to, stored as
+ *   "sequence_length" (a classifier with pooling "last" must see inputs
+ *   padded to it); 0 when unknown, not stored
  *
  * As gptd_gpt_config_to_json(), but a configuration with a separate head of
  * n_out != vocab_size rows is written as Hugging Face's
@@ -170,7 +175,8 @@ char *gptd_gpt_config_to_json (const GptdGptConfig *config);
  */
 char *gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
                                           const char *const   *labels,
-                                          const char          *pooling);
+                                          const char          *pooling,
+                                          int                  sequence_length);
 
 /* ------------------------------------------------------------------------ */
 /* Model directories                                                        */
@@ -244,6 +250,9 @@ gboolean gptd_gpt_dir_save (GptdGpt    *model,
  * @merges_txt: (nullable): as gptd_gpt_dir_save()
  * @labels: (nullable) (array zero-terminated=1): the class names
  * @pooling: (nullable): the pooling, as gptd_gpt_config_to_json_classifier()
+ * @sequence_length: the padded training length, as
+ *   gptd_gpt_config_to_json_classifier(); 0 when unknown
+ * @error: return location for a #GError
  *
  * gptd_gpt_dir_save() for a sequence classifier (a separate head of n_out
  * != vocab_size rows): the head is stored as Hugging Face's score.weight
@@ -260,6 +269,7 @@ gboolean gptd_gpt_dir_save_classifier (GptdGpt           *model,
                                        const char        *merges_txt,
                                        const char *const *labels,
                                        const char        *pooling,
+                                       int                sequence_length,
                                        GError           **error);
 
 /**
@@ -347,8 +357,12 @@ gboolean gptd_training_state_save (const char             *path,
  * @error: return location for a #GError
  *
  * Validates the file completely (every optimizer tensor present with the
- * parameter's shape, no unexpected tensor, every metadata key present and
- * well-formed) before restoring anything.
+ * parameter's shape, no unexpected tensor, every metadata key present,
+ * well-formed and in range: step, epoch, batch_index and adamw.step not
+ * negative, epoch below 2^31, beta1 and beta2 in [0, 1), eps positive,
+ * weight_decay not negative) before restoring anything. The moments are
+ * checked as they are restored (finite; the second moments not negative): on
+ * that failure @opt holds part of the file and is not to be used.
  *
  * Returns: %TRUE on success
  */
@@ -369,6 +383,7 @@ gboolean gptd_training_state_load (const char       *path,
  * @labels: (nullable): a classifier's class names, written as
  *   gptd_gpt_dir_save_classifier() does
  * @pooling: (nullable): a classifier's pooling
+ * @sequence_length: a classifier's padded training length (0: unknown)
  *
  * Options of gptd_checkpoint_save().
  */
@@ -378,6 +393,7 @@ typedef struct {
   guint       keep;
   const char *const *labels;
   const char *pooling;
+  int         sequence_length;
 } GptdCheckpointOptions;
 
 /**
@@ -444,7 +460,9 @@ char *gptd_checkpoint_get_latest (const char *root, GError **error);
  * @error: return location for a #GError
  *
  * Loads the latest checkpoint of @root: its model and, when @opt_out or @info
- * is given, its training state (which must then exist). The model's dropout
+ * is given, its training state (which must then exist). With @opt_out, the
+ * parameters whose moments the state does not hold (frozen when it was saved)
+ * are frozen in the model, and the optimizer keeps moments for the others. The model's dropout
  * RNG is restored whenever a training state is loaded.
  *
  * Returns: (transfer full): the model, or %NULL with @error set

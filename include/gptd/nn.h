@@ -187,7 +187,9 @@ size_t gptd_gpt_config_n_params (const GptdGptConfig *config);
  * @shape: sizes of the @ndim dimensions; the rest are 0.
  * @numel: product of the shape.
  * @data: the values, @numel floats inside the owner's contiguous buffer.
- * @grad: the gradient (same layout), or NULL for optimizer state.
+ * @grad: the gradient (same layout), or NULL for optimizer state and for
+ *   parameters that come before the first unfrozen one (which never get a
+ *   gradient, see gptd_gpt_set_frozen()).
  * @frozen: TRUE when the parameter is excluded from gradients and updates.
  *
  * A view of one tensor inside a model or optimizer.  The pointers stay valid
@@ -209,8 +211,9 @@ typedef struct {
 /**
  * GptdGpt:
  *
- * A GPT-2 model: one contiguous parameter buffer, one gradient buffer of the
- * same size, and activation buffers planned per (batch, context) and reused.
+ * A GPT-2 model: one contiguous parameter buffer, a gradient buffer for the
+ * parameters from the first unfrozen one to the end, and activation buffers
+ * planned per (batch, context) and reused.
  * A model is not thread-safe; use one per thread.
  */
 typedef struct _GptdGpt GptdGpt;
@@ -276,10 +279,22 @@ float *gptd_gpt_get_params (GptdGpt *model);
  * gptd_gpt_get_grads:
  * @model: a model.
  *
- * Returns: (transfer none): the contiguous gradient buffer, laid out as the
- *   parameters.
+ * Returns: (transfer none) (nullable): the contiguous gradient buffer, laid
+ *   out as the parameters from gptd_gpt_get_grads_offset() to the end (the
+ *   whole parameter buffer when nothing is frozen); NULL only when it could
+ *   not be allocated.
  */
 float *gptd_gpt_get_grads (GptdGpt *model);
+
+/**
+ * gptd_gpt_get_grads_offset:
+ * @model: a model.
+ *
+ * Returns: the parameter index the gradient buffer starts at: the offset of
+ *   the first unfrozen tensor (0 when nothing is frozen; the number of
+ *   parameters when everything is).
+ */
+size_t gptd_gpt_get_grads_offset (const GptdGpt *model);
 
 /**
  * gptd_gpt_n_tensors:
@@ -321,8 +336,14 @@ const GptdNnTensor *gptd_gpt_lookup_tensor (const GptdGpt *model,
  *
  * Frozen parameters get no gradient (backward skips their weight products)
  * and are left alone by AdamW and clipping.  Backward stops early below the
- * lowest block that still needs gradients.  With a tied head, freezing
- * wte.weight freezes the head too.
+ * lowest block that still needs gradients, and forwards keep no activations
+ * of the blocks below it (those share one scratch set).  Gradients exist only
+ * from the first unfrozen tensor (in buffer order) to the end: when that
+ * range changes the gradient buffer is replaced by a zeroed one.  Set the
+ * frozen tensors before creating the optimizer (gptd_adamw_new() keeps
+ * moments for the tensors unfrozen then) and before the forward whose
+ * backward follows.  With a tied head, freezing wte.weight freezes the head
+ * too.
  *
  * Returns: the number of tensors the pattern matched.
  */
@@ -426,7 +447,9 @@ const float *gptd_gpt_get_logits (const GptdGpt *model, int *B, int *T,
  * micro-batch of a step.
  *
  * Returns: FALSE with %GPTD_NN_ERROR_STATE when the last forward had no
- *   targets or no counted position.
+ *   targets or no counted position, or when tensors below the lowest block
+ *   that forward kept were unfrozen since; %GPTD_NN_ERROR_NO_MEMORY when the
+ *   gradient buffer could not be allocated.
  */
 gboolean gptd_gpt_backward (GptdGpt *model, float loss_scale, GError **error);
 
@@ -434,7 +457,7 @@ gboolean gptd_gpt_backward (GptdGpt *model, float loss_scale, GError **error);
  * gptd_gpt_zero_grad:
  * @model: a model.
  *
- * Sets the whole gradient buffer to zero.
+ * Sets the whole gradient buffer (every gradient that exists) to zero.
  */
 void gptd_gpt_zero_grad (GptdGpt *model);
 
@@ -582,7 +605,9 @@ void gptd_adamw_params_init (GptdAdamWParams *params);
 /**
  * GptdAdamW:
  *
- * AdamW state for one model: step count and first and second moments.
+ * AdamW state for one model: step count and first and second moments of the
+ * parameters that were unfrozen when it was created (PyTorch keeps none for
+ * parameters with requires_grad=False either).
  */
 typedef struct _GptdAdamW GptdAdamW;
 
@@ -591,6 +616,9 @@ typedef struct _GptdAdamW GptdAdamW;
  * @model: the model it will update (its tensor list is used for names).
  * @params: hyper-parameters (copied).
  * @error: return location for a #GError.
+ *
+ * Moments are kept for the tensors that are unfrozen now; a tensor unfrozen
+ * later is not updated by this optimizer.
  *
  * Returns: (transfer full): the optimizer with zero moments at step 0, or
  *   NULL with %GPTD_NN_ERROR_NO_MEMORY.
@@ -662,7 +690,8 @@ void gptd_adamw_set_step (GptdAdamW *opt, gint64 step);
  * gptd_adamw_n_tensors:
  * @opt: an optimizer.
  *
- * Returns: the number of state tensors (two per model parameter tensor).
+ * Returns: the number of state tensors (two per parameter tensor that was
+ *   unfrozen when the optimizer was created).
  */
 guint gptd_adamw_n_tensors (const GptdAdamW *opt);
 

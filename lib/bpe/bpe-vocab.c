@@ -693,6 +693,15 @@ load_gpt2 (const char *dir, const char *json_name, const char *merges_name, GErr
   if (!parse_encoder_json (json_path, jdata ? jdata : "", jlen, entries, &arena, error))
     return NULL;
 
+  /* A vocabulary without tokens ({}) cannot hold the 256 byte tokens. */
+  if (entries->len == 0)
+    {
+      g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_VOCAB,
+                   "%s: no tokens: a byte-level vocabulary needs at least the 256 byte "
+                   "tokens", json_path);
+      return NULL;
+    }
+
   /* Ids: unique, below MAX_ID. */
   guint32 n_vocab = 0;
   for (guint i = 0; i < entries->len; i++)

@@ -103,11 +103,43 @@ fault_apply (GptdAtomicFile *file, int fault)
   return fault;
 }
 
+gboolean
+gptd_file_check_replaceable (const char *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  struct stat st;
+  if (lstat (path, &st) != 0)
+    {
+      int errsv = errno;
+      if (errsv == ENOENT)
+        return TRUE;
+      set_errno_error (error, errsv, "Cannot examine", path);
+      return FALSE;
+    }
+  if (S_ISREG (st.st_mode))
+    return TRUE;
+  const char *what = S_ISDIR (st.st_mode) ? "a directory"
+                   : S_ISLNK (st.st_mode) ? "a symbolic link"
+                   : S_ISCHR (st.st_mode) ? "a character device"
+                   : S_ISBLK (st.st_mode) ? "a block device"
+                   : S_ISFIFO (st.st_mode) ? "a FIFO"
+                   : S_ISSOCK (st.st_mode) ? "a socket" : "not a regular file";
+  g_set_error (error, G_FILE_ERROR,
+               S_ISDIR (st.st_mode) ? G_FILE_ERROR_ISDIR : G_FILE_ERROR_FAILED,
+               "Refusing to replace “%s”: it is %s, and only a regular file is "
+               "replaced", path, what);
+  return FALSE;
+}
+
 GptdAtomicFile *
 gptd_atomic_file_open (const char *path, GError **error)
 {
   g_return_val_if_fail (path != NULL && *path != '\0', NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!gptd_file_check_replaceable (path, error))
+    return NULL;
 
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *base = g_path_get_basename (path);
@@ -285,7 +317,12 @@ gptd_atomic_file_commit (GptdAtomicFile *file, GError **error)
     }
   file->fd = -1;
 
-  /* 2. Replace the final path in one step. */
+  /* 2. Replace the final path in one step (still a regular file, or none). */
+  if (!gptd_file_check_replaceable (file->path, error))
+    {
+      discard_tmp (file);
+      return FALSE;
+    }
   fault = fault_check (GPTD_ATOMIC_FILE_OP_RENAME, file->path, file->offset, NULL);
   if (fault != 0)
     {

@@ -5,6 +5,9 @@
  * Both the update and the norm walk the unfrozen parameters as one virtual
  * concatenation that is cut into equal shares per thread, so small tensors
  * cost no extra hand-offs and the summation order is fixed.
+ *
+ * The moments are stored for the tensors unfrozen at creation only, packed in
+ * parameter order; with nothing frozen that is the parameters' own layout.
  */
 #include "nn/nn-internal.h"
 
@@ -17,36 +20,42 @@
 struct _GptdAdamW {
   GptdAdamWParams hp;
   gint64 step;
-  size_t n;
+  size_t n_model;         /* parameters of the model it was made for */
+  size_t n;               /* floats of each moment buffer */
   float *m, *v;
+  size_t *moment_offset;  /* per model tensor; SIZE_MAX: no moments */
   GptdNnTensor *tensors; /* 2 * n_model_tensors */
   guint n_tensors;
   GHashTable *by_name;
 };
 
-/* A run of parameters updated alike. */
+/* A run of parameters updated alike: @offset in the parameters, @grad in the
+ * gradient buffer, @moment in the moment buffers. */
 typedef struct {
-  size_t offset, length;
+  size_t offset, grad, moment, length;
   gboolean decay;
 } Segment;
 
+/* The unfrozen parameters as runs; with @opt only those it has moments for. */
 static GArray *
-segments (GptdGpt *model, gboolean decay_1d)
+segments (GptdGpt *model, const GptdAdamW *opt, gboolean decay_1d)
 {
   GArray *segs = g_array_new (FALSE, FALSE, sizeof (Segment));
   const float *base = gptd_gpt_get_params (model);
+  size_t gbase = gptd_gpt_get_grads_offset (model);
   guint n = gptd_gpt_n_tensors (model);
   for (guint i = 0; i < n; i++)
     {
       const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
-      if (t->frozen)
+      if (t->frozen || (opt != NULL && opt->moment_offset[i] == SIZE_MAX))
         continue;
-      Segment s = { (size_t) (t->data - base), t->numel,
+      size_t off = (size_t) (t->data - base);
+      Segment s = { off, off - gbase, opt ? opt->moment_offset[i] : off, t->numel,
                     decay_1d || t->ndim > 1 };
       Segment *last = segs->len ? &g_array_index (segs, Segment, segs->len - 1)
                                 : NULL;
       if (last != NULL && last->offset + last->length == s.offset &&
-          last->decay == s.decay)
+          last->moment + last->length == s.moment && last->decay == s.decay)
         last->length += s.length;
       else
         g_array_append_val (segs, s);
@@ -72,9 +81,25 @@ gptd_adamw_new (GptdGpt *model, const GptdAdamWParams *params, GError **error)
   g_return_val_if_fail (params != NULL, NULL);
   GptdAdamW *o = g_new0 (GptdAdamW, 1);
   o->hp = *params;
-  o->n = gptd_gpt_n_params (model);
+  o->n_model = gptd_gpt_n_params (model);
+  guint nt = gptd_gpt_n_tensors (model);
+  o->moment_offset = g_new (size_t, nt);
+  guint n_kept = 0;
+  for (guint i = 0; i < nt; i++)
+    {
+      const GptdNnTensor *src = gptd_gpt_get_tensor (model, i);
+      o->moment_offset[i] = src->frozen ? SIZE_MAX : o->n;
+      if (!src->frozen)
+        {
+          o->n += src->numel;
+          n_kept++;
+        }
+    }
   o->m = gptd__nn_alloc (o->n * sizeof (float));
   o->v = gptd__nn_alloc (o->n * sizeof (float));
+  o->n_tensors = 2 * n_kept;
+  o->tensors = g_new0 (GptdNnTensor, MAX (o->n_tensors, 1));
+  o->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   if (o->m == NULL || o->v == NULL)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
@@ -82,20 +107,18 @@ gptd_adamw_new (GptdGpt *model, const GptdAdamWParams *params, GError **error)
       gptd_adamw_free (o);
       return NULL;
     }
-  guint nt = gptd_gpt_n_tensors (model);
-  const float *base = gptd_gpt_get_params (model);
-  o->n_tensors = 2 * nt;
-  o->tensors = g_new0 (GptdNnTensor, o->n_tensors);
-  o->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  guint j = 0;
   for (guint k = 0; k < 2; k++)
     for (guint i = 0; i < nt; i++)
       {
         const GptdNnTensor *src = gptd_gpt_get_tensor (model, i);
-        GptdNnTensor *t = &o->tensors[k * nt + i];
+        if (o->moment_offset[i] == SIZE_MAX)
+          continue;
+        GptdNnTensor *t = &o->tensors[j++];
         *t = *src;
         t->name = g_strconcat (k == 0 ? "adamw.m." : "adamw.v.", src->name,
                                NULL);
-        t->data = (k == 0 ? o->m : o->v) + (src->data - base);
+        t->data = (k == 0 ? o->m : o->v) + o->moment_offset[i];
         t->grad = NULL;
         t->frozen = FALSE;
         g_hash_table_insert (o->by_name, (gpointer) t->name, t);
@@ -115,6 +138,7 @@ gptd_adamw_free (GptdAdamW *o)
     g_hash_table_unref (o->by_name);
   gptd__nn_free (o->m, o->n * sizeof (float));
   gptd__nn_free (o->v, o->n * sizeof (float));
+  g_free (o->moment_offset);
   g_free (o);
 }
 
@@ -251,7 +275,7 @@ adamw_step (GptdAdamW *o, GptdGpt *model, float lr, float gscale)
   float bc2_sqrt = (float) sqrt (bc2);
   float decay = 1.0f - lr * hp.weight_decay;
   float *P = gptd_gpt_get_params (model), *G = gptd_gpt_get_grads (model);
-  g_autoptr (GArray) segs = segments (model, hp.decay_1d);
+  g_autoptr (GArray) segs = segments (model, o, hp.decay_1d);
   size_t total = 0;
   for (guint s = 0; s < segs->len; s++)
     total += g_array_index (segs, Segment, s).length;
@@ -271,8 +295,9 @@ adamw_step (GptdAdamW *o, GptdGpt *model, float lr, float gscale)
         size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
         if (s0 < s1)
           {
-            size_t off = sg->offset + (s0 - pos);
-            adamw_range (P + off, G + off, o->m + off, o->v + off, s1 - s0,
+            size_t off = s0 - pos, mo = sg->moment + off;
+            adamw_range (P + sg->offset + off, G + sg->grad + off, o->m + mo,
+                         o->v + mo, s1 - s0,
                          sg->decay ? decay : 1.0f, hp.beta1, hp.beta2,
                          step_size, bc2_sqrt, hp.eps, gscale);
           }
@@ -285,7 +310,7 @@ void
 gptd_adamw_step (GptdAdamW *o, GptdGpt *model, float lr)
 {
   g_return_if_fail (o != NULL && model != NULL);
-  g_return_if_fail (gptd_gpt_n_params (model) == o->n);
+  g_return_if_fail (gptd_gpt_n_params (model) == o->n_model);
   adamw_step (o, model, lr, 1.0f);
 }
 
@@ -297,7 +322,7 @@ gptd_adamw_step_clipped (GptdAdamW *o, GptdGpt *model, float lr,
                          float max_norm)
 {
   g_return_val_if_fail (o != NULL && model != NULL, 0.0f);
-  g_return_val_if_fail (gptd_gpt_n_params (model) == o->n, 0.0f);
+  g_return_val_if_fail (gptd_gpt_n_params (model) == o->n_model, 0.0f);
   float coef = 1.0f;
   float norm = clip_norm (model, max_norm, FALSE, &coef);
   adamw_step (o, model, lr, coef);
@@ -342,7 +367,7 @@ static float
 clip_norm (GptdGpt *model, float max_norm, gboolean apply, float *coef_out)
 {
   float *G = gptd_gpt_get_grads (model);
-  g_autoptr (GArray) segs = segments (model, TRUE);
+  g_autoptr (GArray) segs = segments (model, NULL, TRUE);
   size_t total = 0;
   for (guint s = 0; s < segs->len; s++)
     total += g_array_index (segs, Segment, s).length;
@@ -366,7 +391,7 @@ clip_norm (GptdGpt *model, float max_norm, gboolean apply, float *coef_out)
         const Segment *sg = &g_array_index (segs, Segment, s);
         size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
         if (s0 < s1)
-          acc += sumsq (G + sg->offset + (s0 - pos), s1 - s0);
+          acc += sumsq (G + sg->grad + (s0 - pos), s1 - s0);
         pos += sg->length;
       }
     part[tid] = acc;
@@ -391,7 +416,7 @@ clip_norm (GptdGpt *model, float max_norm, gboolean apply, float *coef_out)
             const Segment *sg = &g_array_index (segs, Segment, s);
             size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
             if (s0 < s1)
-              scale_range (G + sg->offset + (s0 - pos), s1 - s0, coef);
+              scale_range (G + sg->grad + (s0 - pos), s1 - s0, coef);
             pos += sg->length;
           }
       }

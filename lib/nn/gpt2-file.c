@@ -47,6 +47,24 @@ format_names (GPtrArray *names)
   return g_string_free (s, FALSE);
 }
 
+/* "[i, j]", the position of flat index @k in a tensor of shape @shape. */
+static char *
+format_index (guint n_dims, const size_t *shape, size_t k)
+{
+  size_t idx[8] = { 0 };
+  for (guint d = n_dims; d-- > 0;)
+    if (d < G_N_ELEMENTS (idx) && shape[d] > 0)
+      {
+        idx[d] = k % shape[d];
+        k /= shape[d];
+      }
+  GString *s = g_string_new ("[");
+  for (guint d = 0; d < n_dims && d < G_N_ELEMENTS (idx); d++)
+    g_string_append_printf (s, "%s%zu", d ? ", " : "", idx[d]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
 static char *
 format_shape (guint n_dims, const size_t *shape)
 {
@@ -314,8 +332,8 @@ gptd_gpt_config_from_json (const char    *json,
     return FALSE;
   if (found && (gint64) n_inner != 4 * (gint64) c.n_embd)
     {
-      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%d); gptd's MLP is 4x wide",
-                    n_inner, 4 * c.n_embd);
+      config_error (error, fname, "n_inner", "%d is not 4 * n_embd (%" G_GINT64_FORMAT "); "
+                    "gptd's MLP is 4x wide", n_inner, 4 * (gint64) c.n_embd);
       return FALSE;
     }
   gboolean b;
@@ -424,7 +442,7 @@ append_json_string (GString *s, const char *str)
  * names given, else LABEL_i as Hugging Face names them), the pooling. */
 static void
 append_classifier_keys (GString *s, int n_out, const char *const *labels,
-                        const char *pooling)
+                        const char *pooling, int sequence_length)
 {
   g_string_append_printf (s, "  \"num_labels\": %d,\n", n_out);
   for (int pass = 0; pass < 2; pass++)
@@ -455,18 +473,21 @@ append_classifier_keys (GString *s, int n_out, const char *const *labels,
       if (strcmp (pooling, "last-token") == 0)
         g_string_append (s, "  \"pad_token_id\": 50256,\n");
     }
+  if (sequence_length > 0)
+    g_string_append_printf (s, "  \"sequence_length\": %d,\n", sequence_length);
 }
 
 char *
 gptd_gpt_config_to_json (const GptdGptConfig *config)
 {
-  return gptd_gpt_config_to_json_classifier (config, NULL, NULL);
+  return gptd_gpt_config_to_json_classifier (config, NULL, NULL, 0);
 }
 
 char *
 gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
                                     const char *const   *labels,
-                                    const char          *pooling)
+                                    const char          *pooling,
+                                    int                  sequence_length)
 {
   g_return_val_if_fail (config != NULL, NULL);
 
@@ -480,7 +501,7 @@ gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
   if (classifier)
     {
       g_string_append (s, "  \"architectures\": [\"GPT2ForSequenceClassification\"],\n");
-      append_classifier_keys (s, n_out, labels, pooling);
+      append_classifier_keys (s, n_out, labels, pooling, sequence_length);
     }
   else
     g_string_append (s, "  \"architectures\": [\"GPT2LMHeadModel\"],\n");
@@ -793,6 +814,17 @@ load_weights (GptdGpt *model, GptdSafetensors *st, GHashTable *stored, GError **
       const GptdSafetensorsTensor *s = g_hash_table_lookup (stored, t->name);
       if (!gptd_safetensors_tensor_to_f32 (st, s, t->data, error))
         return FALSE; /* not reached: the dtype was checked */
+      /* A NaN or infinite weight makes every output NaN, and training on it
+       * only spreads it: refused, by name. */
+      for (size_t k = 0; k < t->numel; k++)
+        if (!isfinite (t->data[k]))
+          {
+            g_autofree char *at = format_index ((guint) t->ndim, t->shape, k);
+            g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_NOT_FINITE,
+                         "%s: tensor “%s” holds %g at %s: weights must be finite numbers",
+                         path, s->name, (double) t->data[k], at);
+            return FALSE;
+          }
     }
   return TRUE;
 }
@@ -957,7 +989,7 @@ gptd_gpt_dir_save (GptdGpt    *model,
                    const char *merges_txt,
                    GError    **error)
 {
-  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL,
+  return gptd_gpt_dir_save_classifier (model, dir, vocab_json, merges_txt, NULL, NULL, 0,
                                        error);
 }
 
@@ -968,6 +1000,7 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
                               const char        *merges_txt,
                               const char *const *labels,
                               const char        *pooling,
+                              int                sequence_length,
                               GError           **error)
 {
   g_return_val_if_fail (model != NULL, FALSE);
@@ -997,7 +1030,8 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
   if (!gptd_safetensors_writer_write (w, weights_path, error))
     return FALSE;
 
-  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling);
+  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling,
+                                                              sequence_length);
   g_autofree char *config_path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
   if (!gptd_atomic_file_set_contents (config_path, json, strlen (json), error))
     return FALSE;
@@ -1128,6 +1162,23 @@ meta_get_int (GptdSafetensors *st, const char *key, gint64 *out, GError **error)
   return TRUE;
 }
 
+/* meta_get_int() for a field that must lie in [@min, @max]. */
+static gboolean
+meta_get_int_range (GptdSafetensors *st, const char *key, gint64 min, gint64 max, gint64 *out,
+                    GError **error)
+{
+  if (!meta_get_int (st, key, out, error))
+    return FALSE;
+  if (*out < min || *out > max)
+    {
+      state_error (error, gptd_safetensors_get_path (st),
+                   "metadata “%s” is %" G_GINT64_FORMAT ", out of range [%" G_GINT64_FORMAT
+                   ", %" G_GINT64_FORMAT "]", key, *out, min, max);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 meta_get_uint (GptdSafetensors *st, const char *key, guint64 *out, GError **error)
 {
@@ -1160,6 +1211,15 @@ meta_get_float (GptdSafetensors *st, const char *key, float *out, GError **error
     }
   *out = (float) v;
   return TRUE;
+}
+
+/* The parameter name of an optimizer moment's name ("adamw.m.NAME"), or NULL. */
+static const char *
+moment_param_name (const char *name)
+{
+  if (g_str_has_prefix (name, "adamw.m.") || g_str_has_prefix (name, "adamw.v."))
+    return name + strlen ("adamw.m.");
+  return NULL;
 }
 
 gboolean
@@ -1198,18 +1258,39 @@ gptd_training_state_load (const char       *path,
   gint64 adamw_step;
   GptdAdamWParams params;
   const char *decay_1d;
-  if (!meta_get_int (st, "step", &got.step, error)
-      || !meta_get_int (st, "epoch", &got.epoch, error)
-      || !meta_get_int (st, "batch_index", &got.batch_index, error)
+  /* Every field is range-checked: a damaged or forged state must not resume at a
+   * negative step or epoch, nor with an optimizer that cannot work. Epochs are
+   * counted in 32 bits by the trainers. */
+  if (!meta_get_int_range (st, "step", 0, G_MAXINT64, &got.step, error)
+      || !meta_get_int_range (st, "epoch", 0, G_MAXINT32, &got.epoch, error)
+      || !meta_get_int_range (st, "batch_index", 0, G_MAXINT64, &got.batch_index, error)
       || !meta_get_uint (st, "rng_seed", &got.rng.seed, error)
       || !meta_get_uint (st, "rng_counter", &got.rng.counter, error)
-      || !meta_get_int (st, "adamw.step", &adamw_step, error)
+      || !meta_get_int_range (st, "adamw.step", 0, G_MAXINT64, &adamw_step, error)
       || !meta_get_float (st, "adamw.beta1", &params.beta1, error)
       || !meta_get_float (st, "adamw.beta2", &params.beta2, error)
       || !meta_get_float (st, "adamw.eps", &params.eps, error)
       || !meta_get_float (st, "adamw.weight_decay", &params.weight_decay, error)
       || !meta_get (st, "adamw.decay_1d", &decay_1d, error))
     return FALSE;
+  const struct {
+    const char *key;
+    float value;
+    gboolean ok;
+    const char *range;
+  } floats[] = {
+    { "adamw.beta1", params.beta1, params.beta1 >= 0 && params.beta1 < 1, "[0, 1)" },
+    { "adamw.beta2", params.beta2, params.beta2 >= 0 && params.beta2 < 1, "[0, 1)" },
+    { "adamw.eps", params.eps, params.eps > 0, "(0, inf)" },
+    { "adamw.weight_decay", params.weight_decay, params.weight_decay >= 0, "[0, inf)" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (floats); i++)
+    if (!floats[i].ok)
+      {
+        state_error (error, path, "metadata “%s” is %g, out of range %s", floats[i].key,
+                     (double) floats[i].value, floats[i].range);
+        return FALSE;
+      }
   if (strcmp (decay_1d, "true") != 0 && strcmp (decay_1d, "false") != 0)
     {
       state_error (error, path, "metadata “adamw.decay_1d”: “%s” is not true or false", decay_1d);
@@ -1264,8 +1345,15 @@ gptd_training_state_load (const char       *path,
       for (guint i = 0; i < gptd_safetensors_get_n_tensors (st); i++)
         {
           const GptdSafetensorsTensor *t = gptd_safetensors_get_tensor (st, i);
-          if (gptd_adamw_lookup_tensor (opt, t->name) == NULL)
-            g_ptr_array_add (unexpected, (gpointer) t->name);
+          if (gptd_adamw_lookup_tensor (opt, t->name) != NULL)
+            continue;
+          /* Moments of a parameter the optimizer keeps none for (frozen when it
+           * was made; states written before moments were kept for unfrozen
+           * parameters only hold them all) are left out. */
+          const char *param = moment_param_name (t->name);
+          if (param != NULL && gptd_gpt_lookup_tensor (model, param) != NULL)
+            continue;
+          g_ptr_array_add (unexpected, (gpointer) t->name);
         }
       if (unexpected->len > 0)
         {
@@ -1276,13 +1364,25 @@ gptd_training_state_load (const char       *path,
           return FALSE;
         }
 
-      /* All checked: restore. */
+      /* Checked: restore. The moments must be finite, the second ones not
+       * negative (their square root is taken); a bad value fails the load, and
+       * the optimizer is then not to be used. */
       for (guint i = 0; i < n; i++)
         {
           const GptdNnTensor *t = gptd_adamw_get_tensor (opt, i);
           if (!gptd_safetensors_tensor_to_f32 (st, gptd_safetensors_lookup (st, t->name),
                                                t->data, error))
             return FALSE; /* not reached: the dtype was checked */
+          gboolean second = g_str_has_prefix (t->name, "adamw.v.");
+          for (size_t k = 0; k < t->numel; k++)
+            if (!isfinite (t->data[k]) || (second && t->data[k] < 0))
+              {
+                state_error (error, path, "tensor “%s” holds %g at index %zu: %s", t->name,
+                             (double) t->data[k], k,
+                             second ? "a second moment must be finite and not negative"
+                                    : "a moment must be finite");
+                return FALSE;
+              }
         }
       gptd_adamw_set_step (opt, adamw_step);
       *gptd_adamw_get_params (opt) = params;
@@ -1581,7 +1681,8 @@ gptd_checkpoint_save (const char                  *root,
 
   /* 2. Its files, each durable. */
   if (!gptd_gpt_dir_save_classifier (model, dir, options->vocab_json, options->merges_txt,
-                                     options->labels, options->pooling, error))
+                                     options->labels, options->pooling,
+                                     options->sequence_length, error))
     return FALSE;
   if (opt != NULL)
     {
@@ -1626,15 +1727,27 @@ gptd_checkpoint_load (const char        *root,
     return g_steal_pointer (&model);
 
   g_autoptr (GptdAdamW) opt = NULL;
+  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (opt_out != NULL)
     {
+      /* The optimizer keeps moments for the parameters the saved one kept them
+       * for: the others were frozen, and are frozen again. */
+      g_autoptr (GptdSafetensors) st = gptd_safetensors_open (state, error);
+      if (st == NULL)
+        return NULL;
+      for (guint i = 0; i < gptd_gpt_n_tensors (model); i++)
+        {
+          const GptdNnTensor *t = gptd_gpt_get_tensor (model, i);
+          g_autofree char *name = g_strconcat ("adamw.m.", t->name, NULL);
+          if (gptd_safetensors_lookup (st, name) == NULL)
+            gptd_gpt_set_frozen (model, t->name, TRUE);
+        }
       GptdAdamWParams params;
       gptd_adamw_params_init (&params);
       opt = gptd_adamw_new (model, &params, error);
       if (opt == NULL)
         return NULL;
     }
-  g_autofree char *state = g_build_filename (dir, GPTD_GPT_DIR_TRAINING_STATE, NULL);
   if (!gptd_training_state_load (state, model, opt, info, error))
     return NULL;
   if (opt_out != NULL)

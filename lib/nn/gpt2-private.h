@@ -10,7 +10,8 @@ typedef struct {
   GptdNnTensor *ln2_w, *ln2_b, *fc_w, *fc_b, *fcp_w, *fcp_b;
 } Block;
 
-/* Per-layer activations kept for backward. */
+/* Per-layer activations kept for backward.  Blocks below the lowest one that
+ * backward reaches share one set, overwritten block by block. */
 typedef struct {
   float *ln1, *ln1_mean, *ln1_rstd; /* (BT,C), (BT), (BT) */
   float *qkv;                       /* (BT,3C) */
@@ -29,7 +30,11 @@ struct _GptdGpt {
   GptdGptConfig cfg;
   int n_out;
   size_t n_params;
-  float *params, *grads;
+  float *params;
+  /* Gradients of parameters grad_base .. n_params only: from the first
+   * unfrozen tensor to the end (nothing below gets a gradient). */
+  float *grads;
+  size_t grad_base;
 
   GptdNnTensor *tensors;
   guint n_tensors;
@@ -47,6 +52,7 @@ struct _GptdGpt {
   size_t plan_bt;
   int plan_t;
   int plan_nt; /* team size the scratch was sized for */
+  int plan_keep; /* the lowest block whose activations are kept */
   float *act;
   size_t act_bytes;
   float *big; /* logits, later backward scratch */
@@ -54,7 +60,8 @@ struct _GptdGpt {
   float *scratch; /* attention and LayerNorm scratch */
   size_t scratch_bytes;
   Acts *acts;
-  float **res;                  /* L+1 of (BT,C) */
+  float **res;                  /* L+1 of (BT,C); those below plan_keep
+                                 * alternate between two buffers */
   float *lnf, *lnf_mean, *lnf_rstd;
   float *branch;                /* (BT,C) */
   float *ce_lse;                /* (BT) */

@@ -131,10 +131,74 @@ add_tensor (GptdGpt *m, size_t *offset, char *name, int ndim, size_t d0,
   t->shape[1] = ndim > 1 ? d1 : 0;
   t->numel = ndim > 1 ? d0 * d1 : d0;
   t->data = m->params + *offset;
-  t->grad = m->grads + *offset;
+  t->grad = NULL; /* set by alloc_grads() */
   t->frozen = FALSE;
   *offset += t->numel;
   return t;
+}
+
+static gboolean
+trainable (const GptdNnTensor *t)
+{
+  return t != NULL && !t->frozen;
+}
+
+static gboolean
+block_trainable (const Block *bl)
+{
+  const GptdNnTensor *ts[] = { bl->ln1_w, bl->ln1_b, bl->attn_w, bl->attn_b,
+                               bl->proj_w, bl->proj_b, bl->ln2_w, bl->ln2_b,
+                               bl->fc_w, bl->fc_b, bl->fcp_w, bl->fcp_b };
+  for (size_t i = 0; i < G_N_ELEMENTS (ts); i++)
+    if (trainable (ts[i]))
+      return TRUE;
+  return FALSE;
+}
+
+/* The lowest block backward reaches (whose activations must be kept): 0 when
+ * the embeddings train, L when only ln_f and the head do (or nothing). */
+static int
+lowest_kept_block (const GptdGpt *m)
+{
+  const int L = m->cfg.n_layer;
+  if (trainable (m->wpe) || trainable (m->wte))
+    return 0;
+  for (int l = 0; l < L; l++)
+    if (block_trainable (&m->blocks[l]))
+      return l;
+  return L;
+}
+
+/* Offset of the first unfrozen parameter; n_params when all are frozen. */
+static size_t
+first_trainable_offset (const GptdGpt *m)
+{
+  for (guint i = 0; i < m->n_tensors; i++)
+    if (trainable (&m->tensors[i]))
+      return (size_t) (m->tensors[i].data - m->params);
+  return m->n_params;
+}
+
+/* (Re)allocates the gradient buffer for the parameters from the first
+ * unfrozen one to the end, zeroed, and points the tensors' grad into it
+ * (NULL below it).  Nothing changes when that range is the same.  A fresh
+ * buffer is mapped lazily, so a model that never trains never touches it. */
+static gboolean
+alloc_grads (GptdGpt *m)
+{
+  size_t base = first_trainable_offset (m);
+  if (m->grads != NULL && base == m->grad_base)
+    return TRUE;
+  gptd__nn_free (m->grads, (m->n_params - m->grad_base) * sizeof (float));
+  m->grads = gptd__nn_alloc ((m->n_params - base) * sizeof (float));
+  m->grad_base = base;
+  for (guint i = 0; i < m->n_tensors; i++)
+    {
+      GptdNnTensor *t = &m->tensors[i];
+      size_t off = (size_t) (t->data - m->params);
+      t->grad = m->grads != NULL && off >= base ? m->grads + (off - base) : NULL;
+    }
+  return m->grads != NULL;
 }
 
 GptdGpt *
@@ -150,8 +214,7 @@ gptd_gpt_new (const GptdGptConfig *config, GError **error)
   m->n_out = config->n_out ? config->n_out : config->vocab_size;
   m->n_params = gptd_gpt_config_n_params (config);
   m->params = gptd__nn_alloc (m->n_params * sizeof (float));
-  m->grads = gptd__nn_alloc (m->n_params * sizeof (float));
-  if (m->params == NULL || m->grads == NULL)
+  if (m->params == NULL)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate %zu parameters", m->n_params);
@@ -205,6 +268,14 @@ gptd_gpt_new (const GptdGptConfig *config, GError **error)
                             (size_t) m->n_out, 0);
   g_assert (off == m->n_params);
 
+  if (!alloc_grads (m))
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate gradients for %zu parameters", m->n_params);
+      gptd_gpt_free (m);
+      return NULL;
+    }
+
   m->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   for (guint i = 0; i < m->n_tensors; i++)
     g_hash_table_insert (m->by_name, (gpointer) m->tensors[i].name,
@@ -235,6 +306,7 @@ plan_clear (GptdGpt *m)
   m->plan_bt = 0;
   m->plan_t = 0;
   m->plan_nt = 0;
+  m->plan_keep = 0;
   m->logits_valid = FALSE;
 }
 
@@ -252,7 +324,7 @@ gptd_gpt_free (GptdGpt *m)
   if (m->by_name != NULL)
     g_hash_table_unref (m->by_name);
   gptd__nn_free (m->params, m->n_params * sizeof (float));
-  gptd__nn_free (m->grads, m->n_params * sizeof (float));
+  gptd__nn_free (m->grads, (m->n_params - m->grad_base) * sizeof (float));
   g_free (m);
 }
 
@@ -282,6 +354,13 @@ gptd_gpt_get_grads (GptdGpt *m)
 {
   g_return_val_if_fail (m != NULL, NULL);
   return m->grads;
+}
+
+size_t
+gptd_gpt_get_grads_offset (const GptdGpt *m)
+{
+  g_return_val_if_fail (m != NULL, 0);
+  return m->grad_base;
 }
 
 guint
@@ -321,6 +400,8 @@ gptd_gpt_set_frozen (GptdGpt *m, const char *pattern, gboolean frozen)
         n++;
       }
   g_pattern_spec_free (spec);
+  /* The gradient range follows; backward reports a failed allocation. */
+  alloc_grads (m);
   return n;
 }
 
@@ -417,7 +498,9 @@ gptd_gpt_zero_grad (GptdGpt *m)
 {
   g_return_if_fail (m != NULL);
   float *g = m->grads;
-  size_t n = m->n_params;
+  size_t n = m->n_params - m->grad_base;
+  if (g == NULL)
+    return;
   int nt = gptd_nn_get_num_threads ();
   GPTD_NN_PRAGMA (omp parallel num_threads (nt))
   {
@@ -439,7 +522,9 @@ plan (GptdGpt *m, int B, int T, GError **error)
 {
   size_t BT = (size_t) B * T;
   int nt = gptd_nn_get_num_threads ();
-  if (BT <= m->plan_bt && T <= m->plan_t && nt <= m->plan_nt)
+  int keep = lowest_kept_block (m);
+  if (BT <= m->plan_bt && T <= m->plan_t && nt <= m->plan_nt &&
+      keep == m->plan_keep)
     return TRUE;
   size_t bt = MAX (BT, m->plan_bt);
   int t = MAX (T, m->plan_t);
@@ -450,10 +535,13 @@ plan (GptdGpt *m, int B, int T, GError **error)
   /* bt rows hold at least bt / t sequences of t positions. */
   size_t nb = (bt + t - 1) / t;
   /* ln1, atty, mid, ln2; qkv; fch, fchg; four LayerNorm statistics; the
-   * attention log-sum-exp. */
+   * attention log-sum-exp.  Blocks below @keep share one set and two
+   * residual buffers: backward never reads them. */
   size_t per_layer = bt * C * 4 + bt * 3 * C + bt * 4 * C * 2 + bt * 4 +
                      nb * nh * t;
-  size_t act_floats = per_layer * L + bt * C * (size_t) (L + 1) +
+  size_t n_sets = (size_t) (L - keep) + (keep > 0 ? 1 : 0);
+  size_t n_res = (size_t) (L - keep + 1) + (keep > 0 ? 2 : 0);
+  size_t act_floats = per_layer * n_sets + bt * C * n_res +
                       bt * C + 2 * bt + bt * C + bt;
   size_t bwd_floats = bt * C * 3 + bt * 4 * C;
   size_t big_floats = MAX (bt * V, bwd_floats);
@@ -482,11 +570,22 @@ plan (GptdGpt *m, int B, int T, GError **error)
   m->res = g_new0 (float *, L + 1);
   float *p = m->act;
 #define TAKE(n) (p += (n), p - (n))
+  float *pingpong[2] = { NULL, NULL };
+  if (keep > 0)
+    {
+      pingpong[0] = TAKE (bt * C);
+      pingpong[1] = TAKE (bt * C);
+    }
   for (int l = 0; l <= L; l++)
-    m->res[l] = TAKE (bt * C);
+    m->res[l] = l < keep ? pingpong[l % 2] : TAKE (bt * C);
   for (int l = 0; l < L; l++)
     {
       Acts *a = &m->acts[l];
+      if (l > 0 && l < keep)
+        {
+          *a = m->acts[0]; /* the shared set */
+          continue;
+        }
       a->ln1 = TAKE (bt * C);
       a->ln1_mean = TAKE (bt);
       a->ln1_rstd = TAKE (bt);
@@ -510,6 +609,7 @@ plan (GptdGpt *m, int B, int T, GError **error)
   m->plan_bt = bt;
   m->plan_t = t;
   m->plan_nt = nt;
+  m->plan_keep = keep;
   return TRUE;
 }
 
@@ -738,24 +838,6 @@ gptd_gpt_get_logits (const GptdGpt *m, int *B, int *T, int *V)
 
 /* ---- backward -------------------------------------------------------------- */
 
-static gboolean
-trainable (const GptdNnTensor *t)
-{
-  return t != NULL && !t->frozen;
-}
-
-static gboolean
-block_trainable (const Block *bl)
-{
-  const GptdNnTensor *ts[] = { bl->ln1_w, bl->ln1_b, bl->attn_w, bl->attn_b,
-                               bl->proj_w, bl->proj_b, bl->ln2_w, bl->ln2_b,
-                               bl->fc_w, bl->fc_b, bl->fcp_w, bl->fcp_b };
-  for (size_t i = 0; i < G_N_ELEMENTS (ts); i++)
-    if (trainable (ts[i]))
-      return TRUE;
-  return FALSE;
-}
-
 static float *
 grad_or_null (const GptdNnTensor *t)
 {
@@ -801,6 +883,20 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
           break;
         }
   gboolean need_lnf_input = lowest < L;
+  if (MAX (lowest, 0) < m->plan_keep)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_STATE,
+                   "backward: parameters were unfrozen after the forward, "
+                   "which kept no activations below block %d", m->plan_keep);
+      return FALSE;
+    }
+  if (m->grads == NULL)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate gradients for %zu parameters",
+                   m->n_params - first_trainable_offset (m));
+      return FALSE;
+    }
 
   // dlogits in place: (rows, V)
   float *dlogits = m->big;

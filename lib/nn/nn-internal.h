@@ -221,12 +221,15 @@ void gptd__nn_cross_entropy_backward (float *logits, const float *lse,
                                       const gint32 *targets, size_t rows,
                                       int V, float scale);
 
-/* Vectorisable exp for float (relative error about 2 ulp). */
+/* Vectorisable exp for float (relative error about 2 ulp). Infinities clamp to
+ * the range; NaN gives NaN, through the polynomial, while the exponent is taken
+ * from 0 (converting NaN to an integer is undefined). */
 static inline float
 gptd__nn_expf (float x)
 {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   float n = __builtin_floorf (x * 1.44269504088896341f + 0.5f);
+  n = n == n ? n : 0.0f;
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;

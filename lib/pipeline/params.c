@@ -55,12 +55,46 @@ parse_int (const char *text, gint64 *out)
   return TRUE;
 }
 
+/* Whether @text is a decimal number as people write one: an optional sign,
+ * digits with at most one point (at least one digit), and an optional exponent
+ * (e or E, an optional sign, digits). strtod() also takes hexadecimal (0x10 is
+ * 16), inf and nan, which no one means as a learning rate. */
+static gboolean
+is_decimal (const char *text)
+{
+  const char *p = text;
+  if (*p == '+' || *p == '-')
+    p++;
+  gboolean digits = FALSE;
+  while (g_ascii_isdigit (*p))
+    p++, digits = TRUE;
+  if (*p == '.')
+    {
+      p++;
+      while (g_ascii_isdigit (*p))
+        p++, digits = TRUE;
+    }
+  if (!digits)
+    return FALSE;
+  if (*p == 'e' || *p == 'E')
+    {
+      p++;
+      if (*p == '+' || *p == '-')
+        p++;
+      if (!g_ascii_isdigit (*p))
+        return FALSE;
+      while (g_ascii_isdigit (*p))
+        p++;
+    }
+  return *p == '\0';
+}
+
 static gboolean
 parse_double (const char *text, double *out)
 {
   char *end = NULL;
   errno = 0;
-  if (*text == '\0' || g_ascii_isspace (*text))
+  if (!is_decimal (text))
     return FALSE;
   double v = g_ascii_strtod (text, &end);
   if (errno != 0 || end == text || *end != '\0' || !isfinite (v))
@@ -157,7 +191,8 @@ param_parse (const GptdParamSpec *spec, const char *text, ParamValue *v, GError 
         if (!parse_double (text, &d))
           {
             g_set_error (error, GPTD_PIPELINE_ERROR, GPTD_PIPELINE_ERROR_BAD_VALUE,
-                         "'%s' is not a number", text);
+                         "'%s' is not a number (write it in decimal: 0.0004, "
+                         "4e-4)", text);
             return FALSE;
           }
         if (!check_range (spec, d, text, error))

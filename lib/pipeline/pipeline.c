@@ -20,6 +20,9 @@ G_DEFINE_QUARK (gptd-pipeline-error-quark, gptd_pipeline_error)
  * grow a small file into gigabytes. */
 #define MAX_VALUE_SIZE ((gsize) 1 << 20)
 #define MAX_EXPANDED_TOTAL ((gsize) 8 << 20)
+/* The longest pipeline name: with the timestamp and a counter added, a run
+ * directory's name stays under the 255 bytes a file name may have. */
+#define GPTD_PIPELINE_NAME_MAX 200
 
 typedef struct {
   char *key;
@@ -937,6 +940,25 @@ check_cycles (Loader *L, GPtrArray *stages)
 
 /* ---- Loading ------------------------------------------------------------ */
 
+/* The pipeline's name goes into the names of run directories (runs/NAME-STAMP):
+ * returns why @name cannot, or NULL when it can. */
+static const char *
+name_problem (const char *name)
+{
+  if (*name == '\0')
+    return "empty: name the pipeline, or leave name= out to use the file's name";
+  if (strlen (name) > GPTD_PIPELINE_NAME_MAX)
+    return "longer than " G_STRINGIFY (GPTD_PIPELINE_NAME_MAX) " bytes";
+  if (strchr (name, '/') != NULL)
+    return "contains '/'";
+  if (strstr (name, "..") != NULL)
+    return "contains '..'";
+  for (const char *c = name; *c; c++)
+    if ((guchar) *c < 0x20 || *c == 0x7f)
+      return "contains a control character";
+  return NULL;
+}
+
 static void
 stage_free (gpointer data)
 {
@@ -1088,6 +1110,14 @@ gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data, gssi
           Where w = { name->line, NULL, "name", FALSE };
           gboolean ok = TRUE;
           pipeline->name = expand (&L, name->value, &w, NULL, &ok);
+          const char *why = pipeline->name ? name_problem (pipeline->name) : NULL;
+          if (why)
+            {
+              add_problem (&L, GPTD_PIPELINE_ERROR_BAD_VALUE, name->line, NULL, "name",
+                           name->from_setting, "%s: the name becomes part of a run "
+                           "directory's name", why);
+              g_clear_pointer (&pipeline->name, g_free);
+            }
         }
       for (guint i = 0; i < L.stage_groups->len; i++)
         {
@@ -1102,14 +1132,14 @@ gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data, gssi
       check_cycles (&L, pipeline->stages);
       check_unused_settings (&L);
     }
-  if (pipeline->name == NULL || *pipeline->name == '\0')
+  if (pipeline->name == NULL)
     {
-      g_free (pipeline->name);
       g_autofree char *base = g_path_get_basename (filename);
       char *dot = strrchr (base, '.');
       if (dot && dot != base)
         *dot = '\0';
-      pipeline->name = g_strdup (base);
+      /* A file name that would not do as a pipeline name is not used as one. */
+      pipeline->name = g_strdup (name_problem (base) ? "pipeline" : base);
     }
 
   g_free (L.base_dir);

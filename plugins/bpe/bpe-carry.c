@@ -42,7 +42,12 @@ gptd_bpe_segment_clear (GptdBpeSegment *seg)
 static void
 emit_one (GptdBpeCarry *carry, gsize len, gboolean begins, gboolean last, GArray *segments)
 {
-  GptdBpeSegment seg = { g_strndup (carry->buf->str, len), len, carry->offset, begins, last,
+  /* The bytes as they are: text may hold NULs (U+0000), where g_strndup() would
+   * stop and pad the rest with zeros. */
+  char *text = g_malloc (len + 1);
+  memcpy (text, carry->buf->str, len);
+  text[len] = '\0';
+  GptdBpeSegment seg = { text, len, carry->offset, begins, last,
                          carry->n_docs, g_strdup (carry->source), g_strdup (carry->label),
                          carry->index, NULL, 0 };
   if (begins)

@@ -89,6 +89,24 @@ trainer_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
   return t;
 }
 
+/* The first byte of @text that is not valid UTF-8. NUL is valid (U+0000), where
+ * g_utf8_validate() stops: the runs between NULs are validated instead. */
+static const char *
+first_invalid (const char *text, gsize len)
+{
+  const char *p = text, *end = text + len;
+  while (p < end)
+    {
+      const char *nul = memchr (p, '\0', (gsize) (end - p));
+      gsize n = nul ? (gsize) (nul - p) : (gsize) (end - p);
+      const char *bad = NULL;
+      if (!g_utf8_validate_len (p, n, &bad))
+        return bad;
+      p += n + (nul ? 1 : 0);
+    }
+  return end;
+}
+
 static gboolean
 add_segments (Trainer *t, GError **error)
 {
@@ -98,8 +116,7 @@ add_segments (Trainer *t, GError **error)
       GptdBpeSegment *seg = &g_array_index (t->segments, GptdBpeSegment, i);
       if (ok && !gptd_bpe_trainer_add_text (t->trainer, seg->text, seg->len, NULL))
         {
-          const char *end = NULL;
-          g_utf8_validate (seg->text, (gssize) seg->len, &end);
+          const char *end = first_invalid (seg->text, seg->len);
           g_set_error (error, GPTD_BPE_ERROR, GPTD_BPE_ERROR_INVALID_UTF8,
                        "%s: invalid UTF-8 at byte offset %" G_GUINT64_FORMAT, seg->source,
                        seg->offset + (guint64) (end - seg->text));

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <glib/gstdio.h>
 
 #include "bpe-plugin.h"
 
@@ -102,13 +105,27 @@ reader_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
         g_ptr_array_add (r->files, g_steal_pointer (&abs));
     }
   for (guint i = 0; i < r->files->len; i++)
-    if (!g_file_test (r->files->pdata[i], G_FILE_TEST_IS_REGULAR))
-      {
-        g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "%s: no such file",
-                     (const char *) r->files->pdata[i]);
-        reader_destroy (r);
-        return NULL;
-      }
+    {
+      /* Only regular files: a device such as /dev/zero is not a missing file, and
+       * a FIFO would block the run. */
+      const char *path = r->files->pdata[i];
+      GStatBuf st;
+      const char *problem = NULL;
+      if (g_stat (path, &st) != 0)
+        problem = g_strerror (errno);
+      else if (!S_ISREG (st.st_mode))
+        problem = S_ISDIR (st.st_mode) ? "a directory, not a token file"
+                  : S_ISCHR (st.st_mode) ? "a character device, not a regular file"
+                  : S_ISBLK (st.st_mode) ? "a block device, not a regular file"
+                  : S_ISFIFO (st.st_mode) ? "a FIFO, not a regular file"
+                  : "not a regular file";
+      if (problem != NULL)
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "%s: %s", path, problem);
+          reader_destroy (r);
+          return NULL;
+        }
+    }
   if (r->files->len == 0)
     {
       g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, "path names no file");
@@ -197,7 +214,9 @@ read_one (Reader *r, GptdStageContext *ctx, guint index, guint64 *total, GError 
           return FALSE;
         }
       gsize m = MIN (n - done, r->chunk);
-      const guint8 *p = data + start + done * width;
+      /* An empty file maps to no memory at all (data is NULL): no pointer
+       * arithmetic on it. */
+      const guint8 *p = m > 0 ? data + start + done * width : NULL;
       for (gsize i = 0; i < m; i++)
         {
           ids[i] = width == 2 ? (guint32) (p[2 * i] | (p[2 * i + 1] << 8)) : le32 (p + 4 * i);

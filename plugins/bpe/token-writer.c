@@ -128,6 +128,19 @@ sync_dir_of (const char *path)
   gptd_fsync_directory (dir, NULL);
 }
 
+/* Refuses to rename over anything but a regular file (a device, a FIFO, a
+ * directory or a symbolic link at @path). */
+static gboolean
+check_target (const char *path, GError **error)
+{
+  GError *local = NULL;
+  if (gptd_file_check_replaceable (path, &local))
+    return TRUE;
+  g_set_error_literal (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_IO, local->message);
+  g_error_free (local);
+  return FALSE;
+}
+
 /* Starts the next file: shard n_files, or the one file. */
 static gboolean
 open_file (Writer *w, GError **error)
@@ -146,6 +159,8 @@ open_file (Writer *w, GError **error)
     }
   else
     w->file_path = g_strdup (w->path);
+  if (!check_target (w->file_path, error))
+    return FALSE;
   g_autofree char *dir = g_path_get_dirname (w->file_path);
   g_autofree char *base = g_path_get_basename (w->file_path);
   w->tmp_path = g_strdup_printf ("%s/.%s.tmp-XXXXXX", dir, base);
@@ -192,6 +207,8 @@ commit_file (Writer *w, GError **error)
   w->fd = -1;
   if (close (fd) != 0)
     return io_error (w, "cannot close", error);
+  if (!check_target (w->file_path, error))
+    return FALSE;
   if (g_rename (w->tmp_path, w->file_path) != 0)
     return io_error (w, "cannot rename the temporary file to", error);
   g_clear_pointer (&w->tmp_path, g_free);

@@ -10,5 +10,7 @@ extern const GptdStageType gptd__generator_type;
 
 /* The responder stage (responder.c). */
 extern const GptdStageType gptd__responder_type;
+/* The classifier stage (classifier.c). */
+extern const GptdStageType gptd__classifier_type;
 
 G_END_DECLS

@@ -1,12 +1,13 @@
 # Build fragment for plugins/generate; see the top-level Makefile.am.
-# The generation library (sampling and the generator) goes into libgptd, where
-# the daemon's `gptctl generate` uses it too; the plugin provides the
-# `generator` and `responder` stages.
+# The generation and classification libraries (sampling, the generator, the
+# classifier) go into libgptd, where the daemon uses them too; the plugin
+# provides the `generator`, `responder` and `classifier` stages.
 
 lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
-	lib/nn/generate.c
-gptdinclude_HEADERS += include/gptd/generate.h
+	lib/nn/generate.c \
+	lib/nn/classify.c
+gptdinclude_HEADERS += include/gptd/generate.h include/gptd/classify.h
 
 plugin_LTLIBRARIES += plugins/generate/generate.la
 plugins_generate_generate_la_SOURCES = \
@@ -17,7 +18,8 @@ plugins_generate_generate_la_SOURCES = \
 	plugins/generate/record-json.h \
 	plugins/generate/response-text.c \
 	plugins/generate/response-text.h \
-	plugins/generate/responder.c
+	plugins/generate/responder.c \
+	plugins/generate/classifier.c
 plugins_generate_generate_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
 plugins_generate_generate_la_LIBADD = $(PLUGIN_LIBS)
 
@@ -37,6 +39,10 @@ tests_test_responder_SOURCES = tests/test-responder.c \
 	plugins/generate/record-json.c plugins/generate/response-text.c
 tests_test_responder_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/plugins/generate
 tests_test_responder_LDADD = $(TEST_LIBS)
+check_PROGRAMS += tests/test-classify-stage
+TESTS += tests/test-classify-stage
+tests_test_classify_stage_SOURCES = tests/test-classify-stage.c
+tests_test_classify_stage_LDADD = $(TEST_LIBS)
 
 dist_pipelines_DATA += pipelines/generate.pipeline
 

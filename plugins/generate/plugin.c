@@ -1,9 +1,11 @@
 /* plugin.c: the generate plugin's entry point.  It provides the generator
  * stage (generator.c): text generation from a GPT-2 model directory, and the
- * responder stage (responder.c): a response to each instruction record. */
+ * responder stage (responder.c): a response to each instruction record; and the
+ * classifier stage (classifier.c): predictions of a fine-tuned classifier. */
 #include <gptd/plugin.h>
 
 #include "generate-plugin.h"
 
-GPTD_PLUGIN_DEFINE ("generate", "Text generation from GPT-2 models", "0.1.0",
-                    "MIT", &gptd__generator_type, &gptd__responder_type);
+GPTD_PLUGIN_DEFINE ("generate", "Text generation and classification with GPT-2 models",
+                    "0.1.0", "MIT", &gptd__generator_type, &gptd__responder_type,
+                    &gptd__classifier_type);

@@ -215,6 +215,10 @@ cls_check_batch (GptdTrainer *t, const Gptd__Batch *b, GError **error)
                    self->last_token ? " and, for pooling=last-token, one length" : "");
       return FALSE;
     }
+  /* The length training rows are padded to, for the model directory: pooling=last
+   * reads the last padded position, so inputs must be padded the same way. */
+  if (b->split != NULL && g_str_equal (b->split, "train"))
+    t->sequence_length = MAX (t->sequence_length, T);
   for (int i = 0; i < B; i++)
     {
       if (b->labels[i] < 0 || b->labels[i] >= n_out)

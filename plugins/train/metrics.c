@@ -279,7 +279,7 @@ gboolean
 gptd__train_metrics_write_plot (GptdTrainMetrics *m, GError **error)
 {
   g_autofree char *svg = gptd__train_plot_svg ((const GptdTrainEval *) m->evals->data,
-                                               m->evals->len, NULL);
+                                               m->evals->len, NULL, NULL);
   if (!gptd_atomic_file_set_contents (m->plot_path, svg, strlen (svg), error))
     return FALSE;
   if (!m->accuracy)
@@ -295,7 +295,7 @@ gptd__train_metrics_write_plot (GptdTrainMetrics *m, GError **error)
       g_array_append_val (acc, e);
     }
   g_autofree char *acc_svg = gptd__train_plot_svg ((const GptdTrainEval *) acc->data,
-                                                   acc->len, "Accuracy");
+                                                   acc->len, "Accuracy", "accuracy");
   return gptd_atomic_file_set_contents (m->acc_plot_path, acc_svg, strlen (acc_svg), error);
 }
 
@@ -356,9 +356,14 @@ polyline (GString *s, const GptdTrainEval *evals, guint n, gboolean val, double 
 }
 
 char *
-gptd__train_plot_svg (const GptdTrainEval *evals, guint n, const char *title)
+gptd__train_plot_svg (const GptdTrainEval *evals, guint n, const char *title,
+                      const char *quantity)
 {
   GString *s = g_string_new (NULL);
+  if (quantity == NULL)
+    quantity = "loss";
+  g_autofree char *axis = g_strdup (quantity);
+  axis[0] = g_ascii_toupper (axis[0]);
   double x0 = 0, x1 = 1, y0 = INFINITY, y1 = -INFINITY;
 
   for (guint i = 0; i < n; i++)
@@ -439,9 +444,9 @@ gptd__train_plot_svg (const GptdTrainEval *evals, guint n, const char *title)
     "stroke=\"black\"/>\n"
     "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">Tokens seen</text>\n"
     "  <text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">Epochs</text>\n"
-    "  <text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">Loss</text>\n",
+    "  <text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
     left, top, right - left, bottom - top, (left + right) / 2, PLOT_H - 16,
-    (left + right) / 2, top - 28, (top + bottom) / 2);
+    (left + right) / 2, top - 28, (top + bottom) / 2, axis);
 
   polyline (s, evals, n, FALSE, x0, x1, y0, y1,
             "stroke=\"#1f77b4\" stroke-width=\"2\"");
@@ -451,14 +456,14 @@ gptd__train_plot_svg (const GptdTrainEval *evals, guint n, const char *title)
   /* Legend, top right. */
   g_string_append_printf (s,
     "  <g transform=\"translate(%.1f %.1f)\">\n"
-    "    <rect x=\"0\" y=\"0\" width=\"150\" height=\"44\" fill=\"white\" stroke=\"#c0c0c0\"/>\n"
+    "    <rect x=\"0\" y=\"0\" width=\"160\" height=\"44\" fill=\"white\" stroke=\"#c0c0c0\"/>\n"
     "    <line x1=\"8\" y1=\"14\" x2=\"36\" y2=\"14\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n"
-    "    <text x=\"42\" y=\"18\">Training loss</text>\n"
+    "    <text x=\"42\" y=\"18\">Training %s</text>\n"
     "    <line x1=\"8\" y1=\"32\" x2=\"36\" y2=\"32\" stroke=\"#ff7f0e\" stroke-width=\"2\" "
     "stroke-dasharray=\"8 3 2 3\"/>\n"
-    "    <text x=\"42\" y=\"36\">Validation loss</text>\n"
+    "    <text x=\"42\" y=\"36\">Validation %s</text>\n"
     "  </g>\n"
     "</svg>\n",
-    right - 160, top + 10);
+    right - 170, top + 10, quantity, quantity);
   return g_string_free (s, FALSE);
 }

@@ -83,9 +83,12 @@ const GptdTrainEval *gptd__train_metrics_get_evals (GptdTrainMetrics *metrics,
 /* Writes loss.svg (atomically) from the evaluations so far. */
 gboolean gptd__train_metrics_write_plot (GptdTrainMetrics *metrics, GError **error);
 
-/* Renders the loss plot of @evals as an SVG document. @title may be NULL. */
+/* Renders the plot of @evals as an SVG document: the train_loss and val_loss
+ * fields against tokens seen, with the y axis and the legend naming @quantity
+ * ("loss" when NULL; "accuracy" for a plot whose fields hold accuracies).
+ * @title may be NULL. */
 char *gptd__train_plot_svg (const GptdTrainEval *evals, guint n_evals,
-                            const char *title);
+                            const char *title, const char *quantity);
 
 /* Formats a value as written in the CSV files: "" for NaN, else %.9g. */
 void gptd__train_format_value (char *buf, gsize size, double value);

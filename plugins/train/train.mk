@@ -56,3 +56,18 @@ tests_test_classification_dataset_LDADD = plugins/train/libtrain-core.la $(TEST_
 # random_split with the script that computed them.
 dist_pipelines_DATA += pipelines/sms-spam-data.pipeline
 EXTRA_DIST += tests/golden/classes/make_goldens.py tests/golden/classes/split-sizes.txt
+
+# Classification fine-tuning end to end through `gptd run`: bad input, and
+# sms-spam-small shortened (with GPTD_DATA_DIR). The book's run, the small run that
+# needs no download, and the book's two example messages.
+TESTS += tests/test-classify-pipeline.sh
+dist_check_SCRIPTS += tests/test-classify-pipeline.sh
+dist_pipelines_DATA += pipelines/sms-spam.pipeline pipelines/sms-spam-small.pipeline \
+	pipelines/sms-spam-examples.tsv
+
+# The classification fine-tuning benchmark (bench/classify/run.sh runs it beside
+# its PyTorch peer).
+noinst_PROGRAMS += bench/classify/bench-classify
+bench_classify_bench_classify_SOURCES = bench/classify/bench-classify.c
+bench_classify_bench_classify_LDADD = $(TEST_LIBS)
+EXTRA_DIST += bench/classify/run.sh bench/classify/bench_classify_torch.py

@@ -128,6 +128,7 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
     .keep = self->keep_checkpoints,
     .labels = (const char *const *) self->labels,
     .pooling = self->pooling,
+    .sequence_length = self->sequence_length,
   };
   char buf[64];
   gboolean ok;
@@ -189,18 +190,50 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
   return TRUE;
 }
 
-static gint64
-hparam_int (GHashTable *hp, const char *key, gint64 fallback)
+/* Reads the integer hparams.@key of a checkpoint's training state into @out
+ * (@fallback when absent); it must lie in [@min, @max]. */
+static gboolean
+hparam_int (GHashTable *hp, const char *key, gint64 fallback, gint64 min, gint64 max,
+            const char *where, gint64 *out, GError **error)
 {
   const char *v = hp ? g_hash_table_lookup (hp, key) : NULL;
-  return v ? g_ascii_strtoll (v, NULL, 10) : fallback;
+  if (v == NULL)
+    {
+      *out = fallback;
+      return TRUE;
+    }
+  if (!g_ascii_string_to_signed (v, 10, min, max, out, NULL))
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                   "resume: the training state in %s has hparams.%s “%s”, not an integer "
+                   "in [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", where, key, v, min, max);
+      return FALSE;
+    }
+  return TRUE;
 }
 
-static double
-hparam_double (GHashTable *hp, const char *key, double fallback)
+/* Reads the number hparams.@key into @out (@fallback when absent): finite and
+ * not negative, or with @nan_ok also NaN (a loss not measured yet). */
+static gboolean
+hparam_double (GHashTable *hp, const char *key, double fallback, gboolean nan_ok,
+               const char *where, double *out, GError **error)
 {
   const char *v = hp ? g_hash_table_lookup (hp, key) : NULL;
-  return v ? g_ascii_strtod (v, NULL) : fallback;
+  if (v == NULL)
+    {
+      *out = fallback;
+      return TRUE;
+    }
+  char *end = NULL;
+  *out = g_ascii_strtod (v, &end);
+  if (*v == '\0' || *end != '\0' || (isnan (*out) ? !nan_ok : !isfinite (*out) || *out < 0))
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                   "resume: the training state in %s has hparams.%s “%s”, not a finite "
+                   "number of at least 0%s", where, key, v, nan_ok ? " (or nan)" : "");
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* Loads the latest checkpoint of the run directory. Returns FALSE with @error on a
@@ -242,28 +275,59 @@ gptd__trainer_resume (GptdTrainer *self, GptdStageContext *ctx, GError **error)
       gptd_training_info_clear (&info);
       return FALSE;
     }
+  /* Every value read back is range-checked (the state's own fields were, by
+   * gptd_checkpoint_load()): a damaged or forged one stops the run by name. */
+  g_autofree char *where = gptd_checkpoint_get_latest (self->ckpt_root, NULL);
+  if (where == NULL)
+    where = g_strdup (self->ckpt_root);
+  GHashTable *hp = info.hparams;
+  gint64 tokens_seen, batches_per_epoch, total_steps, threads;
+  double train_loss, val_loss;
+  gboolean ok =
+    hparam_int (hp, HP_TOKENS_SEEN, 0, 0, G_MAXINT64, where, &tokens_seen, error)
+    && hparam_double (hp, HP_ELAPSED, 0, FALSE, where, &self->elapsed_before, error)
+    && hparam_int (hp, HP_BATCHES_PER_EPOCH, 0, 0, G_MAXINT64, where, &batches_per_epoch, error)
+    && hparam_int (hp, HP_TOTAL_STEPS, 0, 0, G_MAXINT64, where, &total_steps, error)
+    && hparam_double (hp, HP_TRAIN_LOSS, NAN, TRUE, where, &train_loss, error)
+    && hparam_double (hp, HP_VAL_LOSS, NAN, TRUE, where, &val_loss, error)
+    && hparam_int (hp, HP_THREADS, 0, 0, G_MAXINT32, where, &threads, error);
+  if (ok && batches_per_epoch > 0 && info.batch_index > batches_per_epoch)
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
+                   "resume: the training state in %s has batch_index %" G_GINT64_FORMAT
+                   ", beyond the %" G_GINT64_FORMAT " batches of an epoch", where,
+                   info.batch_index, batches_per_epoch);
+      ok = FALSE;
+    }
+  gboolean pending = ok && hp != NULL && g_hash_table_contains (hp, HP_PENDING_LOSS)
+                     && info.step > 0;
+  double p_loss = NAN;
+  if (pending)
+    ok = hparam_double (hp, HP_PENDING_LOSS, NAN, TRUE, where, &p_loss, error)
+         && hparam_double (hp, HP_PENDING_LR, 0, FALSE, where, &self->p_lr, error)
+         && hparam_double (hp, HP_PENDING_TOKENS, 0, FALSE, where, &self->p_tokens, error)
+         && hparam_double (hp, HP_PENDING_TIME, 0, FALSE, where, &self->p_time, error);
+  if (!ok)
+    {
+      gptd_training_info_clear (&info);
+      return FALSE;
+    }
   self->config = *c;
   self->step = info.step;
   self->epoch = (guint32) info.epoch;
   self->batch_index = (guint64) info.batch_index;
-  self->tokens_seen = (guint64) hparam_int (info.hparams, HP_TOKENS_SEEN, 0);
-  self->elapsed_before = hparam_double (info.hparams, HP_ELAPSED, 0);
-  self->batches_per_epoch = (guint64) hparam_int (info.hparams, HP_BATCHES_PER_EPOCH, 0);
-  self->total_steps = hparam_int (info.hparams, HP_TOTAL_STEPS, 0);
-  self->last_train_loss = hparam_double (info.hparams, HP_TRAIN_LOSS, NAN);
-  self->last_val_loss = hparam_double (info.hparams, HP_VAL_LOSS, NAN);
+  self->tokens_seen = (guint64) tokens_seen;
+  self->batches_per_epoch = (guint64) batches_per_epoch;
+  self->total_steps = total_steps;
+  self->last_train_loss = train_loss;
+  self->last_val_loss = val_loss;
   self->schedule.total_steps = self->total_steps;
-  if (info.hparams != NULL && g_hash_table_contains (info.hparams, HP_PENDING_LOSS)
-      && self->step > 0)
+  if (pending)
     {
       /* Cancelled before the last step's evaluation: it is done first. */
       self->pending = TRUE;
-      self->p_loss = (float) hparam_double (info.hparams, HP_PENDING_LOSS, NAN);
-      self->p_lr = hparam_double (info.hparams, HP_PENDING_LR, NAN);
-      self->p_tokens = hparam_double (info.hparams, HP_PENDING_TOKENS, 0);
-      self->p_time = hparam_double (info.hparams, HP_PENDING_TIME, 0);
+      self->p_loss = (float) p_loss;
     }
-  gint64 threads = hparam_int (info.hparams, HP_THREADS, 0);
   if (threads != 0 && threads != gptd_nn_get_num_threads ())
     gptd_stage_log (ctx, G_LOG_LEVEL_WARNING,
                     "resume: the checkpoint was trained with %" G_GINT64_FORMAT " threads, "
@@ -532,8 +596,21 @@ train_step (GptdTrainer *self, const Gptd__Batch *b, GError **error)
     return FALSE;
 
   gptd_gpt_zero_grad (self->model);
-  if (!self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error)
-      || !gptd_gpt_backward (self->model, 1.0f, error))
+  gboolean forward_ok =
+    self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error);
+  if (forward_ok && !isfinite (loss))
+    {
+      /* Diverged (a learning rate far too high, ...): the weights are not
+       * updated with it, and the run stops; the last checkpoint is as it was. */
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "the training loss is %s, not a finite number: training has diverged "
+                   "(a lower lr may help); the weights were not updated at this step",
+                   isnan (loss) ? "NaN" : loss > 0 ? "infinite" : "-infinite");
+      g_prefix_error (error, "step %" G_GINT64_FORMAT " (epoch %u, batch %" G_GUINT64_FORMAT
+                      "): ", self->step, self->epoch + 1, b->index);
+      return FALSE;
+    }
+  if (!forward_ok || !gptd_gpt_backward (self->model, 1.0f, error))
     {
       g_prefix_error (error, "step %" G_GINT64_FORMAT " (epoch %u, batch %" G_GUINT64_FORMAT
                       "): ", self->step, self->epoch + 1, b->index);

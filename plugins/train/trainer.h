@@ -57,6 +57,7 @@ struct _GptdTrainer {
   guint keep_checkpoints;
   char **labels;          /* a classifier's class names, for its model directory */
   char *pooling;
+  int sequence_length;    /* a classifier's padded training length (0: unknown) */
 
   GptdGpt *model;
   GptdAdamW *opt;

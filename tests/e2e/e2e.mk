@@ -43,3 +43,13 @@ tests_e2e_libgptd_e2e_la_LIBADD = $(PLUGIN_LIBS)
 # The listening end of sd_notify, for systemd.sh.
 check_PROGRAMS += tests/e2e/e2e-notify
 tests_e2e_e2e_notify_SOURCES = tests/e2e/e2e-notify.c
+
+# The fault injection shim (LD_PRELOAD) and the test that drives it. The shim
+# lives in its own directory, outside the plugin path the tests scan.
+check_LTLIBRARIES += tests/fault/libfault-inject.la
+tests_fault_libfault_inject_la_SOURCES = tests/fault/fault-inject.c
+tests_fault_libfault_inject_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
+tests_fault_libfault_inject_la_LDFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)/tests/fault
+tests_fault_libfault_inject_la_LIBADD = -ldl
+TESTS += tests/fault/fault-inject.sh
+EXTRA_DIST += tests/fault/fault-inject.sh
