@@ -20,11 +20,8 @@
 #include <gptd/runner.h>
 
 #include "cli.h"
+#include "runs.h"
 #include "io/install-paths.h"
-
-#define RUN_INFO_FILE "run.json"
-#define PIPELINE_FILE "pipeline.pipeline"
-#define EVENTS_FILE "events.jsonl"
 
 /* Parses the options of a subcommand. Returns FALSE (after printing why) on bad
  * usage; @argc/@argv are left holding the positional arguments, argv[0] first. */
@@ -379,56 +376,6 @@ update_latest_link (const char *run_dir, const char *name)
     }
 }
 
-static gboolean
-write_run_info (const char *run_dir, const char *filename, char **settings, GError **error)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "filename");
-  g_autofree char *abs = g_canonicalize_filename (filename, NULL);
-  json_builder_add_string_value (b, abs);
-  json_builder_set_member_name (b, "settings");
-  json_builder_begin_array (b);
-  for (guint i = 0; settings && settings[i]; i++)
-    json_builder_add_string_value (b, settings[i]);
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autofree char *text = json_to_string (root, TRUE);
-  g_autofree char *path = g_build_filename (run_dir, RUN_INFO_FILE, NULL);
-  return g_file_set_contents (path, text, -1, error);
-}
-
-/* Reads what `gptd run` saved in a run directory: the pipeline's original filename
- * and the settings it ran with. */
-static gboolean
-read_run_info (const char *run_dir, char **filename, GPtrArray *settings, GError **error)
-{
-  g_autofree char *path = g_build_filename (run_dir, RUN_INFO_FILE, NULL);
-  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (path, 0, error);
-  if (parser == NULL)
-    return FALSE;
-  JsonNode *root = json_parser_get_root (parser);
-  JsonObject *obj = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
-  const char *file = obj ? json_object_get_string_member_with_default (obj, "filename", NULL)
-                         : NULL;
-  if (file == NULL)
-    {
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s has no filename", path);
-      return FALSE;
-    }
-  *filename = g_strdup (file);
-  JsonArray *arr = json_object_has_member (obj, "settings")
-    ? json_object_get_array_member (obj, "settings") : NULL;
-  for (guint i = 0; arr && i < json_array_get_length (arr); i++)
-    {
-      const char *s = json_array_get_string_element (arr, i);
-      if (s)
-        g_ptr_array_add (settings, g_strdup (s));
-    }
-  return TRUE;
-}
-
 int
 gptd_cli_run (int argc, char **argv)
 {
@@ -471,23 +418,34 @@ gptd_cli_run (int argc, char **argv)
   g_autofree char *text = NULL;
   gsize length = 0;
   g_autoptr (GError) error = NULL;
+  g_autofree char *workdir = NULL;
+  g_auto (GStrv) environment = NULL;
   if (resume_dir)
     {
-      if (!read_run_info (resume_dir, &filename, settings, &error))
+      /* What the run directory holds (runs.h: the daemon's runs and this
+       * command's share the format), with the environment the daemon recorded
+       * for a submitted run. */
+      g_auto (GStrv) saved_settings = NULL;
+      if (!gptd__run_dir_read_request (resume_dir, &text, &filename, &workdir, &saved_settings,
+                                       &error))
         {
           g_printerr ("gptd run: cannot resume %s: %s\n", resume_dir, error->message);
           return GPTD_CLI_EXIT_USAGE;
         }
-      g_autofree char *saved = g_build_filename (resume_dir, PIPELINE_FILE, NULL);
+      length = strlen (text);
+      for (guint i = 0; saved_settings[i]; i++)
+        g_ptr_array_add (settings, g_strdup (saved_settings[i]));
+      environment = gptd__run_dir_read_environment (resume_dir);
       if (argc == 2)
         {
           g_free (filename);
           filename = g_strdup (argv[1]);
-        }
-      if (!g_file_get_contents (argc == 2 ? argv[1] : saved, &text, &length, &error))
-        {
-          g_printerr ("gptd run: %s\n", error->message);
-          return GPTD_CLI_EXIT_USAGE;
+          g_clear_pointer (&text, g_free);
+          if (!g_file_get_contents (argv[1], &text, &length, &error))
+            {
+              g_printerr ("gptd run: %s\n", error->message);
+              return GPTD_CLI_EXIT_USAGE;
+            }
         }
     }
   else
@@ -505,8 +463,9 @@ gptd_cli_run (int argc, char **argv)
   g_autoptr (GptdRegistry) registry = load_registry (TRUE);
   g_autoptr (GPtrArray) problems = NULL;
   g_autoptr (GptdPipeline) pipeline =
-    gptd_pipeline_load_data (registry, text, (gssize) length, filename,
-                             (const char *const *) settings->pdata, &problems, &error);
+    gptd_pipeline_load_data_with_env (registry, text, (gssize) length, filename,
+                                      (const char *const *) settings->pdata,
+                                      (const char *const *) environment, &problems, &error);
   if (pipeline == NULL)
     {
       for (guint i = 0; problems && i < problems->len; i++)
@@ -528,11 +487,12 @@ gptd_cli_run (int argc, char **argv)
     }
   if (!resume_dir && !run_dir_opt)
     update_latest_link (run_dir, gptd_pipeline_get_name (pipeline));
-  g_autofree char *pipeline_path = g_build_filename (run_dir, PIPELINE_FILE, NULL);
   if (!resume_dir || argc == 2)
     {
-      if (!g_file_set_contents (pipeline_path, text, (gssize) length, &error) ||
-          !write_run_info (run_dir, filename, (char **) settings->pdata, &error))
+      g_autofree char *abs = g_canonicalize_filename (filename, NULL);
+      if (!gptd__run_dir_write_request (run_dir, text, (gssize) length, abs, workdir,
+                                        (const char *const *) settings->pdata,
+                                        (const char *const *) environment, &error))
         {
           g_printerr ("gptd run: %s\n", error->message);
           return GPTD_CLI_EXIT_FAILED;
@@ -543,7 +503,7 @@ gptd_cli_run (int argc, char **argv)
   display.quiet = quiet;
   display.verbose = verbose;
   display.columns = terminal_columns ();
-  display.events_path = g_build_filename (run_dir, EVENTS_FILE, NULL);
+  display.events_path = g_build_filename (run_dir, GPTD_RUN_EVENTS_JSON_FILE, NULL);
   display.events = fopen (display.events_path, resume_dir ? "a" : "w");
   if (display.events == NULL)
     {

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
 
 #include <gptd/registry.h>
@@ -14,7 +16,7 @@
 
 #define GROUP "gptd"
 
-typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT } KeyKind;
+typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT, KEY_USERS } KeyKind;
 
 typedef struct {
   const char *name;
@@ -37,6 +39,10 @@ static const Key keys[] = {
   K ("client-queue-limit", KEY_INT, 4096, G_GINT64_CONSTANT (1) << 40, client_queue_limit),
   K ("model-cache", KEY_INT, 1, 1024, model_cache),
   K ("generate-threads", KEY_INT, 1, 1024, generate_threads),
+  K ("max-runs", KEY_INT, 1, 1024, max_runs),
+  K ("threads", KEY_INT, 1, 4096, threads),
+  K ("allow-users", KEY_USERS, 0, 0, allow_users),
+  K ("cancel-timeout", KEY_INT, 1, 3600, cancel_timeout_s),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))
@@ -108,6 +114,7 @@ gptd__config_clear (GptdDaemonConfig *config)
   g_free (config->state_dir);
   g_free (config->data_dir);
   g_free (config->log_level);
+  g_free (config->allow_users);
   memset (config, 0, sizeof *config);
 }
 
@@ -128,6 +135,49 @@ gptd__config_overlay (GptdDaemonConfig *config, const GptdDaemonConfig *over)
           FIELD (config, k->value, char *) = g_strdup (FIELD (over, k->value, char *));
         }
     }
+}
+
+/* The uid of the user named @name (a name or a number), or -1. */
+static gint64
+user_uid (const char *name)
+{
+  guint64 n;
+  if (g_ascii_string_to_unsigned (name, 10, 0, G_MAXUINT32 - 1, &n, NULL))
+    return (gint64) n;
+  struct passwd *pw = getpwnam (name);
+  return pw ? (gint64) pw->pw_uid : -1;
+}
+
+/* Whether the user @uid belongs to the group @name (its primary group or a
+ * member). */
+static gboolean
+user_in_group (guint uid, const char *name)
+{
+  struct group *gr = getgrnam (name);
+  struct passwd *pw = getpwuid (uid);
+  if (gr == NULL || pw == NULL)
+    return FALSE;
+  if (pw->pw_gid == gr->gr_gid)
+    return TRUE;
+  for (char **m = gr->gr_mem; m != NULL && *m != NULL; m++)
+    if (strcmp (*m, pw->pw_name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+gptd__config_allows_user (const GptdDaemonConfig *config, guint uid)
+{
+  if (!config->has_allow_users)
+    return FALSE;
+  g_auto (GStrv) names = g_strsplit_set (config->allow_users, ", \t", -1);
+  for (guint i = 0; names[i]; i++)
+    {
+      if (names[i][0] == '@' ? user_in_group (uid, names[i] + 1)
+                             : *names[i] != '\0' && user_uid (names[i]) == (gint64) uid)
+        return TRUE;
+    }
+  return FALSE;
 }
 
 void
@@ -244,6 +294,22 @@ gptd__config_load (const char *path, gboolean missing_ok, GptdDaemonConfig *conf
               return FALSE;
             }
           FIELD (config, k->value, gint64) = v;
+        }
+      else if (k->kind == KEY_USERS)
+        {
+          g_auto (GStrv) users = g_strsplit_set (value, ", \t", -1);
+          for (guint j = 0; users[j]; j++)
+            if (users[j][0] == '@' ? getgrnam (users[j] + 1) == NULL
+                                   : *users[j] != '\0' && user_uid (users[j]) < 0)
+              {
+                g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                             "%s:%u: %s=%s: there is no %s %s", path, line, names[i], value,
+                             users[j][0] == '@' ? "group" : "user",
+                             users[j] + (users[j][0] == '@'));
+                gptd__config_clear (config);
+                return FALSE;
+              }
+          FIELD (config, k->value, char *) = g_steal_pointer (&value);
         }
       else
         {

@@ -23,9 +23,14 @@ typedef struct {
   gint64 client_queue_limit;
   gint64 model_cache;
   gint64 generate_threads;
+  gint64 max_runs;          /* runs running at once; more wait, queued */
+  gint64 threads;           /* threads each run computes with */
+  char *allow_users;        /* users besides the daemon's own and root it serves */
+  gint64 cancel_timeout_s;  /* seconds a cancelled run has to stop before SIGKILL */
   gboolean has_socket_path, has_state_dir, has_data_dir, has_log_level,
            has_stop_timeout_s, has_client_queue_limit, has_model_cache,
-           has_generate_threads;
+           has_generate_threads, has_max_runs, has_threads, has_allow_users,
+           has_cancel_timeout_s;
 } GptdDaemonConfig;
 
 /* The configuration file gptd reads when --config is not given:
@@ -44,6 +49,10 @@ void gptd__config_overlay (GptdDaemonConfig *config, const GptdDaemonConfig *ove
 /* Appends to @changes ("key: old -> new" lines) the settings that differ. */
 void gptd__config_diff (const GptdDaemonConfig *old, const GptdDaemonConfig *new_,
                         GPtrArray *changes);
+
+/* Whether @uid is one of the users @config's allow-users= lists (user names or
+ * numbers, or @GROUP for a group's members, separated by commas or spaces). */
+gboolean gptd__config_allows_user (const GptdDaemonConfig *config, guint uid);
 
 void gptd__config_copy (GptdDaemonConfig *dest, const GptdDaemonConfig *src);
 void gptd__config_clear (GptdDaemonConfig *config);

@@ -10,7 +10,11 @@ daemon_gptd_SOURCES = \
 	daemon/gptd.c \
 	daemon/cli.c daemon/cli.h daemon/cli-generate.c daemon/cli-quantize.c \
 	daemon/daemon-config.c daemon/daemon-config.h \
-	daemon/server.c daemon/server.h \
+	daemon/server.c daemon/server.h daemon/server-private.h \
+	daemon/server-conn.c daemon/server-requests.c daemon/server-runs.c \
+	daemon/server-serving.c daemon/server-probe.c \
+	daemon/serve.c daemon/serve.h \
+	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h \
 	daemon/paths.c daemon/paths.h

@@ -1,7 +1,7 @@
 /* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
- * lists, watches, cancels and resumes runs, reads their logs, lists stage types,
- * validates pipelines and streams generated text over the control socket
- * (docs/control-protocol.md).
+ * lists, watches, cancels, pauses and resumes runs, reads their logs, shows the
+ * daemon's own status, lists stage types, validates pipelines and streams
+ * generated text over the control socket (docs/control-protocol.md).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -43,8 +43,9 @@ static const char gptctl_description[] =
   "                     submit a pipeline; prints the run's ID. --wait then watches\n"
   "                     it to the end and exits with its result. Relative paths in\n"
   "                     the pipeline resolve against the file's directory.\n"
-  "  ps                 list the runs\n"
-  "  status ID          show one run\n"
+  "  ps                 list the runs, with their owners\n"
+  "  status [ID]        show one run; without an ID, the daemon itself (version,\n"
+  "                     uptime, runs by state, loaded models, memory)\n"
   "  watch ID [--from-start]\n"
   "                     follow a run until it ends: a progress bar on a terminal,\n"
   "                     plain lines otherwise; --from-start replays its past events.\n"
@@ -53,8 +54,12 @@ static const char gptctl_description[] =
   "  cancel ID [--no-wait]\n"
   "                     cancel a run (stages checkpoint as they stop) and wait for\n"
   "                     it to end\n"
+  "  pause ID [--no-wait]\n"
+  "                     pause a run (stages checkpoint, its worker stops) and wait\n"
+  "                     for it to be paused\n"
   "  resume ID [--wait]\n"
-  "                     resume a run that failed, was cancelled or was interrupted\n"
+  "                     resume a run that failed, was cancelled, was interrupted or\n"
+  "                     was paused\n"
   "                     from its last checkpoint, in its run directory; --wait\n"
   "                     watches it to the end\n"
   "  generate --model DIR [--max-new-tokens N] [--temperature T] [--top-k K]\n"
@@ -87,7 +92,8 @@ static const char gptctl_description[] =
   "  3  gptd is not running (or its socket cannot be used)\n"
   "  4  no such run, stage type or model directory\n"
   "  5  the daemon refused the request (the run has ended or cannot be resumed,\n"
-  "     the request is not supported, the daemon is stopping)\n"
+  "     the request is not supported, the daemon is stopping, the run is another\n"
+  "     user's, or the daemon does not serve this user)\n"
   "  6  the connection broke or the daemon's answer made no sense (for watch: this\n"
   "     client fell too far behind and was dropped)\n";
 
@@ -190,6 +196,7 @@ response_error_status (const Gptd__Response *resp)
     case GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE:
     case GPTD__ERROR_CODE__ERROR_CODE_UNSUPPORTED:
     case GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN:
+    case GPTD__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED:
       return EXIT_REFUSED;
     case GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST:
       return EXIT_USAGE;
@@ -301,8 +308,8 @@ print_run_list (const Gptd__RunList *list)
       g_print ("No runs.\n");
       return;
     }
-  g_print ("%-6s %-12s %-24s %-19s %-9s %s\n", "ID", "STATE", "NAME", "CREATED", "TIME",
-           "PROGRESS / ERROR");
+  g_print ("%-6s %-12s %-10s %-24s %-19s %-9s %s\n", "ID", "STATE", "OWNER", "NAME", "CREATED",
+           "TIME", "PROGRESS / ERROR");
   for (gsize i = 0; i < list->n_runs; i++)
     {
       const Gptd__RunInfo *r = list->runs[i];
@@ -312,8 +319,13 @@ print_run_list (const Gptd__RunList *list)
       g_autofree char *detail = run_error_text (r);
       if (detail == NULL && r->progress != NULL)
         detail = gptd_progress_format (r->progress, 0);
-      g_print ("%-6s %-12s %-24s %-19s %-9s %s\n", r->id, gptd_run_state_to_string (r->state),
-               r->name, created, dur, detail ? detail : "");
+      if (detail == NULL && r->queue_position > 0)
+        detail = g_strdup_printf ("waiting: number %u in the queue", r->queue_position);
+      g_autofree char *owner = r->owner && *r->owner ? g_strdup (r->owner)
+                                                     : g_strdup_printf ("%u", r->owner_uid);
+      g_print ("%-6s %-12s %-10s %-24s %-19s %-9s %s\n", r->id,
+               gptd_run_state_to_string (r->state), owner, r->name, created, dur,
+               detail ? detail : "");
     }
 }
 
@@ -327,6 +339,9 @@ print_run_info (const Gptd__RunInfo *r)
   g_print ("run:       %s\n", r->id);
   g_print ("name:      %s\n", r->name);
   g_print ("state:     %s\n", gptd_run_state_to_string (r->state));
+  if (r->queue_position > 0)
+    g_print ("queue:     number %u\n", r->queue_position);
+  g_print ("owner:     %s (uid %u)\n", r->owner && *r->owner ? r->owner : "?", r->owner_uid);
   g_print ("pipeline:  %s\n", r->filename);
   g_print ("created:   %s\n", created);
   g_print ("started:   %s\n", started);
@@ -490,6 +505,56 @@ typedef struct {
   int eos_id;
 } CommandOptions;
 
+/* Adds to @names each NAME that @text uses as ${NAME}. */
+static void
+collect_variables (const char *text, GHashTable *names)
+{
+  for (const char *p = text; (p = strstr (p, "${")) != NULL;)
+    {
+      p += 2;
+      const char *end = strchr (p, '}');
+      if (end == NULL)
+        return;
+      if (end > p)
+        g_hash_table_add (names, g_strndup (p, (gsize) (end - p)));
+      p = end + 1;
+    }
+}
+
+/* The client's environment variables the pipeline names as ${NAME} (in its text
+ * or in the settings): the daemon expands ${NAME} with these, never with its own
+ * environment. */
+static void
+fill_environment (Gptd__RunRequest *rr, const char *text, char **settings, GPtrArray *keep)
+{
+  g_autoptr (GHashTable) names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  collect_variables (text, names);
+  for (guint i = 0; settings && settings[i]; i++)
+    collect_variables (settings[i], names);
+  Gptd__Setting **list = g_new0 (Gptd__Setting *, g_hash_table_size (names) + 1);
+  g_ptr_array_add (keep, list);
+  gsize n = 0;
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, names);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    {
+      const char *value = g_getenv (key);
+      if (value == NULL)
+        continue;
+      Gptd__Setting *s = g_new0 (Gptd__Setting, 1);
+      gptd__setting__init (s);
+      s->key = g_strdup (key);
+      s->value = g_strdup (value);
+      g_ptr_array_add (keep, s->key);
+      g_ptr_array_add (keep, s->value);
+      g_ptr_array_add (keep, s);
+      list[n++] = s;
+    }
+  rr->environment = list;
+  rr->n_environment = n;
+}
+
 static int
 fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
                   GPtrArray *keep)
@@ -547,6 +612,7 @@ fill_run_request (Gptd__RunRequest *rr, const char *file, char **settings,
     }
   rr->settings = list;
   rr->n_settings = n;
+  fill_environment (rr, text, settings, keep);
   return EXIT_OK;
 }
 
@@ -674,6 +740,7 @@ call_run_id (Client *cl, Gptd__Request__BodyCase body, const char *run_id,
     case GPTD__REQUEST__BODY_LOGS: req.logs = &rid; break;
     case GPTD__REQUEST__BODY_CANCEL: req.cancel = &rid; break;
     case GPTD__REQUEST__BODY_RESUME: req.resume = &rid; break;
+    case GPTD__REQUEST__BODY_PAUSE: req.pause = &rid; break;
     default: g_assert_not_reached ();
     }
   return client_call_checked (cl, &req, expected, status);
@@ -690,9 +757,61 @@ want_run_id (const char *cmd, int argc)
   return EXIT_OK;
 }
 
+static char *
+format_bytes (guint64 n)
+{
+  return g_format_size_full (n, G_FORMAT_SIZE_IEC_UNITS);
+}
+
+/* `gptctl status` without an ID: the daemon itself. */
+static int
+daemon_status (Client *cl)
+{
+  int status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  req.body_case = GPTD__REQUEST__BODY_DAEMON_STATUS;
+  req.daemon_status = &empty;
+  g_autoptr (Gptd__Response) resp =
+    client_request (cl, &req, GPTD__RESPONSE__BODY_DAEMON, &status);
+  if (resp == NULL)
+    return status;
+  const Gptd__DaemonStatus *st = resp->daemon;
+  if (cl->json)
+    {
+      print_json (&st->base, TRUE);
+      return EXIT_OK;
+    }
+  g_autofree char *started = format_time (st->started);
+  g_autofree char *up = format_duration (st->uptime);
+  g_autofree char *rss = format_bytes (st->rss_bytes);
+  g_autofree char *srss = format_bytes (st->serving_rss_bytes);
+  g_print ("gptd:      %s (pid %d)\n", st->version, st->pid);
+  g_print ("socket:    %s\n", st->socket);
+  g_print ("state dir: %s\n", st->state_dir);
+  g_print ("started:   %s (up %s)\n", started, up);
+  g_print ("memory:    %s resident, %u thread(s); serving workers: %s\n", rss, st->threads,
+           srss);
+  g_print ("runs:     ");
+  if (st->n_runs == 0)
+    g_print (" none");
+  for (gsize i = 0; i < st->n_runs; i++)
+    g_print (" %s %u%s", gptd_run_state_to_string (st->runs[i]->state), st->runs[i]->count,
+             i + 1 < st->n_runs ? "," : "");
+  g_print ("\n");
+  g_print ("schedule:  at most %u run(s) at once, %u thread(s) each\n", st->max_runs,
+           st->run_threads);
+  g_print ("models:    %zu loaded (at most %u)\n", st->n_models, st->model_cache);
+  for (gsize i = 0; i < st->n_models; i++)
+    g_print ("           %s\n", st->models[i]);
+  return EXIT_OK;
+}
+
 static int
 cmd_status (Client *cl, int argc, char **argv, const CommandOptions *o)
 {
+  if (argc == 0)
+    return daemon_status (cl);
   int status = want_run_id ("status", argc);
   if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
     return status;
@@ -780,6 +899,48 @@ cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
                        err ? ": " : "", err ? err : "");
             }
           return EXIT_OK;
+        }
+      g_usleep (100 * 1000);
+    }
+}
+
+static int
+cmd_pause (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("pause", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_PAUSE, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (o->no_wait)
+    {
+      if (cl->json)
+        print_json (&resp->run->base, TRUE);
+      else
+        g_print ("run %s: pausing\n", resp->run->id);
+      return EXIT_OK;
+    }
+  /* Wait for the checkpoint and the worker's end. */
+  for (;;)
+    {
+      g_autoptr (Gptd__Response) st =
+        call_run_id (cl, GPTD__REQUEST__BODY_STATUS, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+      if (st == NULL)
+        return status;
+      Gptd__RunState state = st->run->state;
+      if (state != GPTD__RUN_STATE__RUN_STATE_RUNNING && state != GPTD__RUN_STATE__RUN_STATE_QUEUED)
+        {
+          if (cl->json)
+            print_json (&st->run->base, TRUE);
+          else
+            {
+              g_autofree char *err = run_error_text (st->run);
+              g_print ("run %s %s%s%s\n", st->run->id, gptd_run_state_to_string (state),
+                       err ? ": " : "", err ? err : "");
+            }
+          return state == GPTD__RUN_STATE__RUN_STATE_PAUSED ? EXIT_OK : EXIT_RUN_FAILED;
         }
       g_usleep (100 * 1000);
     }
@@ -1024,14 +1185,17 @@ static const struct {
   { "run", cmd_run, "FILE", "Submits a pipeline and prints the run's ID. Relative paths "
     "in the pipeline resolve against the file's directory.", OPT_SET | OPT_WAIT },
   { "ps", cmd_ps, "", "Lists the runs.", 0 },
-  { "status", cmd_status, "ID", "Shows one run.", 0 },
+  { "status", cmd_status, "[ID]", "Shows one run; without an ID, the daemon itself (version, "
+    "uptime, runs by state, loaded models, memory).", 0 },
   { "watch", cmd_watch, "ID", "Follows a run until it ends: a progress bar on a terminal, "
     "plain lines otherwise. Ctrl-C stops watching; the run goes on.", OPT_FROM_START },
   { "logs", cmd_logs, "ID", "Prints a run's log lines and state changes.", 0 },
   { "cancel", cmd_cancel, "ID", "Cancels a run (stages checkpoint as they stop) and waits "
     "for it to end.", OPT_NO_WAIT },
-  { "resume", cmd_resume, "ID", "Resumes a run that failed, was cancelled or was "
-    "interrupted, from its last checkpoint, in its run directory.", OPT_WAIT },
+  { "pause", cmd_pause, "ID", "Pauses a run: its stages checkpoint and its worker stops; "
+    "resume continues it exactly. Waits for it to be paused.", OPT_NO_WAIT },
+  { "resume", cmd_resume, "ID", "Resumes a run that failed, was cancelled, was interrupted or "
+    "was paused, from its last checkpoint, in its run directory.", OPT_WAIT },
   { "generate", cmd_generate, "--model DIR PROMPT", "Streams the text the daemon generates "
     "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
     "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "

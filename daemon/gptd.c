@@ -11,6 +11,8 @@
 #include "paths.h"
 #include "server.h"
 #include "worker.h"
+#include "serve.h"
+#include "check.h"
 
 #include <gptd/registry.h>
 
@@ -52,12 +54,18 @@ static const char gptd_description[] =
   "On start the run table is rebuilt from STATE/runs; runs that were running when\n"
   "the previous daemon died are marked interrupted.\n"
   "\n"
+  "The daemon supervises; its children compute: each run is a worker process (at\n"
+  "most max-runs at once, the others queued), each loaded model a serving worker\n"
+  "(one per model and user), and submitted pipelines are checked in a child. A\n"
+  "root daemon starts them with the rights of the user who asked.\n"
+  "\n"
   "Signals:\n"
   "  SIGTERM, SIGINT       stop: remove the socket, tell every worker to stop (its run\n"
   "                        is cancelled, trainers checkpoint), wait up to\n"
   "                        --stop-timeout, then kill what is left; those runs are\n"
   "                        marked interrupted. A second signal kills them at once.\n"
-  "  SIGHUP                rescan (and first probe) the plugins.\n"
+  "  SIGHUP                read the configuration again and rescan (and first\n"
+  "                        probe) the plugins, answering clients meanwhile.\n"
   "\n"
   "Environment:\n"
   "  GPTD_PLUGIN_PATH      colon-separated plugin directories searched before the\n"
@@ -76,6 +84,18 @@ static const char gptd_description[] =
   "Exit status: 0 after a clean stop, 1 when the daemon cannot start (the socket is\n"
   "in use, the state directory is locked by another gptd or cannot be created), 2\n"
   "on bad usage.\n";
+
+static int
+serve_mode (int argc, char **argv)
+{
+  /* gptd --serve MODEL_DIR; the daemon's socket is fd 3. */
+  if (argc != 3)
+    {
+      g_printerr ("gptd: --serve is internal: gptd --serve MODEL_DIR\n");
+      return 2;
+    }
+  return gptd__serve_main (argv[2], 3);
+}
 
 static int
 worker_mode (int argc, char **argv)
@@ -137,9 +157,26 @@ probe_mode (int argc, char **argv)
   return 0;
 }
 
+/* Under systemd stderr is the journal (JOURNAL_STREAM says so): messages go
+ * there as structured entries (PRIORITY, GLIB_DOMAIN, CODE_FILE, CODE_LINE,
+ * MESSAGE), so that `journalctl -u gptd -p warning` filters them. Elsewhere,
+ * and when the journal refuses one, the usual lines on stderr. */
+static GLogWriterOutput
+journal_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+                gpointer user_data)
+{
+  if (g_log_writer_default_would_drop (level, NULL))
+    return G_LOG_WRITER_HANDLED;
+  if (g_log_writer_journald (level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
+    return G_LOG_WRITER_HANDLED;
+  return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+}
+
 static int
 daemon_mode (int argc, char **argv)
 {
+  if (g_log_writer_is_journald (fileno (stderr)))
+    g_log_set_writer_func (journal_writer, NULL, NULL);
   g_autofree char *socket_path = NULL;
   g_autofree char *state_dir = NULL;
   g_autofree char *config_path = NULL;
@@ -160,9 +197,11 @@ daemon_mode (int argc, char **argv)
     { "client-queue-limit", 0, 0, G_OPTION_ARG_INT64, &queue_limit,
       "Bytes a client may fall behind before it is dropped (default 4 MiB)", "BYTES" },
     { "model-cache", 0, 0, G_OPTION_ARG_INT, &model_cache,
-      "Models that generate requests keep loaded (default $GPTD_MODEL_CACHE, else 2)", "N" },
+      "Models kept loaded, each in a serving worker (default $GPTD_MODEL_CACHE, else 2)",
+      "N" },
     { "generate-threads", 0, 0, G_OPTION_ARG_INT, &generate_threads,
-      "Generate requests served at once (default $GPTD_GENERATE_THREADS, else 2)", "N" },
+      "Threads each serving worker computes with (default $GPTD_GENERATE_THREADS, else "
+      "the cores the running runs leave)", "N" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Log connections and debug messages",
       NULL },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
@@ -280,6 +319,10 @@ main (int argc, char **argv)
     {
       if (strcmp (argv[1], "--worker") == 0)
         return worker_mode (argc, argv);
+      if (strcmp (argv[1], "--serve") == 0)
+        return serve_mode (argc, argv);
+      if (strcmp (argv[1], "--check") == 0 && argc == 2)
+        return gptd__check_main ();
       if (strcmp (argv[1], "--probe-plugins") == 0)
         return probe_mode (argc, argv);
       if (strcmp (argv[1], "run") == 0)

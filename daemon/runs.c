@@ -17,6 +17,7 @@
 #include <gptd/message-json.h>
 
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -53,6 +54,7 @@ gptd__run_state_is_final (Gptd__RunState state)
     case GPTD__RUN_STATE__RUN_STATE_FAILED:
     case GPTD__RUN_STATE__RUN_STATE_CANCELLED:
     case GPTD__RUN_STATE__RUN_STATE_INTERRUPTED:
+    case GPTD__RUN_STATE__RUN_STATE_PAUSED:
       return TRUE;
     default:
       return FALSE;
@@ -78,6 +80,7 @@ run_free (GptdRun *run)
   g_free (run->dir);
   g_free (run->name);
   g_free (run->filename);
+  g_free (run->owner);
   g_free (run->error);
   g_free (run->error_stage);
   if (run->progress)
@@ -112,6 +115,8 @@ message_copy (const ProtobufCMessage *msg)
 
 /* ---- status.json -------------------------------------------------------------- */
 
+static char *user_name (guint uid);
+
 void
 gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
 {
@@ -128,6 +133,9 @@ gptd__run_fill_info (const GptdRun *run, Gptd__RunInfo *info)
   info->progress = run->progress;
   info->run_dir = run->dir;
   info->pid = run->pid;
+  info->owner_uid = run->owner_uid;
+  info->owner_gid = run->owner_gid;
+  info->owner = run->owner ? run->owner : (char *) "";
 }
 
 /* Attempts at writing status.json, and the pause before each retry: a short
@@ -280,6 +288,19 @@ run_load_status (GptdRun *run, GError **error)
   run->error = *info.error ? g_strdup (info.error) : NULL;
   run->error_stage = *info.error_stage ? g_strdup (info.error_stage) : NULL;
   run->pid = info.pid;
+  run->owner_uid = info.owner_uid;
+  run->owner_gid = info.owner_gid;
+  run->owner = g_strdup (*info.owner ? info.owner : NULL);
+  /* A root daemon believes the directory's owner, which only root can change,
+   * rather than the status file. */
+  struct stat st;
+  if (geteuid () == 0 && stat (run->dir, &st) == 0 && st.st_uid != run->owner_uid)
+    {
+      run->owner_uid = st.st_uid;
+      run->owner_gid = st.st_gid;
+      g_free (run->owner);
+      run->owner = user_name (st.st_uid);
+    }
   JsonNode *prog = json_object_get_member (obj, "progress");
   if (prog != NULL && JSON_NODE_HOLDS_OBJECT (prog))
     {
@@ -288,6 +309,41 @@ run_load_status (GptdRun *run, GError **error)
       run->progress = (Gptd__Progress *) message_copy (&p.base);
     }
   return TRUE;
+}
+
+/* The name of the user @uid, or the uid in decimal. */
+static char *
+user_name (guint uid)
+{
+  struct passwd *pw = getpwuid (uid);
+  return pw ? g_strdup (pw->pw_name) : g_strdup_printf ("%u", uid);
+}
+
+gboolean
+gptd__run_set_owner (GptdRun *run, guint uid, guint gid, GError **error)
+{
+  run->owner_uid = uid;
+  run->owner_gid = gid;
+  g_free (run->owner);
+  run->owner = user_name (uid);
+  if (geteuid () == 0 && uid != 0)
+    {
+      /* The directory and what the worker reads are the owner's; the status and
+       * the event logs stay the daemon's. */
+      static const char *const files[] = { ".", GPTD_RUN_PIPELINE_FILE, GPTD_RUN_REQUEST_FILE };
+      for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
+        {
+          g_autofree char *path = g_build_filename (run->dir, files[i], NULL);
+          if (chown (path, uid, gid) != 0)
+            {
+              int saved = errno;
+              g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                           "Cannot give %s to uid %u: %s", path, uid, g_strerror (saved));
+              return FALSE;
+            }
+        }
+    }
+  return gptd__run_write_status (run, error);
 }
 
 /* ---- The event log ------------------------------------------------------------ */
@@ -515,7 +571,9 @@ gptd__run_reopen (GptdRun *run, const char *why)
                                            run->state == GPTD__RUN_STATE__RUN_STATE_FAILED
                                              ? "failed"
                                              : run->state == GPTD__RUN_STATE__RUN_STATE_CANCELLED
-                                               ? "been cancelled" : "been interrupted");
+                                               ? "been cancelled"
+                                               : run->state == GPTD__RUN_STATE__RUN_STATE_PAUSED
+                                                 ? "been paused" : "been interrupted");
   /* Not final any more: the events that follow are recorded again. */
   run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
   run->finished = 0;
@@ -669,7 +727,7 @@ gptd__run_log_reader_free (GptdRunLogReader *reader)
 
 static gboolean
 write_request (const char *dir, const char *filename, const char *workdir,
-               const char *const *settings, GError **error)
+               const char *const *settings, const char *const *environment, GError **error)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
@@ -682,6 +740,14 @@ write_request (const char *dir, const char *filename, const char *workdir,
   for (gsize i = 0; settings && settings[i]; i++)
     json_builder_add_string_value (b, settings[i]);
   json_builder_end_array (b);
+  if (environment != NULL)
+    {
+      json_builder_set_member_name (b, "environment");
+      json_builder_begin_array (b);
+      for (gsize i = 0; environment[i]; i++)
+        json_builder_add_string_value (b, environment[i]);
+      json_builder_end_array (b);
+    }
   json_builder_end_object (b);
   g_autoptr (JsonNode) root = json_builder_get_root (b);
   g_autoptr (JsonGenerator) gen = json_generator_new ();
@@ -694,14 +760,24 @@ write_request (const char *dir, const char *filename, const char *workdir,
 }
 
 gboolean
+gptd__run_dir_write_request (const char *dir, const char *text, gssize length,
+                             const char *filename, const char *workdir,
+                             const char *const *settings, const char *const *environment,
+                             GError **error)
+{
+  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
+  gsize n = length < 0 ? strlen (text) : (gsize) length;
+  return gptd_atomic_file_set_contents (ppath, text, n, error)
+         && write_request (dir, filename, workdir, settings, environment, error);
+}
+
+gboolean
 gptd__run_dir_read_request (const char *dir, char **text, char **filename, char **workdir,
                             char ***settings, GError **error)
 {
   g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
   g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
   g_autofree char *data = NULL;
-  if (!g_file_get_contents (ppath, &data, NULL, error))
-    return FALSE;
   g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (rpath, 0, error);
   if (parser == NULL)
     return FALSE;
@@ -718,6 +794,8 @@ gptd__run_dir_read_request (const char *dir, char **text, char **filename, char 
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: no filename", rpath);
       return FALSE;
     }
+  if (!g_file_get_contents (ppath, &data, NULL, error))
+    return FALSE;
   GPtrArray *sb = g_ptr_array_new ();
   JsonArray *arr = json_object_has_member (obj, "settings")
                      ? json_object_get_array_member (obj, "settings") : NULL;
@@ -733,6 +811,29 @@ gptd__run_dir_read_request (const char *dir, char **text, char **filename, char 
   g_ptr_array_add (sb, NULL);
   *settings = (char **) g_ptr_array_free (sb, FALSE);
   return TRUE;
+}
+
+char **
+gptd__run_dir_read_environment (const char *dir)
+{
+  g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (rpath, 0, NULL);
+  JsonNode *root = parser ? json_parser_get_root (parser) : NULL;
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    return NULL;
+  JsonObject *obj = json_node_get_object (root);
+  if (!json_object_has_member (obj, "environment"))
+    return NULL;
+  JsonArray *arr = json_object_get_array_member (obj, "environment");
+  GPtrArray *env = g_ptr_array_new ();
+  for (guint i = 0; arr && i < json_array_get_length (arr); i++)
+    {
+      const char *s = json_array_get_string_element (arr, i);
+      if (s && strchr (s, '=') != NULL)
+        g_ptr_array_add (env, g_strdup (s));
+    }
+  g_ptr_array_add (env, NULL);
+  return (char **) g_ptr_array_free (env, FALSE);
 }
 
 /* ---- The table ---------------------------------------------------------------- */
@@ -959,7 +1060,8 @@ remove_tree (const char *dir)
 GptdRun *
 gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
                         const char *filename, const char *workdir,
-                        const char *const *settings, GError **error)
+                        const char *const *settings, const char *const *environment,
+                        GError **error)
 {
   g_autofree char *id = NULL;
   g_autofree char *dir = NULL;
@@ -987,9 +1089,8 @@ gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
   run->state = GPTD__RUN_STATE__RUN_STATE_QUEUED;
   run->created = now_s ();
 
-  g_autofree char *ppath = g_build_filename (dir, GPTD_RUN_PIPELINE_FILE, NULL);
-  if (!gptd_atomic_file_set_contents (ppath, text, strlen (text), error)
-      || !write_request (dir, filename, workdir, settings, error)
+  if (!gptd__run_dir_write_request (dir, text, -1, filename, workdir, settings, environment,
+                                    error)
       || !run_open_log (run, error)
       || !gptd__run_write_status (run, error))
     {

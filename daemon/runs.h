@@ -47,6 +47,10 @@ typedef struct _GptdRunTable GptdRunTable;
  * @error: the error that failed it, or %NULL.
  * @error_stage: the stage whose error failed it, or %NULL.
  * @pid: the worker's pid while one runs, else 0.
+ * @owner_uid: the user who submitted the run (0 for runs recorded before
+ *   owners were).
+ * @owner_gid: that user's group.
+ * @owner: that user's name (or the uid in decimal).
  * @progress: (nullable): the latest progress event.
  * @last_seq: the sequence number of the last event recorded.
  * @worker: (nullable): the server's worker for this run while it runs.
@@ -54,6 +58,13 @@ typedef struct _GptdRunTable GptdRunTable;
  * @cancel_requested: a client asked to cancel the run.
  * @resume_pending: a client asked to resume the run while its previous worker
  *   was still exiting; the new worker starts once that one has gone.
+ * @pause_requested: a client asked to pause the run: its worker was told to
+ *   stop (stages checkpoint), and the run ends paused rather than cancelled.
+ * @queue_seq: while the run waits for a free slot (state QUEUED, no worker),
+ *   its place in the queue; 0 when it does not wait.
+ * @queue_resume: the run waits to be resumed rather than started.
+ * @kill_timer: (nullable): set when the run was told to stop (cancel, pause):
+ *   its worker is killed when it has not stopped in time.
  *
  * One run. The server reads the fields; only runs.c changes the state ones.
  */
@@ -69,6 +80,9 @@ typedef struct {
   char *error;
   char *error_stage;
   int pid;
+  guint owner_uid;
+  guint owner_gid;
+  char *owner;
   Gptd__Progress *progress;
   guint64 last_seq;
   /*< private >*/
@@ -82,6 +96,10 @@ typedef struct {
   GPtrArray *watchers;
   gboolean cancel_requested;
   gboolean resume_pending;
+  gboolean pause_requested;
+  guint64 queue_seq;
+  gboolean queue_resume;
+  struct uv_timer_s *kill_timer;
 } GptdRun;
 
 /* File names inside a run directory. */
@@ -126,6 +144,8 @@ GPtrArray *gptd__run_table_list (GptdRunTable *table);
  * @filename: the absolute file name it was submitted as
  * @workdir: (nullable): the client's working directory
  * @settings: (nullable): "key=value" settings
+ * @environment: (nullable): the client's "NAME=value" variables for ${NAME}
+ *   (recorded in run.json; the worker expands with them, never its own)
  * @error: return location for a #GError
  *
  * Creates a new run in state QUEUED: its directory, pipeline.pipeline,
@@ -136,7 +156,23 @@ GPtrArray *gptd__run_table_list (GptdRunTable *table);
  */
 GptdRun *gptd__run_table_create (GptdRunTable *table, const char *name, const char *text,
                                  const char *filename, const char *workdir,
-                                 const char *const *settings, GError **error);
+                                 const char *const *settings,
+                                 const char *const *environment, GError **error);
+
+/**
+ * gptd__run_set_owner:
+ * @run: a run just created
+ * @uid: the submitting user
+ * @gid: that user's group
+ * @error: return location for a #GError
+ *
+ * Records the run's owner in status.json. When the daemon runs as root and
+ * @uid is not root, the run directory and its files are given to @uid:@gid,
+ * so that the worker, which runs with the owner's rights, can write there.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean gptd__run_set_owner (GptdRun *run, guint uid, guint gid, GError **error);
 
 /* Sets the worker's pid (0 when none) and writes status.json. */
 void gptd__run_set_pid (GptdRun *run, int pid);
@@ -206,7 +242,8 @@ void gptd__run_table_set_event_func (GptdRunTable *table, GptdRunEventFunc func,
 /* TRUE once the run reached a final state. */
 gboolean gptd__run_is_finished (const GptdRun *run);
 
-/* TRUE for SUCCEEDED, FAILED, CANCELLED and INTERRUPTED. */
+/* TRUE for SUCCEEDED, FAILED, CANCELLED, INTERRUPTED and PAUSED (a paused run
+ * has ended for now: it has no worker, takes no events, and can be resumed). */
 gboolean gptd__run_state_is_final (Gptd__RunState state);
 
 /**
@@ -259,6 +296,29 @@ void gptd__run_log_reader_free (GptdRunLogReader *reader);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdRunLogReader, gptd__run_log_reader_free)
 
 /**
+ * gptd__run_dir_write_request:
+ * @dir: a run directory
+ * @text: the pipeline text
+ * @length: its length, or -1 when NUL-terminated
+ * @filename: the absolute file name it was submitted as
+ * @workdir: (nullable): the client's working directory
+ * @settings: (nullable): "key=value" settings
+ * @environment: (nullable): "NAME=value" variables for ${NAME}; %NULL: none
+ *   recorded (the process's environment applies)
+ * @error: return location for a #GError
+ *
+ * Writes pipeline.pipeline and run.json, atomically: what both the daemon
+ * (gptd__run_table_create()) and `gptd run` keep of a run, and what the worker
+ * and `gptd run --resume` read back.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean gptd__run_dir_write_request (const char *dir, const char *text, gssize length,
+                                      const char *filename, const char *workdir,
+                                      const char *const *settings,
+                                      const char *const *environment, GError **error);
+
+/**
  * gptd__run_dir_read_request:
  * @dir: a run directory
  * @text: (out) (transfer full): the pipeline text
@@ -273,5 +333,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdRunLogReader, gptd__run_log_reader_free)
  */
 gboolean gptd__run_dir_read_request (const char *dir, char **text, char **filename,
                                      char **workdir, char ***settings, GError **error);
+
+/* (transfer full) (nullable): the client's environment recorded in the run's
+ * run.json ("NAME=value" strings), or %NULL when none was (a run of `gptd run`:
+ * the process's environment applies). */
+char **gptd__run_dir_read_environment (const char *dir);
 
 G_END_DECLS

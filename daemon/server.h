@@ -1,14 +1,17 @@
 /* daemon/server.h: the gptd daemon: one libuv loop that owns the control socket,
- * the run table, the worker processes and the signals.
+ * the run table, the child processes and the signals. It supervises; its
+ * children compute (see server-private.h for the parts).
  *
  * Clients speak the control protocol (docs/control-protocol.md): frames of
  * gptd.Request in, gptd.Response out. Each request type is handled by one
- * function of server.c, found through a table indexed by the request's body, so
- * a new request type is one function and one table line.
+ * function of server-requests.c, found through a table indexed by the request's
+ * body, so a new request type is one function and one table line.
  *
- * Generate requests are served in the daemon itself, off the loop thread: a
- * bounded pool of generation threads runs them, and a cache keeps the most
- * recently used models loaded (see server.c, "Generation").
+ * Runs run in worker processes (worker.h), at most max-runs at once, the others
+ * queued. Generate requests are served by serving workers (serve.h), one process
+ * per model and user, the most recently used kept (server-serving.c). Submitted
+ * pipelines are checked in a child with the client's rights (check.h). The
+ * daemon process holds no model and runs no numeric thread.
  *
  * SIGTERM and SIGINT stop the daemon cleanly: the socket file is removed, every
  * worker gets SIGTERM (its run is cancelled, stages checkpoint) and is waited for
@@ -30,12 +33,11 @@ G_BEGIN_DECLS
  * @stop_timeout_ms: how long workers are waited for when stopping
  * @client_queue_limit: the bytes a connection may have waiting to be sent
  *   before it is told it lagged and dropped
- * @model_cache: how many models generate requests keep loaded (least recently
- *   used ones beyond it are unloaded); 0: $GPTD_MODEL_CACHE, else
+ * @model_cache: how many serving workers (models loaded) are kept (least
+ *   recently used ones beyond it are stopped); 0: $GPTD_MODEL_CACHE, else
  *   %GPTD_SERVER_DEFAULT_MODEL_CACHE
- * @generate_threads: how many generate requests run at once (more wait their
- *   turn); 0: $GPTD_GENERATE_THREADS, else
- *   %GPTD_SERVER_DEFAULT_GENERATE_THREADS
+ * @generate_threads: the threads each serving worker computes with; 0:
+ *   $GPTD_GENERATE_THREADS, else the cores the running runs leave
  * @config_path: the configuration file, read again on SIGHUP
  * @config_optional: whether that file may be missing (the default path)
  * @cmdline: the settings the command line gave (they override the file's)
@@ -59,7 +61,6 @@ typedef struct {
 #define GPTD_SERVER_DEFAULT_STOP_TIMEOUT_MS 30000
 #define GPTD_SERVER_DEFAULT_CLIENT_QUEUE_LIMIT (4u * 1024u * 1024u)
 #define GPTD_SERVER_DEFAULT_MODEL_CACHE 2
-#define GPTD_SERVER_DEFAULT_GENERATE_THREADS 2
 
 /**
  * gptd__server_main:

@@ -157,9 +157,13 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
       worker_send_failure (&ctx, error->message);
       return 1;
     }
+  /* ${NAME} reads the submitting client's environment, recorded with the run,
+   * never the daemon's (which this process inherited). */
+  g_auto (GStrv) environment = gptd__run_dir_read_environment (run_dir);
   g_autoptr (GptdPipeline) pipeline =
-    gptd_pipeline_load_data (registry, text, -1, filename, (const char *const *) settings,
-                             NULL, &error);
+    gptd_pipeline_load_data_with_env (registry, text, -1, filename,
+                                      (const char *const *) settings,
+                                      (const char *const *) environment, NULL, &error);
   if (pipeline == NULL)
     {
       worker_send_failure (&ctx, error->message);
@@ -334,7 +338,8 @@ worker_exited (uv_process_t *process, int64_t exit_status, int term_signal)
 
 GptdWorker *
 gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
-                    gboolean resume, GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
+                    gboolean resume, const GptdWorkerSetup *setup,
+                    GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
                     gpointer user_data, GError **error)
 {
   g_autofree char *out_path = g_build_filename (run_dir, GPTD_RUN_OUTPUT_FILE, NULL);
@@ -370,6 +375,11 @@ gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
   g_auto (GStrv) env = g_get_environ ();
   env = resume ? g_environ_setenv (env, GPTD_WORKER_RESUME_ENV, "1", TRUE)
                : g_environ_unsetenv (env, GPTD_WORKER_RESUME_ENV);
+  if (setup != NULL && setup->threads > 0)
+    {
+      g_autofree char *threads = g_strdup_printf ("%u", setup->threads);
+      env = g_environ_setenv (env, "GPTD_NN_THREADS", threads, TRUE);
+    }
   uv_process_options_t opts = { 0 };
   opts.exit_cb = worker_exited;
   opts.env = env;
@@ -381,6 +391,16 @@ gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
   /* A session of its own: a Ctrl-C meant for a daemon running in a terminal
    * reaches the daemon, which then stops its workers itself. */
   opts.flags = UV_PROCESS_DETACHED;
+  if (setup != NULL && setup->as_user)
+    {
+      /* libuv drops the supplementary groups, then sets the group and the user,
+       * in the child before it executes gptd. */
+      opts.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+      opts.uid = (uv_uid_t) setup->uid;
+      opts.gid = (uv_gid_t) setup->gid;
+      if (fchown (out_fd, setup->uid, setup->gid) != 0)
+        g_warning ("Cannot give %s to uid %u: %s", out_path, setup->uid, g_strerror (errno));
+    }
 
   int r = uv_spawn (loop, &w->process, &opts);
   close (out_fd);

@@ -75,11 +75,30 @@ typedef void (*GptdWorkerExitFunc) (GptdWorker *worker, gint64 exit_status, int 
                                     const char *protocol_error, gpointer user_data);
 
 /**
+ * GptdWorkerSetup:
+ * @threads: the threads the run computes with (GPTD_NN_THREADS in the
+ *   worker's environment), 0 to leave the environment as it is
+ * @as_user: start the worker with @uid and @gid (and no supplementary groups):
+ *   a root daemon runs each run with its submitter's rights
+ * @uid: the user
+ * @gid: the group
+ *
+ * How a worker process is started.
+ */
+typedef struct {
+  guint threads;
+  gboolean as_user;
+  guint uid;
+  guint gid;
+} GptdWorkerSetup;
+
+/**
  * gptd__worker_spawn:
  * @loop: the daemon's loop
  * @run_dir: the run directory (its output.log receives stdout and stderr)
  * @run_id: the run's ID
  * @resume: resume the run from its checkpoints rather than start it
+ * @setup: (nullable): threads and credentials
  * @event_func: receives the worker's events
  * @exit_func: told when the worker has ended
  * @user_data: passed to the functions
@@ -90,7 +109,8 @@ typedef void (*GptdWorkerExitFunc) (GptdWorker *worker, gint64 exit_status, int 
  * Returns: (transfer none): the worker, or %NULL with @error set
  */
 GptdWorker *gptd__worker_spawn (uv_loop_t *loop, const char *run_dir, const char *run_id,
-                                gboolean resume, GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
+                                gboolean resume, const GptdWorkerSetup *setup,
+                                GptdWorkerEventFunc event_func, GptdWorkerExitFunc exit_func,
                                 gpointer user_data, GError **error);
 
 /* The worker's process id. */

@@ -89,7 +89,7 @@ create_run (GptdRunTable *table)
   g_autoptr (GError) error = NULL;
   GptdRun *run = gptd__run_table_create (table, "demo", "[pipeline]\nname=demo\n",
                                          "/somewhere/demo.pipeline", "/somewhere",
-                                         settings, &error);
+                                         settings, NULL, &error);
   g_assert_no_error (error);
   g_assert_nonnull (run);
   return run;
@@ -381,6 +381,60 @@ test_status_out_of_range (Fixture *f, gconstpointer data)
   gptd__run_table_free (table);
 }
 
+/* A paused run rests: it takes no events, survives a restart paused (not
+ * interrupted), and resumes; its owner and environment are recorded. */
+static void
+test_paused_owner (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  const char *env[] = { "E2E_TICKS=3", NULL };
+  GptdRun *run = gptd__run_table_create (table, "demo", "[pipeline]\nname=demo\n",
+                                         "/somewhere/demo.pipeline", "/somewhere", NULL, env,
+                                         &error);
+  g_assert_no_error (error);
+  g_assert_true (gptd__run_set_owner (run, (guint) getuid (), (guint) getgid (), &error));
+  g_assert_no_error (error);
+  g_assert_nonnull (run->owner);
+  g_auto (GStrv) read_env = gptd__run_dir_read_environment (run->dir);
+  g_assert_nonnull (read_env);
+  g_assert_cmpstr (read_env[0], ==, "E2E_TICKS=3");
+  g_assert_null (read_env[1]);
+
+  gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_PAUSED, NULL, NULL);
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_PAUSED);
+  g_assert_true (gptd__run_is_finished (run));
+  g_autofree char *dir = g_strdup (run->dir);
+  gptd__run_table_free (table);
+
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  run = gptd__run_table_lookup (table, "1");
+  g_assert_nonnull (run);
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_PAUSED);
+  g_assert_cmpuint (run->owner_uid, ==, (guint) getuid ());
+  gptd__run_reopen (run, NULL);
+  g_assert_cmpint (run->state, ==, GPTD__RUN_STATE__RUN_STATE_QUEUED);
+  g_autoptr (GPtrArray) events = gptd__run_read_log (run, TRUE, &error);
+  g_assert_no_error (error);
+  gboolean said = FALSE;
+  for (guint i = 0; i < events->len; i++)
+    {
+      Gptd__Event *ev = events->pdata[i];
+      if (ev->body_case == GPTD__EVENT__BODY_LOG
+          && strstr (ev->log->message, "(the run had been paused)") != NULL)
+        said = TRUE;
+    }
+  g_assert_true (said);
+  gptd__run_table_free (table);
+
+  /* A run without a recorded environment (gptd run) reads none back. */
+  g_autofree char *rpath = g_build_filename (dir, GPTD_RUN_REQUEST_FILE, NULL);
+  g_assert_true (g_file_set_contents (rpath, "{\"filename\": \"/x.pipeline\"}\n", -1, NULL));
+  g_assert_null (gptd__run_dir_read_environment (dir));
+}
+
 static void
 test_lock (Fixture *f, gconstpointer data)
 {
@@ -488,6 +542,8 @@ main (int argc, char **argv)
   g_test_add ("/daemon/runs/interrupted", Fixture, NULL, fixture_setup, test_interrupted,
               fixture_teardown);
   g_test_add ("/daemon/runs/lock", Fixture, NULL, fixture_setup, test_lock, fixture_teardown);
+  g_test_add ("/daemon/runs/paused-owner", Fixture, NULL, fixture_setup, test_paused_owner,
+              fixture_teardown);
   g_test_add ("/daemon/runs/status-write-fails", Fixture, NULL, fixture_setup,
               test_status_write_fails, fixture_teardown);
   g_test_add ("/daemon/runs/status-out-of-range", Fixture, NULL, fixture_setup,

@@ -150,6 +150,30 @@ GptdPipeline *gptd_pipeline_load_data (GptdRegistry *registry, const char *data,
                                        GPtrArray **problems, GError **error);
 
 /**
+ * gptd_pipeline_load_data_with_env:
+ * @registry: the stage types
+ * @data: the pipeline text
+ * @length: the length of @data, or -1 when it is NUL-terminated
+ * @filename: as for gptd_pipeline_load_data()
+ * @settings: (nullable): as for gptd_pipeline_load_data()
+ * @environment: (nullable) (array zero-terminated=1): "NAME=value" strings that
+ *   `${NAME}` falls back on (after settings and [pipeline] defaults); %NULL means
+ *   the process's environment. The daemon passes the client's, so that a pipeline
+ *   never reads the daemon's environment.
+ * @problems: (out) (optional): as for gptd_pipeline_load_data()
+ * @error: return location for a #GError
+ *
+ * gptd_pipeline_load_data() with the environment variables given.
+ *
+ * Returns: (transfer full): the pipeline, or %NULL with @error set
+ */
+GptdPipeline *gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data,
+                                                gssize length, const char *filename,
+                                                const char *const *settings,
+                                                const char *const *environment,
+                                                GPtrArray **problems, GError **error);
+
+/**
  * gptd_pipeline_load_file:
  * @registry: the stage types
  * @filename: the pipeline file

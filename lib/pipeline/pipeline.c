@@ -46,6 +46,7 @@ typedef struct {
   Group *pipeline_group;
   GPtrArray *stage_groups; /* Group* in file order */
   GHashTable *set_vars;    /* var -> value from settings */
+  const char *const *environment;  /* "NAME=value" for ${NAME}; NULL: the process's */
   GHashTable *vars;        /* var -> Var*: each variable is expanded once */
   GPtrArray *var_stack;    /* Var* being expanded (grey), outermost first */
   gsize expanded_total;    /* bytes produced by all expansions so far */
@@ -417,7 +418,9 @@ lookup_var (Loader *L, const char *name, const Where *w)
     raw = e->value;
   if (raw == NULL)
     {
-      const char *env = g_getenv (name);
+      const char *env = L->environment
+                          ? g_environ_getenv ((char **) L->environment, name)
+                          : g_getenv (name);
       v->value = g_strdup (env);
       v->color = VAR_BLACK;
       return v;
@@ -1042,6 +1045,16 @@ gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length
                          const char *filename, const char *const *settings,
                          GPtrArray **problems, GError **error)
 {
+  return gptd_pipeline_load_data_with_env (registry, data, length, filename, settings, NULL,
+                                           problems, error);
+}
+
+GptdPipeline *
+gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data, gssize length,
+                                  const char *filename, const char *const *settings,
+                                  const char *const *environment, GPtrArray **problems,
+                                  GError **error)
+{
   g_return_val_if_fail (registry != NULL, NULL);
   g_return_val_if_fail (data != NULL, NULL);
   g_return_val_if_fail (filename != NULL, NULL);
@@ -1052,6 +1065,7 @@ gptd_pipeline_load_data (GptdRegistry *registry, const char *data, gssize length
   Loader L = { 0 };
   L.registry = registry;
   L.filename = filename;
+  L.environment = environment;
   g_autofree char *abs = g_canonicalize_filename (filename, NULL);
   L.base_dir = g_path_get_dirname (abs);
   L.problems = g_ptr_array_new_with_free_func ((GDestroyNotify) gptd_pipeline_problem_free);

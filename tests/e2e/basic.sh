@@ -23,8 +23,8 @@ ok $? "the watch shows the run starting"
 
 ctl ps > "$TMP/ps.out"
 ok $? "gptctl ps exits 0"
-grep -q '^1  *succeeded  *hello' "$TMP/ps.out"
-ok $? "ps lists run 1 as succeeded"
+grep -q "^1  *succeeded  *$(id -un)  *hello" "$TMP/ps.out"
+ok $? "ps lists run 1 as succeeded, with its owner"
 ctl ps --json | grep -q '"state" : "succeeded"'
 ok $? "ps --json gives the RunList"
 

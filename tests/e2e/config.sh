@@ -6,7 +6,7 @@
 # valid as it is.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
-plan 12
+plan 16
 
 CONF="$TMP/gptd.conf"
 
@@ -29,6 +29,17 @@ printf '[gptd]\nmodel-cache=0\n' > "$CONF"
 bad_config "a value out of range is refused" "gptd.conf:2: model-cache=0"
 printf '[gptd]\nstate-dir=relative/dir\n' > "$CONF"
 bad_config "a relative path is refused" "gptd.conf:2: state-dir=relative/dir: give an absolute path"
+printf '[gptd]\n\nmax-runs=0\n' > "$CONF"
+bad_config "max-runs=0 is refused with its line and range" \
+  "gptd.conf:3: max-runs=0: give a whole number from 1 to 1024"
+printf '[gptd]\nthreads=-2\n' > "$CONF"
+bad_config "a negative threads= is refused" "gptd.conf:2: threads=-2: give a whole number from 1"
+printf '[gptd]\nallow-users=root,no-such-user-here\n' > "$CONF"
+bad_config "allow-users= naming an unknown user is refused, naming it" \
+  "gptd.conf:2: allow-users=root,no-such-user-here: there is no user no-such-user-here"
+printf '[gptd]\nallow-users=@no-such-group-here\n' > "$CONF"
+bad_config "allow-users= naming an unknown group is refused, naming it" \
+  "gptd.conf:2: allow-users=@no-such-group-here: there is no group no-such-group-here"
 printf '[daemon]\nsocket=/x\n' > "$CONF"
 bad_config "an unknown group is refused" "gptd.conf:1: unknown group \[daemon\]"
 
@@ -51,11 +62,13 @@ until ctl ping > /dev/null 2>&1 || [ $i -gt 100 ]; do i=$((i + 1)); sleep 0.1; d
 ctl ping > /dev/null 2>&1 && [ -d "$STATE/runs" ]
 ok $? "gptd listens on the socket and keeps its state where the file says"
 
-printf '[gptd]\nsocket=%s\nstate-dir=%s\nmodel-cache=5\nstop-timeout=10\nlog-level=debug\n' \
+printf '[gptd]\nsocket=%s\nstate-dir=%s\nmodel-cache=5\nstop-timeout=10\nlog-level=debug\nmax-runs=3\n' \
   "$SOCK" "$STATE" > "$CONF"
 kill -HUP "$DPID"
 sleep 1
-grep -q 'reloaded: model-cache: 2 -> 5' "$TMP/daemon.log" && grep -q 'reloaded: log-level: (default) -> debug' "$TMP/daemon.log"
+grep -q 'reloaded: model-cache: 2 -> 5' "$TMP/daemon.log" && grep -q 'reloaded: log-level: (default) -> debug' "$TMP/daemon.log" \
+  && grep -q 'reloaded: max-runs: (default) -> 3$' "$TMP/daemon.log" \
+  && ctl status | grep -q 'at most 3 run(s) at once'
 ok $? "SIGHUP reads the file again and logs each change"
 printf '[gptd]\nsocket=%s\nstate-dir=%s/other\n' "$SOCK" "$STATE" > "$CONF"
 kill -HUP "$DPID"

@@ -135,5 +135,15 @@ static const GptdStageType e2e_ticker_type = {
   .destroy = ticker_destroy,
 };
 
+/* A slow plugin to load, for the SIGHUP test (tests/e2e/probe.sh): while the file
+ * $GPTD_E2E_SLOW_LOAD names exists, loading this plugin takes 1.5 s. */
+__attribute__ ((constructor)) static void
+e2e_slow_load (void)
+{
+  const char *flag = g_getenv ("GPTD_E2E_SLOW_LOAD");
+  if (flag != NULL && g_file_test (flag, G_FILE_TEST_EXISTS))
+    g_usleep (1500 * 1000);
+}
+
 GPTD_PLUGIN_DEFINE ("e2e", "Stages for the daemon's end-to-end tests", "1.0", "MIT",
                     &e2e_ticker_type);

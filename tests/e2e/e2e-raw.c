@@ -5,9 +5,12 @@
  *
  *   e2e-raw SOCKET garbage|oversized|malformed|truncated|empty|unsupported|ping
  *   e2e-raw SOCKET slow-watch RUN_ID SECONDS
+ *   e2e-raw SOCKET pings COUNT INTERVAL_MS
  *
  * Output: "error=CODE closed=0|1" for the refused frames, "ok=1" for ping,
- * "events=N end=0|1 error=CODE closed=0|1" for slow-watch. Exit status 0 when the
+ * "events=N end=0|1 error=CODE closed=0|1" for slow-watch, "answered=N max_ms=M"
+ * for pings (COUNT pings on one connection, INTERVAL_MS apart, and the longest
+ * any took to be answered). Exit status 0 when the
  * exchange could be carried out, 1 otherwise (a timeout included: every read
  * gives up after 20 seconds).
  */
@@ -199,11 +202,13 @@ main (int argc, char **argv)
       Gptd__RunIdRequest rid = GPTD__RUN_ID_REQUEST__INIT;
       Gptd__Empty empty = GPTD__EMPTY__INIT;
       req.id = 7;
+      Gptd__ClassifyRequest cr = GPTD__CLASSIFY_REQUEST__INIT;
+      (void) rid;
       if (strcmp (mode, "unsupported") == 0)
         {
-          rid.run_id = (char *) "1";
-          req.body_case = GPTD__REQUEST__BODY_PAUSE;
-          req.pause = &rid;
+          cr.model = (char *) "/nowhere";
+          req.body_case = GPTD__REQUEST__BODY_CLASSIFY;
+          req.classify = &cr;
         }
       else if (strcmp (mode, "ping") == 0)
         {
@@ -225,6 +230,34 @@ main (int argc, char **argv)
               status = 0;
             }
         }
+    }
+  else if (strcmp (mode, "pings") == 0 && argc == 5)
+    {
+      int count = atoi (argv[3]), interval_ms = atoi (argv[4]), answered = 0;
+      double max_ms = 0;
+      for (int i = 0; i < count; i++)
+        {
+          Gptd__Request req = GPTD__REQUEST__INIT;
+          Gptd__Empty empty = GPTD__EMPTY__INIT;
+          req.id = (guint64) i + 1;
+          req.body_case = GPTD__REQUEST__BODY_PING;
+          req.ping = &empty;
+          gint64 t0 = g_get_monotonic_time ();
+          gboolean closed = FALSE;
+          if (!send_request (fd, &req))
+            break;
+          Gptd__Response *resp = read_response (fd, &closed);
+          if (resp == NULL)
+            break;
+          double ms = (double) (g_get_monotonic_time () - t0) / 1000.0;
+          if (resp->body_case == GPTD__RESPONSE__BODY_OK)
+            answered++;
+          max_ms = MAX (max_ms, ms);
+          protobuf_c_message_free_unpacked (&resp->base, NULL);
+          g_usleep ((gulong) interval_ms * 1000);
+        }
+      printf ("answered=%d max_ms=%.0f\n", answered, max_ms);
+      status = answered == count ? 0 : 1;
     }
   else if (strcmp (mode, "slow-watch") == 0 && argc == 5)
     status = slow_watch (fd, argv[3], (guint) atoi (argv[4]));

@@ -9,6 +9,11 @@ E2E_TESTS = \
 	tests/e2e/generate.sh \
 	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
+	tests/e2e/pause.sh \
+	tests/e2e/serve.sh \
+	tests/e2e/probe.sh \
+	tests/e2e/owners.sh \
+	tests/e2e/environment.sh \
 	tests/e2e/plugin-crash.sh \
 	tests/e2e/install.sh \
 	tests/e2e/systemd.sh \

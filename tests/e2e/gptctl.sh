@@ -7,7 +7,7 @@
 
 plan 10
 
-"$GPTCTL" status --help > "$TMP/h1" 2>&1 && grep -q 'gptctl status \[OPTION.*\] ID' "$TMP/h1" \
+"$GPTCTL" status --help > "$TMP/h1" 2>&1 && grep -q 'gptctl status \[OPTION.*\] \[ID\]' "$TMP/h1" \
   && ! grep -q -- '--set' "$TMP/h1"
 ok $? "gptctl status --help shows that command's usage and options only"
 "$GPTCTL" run --help > "$TMP/h2" 2>&1 && grep -q -- '--set' "$TMP/h2" && grep -q -- '--wait' "$TMP/h2"

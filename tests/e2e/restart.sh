@@ -33,7 +33,7 @@ ok $? "the orphaned worker stops by itself"
 check "gptd starts again on the stale socket" start_daemon
 [ "$(run_state "$ID")" = interrupted ]
 ok $? "the run is listed as interrupted"
-ctl ps | grep -q "^$ID  *interrupted  *long"
+ctl ps | grep -q "^$ID  *interrupted  *$(id -un)  *long"
 ok $? "ps shows it interrupted"
 grep -q '"state" : "interrupted"' "$STATE/runs/$ID/status.json"
 ok $? "and that was written back to its status.json"

@@ -6,8 +6,8 @@
 # same losses as an uninterrupted run of the same pipeline. A run interrupted
 # by the daemon stopping resumes after a restart; a failed run can be resumed
 # (and fails again the same way). Resuming a running or succeeded run is
-# refused (exit 5), an unknown run is not found (exit 4); pause stays
-# unsupported.
+# refused (exit 5), an unknown run is not found (exit 4), and so is pausing a
+# run that has ended (pause itself: tests/e2e/pause.sh).
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
 GPTD_PLUGIN_PATH="$GPTD_BUILDDIR/plugins/bpe/.libs:$GPTD_BUILDDIR/plugins/train/.libs:$GPTD_PLUGIN_PATH"
@@ -139,6 +139,7 @@ IDF=$(head -n 1 "$TMP/fail.out")
 [ $? -eq 1 ] && [ "$(run_state "$IDF")" = failed ]
 ok $? "a failed run can be resumed (it fails again: resume --wait exits 1)"
 
-out=$(timeout 30 "$RAW" "$SOCK" unsupported 2>/dev/null)
-[ "$out" = "id=7 error=9 ok=0" ]
-ok $? "pause is still unsupported ($out)"
+ctl pause "$IDF" 2> "$TMP/pause-ended.err"
+[ $? -eq 5 ] && grep -q "Run $IDF is failed; only a running or queued run can be paused" \
+  "$TMP/pause-ended.err"
+ok $? "pausing a run that has ended is refused (exit 5)"

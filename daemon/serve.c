@@ -1,0 +1,412 @@
+/* daemon/serve.c: the serving worker process (gptd --serve MODEL_DIR): one model
+ * kept loaded, generate requests read from the daemon's socket and answered
+ * one at a time (see serve.h).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include "serve.h"
+
+#include <gptd/frame.h>
+#include <gptd/generate.h>
+#include <gptd/gpt2-file.h>
+#include <gptd.pb-c.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A request waiting in the queue: its Request, or NULL when the daemon closed
+ * its end. */
+typedef struct {
+  Gptd__Request *req;
+} ServeItem;
+
+typedef struct {
+  int fd;
+  GAsyncQueue *queue;          /* ServeItem* */
+  gint current;                /* atomic: the id of the request being served */
+  gint cancelled;              /* atomic: that request was cancelled */
+  GMutex cancel_lock;
+  GHashTable *cancelled_ids;   /* ids cancelled before they were served */
+  gboolean broken;             /* the daemon is gone */
+  guint64 seq;                 /* the last event number of the current request */
+  guint64 id;                  /* the current request's id */
+} ServeCtx;
+
+static volatile sig_atomic_t serve_stop;
+
+static void
+serve_on_term (int sig)
+{
+  serve_stop = 1;
+}
+
+/* ---- Answers -------------------------------------------------------------------- */
+
+static void
+serve_send (ServeCtx *ctx, Gptd__Response *resp)
+{
+  if (ctx->broken)
+    return;
+  g_autoptr (GError) error = NULL;
+  if (!gptd_frame_write_fd (ctx->fd, &resp->base, &error))
+    {
+      ctx->broken = TRUE;
+      g_atomic_int_set (&ctx->cancelled, TRUE);
+      g_warning ("serving worker: cannot answer gptd (%s); stopping", error->message);
+    }
+}
+
+static void
+serve_send_event (ServeCtx *ctx, Gptd__Event *ev, gboolean end)
+{
+  ev->run_id = (char *) "";
+  ev->seq = ++ctx->seq;
+  ev->time = (double) g_get_real_time () / G_USEC_PER_SEC;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = ctx->id;
+  resp.body_case = GPTD__RESPONSE__BODY_EVENT;
+  resp.event = ev;
+  resp.end = end;
+  serve_send (ctx, &resp);
+}
+
+static void serve_send_error (ServeCtx *ctx, Gptd__ErrorCode code, const char *format, ...)
+  G_GNUC_PRINTF (3, 4);
+
+static void
+serve_send_error (ServeCtx *ctx, Gptd__ErrorCode code, const char *format, ...)
+{
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_message ("generate: request %" G_GUINT64_FORMAT " failed: %s", ctx->id, message);
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  Gptd__Error err = GPTD__ERROR__INIT;
+  err.code = code;
+  err.message = message;
+  resp.id = ctx->id;
+  resp.error = &err;
+  resp.end = TRUE;
+  serve_send (ctx, &resp);
+}
+
+static void
+serve_send_end (ServeCtx *ctx, const char *stop_reason, guint tokens)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
+  chunk.text = (char *) "";
+  chunk.done = TRUE;
+  chunk.stop_reason = (char *) stop_reason;
+  chunk.tokens = tokens;
+  ev.body_case = GPTD__EVENT__BODY_TEXT;
+  ev.text = &chunk;
+  serve_send_event (ctx, &ev, TRUE);
+}
+
+static void
+serve_send_log (ServeCtx *ctx, const char *line)
+{
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__LogLine log = GPTD__LOG_LINE__INIT;
+  log.stage = (char *) "generate";
+  log.level = GPTD__LOG_LEVEL__LOG_LEVEL_INFO;
+  log.message = (char *) line;
+  ev.body_case = GPTD__EVENT__BODY_LOG;
+  ev.log = &log;
+  serve_send_event (ctx, &ev, FALSE);
+}
+
+static void
+serve_on_token (gint32 id, const char *text, gsize text_len, gpointer user_data)
+{
+  if (text_len == 0)
+    return;  /* a character still incomplete */
+  Gptd__Event ev = GPTD__EVENT__INIT;
+  Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
+  chunk.text = (char *) text;
+  chunk.stop_reason = (char *) "";
+  ev.body_case = GPTD__EVENT__BODY_TEXT;
+  ev.text = &chunk;
+  serve_send_event (user_data, &ev, FALSE);
+}
+
+static gboolean
+serve_is_cancelled (gpointer user_data)
+{
+  ServeCtx *ctx = user_data;
+  return serve_stop || g_atomic_int_get (&ctx->cancelled);
+}
+
+/* ---- Reading the daemon's requests ---------------------------------------------- */
+
+/* Reads requests until the daemon closes its end: generate requests are queued
+ * for the main thread, cancels mark their request. */
+static void *
+serve_reader (void *data)
+{
+  ServeCtx *ctx = data;
+  for (;;)
+    {
+      g_autoptr (GError) error = NULL;
+      Gptd__Request *req =
+        (Gptd__Request *) gptd_frame_read_fd (ctx->fd, &gptd__request__descriptor, 0, &error);
+      if (req == NULL)
+        {
+          if (!g_error_matches (error, GPTD_FRAME_ERROR, GPTD_FRAME_ERROR_CLOSED))
+            g_warning ("serving worker: reading gptd's requests: %s", error->message);
+          break;
+        }
+      if (req->body_case == GPTD__REQUEST__BODY_CANCEL && req->cancel != NULL)
+        {
+          guint64 id = g_ascii_strtoull (req->cancel->run_id ? req->cancel->run_id : "", NULL,
+                                         10);
+          g_mutex_lock (&ctx->cancel_lock);
+          if ((guint64) g_atomic_int_get (&ctx->current) == id)
+            g_atomic_int_set (&ctx->cancelled, TRUE);
+          else
+            g_hash_table_add (ctx->cancelled_ids, g_memdup2 (&id, sizeof id));
+          g_mutex_unlock (&ctx->cancel_lock);
+          protobuf_c_message_free_unpacked (&req->base, NULL);
+          continue;
+        }
+      ServeItem *item = g_new0 (ServeItem, 1);
+      item->req = req;
+      g_async_queue_push (ctx->queue, item);
+    }
+  /* The daemon is done with this worker: what is under way stops. */
+  g_atomic_int_set (&ctx->cancelled, TRUE);
+  g_async_queue_push (ctx->queue, g_new0 (ServeItem, 1));
+  return NULL;
+}
+
+/* ---- The model ------------------------------------------------------------------- */
+
+static void
+append_file_stamp (GString *key, const char *dir, const char *name)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  struct stat st;
+  if (stat (path, &st) != 0)
+    g_string_append_printf (key, "|%s:-", name);
+  else
+    g_string_append_printf (key, "|%s:%lld.%09ld:%lld", name, (long long) st.st_mtim.tv_sec,
+                            (long) st.st_mtim.tv_nsec, (long long) st.st_size);
+}
+
+/* The stamp of the model directory @dir: its real path and the modification
+ * times and sizes of the files a generator loads, with the real path in
+ * *@real_out; NULL with a G_FILE_ERROR when the directory cannot be used. */
+static char *
+model_stamp (const char *dir, char **real_out, GError **error)
+{
+  char *resolved = realpath (dir, NULL);
+  if (resolved == NULL)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "The model directory %s %s", dir,
+                   saved == ENOENT ? "does not exist" : g_strerror (saved));
+      return NULL;
+    }
+  g_autofree char *real = g_strdup (resolved);
+  free (resolved);
+  struct stat st;
+  if (stat (real, &st) != 0 || !S_ISDIR (st.st_mode))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOTDIR,
+                   "The model %s is not a directory", dir);
+      return NULL;
+    }
+  GString *key = g_string_new (real);
+  static const char *const files[] = {
+    GPTD_GPT_DIR_CONFIG, GPTD_GPT_DIR_WEIGHTS, GPTD_GPT_DIR_VOCAB, GPTD_GPT_DIR_MERGES,
+    GPTD_CHECKPOINT_INDEX,
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (files); i++)
+    append_file_stamp (key, real, files[i]);
+  *real_out = g_steal_pointer (&real);
+  return g_string_free (key, FALSE);
+}
+
+/* ---- Serving --------------------------------------------------------------------- */
+
+typedef struct {
+  char *stamp;
+  char *real;
+  GptdGenerator *generator;
+} ServeModel;
+
+/* Serves one generate request. Returns FALSE when the model cannot be loaded
+ * (the worker then ends). */
+static gboolean
+serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
+                const Gptd__GenerateRequest *gr)
+{
+  if (serve_is_cancelled (ctx))
+    {
+      serve_send_end (ctx, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED), 0);
+      return TRUE;
+    }
+
+  GptdGenerateOptions opts;
+  gptd_generate_options_init (&opts);
+  opts.max_new_tokens = (int) gr->max_new_tokens;
+  opts.temperature = gr->temperature;
+  opts.top_k = (int) gr->top_k;
+  opts.top_p = gr->top_p;
+  opts.eos_id = gr->eos_id;
+  opts.seed = gr->seed;
+  opts.use_kv_cache = TRUE;
+  g_autoptr (GError) error = NULL;
+  if (!gptd_generate_options_validate (&opts, &error))
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "Bad generate parameters: %s", error->message);
+      return TRUE;
+    }
+
+  /* The model, loaded again when its files changed. */
+  g_autofree char *real = NULL;
+  g_autofree char *stamp = model_stamp (model_dir, &real, &error);
+  if (stamp == NULL)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
+      return FALSE;
+    }
+  gboolean loaded = FALSE;
+  double load_s = 0;
+  if (model->generator == NULL || strcmp (model->stamp, stamp) != 0)
+    {
+      if (model->generator != NULL)
+        g_message ("generate: the model in %s has changed; loading it again", real);
+      g_clear_pointer (&model->generator, gptd_generator_free);
+      gint64 t0 = g_get_monotonic_time ();
+      model->generator = gptd_generator_load (real, NULL, 0, &error);
+      load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+      if (model->generator == NULL)
+        {
+          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                            "Cannot load the model in %s: %s", real, error->message);
+          return FALSE;
+        }
+      g_free (model->stamp);
+      model->stamp = g_strdup (stamp);
+      g_free (model->real);
+      model->real = g_strdup (real);
+      loaded = TRUE;
+      g_message ("generate: loaded the model %s in %.2f s", real, load_s);
+    }
+
+  /* First a line saying where the model came from; the daemon adds its
+   * counters to it. */
+  {
+    g_autofree char *line = loaded ? g_strdup_printf ("model %s: loaded in %.2f s", real, load_s)
+                                   : g_strdup_printf ("model %s: cached", real);
+    serve_send_log (ctx, line);
+  }
+
+  GptdGenerateCallbacks callbacks = { serve_on_token, serve_is_cancelled, ctx };
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (GptdGenerateResult) result =
+    gptd_generator_generate (model->generator, gr->prompt, &opts, &callbacks, &error);
+  double seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+  if (result == NULL)
+    {
+      gboolean bad_input = error->domain == GPTD_GENERATE_ERROR
+                           && error->code != GPTD_GENERATE_ERROR_MODEL;
+      serve_send_error (ctx, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
+                                       : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                        "Generating from the model in %s failed: %s", model_dir,
+                        error->message);
+      return TRUE;
+    }
+  const char *stop = gptd_generate_stop_to_string (result->stop);
+  g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s",
+             ctx->id, result->n_ids, stop, model_dir, seconds);
+  serve_send_end (ctx, stop, (guint) result->n_ids);
+  return TRUE;
+}
+
+int
+gptd__serve_main (const char *model_dir, int fd)
+{
+  /* End with the daemon, and never leak its socket into other processes. */
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+  fcntl (fd, F_SETFD, FD_CLOEXEC);
+  signal (SIGPIPE, SIG_IGN);
+  signal (SIGHUP, SIG_IGN);
+  signal (SIGINT, SIG_IGN);
+  struct sigaction sa = { 0 };
+  sa.sa_handler = serve_on_term;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGTERM, &sa, NULL);
+
+  ServeCtx ctx = { .fd = fd };
+  ctx.queue = g_async_queue_new ();
+  g_mutex_init (&ctx.cancel_lock);
+  ctx.cancelled_ids = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  g_atomic_int_set (&ctx.current, -1);
+
+  pthread_t reader;
+  if (pthread_create (&reader, NULL, serve_reader, &ctx) != 0)
+    {
+      g_warning ("serving worker: cannot start its reading thread");
+      return 1;
+    }
+  pthread_detach (reader);
+
+  ServeModel model = { 0 };
+  int status = 0;
+  while (!serve_stop)
+    {
+      ServeItem *item = g_async_queue_timeout_pop (ctx.queue, 200 * G_TIME_SPAN_MILLISECOND);
+      if (item == NULL)
+        continue;
+      Gptd__Request *req = item->req;
+      g_free (item);
+      if (req == NULL)
+        break;  /* the daemon closed its end */
+      ctx.id = req->id;
+      ctx.seq = 0;
+      g_mutex_lock (&ctx.cancel_lock);
+      g_atomic_int_set (&ctx.current, (gint) req->id);
+      g_atomic_int_set (&ctx.cancelled,
+                        g_hash_table_remove (ctx.cancelled_ids, &(gint64) { (gint64) req->id }));
+      g_mutex_unlock (&ctx.cancel_lock);
+      gboolean ok = TRUE;
+      if (req->body_case == GPTD__REQUEST__BODY_GENERATE && req->generate != NULL)
+        ok = serve_generate (&ctx, &model, model_dir, req->generate);
+      else
+        serve_send_error (&ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                          "A serving worker answers generate requests only");
+      g_atomic_int_set (&ctx.current, -1);
+      protobuf_c_message_free_unpacked (&req->base, NULL);
+      if (!ok)
+        {
+          status = 3;
+          break;
+        }
+      if (ctx.broken)
+        break;
+    }
+  /* The reading thread may still be blocked on the socket: the process ends
+   * without waiting for it. */
+  gptd_generator_free (model.generator);
+  g_free (model.stamp);
+  g_free (model.real);
+  return status;
+}

@@ -1,0 +1,43 @@
+/* daemon/serve.h: the serving worker, a process that keeps one model loaded and
+ * answers the generate requests the daemon forwards to it.
+ *
+ * The daemon never holds a model: for each model a client asks for (and each
+ * user asking), it re-executes its own binary (/proc/self/exe) as
+ *
+ *   gptd --serve MODEL_DIR
+ *
+ * with fd 3 one end of a socket pair, stdout and stderr the daemon's own. The
+ * daemon writes gptd.Request frames to it: a GenerateRequest whose id is the
+ * daemon's number for the request, or a cancel (RunIdRequest) whose run_id is
+ * that number in decimal. The worker answers each generate request with
+ * gptd.Response frames carrying the same id, exactly as the daemon answers its
+ * client (events: a log line saying whether the model was loaded or already
+ * held, the text chunks, the end), the last with end set; requests are served
+ * one at a time, in order. Before each request the worker checks the stamps of
+ * the model's files and loads the model again when they changed.
+ *
+ * The model is loaded with GPTD_NN_THREADS threads (the daemon sets it, see
+ * docs/architecture.md, "Scheduling"). The worker ends when the daemon closes
+ * its end (end of stream), on SIGTERM (after ending the request under way as
+ * cancelled) or when the daemon dies. A model that cannot be loaded is answered
+ * with an error, after which the worker exits with status 3.
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * gptd__serve_main:
+ * @model_dir: the model directory, absolute, as the client named it
+ * @fd: the daemon's socket
+ *
+ * The serving worker process's main function (`gptd --serve`).
+ *
+ * Returns: the process exit status: 0 when told to stop, 3 when the model
+ *   cannot be loaded, 1 on a protocol error
+ */
+int gptd__serve_main (const char *model_dir, int fd);
+
+G_END_DECLS
