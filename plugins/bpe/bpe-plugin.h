@@ -1,4 +1,4 @@
-/* bpe-plugin.h: the stage types of the bpe plugin (libgptd-bpe), and the carry
+/* bpe-plugin.h: the stage types of the bpe plugin (bpe.so), and the carry
  * buffer that the tokenizer and the trainer use to cut streamed documents only
  * where the pre-tokenizer would. */
 #ifndef GPTD_BPE_PLUGIN_H

@@ -1,4 +1,4 @@
-/* core.h: the stage types of the core plugin (libgptd-core) and what their files
+/* core.h: the stage types of the core plugin (core.so) and what their files
  * share. */
 #ifndef GPTD_CORE_H
 #define GPTD_CORE_H

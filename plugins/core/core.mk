@@ -1,10 +1,10 @@
 # Build fragment for plugins/core: the core plugin (text-source, table-source, dump).
-plugin_LTLIBRARIES += plugins/core/libgptd-core.la
-plugins_core_libgptd_core_la_SOURCES = plugins/core/core.c plugins/core/core.h \
+plugin_LTLIBRARIES += plugins/core/core.la
+plugins_core_core_la_SOURCES = plugins/core/core.c plugins/core/core.h \
 	plugins/core/text-source.c plugins/core/table-source.c plugins/core/utf8.c \
 	plugins/core/dump.c
-plugins_core_libgptd_core_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
-plugins_core_libgptd_core_la_LIBADD = $(PLUGIN_LIBS)
+plugins_core_core_la_LDFLAGS = $(PLUGIN_LINKFLAGS)
+plugins_core_core_la_LIBADD = $(PLUGIN_LIBS)
 dist_pipelines_DATA += pipelines/hello.pipeline
 
 check_PROGRAMS += tests/test-runner-stages

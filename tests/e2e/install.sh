@@ -28,8 +28,10 @@ igptd () {
 }
 mkdir -p "$TMP/work"
 
-[ -z "$(find "$DEST" -path '*/gptd/plugins/*.la')" ] && [ -n "$(find "$DEST" -path '*/gptd/plugins/*.so')" ]
-ok $? "the plugin directory holds the plugins and no libtool archives"
+[ -z "$(find "$DEST" -path '*/gptd/plugins/*.la')" ] && [ -n "$(find "$DEST" -path '*/gptd/plugins/*.so')" ] \
+  && [ -z "$(find "$DEST" -path '*/gptd/plugins/*' -name 'lib*')" ] \
+  && [ -f "$PREFIX/lib/gptd/plugins/core.so" ] && [ -f "$PREFIX/lib/gptd/plugins/bpe.so" ]
+ok $? "the plugin directory holds the plugins, named alike (core.so, bpe.so, ...), and no libtool archives"
 [ -f "$PREFIX/share/doc/gptd/README.md" ] && [ -f "$PREFIX/share/doc/gptd/docs/pipeline-format.md" ]
 ok $? "the documentation is installed in the doc directory"
 
