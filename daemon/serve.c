@@ -327,6 +327,34 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean cl
       return SERVE_LOAD_FAILED;
     }
   gboolean held = model->generator != NULL || model->classifier != NULL;
+  /* A model of the other kind is refused before it is loaded. */
+  gboolean is_classifier = model->classifier != NULL;
+  if (!held || strcmp (model->stamp, stamp) != 0)
+    {
+      if (!model_is_classifier (real, &is_classifier, &error))
+        {
+          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                            "Cannot load the model in %s: %s", real, error->message);
+          return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+        }
+    }
+  if (classify && !is_classifier)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "The model in %s is a language model, not a classifier (its %s has "
+                        "no num_labels): it answers generate requests, not classify",
+                        model_dir, GPTD_GPT_DIR_CONFIG);
+      return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+    }
+  if (!classify && is_classifier)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "The model in %s is a classifier (its %s names "
+                        "GPT2ForSequenceClassification), not a language model: it answers "
+                        "classify requests, not generate", model_dir, GPTD_GPT_DIR_CONFIG);
+      return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+    }
+
   gboolean loaded = FALSE;
   double load_s = 0;
   if (!held || strcmp (model->stamp, stamp) != 0)
@@ -336,13 +364,6 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean cl
       g_clear_pointer (&model->generator, gptd_generator_free);
       g_clear_pointer (&model->classifier, gptd_classifier_free);
       g_clear_pointer (&model->stamp, g_free);
-      gboolean is_classifier = FALSE;
-      if (!model_is_classifier (real, &is_classifier, &error))
-        {
-          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                            "Cannot load the model in %s: %s", real, error->message);
-          return SERVE_LOAD_FAILED;
-        }
       gint64 t0 = g_get_monotonic_time ();
       if (is_classifier)
         model->classifier = gptd_classifier_load (real, NULL, &error);
@@ -362,23 +383,6 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean cl
       loaded = TRUE;
       g_message ("%s: loaded the %s %s in %.2f s", ctx->what,
                  is_classifier ? "classifier" : "model", real, load_s);
-    }
-
-  if (classify && model->classifier == NULL)
-    {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                        "The model in %s is a language model, not a classifier (its %s has "
-                        "no num_labels): it answers generate requests, not classify",
-                        model_dir, GPTD_GPT_DIR_CONFIG);
-      return SERVE_LOAD_REFUSED;
-    }
-  if (!classify && model->generator == NULL)
-    {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                        "The model in %s is a classifier of %d classes, not a language "
-                        "model: it answers classify requests, not generate", model_dir,
-                        gptd_classifier_get_n_classes (model->classifier));
-      return SERVE_LOAD_REFUSED;
     }
 
   g_autofree char *line = loaded ? g_strdup_printf ("model %s: loaded in %.2f s", real, load_s)
