@@ -1,7 +1,8 @@
 /* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
  * lists, watches, cancels, pauses and resumes runs, reads their logs, shows the
- * daemon's own status, lists stage types, validates pipelines and streams
- * generated text over the control socket (docs/control-protocol.md).
+ * daemon's own status, lists stage types, validates pipelines, streams
+ * generated text and prints classifier predictions over the control socket
+ * (docs/control-protocol.md).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -76,7 +77,7 @@ static const char gptctl_description[] =
   "  ping               check that the daemon answers\n"
   "\n"
   "--json prints what the daemon answered as JSON (one object, or one per line for\n"
-  "watch, logs and generate) instead of text.\n"
+  "watch, logs and generate; the PredictionList for classify) instead of text.\n"
   "\n"
   "Environment:\n"
   "  GPTD_SOCKET        the socket when --socket is not given; default\n"
@@ -1109,6 +1110,131 @@ cmd_generate (Client *cl, int argc, char **argv, const CommandOptions *o)
   return g_strcmp0 (stop_reason, "cancelled") == 0 ? EXIT_RUN_FAILED : EXIT_OK;
 }
 
+/* The texts to classify: the arguments, "-" standing for standard input's
+ * lines (one text each; empty lines are left out). NULL after printing why. */
+static GPtrArray *
+read_texts (int argc, char **argv)
+{
+  g_autoptr (GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
+  gboolean read_stdin = FALSE;
+  for (int i = 0; i < argc; i++)
+    {
+      if (strcmp (argv[i], "-") != 0)
+        {
+          g_ptr_array_add (texts, g_strdup (argv[i]));
+          continue;
+        }
+      if (read_stdin)
+        {
+          g_printerr ("gptctl: classify reads standard input (-) once only\n");
+          return NULL;
+        }
+      read_stdin = TRUE;
+      g_autofree char *all = read_prompt ("-");
+      if (all == NULL)
+        return NULL;
+      g_auto (GStrv) lines = g_strsplit (all, "\n", -1);
+      for (char **l = lines; *l != NULL; l++)
+        {
+          gsize len = strlen (*l);
+          if (len > 0 && (*l)[len - 1] == '\r')
+            (*l)[len - 1] = '\0';
+          if (**l)
+            g_ptr_array_add (texts, g_strdup (*l));
+        }
+    }
+  for (guint i = 0; i < texts->len; i++)
+    {
+      const char *text = texts->pdata[i];
+      if (!*text || !g_utf8_validate (text, -1, NULL))
+        {
+          g_printerr ("gptctl: text %u is %s\n", i + 1,
+                      *text ? "not valid UTF-8" : "empty: there is nothing to classify");
+          return NULL;
+        }
+    }
+  if (texts->len == 0)
+    {
+      g_printerr ("gptctl: standard input holds no text to classify\n");
+      return NULL;
+    }
+  return g_steal_pointer (&texts);
+}
+
+static int
+cmd_classify (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc < 1)
+    {
+      g_printerr ("gptctl: classify wants at least one TEXT (- reads one per line from "
+                  "standard input)\n");
+      return EXIT_USAGE;
+    }
+  if (o->model == NULL)
+    {
+      g_printerr ("gptctl: classify needs --model DIR\n");
+      return EXIT_USAGE;
+    }
+  g_autoptr (GPtrArray) texts = read_texts (argc, argv);
+  if (texts == NULL)
+    return EXIT_USAGE;
+  /* The daemon has another working directory: send an absolute path. */
+  g_autofree char *model = g_canonicalize_filename (o->model, NULL);
+
+  int status = client_connect (cl);
+  if (status != EXIT_OK)
+    return status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__ClassifyRequest cr = GPTD__CLASSIFY_REQUEST__INIT;
+  cr.model = model;
+  cr.n_texts = texts->len;
+  cr.texts = (char **) texts->pdata;
+  req.body_case = GPTD__REQUEST__BODY_CLASSIFY;
+  req.classify = &cr;
+  if ((status = client_send (cl, &req)) != EXIT_OK)
+    return status;
+
+  /* A log line on where the model came from, then the predictions. */
+  for (;;)
+    {
+      g_autoptr (Gptd__Response) resp = client_receive (cl, &status);
+      if (resp == NULL)
+        return status;
+      if (resp->error != NULL && resp->error->code != GPTD__ERROR_CODE__ERROR_CODE_NONE)
+        return response_error_status (resp);
+      if (resp->body_case == GPTD__RESPONSE__BODY_EVENT && !resp->end)
+        continue;
+      const Gptd__PredictionList *list = resp->predictions;
+      if (resp->body_case != GPTD__RESPONSE__BODY_PREDICTIONS || list == NULL
+          || list->n_predictions != texts->len)
+        {
+          g_printerr ("gptctl: gptd answered with an unexpected message\n");
+          return EXIT_PROTOCOL;
+        }
+      if (cl->json)
+        {
+          print_json (&list->base, TRUE);
+          return EXIT_OK;
+        }
+      for (gsize i = 0; i < list->n_predictions; i++)
+        {
+          const Gptd__Prediction *p = list->predictions[i];
+          if (p->label >= p->n_probabilities)
+            {
+              g_printerr ("gptctl: gptd answered with an unexpected message\n");
+              return EXIT_PROTOCOL;
+            }
+          /* One line per text, whatever it holds. */
+          g_autofree char *text = g_strdup (texts->pdata[i]);
+          for (char *t = text; *t; t++)
+            if (*t == '\n' || *t == '\r' || *t == '\t')
+              *t = ' ';
+          g_print ("%s  %.4f  %s\n", p->label_name, p->probabilities[p->label], text);
+        }
+      return EXIT_OK;
+    }
+}
+
 static int
 cmd_plugins (Client *cl, int argc, char **argv, const CommandOptions *o)
 {
@@ -1173,6 +1299,7 @@ enum {
   OPT_FROM_START = 1 << 2,
   OPT_NO_WAIT = 1 << 3,
   OPT_GENERATE = 1 << 4,
+  OPT_MODEL = 1 << 5,
 };
 
 static const struct {
@@ -1199,7 +1326,11 @@ static const struct {
   { "generate", cmd_generate, "--model DIR PROMPT", "Streams the text the daemon generates "
     "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
     "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "
-    "keeps recently used models loaded. Ctrl-C stops the generation.", OPT_GENERATE },
+    "keeps recently used models loaded. Ctrl-C stops the generation.",
+    OPT_MODEL | OPT_GENERATE },
+  { "classify", cmd_classify, "--model DIR TEXT...", "Prints the label the classifier in DIR "
+    "gives each TEXT (- reads one text per line from standard input), its probability and "
+    "the text, one line per text. The daemon keeps recently used models loaded.", OPT_MODEL },
   { "plugins", cmd_plugins, "[TYPE]", "Lists the daemon's stage types, or describes one.", 0 },
   { "validate", cmd_validate, "FILE", "Checks a pipeline with the daemon's plugins.", OPT_SET },
   { "ping", cmd_ping, "", "Checks that the daemon answers.", 0 },
@@ -1266,7 +1397,7 @@ parse_command_options (gsize i, int *argc, char ***argv, CommandOptions *o,
       "Stop when this token comes out (default -1: never)", "ID" },
   };
   static const guint bit[G_N_ELEMENTS (all)] = {
-    0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_GENERATE, OPT_GENERATE,
+    0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_MODEL, OPT_GENERATE,
     OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE,
   };
   GOptionEntry entries[G_N_ELEMENTS (all) + 1];

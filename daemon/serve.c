@@ -1,5 +1,6 @@
 /* daemon/serve.c: the serving worker process (gptd --serve MODEL_DIR): one model
- * kept loaded, generate requests read from the daemon's socket and answered
+ * kept loaded, a language model or a classifier as its config.json says,
+ * generate and classify requests read from the daemon's socket and answered
  * one at a time (see serve.h).
  */
 #ifdef HAVE_CONFIG_H
@@ -11,10 +12,13 @@
 
 #include "serve.h"
 
+#include <gptd/classify.h>
 #include <gptd/frame.h>
 #include <gptd/generate.h>
 #include <gptd/gpt2-file.h>
 #include <gptd.pb-c.h>
+
+#include <json-glib/json-glib.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +46,7 @@ typedef struct {
   gboolean broken;             /* the daemon is gone */
   guint64 seq;                 /* the last event number of the current request */
   guint64 id;                  /* the current request's id */
+  const char *what;            /* its kind, for the log: "generate" or "classify" */
 } ServeCtx;
 
 static volatile sig_atomic_t serve_stop;
@@ -92,7 +97,7 @@ serve_send_error (ServeCtx *ctx, Gptd__ErrorCode code, const char *format, ...)
   va_start (ap, format);
   g_autofree char *message = g_strdup_vprintf (format, ap);
   va_end (ap);
-  g_message ("generate: request %" G_GUINT64_FORMAT " failed: %s", ctx->id, message);
+  g_message ("%s: request %" G_GUINT64_FORMAT " failed: %s", ctx->what, ctx->id, message);
   Gptd__Response resp = GPTD__RESPONSE__INIT;
   Gptd__Error err = GPTD__ERROR__INIT;
   err.code = code;
@@ -122,7 +127,7 @@ serve_send_log (ServeCtx *ctx, const char *line)
 {
   Gptd__Event ev = GPTD__EVENT__INIT;
   Gptd__LogLine log = GPTD__LOG_LINE__INIT;
-  log.stage = (char *) "generate";
+  log.stage = (char *) ctx->what;
   log.level = GPTD__LOG_LEVEL__LOG_LEVEL_INFO;
   log.message = (char *) line;
   ev.body_case = GPTD__EVENT__BODY_LOG;
@@ -242,13 +247,149 @@ model_stamp (const char *dir, char **real_out, GError **error)
   return g_string_free (key, FALSE);
 }
 
+/* Whether the model in @dir (a model directory, or a checkpoint root standing
+ * for its latest checkpoint) is a sequence classifier: its config.json names
+ * GPT2ForSequenceClassification in architectures, or has num_labels. FALSE
+ * with @error when config.json cannot be read. */
+static gboolean
+model_is_classifier (const char *dir, gboolean *is_classifier, GError **error)
+{
+  g_autofree char *config = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
+  g_autofree char *index = g_build_filename (dir, GPTD_CHECKPOINT_INDEX, NULL);
+  if (!g_file_test (config, G_FILE_TEST_EXISTS) && g_file_test (index, G_FILE_TEST_EXISTS))
+    {
+      g_autofree char *latest = gptd_checkpoint_get_latest (dir, error);
+      if (latest == NULL)
+        return FALSE;
+      g_free (config);
+      config = g_build_filename (latest, GPTD_GPT_DIR_CONFIG, NULL);
+    }
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_file (parser, config, error))
+    {
+      g_prefix_error (error, "%s: ", config);
+      return FALSE;
+    }
+  JsonNode *root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a JSON object", config);
+      return FALSE;
+    }
+  JsonObject *obj = json_node_get_object (root);
+  *is_classifier = FALSE;
+  JsonNode *node = json_object_get_member (obj, "architectures");
+  if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        {
+          JsonNode *e = json_array_get_element (a, i);
+          if (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
+              && strcmp (json_node_get_string (e), "GPT2ForSequenceClassification") == 0)
+            *is_classifier = TRUE;
+        }
+    }
+  node = json_object_get_member (obj, "num_labels");
+  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
+    *is_classifier = TRUE;
+  return TRUE;
+}
+
 /* ---- Serving --------------------------------------------------------------------- */
 
 typedef struct {
   char *stamp;
   char *real;
-  GptdGenerator *generator;
+  GptdGenerator *generator;     /* a language model's */
+  GptdClassifier *classifier;   /* or a classifier */
 } ServeModel;
+
+typedef enum {
+  SERVE_LOAD_OK,
+  SERVE_LOAD_REFUSED,   /* the request was answered with an error; the worker goes on */
+  SERVE_LOAD_FAILED,    /* the same, and the worker ends: it holds no model */
+} ServeLoad;
+
+/* Makes @model hold the model in @model_dir, loaded again when its files
+ * changed, as a classifier when @classify; then sends the log line saying
+ * where it came from (the daemon adds its cache's counters to it). A model of
+ * the other kind is refused. */
+static ServeLoad
+serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean classify)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *real = NULL;
+  g_autofree char *stamp = model_stamp (model_dir, &real, &error);
+  if (stamp == NULL)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
+      return SERVE_LOAD_FAILED;
+    }
+  gboolean held = model->generator != NULL || model->classifier != NULL;
+  /* A model of the other kind is refused before it is loaded. */
+  gboolean is_classifier = model->classifier != NULL;
+  if (!held || strcmp (model->stamp, stamp) != 0)
+    {
+      if (!model_is_classifier (real, &is_classifier, &error))
+        {
+          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                            "Cannot load the model in %s: %s", real, error->message);
+          return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+        }
+    }
+  if (classify && !is_classifier)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "The model in %s is a language model, not a classifier (its %s has "
+                        "no num_labels): it answers generate requests, not classify",
+                        model_dir, GPTD_GPT_DIR_CONFIG);
+      return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+    }
+  if (!classify && is_classifier)
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "The model in %s is a classifier (its %s names "
+                        "GPT2ForSequenceClassification), not a language model: it answers "
+                        "classify requests, not generate", model_dir, GPTD_GPT_DIR_CONFIG);
+      return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
+    }
+
+  gboolean loaded = FALSE;
+  double load_s = 0;
+  if (!held || strcmp (model->stamp, stamp) != 0)
+    {
+      if (held)
+        g_message ("%s: the model in %s has changed; loading it again", ctx->what, real);
+      g_clear_pointer (&model->generator, gptd_generator_free);
+      g_clear_pointer (&model->classifier, gptd_classifier_free);
+      g_clear_pointer (&model->stamp, g_free);
+      gint64 t0 = g_get_monotonic_time ();
+      if (is_classifier)
+        model->classifier = gptd_classifier_load (real, NULL, &error);
+      else
+        model->generator = gptd_generator_load (real, NULL, 0, &error);
+      load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+      if (model->generator == NULL && model->classifier == NULL)
+        {
+          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                            "Cannot load the %s in %s: %s",
+                            is_classifier ? "classifier" : "model", real, error->message);
+          return SERVE_LOAD_FAILED;
+        }
+      model->stamp = g_strdup (stamp);
+      g_free (model->real);
+      model->real = g_strdup (real);
+      loaded = TRUE;
+      g_message ("%s: loaded the %s %s in %.2f s", ctx->what,
+                 is_classifier ? "classifier" : "model", real, load_s);
+    }
+
+  g_autofree char *line = loaded ? g_strdup_printf ("model %s: loaded in %.2f s", real, load_s)
+                                 : g_strdup_printf ("model %s: cached", real);
+  serve_send_log (ctx, line);
+  return SERVE_LOAD_OK;
+}
 
 /* Serves one generate request. Returns FALSE when the model cannot be loaded
  * (the worker then ends). */
@@ -279,45 +420,9 @@ serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
       return TRUE;
     }
 
-  /* The model, loaded again when its files changed. */
-  g_autofree char *real = NULL;
-  g_autofree char *stamp = model_stamp (model_dir, &real, &error);
-  if (stamp == NULL)
-    {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
-      return FALSE;
-    }
-  gboolean loaded = FALSE;
-  double load_s = 0;
-  if (model->generator == NULL || strcmp (model->stamp, stamp) != 0)
-    {
-      if (model->generator != NULL)
-        g_message ("generate: the model in %s has changed; loading it again", real);
-      g_clear_pointer (&model->generator, gptd_generator_free);
-      gint64 t0 = g_get_monotonic_time ();
-      model->generator = gptd_generator_load (real, NULL, 0, &error);
-      load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
-      if (model->generator == NULL)
-        {
-          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                            "Cannot load the model in %s: %s", real, error->message);
-          return FALSE;
-        }
-      g_free (model->stamp);
-      model->stamp = g_strdup (stamp);
-      g_free (model->real);
-      model->real = g_strdup (real);
-      loaded = TRUE;
-      g_message ("generate: loaded the model %s in %.2f s", real, load_s);
-    }
-
-  /* First a line saying where the model came from; the daemon adds its
-   * counters to it. */
-  {
-    g_autofree char *line = loaded ? g_strdup_printf ("model %s: loaded in %.2f s", real, load_s)
-                                   : g_strdup_printf ("model %s: cached", real);
-    serve_send_log (ctx, line);
-  }
+  ServeLoad load = serve_load (ctx, model, model_dir, FALSE);
+  if (load != SERVE_LOAD_OK)
+    return load == SERVE_LOAD_REFUSED;
 
   GptdGenerateCallbacks callbacks = { serve_on_token, serve_is_cancelled, ctx };
   gint64 t0 = g_get_monotonic_time ();
@@ -341,6 +446,75 @@ serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
   return TRUE;
 }
 
+/* Serves one classify request: one Prediction per text, in order, in one
+ * answer. Returns FALSE when the model cannot be loaded (the worker then
+ * ends). */
+static gboolean
+serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
+                const Gptd__ClassifyRequest *cr)
+{
+  if (serve_is_cancelled (ctx))
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                        "The classification was cancelled");
+      return TRUE;
+    }
+  ServeLoad load = serve_load (ctx, model, model_dir, TRUE);
+  if (load != SERVE_LOAD_OK)
+    return load == SERVE_LOAD_REFUSED;
+
+  GptdClassifier *c = model->classifier;
+  int n_classes = gptd_classifier_get_n_classes (c);
+  gsize n = cr->n_texts;
+  g_autofree Gptd__Prediction *preds = g_new0 (Gptd__Prediction, n);
+  g_autofree Gptd__Prediction **ptrs = g_new0 (Gptd__Prediction *, n);
+  g_autofree float *probs = g_new0 (float, n * (gsize) n_classes);
+  gint64 t0 = g_get_monotonic_time ();
+  for (gsize i = 0; i < n; i++)
+    {
+      if (serve_is_cancelled (ctx))
+        {
+          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                            "The classification was cancelled after %" G_GSIZE_FORMAT
+                            " of %" G_GSIZE_FORMAT " texts", i, n);
+          return TRUE;
+        }
+      g_autoptr (GError) error = NULL;
+      float *p = probs + i * (gsize) n_classes;
+      int best = gptd_classifier_classify (c, cr->texts[i], -1, p, &error);
+      if (best < 0)
+        {
+          gboolean bad_input = error->domain == GPTD_CLASSIFY_ERROR
+                               && error->code == GPTD_CLASSIFY_ERROR_INPUT;
+          serve_send_error (ctx, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
+                                           : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                            "Classifying text %" G_GSIZE_FORMAT " with the classifier in %s "
+                            "failed: %s", i + 1, model_dir, error->message);
+          return TRUE;
+        }
+      gptd__prediction__init (&preds[i]);
+      preds[i].source = (char *) "";
+      preds[i].label = (uint32_t) best;
+      preds[i].label_name = (char *) gptd_classifier_get_label (c, best);
+      preds[i].n_probabilities = (size_t) n_classes;
+      preds[i].probabilities = p;
+      ptrs[i] = &preds[i];
+    }
+  g_message ("classify: request %" G_GUINT64_FORMAT ": %" G_GSIZE_FORMAT " text(s) from %s "
+             "in %.2f s", ctx->id, n, model_dir,
+             (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC);
+  Gptd__PredictionList list = GPTD__PREDICTION_LIST__INIT;
+  list.n_predictions = n;
+  list.predictions = ptrs;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = ctx->id;
+  resp.body_case = GPTD__RESPONSE__BODY_PREDICTIONS;
+  resp.predictions = &list;
+  resp.end = TRUE;
+  serve_send (ctx, &resp);
+  return TRUE;
+}
+
 int
 gptd__serve_main (const char *model_dir, int fd)
 {
@@ -355,7 +529,7 @@ gptd__serve_main (const char *model_dir, int fd)
   sigemptyset (&sa.sa_mask);
   sigaction (SIGTERM, &sa, NULL);
 
-  ServeCtx ctx = { .fd = fd };
+  ServeCtx ctx = { .fd = fd, .what = "serve" };
   ctx.queue = g_async_queue_new ();
   g_mutex_init (&ctx.cancel_lock);
   ctx.cancelled_ids = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
@@ -389,10 +563,21 @@ gptd__serve_main (const char *model_dir, int fd)
       g_mutex_unlock (&ctx.cancel_lock);
       gboolean ok = TRUE;
       if (req->body_case == GPTD__REQUEST__BODY_GENERATE && req->generate != NULL)
-        ok = serve_generate (&ctx, &model, model_dir, req->generate);
+        {
+          ctx.what = "generate";
+          ok = serve_generate (&ctx, &model, model_dir, req->generate);
+        }
+      else if (req->body_case == GPTD__REQUEST__BODY_CLASSIFY && req->classify != NULL)
+        {
+          ctx.what = "classify";
+          ok = serve_classify (&ctx, &model, model_dir, req->classify);
+        }
       else
-        serve_send_error (&ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                          "A serving worker answers generate requests only");
+        {
+          ctx.what = "serve";
+          serve_send_error (&ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                            "A serving worker answers generate and classify requests only");
+        }
       g_atomic_int_set (&ctx.current, -1);
       protobuf_c_message_free_unpacked (&req->base, NULL);
       if (!ok)
@@ -406,6 +591,7 @@ gptd__serve_main (const char *model_dir, int fd)
   /* The reading thread may still be blocked on the socket: the process ends
    * without waiting for it. */
   gptd_generator_free (model.generator);
+  gptd_classifier_free (model.classifier);
   g_free (model.stamp);
   g_free (model.real);
   return status;

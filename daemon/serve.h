@@ -1,5 +1,5 @@
 /* daemon/serve.h: the serving worker, a process that keeps one model loaded and
- * answers the generate requests the daemon forwards to it.
+ * answers the generate and classify requests the daemon forwards to it.
  *
  * The daemon never holds a model: for each model a client asks for (and each
  * user asking), it re-executes its own binary (/proc/self/exe) as
@@ -7,14 +7,21 @@
  *   gptd --serve MODEL_DIR
  *
  * with fd 3 one end of a socket pair, stdout and stderr the daemon's own. The
- * daemon writes gptd.Request frames to it: a GenerateRequest whose id is the
- * daemon's number for the request, or a cancel (RunIdRequest) whose run_id is
- * that number in decimal. The worker answers each generate request with
- * gptd.Response frames carrying the same id, exactly as the daemon answers its
- * client (events: a log line saying whether the model was loaded or already
- * held, the text chunks, the end), the last with end set; requests are served
- * one at a time, in order. Before each request the worker checks the stamps of
- * the model's files and loads the model again when they changed.
+ * daemon writes gptd.Request frames to it: a GenerateRequest or a
+ * ClassifyRequest whose id is the daemon's number for the request, or a cancel
+ * (RunIdRequest) whose run_id is that number in decimal. The worker answers
+ * each request with gptd.Response frames carrying the same id, exactly as the
+ * daemon answers its client, the last with end set: first an event with a log
+ * line saying whether the model was loaded or already held, then for generate
+ * the text chunks and the end, for classify one PredictionList (a Prediction
+ * per text, in order). Requests are served one at a time, in order. Before
+ * each request the worker checks the stamps of the model's files and loads the
+ * model again when they changed.
+ *
+ * Whether the directory holds a language model or a classifier is read from
+ * its config.json (architectures GPT2ForSequenceClassification, or
+ * num_labels); a request of the other kind is answered with an error naming
+ * the directory.
  *
  * The model is loaded with GPTD_NN_THREADS threads (the daemon sets it, see
  * docs/architecture.md, "Scheduling"). The worker ends when the daemon closes

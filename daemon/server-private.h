@@ -11,7 +11,7 @@
  *                      the checking threads that load submitted pipelines
  *   server-runs.c      run supervision: worker processes started, resumed,
  *                      stopped, and how they ended
- *   server-serving.c   generate requests, answered by serving workers
+ *   server-serving.c   generate and classify requests, answered by serving workers
  *   server-probe.c     probing the plugins in a child before loading them
  */
 #pragma once
@@ -187,6 +187,9 @@ void gptd__server_maybe_finish_stop (Server *s);
 
 /* Handles a generate request. */
 void gptd__request_generate (Conn *c, const Gptd__Request *req);
+
+/* Handles a classify request. */
+void gptd__request_classify (Conn *c, const Gptd__Request *req);
 /* Cancels the generations of @c, which sees nothing more of them. */
 void gptd__conn_cancel_generations (Conn *c);
 /* Cancels every generation; their clients are told. */

@@ -624,15 +624,6 @@ request_ping (Conn *c, const Gptd__Request *req)
   gptd__conn_send_ok (c, req->id);
 }
 
-static void
-request_unsupported (Conn *c, const Gptd__Request *req)
-{
-  const ProtobufCFieldDescriptor *f =
-    protobuf_c_message_descriptor_get_field (&gptd__request__descriptor, req->body_case);
-  gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_UNSUPPORTED,
-                   "This gptd does not support the '%s' request yet", f ? f->name : "?");
-}
-
 typedef void (*RequestFunc) (Conn *c, const Gptd__Request *req);
 
 /* One line per request type: the body it carries and the function answering it. */
@@ -650,7 +641,7 @@ static const struct {
   { GPTD__REQUEST__BODY_PLUGINS, request_plugins },
   { GPTD__REQUEST__BODY_RESUME, request_resume },
   { GPTD__REQUEST__BODY_PAUSE, request_pause },
-  { GPTD__REQUEST__BODY_CLASSIFY, request_unsupported },
+  { GPTD__REQUEST__BODY_CLASSIFY, gptd__request_classify },
   { GPTD__REQUEST__BODY_DAEMON_STATUS, request_daemon_status },
   { GPTD__REQUEST__BODY_GENERATE, gptd__request_generate },
   { GPTD__REQUEST__BODY_PING, request_ping },

@@ -1,9 +1,9 @@
-/* daemon/server-serving.c: generate requests, answered by serving workers
- * (gptd --serve, see serve.h): one process per model and user, kept by least
- * recent use, so that the daemon itself never holds a model nor runs a numeric
- * thread.
+/* daemon/server-serving.c: generate and classify requests, answered by serving
+ * workers (gptd --serve, see serve.h): one process per model and user, kept by
+ * least recent use, so that the daemon itself never holds a model nor runs a
+ * numeric thread.
  *
- * A generate request becomes a GenJob, queued on the serving worker of its
+ * A generate or classify request becomes a GenJob, queued on the serving worker of its
  * (user, model directory); a worker is started for a pair that has none. A
  * worker serves its jobs one at a time, in order: the job's Request is written
  * to it under a number of the daemon's own (the serial), and the Response frames
@@ -39,7 +39,7 @@
 
 typedef struct _ServeWorker ServeWorker;
 
-/* One generate request. */
+/* One generate or classify request. */
 typedef struct {
   Server *server;
   Conn *conn;            /* NULL once its client is gone */
@@ -50,6 +50,7 @@ typedef struct {
   int client_pid;
   guint64 seed;
   gboolean noted;        /* its first log line got the cache's counters */
+  gboolean classify;     /* a classify request (else generate) */
   ServeWorker *worker;
 } GenJob;
 
@@ -112,12 +113,19 @@ gen_job_end (GenJob *job)
   s->n_gen_jobs--;
 }
 
-/* Sends the client a last frame: the generation ended cancelled. */
+/* Sends the client a last frame: the generation ended cancelled (a
+ * classification: an error saying so). */
 static void
 gen_job_send_cancelled (GenJob *job)
 {
   if (job->conn == NULL)
     return;
+  if (job->classify)
+    {
+      gptd__conn_send_error (job->conn, job->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                             "gptd is stopping: the classification was cancelled");
+      return;
+    }
   Gptd__Event ev = GPTD__EVENT__INIT;
   Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
   chunk.text = (char *) "";
@@ -245,10 +253,12 @@ serve_worker_on_response (ServeWorker *w, Gptd__Response *resp)
         s->serve_loads++;
       else
         s->serve_hits++;
+      g_autofree char *seed = job->classify
+                                ? g_strdup ("")
+                                : g_strdup_printf ("; seed %" G_GUINT64_FORMAT, job->seed);
       noted = g_strdup_printf ("%s (models cached: %u; loads: %" G_GUINT64_FORMAT ", hits: %"
-                               G_GUINT64_FORMAT "); seed %" G_GUINT64_FORMAT, msg,
-                               g_list_length (s->serve_workers), s->serve_loads,
-                               s->serve_hits, job->seed);
+                               G_GUINT64_FORMAT ")%s", msg, g_list_length (s->serve_workers),
+                               s->serve_loads, s->serve_hits, seed);
       resp->event->log->message = noted;
     }
   if (c != NULL)
@@ -601,6 +611,67 @@ gptd__server_stop_serving (Server *s, int signum)
     }
 }
 
+/* Whether @model, the model directory a @what request names, is one: an
+ * absolute path. Otherwise the client is answered with an error. */
+static gboolean
+serve_check_model (Conn *c, guint64 id, const char *what, const char *model)
+{
+  if (model == NULL || !*model)
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                             "The %s request names no model directory", what);
+      return FALSE;
+    }
+  if (!g_path_is_absolute (model))
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                             "The model directory must be an absolute path, not %s", model);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Queues @wreq (its id set here to the daemon's number for it) on the serving
+ * worker of (@c's user, @model), started when there is none, as the job of
+ * request @id of @c. NULL after answering @c with an error. The caller sends
+ * the worker its next job. */
+static GenJob *
+serve_submit (Conn *c, guint64 id, const char *model, Gptd__Request *wreq, gboolean classify)
+{
+  Server *s = c->server;
+  g_autoptr (GError) error = NULL;
+  ServeWorker *w = serve_worker_get (s, model, c->uid, c->gid, &error);
+  if (w == NULL)
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                             error->message);
+      return NULL;
+    }
+  GenJob *job = g_new0 (GenJob, 1);
+  job->server = s;
+  job->conn = c;
+  job->id = id;
+  job->serial = ++s->next_gen_serial;
+  job->model = g_strdup (model);
+  job->client_pid = (int) c->pid;
+  job->classify = classify;
+  job->worker = w;
+  wreq->id = job->serial;
+  job->frame = gptd_frame_encode (&wreq->base, 0, &error);
+  if (job->frame == NULL)
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                             "The %s request is too large: %s",
+                             classify ? "classify" : "generate", error->message);
+      gen_job_free (job);
+      return NULL;
+    }
+  c->gen_jobs = g_list_prepend (c->gen_jobs, job);
+  s->n_gen_jobs++;
+  g_queue_push_tail (&w->pending, job);
+  return job;
+}
+
 void
 gptd__request_generate (Conn *c, const Gptd__Request *req)
 {
@@ -612,18 +683,8 @@ gptd__request_generate (Conn *c, const Gptd__Request *req)
                              "gptd is stopping and starts no generation");
       return;
     }
-  if (gr->model == NULL || !*gr->model)
-    {
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                             "The generate request names no model directory");
-      return;
-    }
-  if (!g_path_is_absolute (gr->model))
-    {
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                             "The model directory must be an absolute path, not %s", gr->model);
-      return;
-    }
+  if (!serve_check_model (c, req->id, "generate", gr->model))
+    return;
   if (gr->prompt == NULL || !*gr->prompt)
     {
       gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
@@ -657,46 +718,61 @@ gptd__request_generate (Conn *c, const Gptd__Request *req)
       return;
     }
 
-  ServeWorker *w = serve_worker_get (s, gr->model, c->uid, c->gid, &error);
-  if (w == NULL)
-    {
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
-                             error->message);
-      return;
-    }
-
-  /* The request as the worker gets it: under the daemon's number, the seed
-   * drawn. */
-  GenJob *job = g_new0 (GenJob, 1);
-  job->server = s;
-  job->conn = c;
-  job->id = req->id;
-  job->serial = ++s->next_gen_serial;
-  job->model = g_strdup (gr->model);
-  job->client_pid = (int) c->pid;
-  job->seed = opts.seed;
-  job->worker = w;
+  /* The request as the worker gets it: the seed drawn. */
   Gptd__GenerateRequest fwd = *gr;
   fwd.seed = opts.seed;
   fwd.has_seed = TRUE;
   Gptd__Request wreq = GPTD__REQUEST__INIT;
-  wreq.id = job->serial;
   wreq.body_case = GPTD__REQUEST__BODY_GENERATE;
   wreq.generate = &fwd;
-  job->frame = gptd_frame_encode (&wreq.base, 0, &error);
-  if (job->frame == NULL)
-    {
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                             "The generate request is too large: %s", error->message);
-      gen_job_free (job);
-      return;
-    }
-  c->gen_jobs = g_list_prepend (c->gen_jobs, job);
-  s->n_gen_jobs++;
+  GenJob *job = serve_submit (c, req->id, gr->model, &wreq, FALSE);
+  if (job == NULL)
+    return;
+  job->seed = opts.seed;
   g_info ("generate: request %" G_GUINT64_FORMAT " of pid %d: %u tokens from %s",
           req->id, (int) c->pid, gr->max_new_tokens, gr->model);
-  g_queue_push_tail (&w->pending, job);
-  serve_worker_next (w);
+  serve_worker_next (job->worker);
+}
+
+void
+gptd__request_classify (Conn *c, const Gptd__Request *req)
+{
+  Server *s = c->server;
+  const Gptd__ClassifyRequest *cr = req->classify;
+  if (s->stopping)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                             "gptd is stopping and starts no classification");
+      return;
+    }
+  if (!serve_check_model (c, req->id, "classify", cr->model))
+    return;
+  if (cr->n_texts == 0)
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                             "The classify request has no text to classify");
+      return;
+    }
+  for (gsize i = 0; i < cr->n_texts; i++)
+    {
+      const char *text = cr->texts[i] != NULL ? cr->texts[i] : "";
+      if (!*text || !g_utf8_validate (text, -1, NULL))
+        {
+          gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                                 "Text %" G_GSIZE_FORMAT " of the classify request is %s", i + 1,
+                                 *text ? "not valid UTF-8" : "empty: there is nothing to classify");
+          return;
+        }
+    }
+  Gptd__Request wreq = GPTD__REQUEST__INIT;
+  wreq.body_case = GPTD__REQUEST__BODY_CLASSIFY;
+  wreq.classify = (Gptd__ClassifyRequest *) cr;
+  GenJob *job = serve_submit (c, req->id, cr->model, &wreq, TRUE);
+  if (job == NULL)
+    return;
+  g_info ("classify: request %" G_GUINT64_FORMAT " of pid %d: %" G_GSIZE_FORMAT
+          " text(s) with %s", req->id, (int) c->pid, cr->n_texts, cr->model);
+  serve_worker_next (job->worker);
 }
 
 void

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/e2e/clients.sh: many and misbehaving clients. Ten clients submit and watch
 # runs at once; garbage, an oversized frame, a malformed frame, half a frame, an
-# empty request and an unsupported one each get an error (and, for bad frames, a
+# empty request and a classify request without text each get an error (and, for bad frames, a
 # closed connection) while the daemon keeps serving; a watcher that stops
 # reading is dropped once it falls behind, without holding up anybody else; a
 # pipeline slow to load does not hold up the daemon's other clients.
@@ -61,9 +61,9 @@ ok $? "half a frame and a hang-up"
 out=$(timeout 30 "$RAW" "$SOCK" empty 2>/dev/null)
 [ "$out" = "id=7 error=1 ok=0" ]
 ok $? "a request without a body: a bad-request error with its id ($out)"
-out=$(timeout 30 "$RAW" "$SOCK" unsupported 2>/dev/null)
-[ "$out" = "id=7 error=9 ok=0" ]
-ok $? "a request gptd does not support yet: an unsupported error ($out)"
+out=$(timeout 30 "$RAW" "$SOCK" no-text 2>/dev/null)
+[ "$out" = "id=7 error=1 ok=0" ]
+ok $? "a classify request without text: a bad-request error with its id ($out)"
 out=$(timeout 30 "$RAW" "$SOCK" ping 2>/dev/null)
 [ "$out" = "id=7 error=0 ok=1" ]
 ok $? "after all that, a raw ping is answered ($out)"

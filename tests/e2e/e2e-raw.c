@@ -3,7 +3,7 @@
  * the daemon does not support) or behaves as a watcher that stops reading, and
  * prints what the daemon answered as one line of key=value words:
  *
- *   e2e-raw SOCKET garbage|oversized|malformed|truncated|empty|unsupported|ping
+ *   e2e-raw SOCKET garbage|oversized|malformed|truncated|empty|no-text|ping
  *   e2e-raw SOCKET slow-watch RUN_ID SECONDS
  *   e2e-raw SOCKET pings COUNT INTERVAL_MS
  *
@@ -195,7 +195,7 @@ main (int argc, char **argv)
       status = send_all (fd, frame, sizeof frame) ? 0 : 1;
       printf ("sent=1\n");
     }
-  else if (strcmp (mode, "empty") == 0 || strcmp (mode, "unsupported") == 0
+  else if (strcmp (mode, "empty") == 0 || strcmp (mode, "no-text") == 0
            || strcmp (mode, "ping") == 0)
     {
       Gptd__Request req = GPTD__REQUEST__INIT;
@@ -204,7 +204,7 @@ main (int argc, char **argv)
       req.id = 7;
       Gptd__ClassifyRequest cr = GPTD__CLASSIFY_REQUEST__INIT;
       (void) rid;
-      if (strcmp (mode, "unsupported") == 0)
+      if (strcmp (mode, "no-text") == 0)
         {
           cr.model = (char *) "/nowhere";
           req.body_case = GPTD__REQUEST__BODY_CLASSIFY;

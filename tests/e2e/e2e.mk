@@ -11,6 +11,7 @@ E2E_TESTS = \
 	tests/e2e/resume.sh \
 	tests/e2e/pause.sh \
 	tests/e2e/serve.sh \
+	tests/e2e/classify.sh \
 	tests/e2e/probe.sh \
 	tests/e2e/owners.sh \
 	tests/e2e/environment.sh \
