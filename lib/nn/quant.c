@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef GPTD_QUANT_X86
+#include <cpuid.h>
+#endif
+
 G_DEFINE_QUARK (gptd-quant-error-quark, gptd_quant_error)
 
 static const char *const format_names[] = {
@@ -188,6 +192,17 @@ const GptdQuantKernels gptd__quant_kernels_scalar = {
 
 /* ---- choice by CPUID ---------------------------------------------------- */
 
+#ifdef GPTD_QUANT_X86
+/* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports() does not
+ * know "f16c". */
+static gboolean
+cpu_has_f16c (void)
+{
+  unsigned int a, b, c, d;
+  return __get_cpuid (1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+#endif
+
 const GptdQuantKernels *
 gptd__quant_kernels_lookup (const char *name)
 {
@@ -197,7 +212,7 @@ gptd__quant_kernels_lookup (const char *name)
   __builtin_cpu_init ();
   gboolean avx2 = __builtin_cpu_supports ("avx2") &&
                   __builtin_cpu_supports ("fma") &&
-                  __builtin_cpu_supports ("f16c");
+                  cpu_has_f16c ();
   gboolean avx512 = avx2 && __builtin_cpu_supports ("avx512f") &&
                     __builtin_cpu_supports ("avx512bw") &&
                     __builtin_cpu_supports ("avx512vl");
@@ -305,7 +320,6 @@ gptd__gpt_quant_new (const GptdGpt *m, GptdWeightFormat format,
   const GptdGptConfig *cfg = &m->cfg;
   const size_t C = (size_t) cfg->n_embd;
   const int L = cfg->n_layer;
-  g_autoptr (GString) where = g_string_new (NULL);
   if (format == GPTD_WEIGHT_FORMAT_Q8 && C % GPTD_QUANT_BLOCK != 0)
     {
       g_set_error (error, GPTD_QUANT_ERROR, GPTD_QUANT_ERROR_SHAPE,
