@@ -4,9 +4,15 @@
  * every A and B with the base frozen, and two AdamW steps on the adapters,
  * after which every base weight must be bitwise unchanged.  Also checks that
  * the merged model's forward equals the adapted one, that fresh adapters
- * leave the outputs alone, and that bad ranks and alphas are errors.
+ * leave the outputs alone, and that bad ranks and alphas are errors; and
+ * the two ways to store adapters: a model directory with them (checkpoints)
+ * and a PEFT-layout adapter directory that loads merged onto its base.
  */
 #include "test-nn-util.h"
+
+#include <gptd/gpt2-file.h>
+#include <gptd/safetensors.h>
+#include <glib/gstdio.h>
 
 #define REL_TOL 1e-4
 
@@ -139,9 +145,7 @@ test_adamw_steps (void)
   g_assert_no_error (error);
   /* Moments for the adapters only. */
   g_assert_cmpuint (gptd_adamw_n_tensors (opt), ==, 2 * 8 * s.cfg.n_layer);
-  const double *want_losses = NULL;
   const TnnRecord *rl = tnn_golden_get (g, "step_losses");
-  want_losses = NULL;
   for (int step = 0; step < 2; step++)
     {
       float loss = 0.0f;
@@ -156,7 +160,6 @@ test_adamw_steps (void)
       gptd_adamw_step (opt, m, s.lr);
       g_assert_cmpfloat_with_epsilon (loss, ((float *) rl->data)[step], 1e-5);
     }
-  (void) want_losses;
   for (guint k = n_base; k < gptd_gpt_n_tensors (m); k++)
     {
       const GptdNnTensor *t = gptd_gpt_get_tensor (m, k);
@@ -293,6 +296,117 @@ test_bad_input (void)
   g_clear_error (&error);
 }
 
+/* Logits of @m on the golden's tokens, copied. */
+static float *
+logits_of (GptdGpt *m, const Setup *s, const TnnGolden *g)
+{
+  GError *error = NULL;
+  g_assert_true (gptd_gpt_forward (m, tnn_golden_get (g, "tokens")->data, NULL, s->B,
+                                   s->T, GPTD_GPT_FORWARD_NONE, NULL, &error));
+  g_assert_no_error (error);
+  return g_memdup2 (gptd_gpt_get_logits (m, NULL, NULL, NULL),
+                    (size_t) s->B * s->T * s->cfg.vocab_size * sizeof (float));
+}
+
+static void
+test_file_with_adapters (void)
+{
+  Setup s;
+  TnnGolden *g = load_golden (&s);
+  g_autoptr (GptdGpt) m = adapted_model (&s, g);
+  GError *error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-lora-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_autofree char *dir = g_build_filename (tmp, "model", NULL);
+  g_assert_true (gptd_gpt_dir_save (m, dir, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_autoptr (GptdGpt) back = gptd_gpt_dir_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (gptd_gpt_get_lora_rank (back), ==, s.rank);
+  g_assert_cmpfloat (gptd_gpt_get_lora_alpha (back), ==, s.alpha);
+  g_assert_cmpuint (gptd_gpt_n_params (back), ==, gptd_gpt_n_params (m));
+  g_assert_cmpmem (gptd_gpt_get_params (back), gptd_gpt_n_params (m) * sizeof (float),
+                   gptd_gpt_get_params (m), gptd_gpt_n_params (m) * sizeof (float));
+
+  /* lora_rank without lora_alpha is an error naming the keys. */
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *json = NULL;
+  g_assert_true (g_file_get_contents (cfg_path, &json, NULL, NULL));
+  char *a = strstr (json, ",\n  \"lora_alpha\"");
+  g_assert_nonnull (a);
+  strcpy (a, "\n}\n");
+  g_assert_true (g_file_set_contents (cfg_path, json, -1, NULL));
+  g_autoptr (GptdGpt) bad = gptd_gpt_dir_load (dir, &error);
+  g_assert_null (bad);
+  g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG);
+  g_assert_nonnull (strstr (error->message, "lora_alpha"));
+  g_clear_error (&error);
+  tnn_golden_free (g);
+}
+
+static void
+test_adapter_dir (void)
+{
+  Setup s;
+  TnnGolden *g = load_golden (&s);
+  GError *error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-lora-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_autofree char *base_dir = g_build_filename (tmp, "base", NULL);
+  g_autofree char *ad_dir = g_build_filename (tmp, "adapter", NULL);
+  {
+    g_autoptr (GptdGpt) base = gptd_gpt_new (&s.cfg, &error);
+    g_assert_no_error (error);
+    tnn_init_weights (base, s.seed);
+    g_assert_true (gptd_gpt_dir_save (base, base_dir, NULL, NULL, &error));
+    g_assert_no_error (error);
+  }
+  g_autoptr (GptdGpt) m = adapted_model (&s, g);
+  g_autofree float *want = logits_of (m, &s, g);
+  g_assert_true (gptd_gpt_dir_save_adapter (m, ad_dir, "../base", NULL, NULL, NULL, NULL,
+                                            0, &error));
+  g_assert_no_error (error);
+
+  /* PEFT's names and nn.Linear layouts; nothing else (the head was frozen). */
+  g_autofree char *wpath = g_build_filename (ad_dir, "adapter_model.safetensors", NULL);
+  g_autoptr (GptdSafetensors) st = gptd_safetensors_open (wpath, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (gptd_safetensors_get_n_tensors (st), ==, 8 * s.cfg.n_layer);
+  const GptdSafetensorsTensor *t =
+      gptd_safetensors_lookup (st, "base_model.model.transformer.h.1.mlp.c_fc.lora_A.weight");
+  g_assert_nonnull (t);
+  g_assert_cmpuint (t->shape[0], ==, (size_t) s.rank);
+  g_assert_cmpuint (t->shape[1], ==, (size_t) s.cfg.n_embd);
+  t = gptd_safetensors_lookup (st, "base_model.model.transformer.h.0.attn.c_attn.lora_B.weight");
+  g_assert_nonnull (t);
+  g_assert_cmpuint (t->shape[0], ==, 3 * (size_t) s.cfg.n_embd);
+  g_assert_cmpuint (t->shape[1], ==, (size_t) s.rank);
+  g_autofree char *cpath = g_build_filename (ad_dir, "adapter_config.json", NULL);
+  g_autofree char *acfg = NULL;
+  g_assert_true (g_file_get_contents (cpath, &acfg, NULL, NULL));
+  g_assert_nonnull (strstr (acfg, "\"r\" : 4"));
+  g_assert_nonnull (strstr (acfg, "\"lora_alpha\" : 8"));
+  g_assert_nonnull (strstr (acfg, "\"c_attn\""));
+
+  /* Loaded merged onto the base: the adapted model's logits. */
+  g_autoptr (GptdGpt) back = gptd_gpt_dir_load (ad_dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (gptd_gpt_get_lora_rank (back), ==, 0);
+  g_autofree float *got = logits_of (back, &s, g);
+  tnn_assert_close ("adapter directory logits", got, want,
+                    (size_t) s.B * s.T * s.cfg.vocab_size, 1e-5);
+
+  /* Without its base, the error names the base. */
+  g_autofree char *moved = g_build_filename (tmp, "elsewhere", NULL);
+  g_assert_cmpint (g_rename (base_dir, moved), ==, 0);
+  g_autoptr (GptdGpt) none = gptd_gpt_dir_load (ad_dir, &error);
+  g_assert_null (none);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "base model"));
+  g_clear_error (&error);
+  tnn_golden_free (g);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -303,5 +417,7 @@ main (int argc, char **argv)
   g_test_add_func ("/lora/merge/same-forward", test_merge);
   g_test_add_func ("/lora/init/no-change", test_fresh_adapters);
   g_test_add_func ("/lora/bad-input", test_bad_input);
+  g_test_add_func ("/lora/file/model-dir-with-adapters", test_file_with_adapters);
+  g_test_add_func ("/lora/file/adapter-dir", test_adapter_dir);
   return g_test_run ();
 }
