@@ -7,7 +7,7 @@
 #
 # Needs: the benchmarks built (make -C BUILDDIR bench/train/bench-train
 # bench/tokenizer/bench-tokenizer bench/generate/bench-generate
-# bench/classify/bench-classify), Debian's
+# bench/classify/bench-classify bench/lora/bench-lora), Debian's
 # python3-torch for the PyTorch peers, npm's tiktoken in $TIKTOKEN_DIR for the
 # tokenizer peer, and $GPTD_DATA_DIR for the tokenizer corpus and the
 # verdict-pretrain comparison (about 15 minutes; VERDICT=0 leaves it out).
@@ -21,7 +21,8 @@ echo "# gptd benchmarks, $(date -u +%FT%TZ), $(nproc) CPUs, OPENBLAS_CORETYPE=${
 "$here/tokenizer/bench-tokenizer.sh" "$build" > "$out/tokenizer.md" 2>&1 || echo "tokenizer benchmark failed: see $out/tokenizer.md"
 "$here/generate/bench-generate.sh" "$build" 2 "${REPEATS:-3}" > "$out/generate.md" 2>&1 || echo "generate benchmark failed: see $out/generate.md"
 (cd "$out" && LOG="$out/classify.log" "$here/classify/run.sh" "$build" "${REPEATS:-3}") > "$out/classify.md" 2>&1 || echo "classify benchmark failed: see $out/classify.md"
-benches="train tokenizer generate classify"
+(cd "$out" && LOG="$out/lora.log" "$here/lora/run.sh" "$build" "${REPEATS:-3}") > "$out/lora.md" 2>&1 || echo "lora benchmark failed: see $out/lora.md"
+benches="train tokenizer generate classify lora"
 if [ "${VERDICT:-1}" != 0 ]; then
   "$here/train/bench-verdict.sh" "$build" 2 > "$out/verdict.md" 2>&1 || echo "verdict benchmark failed: see $out/verdict.md"
   benches="$benches verdict"
