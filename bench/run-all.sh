@@ -7,7 +7,7 @@
 #
 # Needs: the benchmarks built (make -C BUILDDIR bench/train/bench-train
 # bench/tokenizer/bench-tokenizer bench/generate/bench-generate
-# bench/classify/bench-classify, bench/instruct/bench-instruct), Debian's
+# bench/classify/bench-classify, bench/instruct/bench-instruct, bench/lora/bench-lora), Debian's
 # python3-torch for the PyTorch peers, npm's tiktoken in $TIKTOKEN_DIR for the
 # tokenizer peer, and $GPTD_DATA_DIR for the tokenizer corpus, the instruction
 # fine-tuning steps (instruction-data.json) and the verdict-pretrain comparison (about 15 minutes; VERDICT=0 leaves it out).
@@ -22,7 +22,8 @@ echo "# gptd benchmarks, $(date -u +%FT%TZ), $(nproc) CPUs, OPENBLAS_CORETYPE=${
 "$here/generate/bench-generate.sh" "$build" 2 "${REPEATS:-3}" > "$out/generate.md" 2>&1 || echo "generate benchmark failed: see $out/generate.md"
 (cd "$out" && LOG="$out/classify.log" "$here/classify/run.sh" "$build" "${REPEATS:-3}") > "$out/classify.md" 2>&1 || echo "classify benchmark failed: see $out/classify.md"
 (cd "$out" && LOG="$out/instruct.log" "$here/instruct/run.sh" "$build" "${REPEATS:-3}") > "$out/instruct.md" 2>&1 || echo "instruct benchmark failed: see $out/instruct.md"
-benches="train tokenizer generate classify instruct"
+(cd "$out" && LOG="$out/lora.log" "$here/lora/run.sh" "$build" "${REPEATS:-3}") > "$out/lora.md" 2>&1 || echo "lora benchmark failed: see $out/lora.md"
+benches="train tokenizer generate classify instruct lora"
 if [ "${VERDICT:-1}" != 0 ]; then
   "$here/train/bench-verdict.sh" "$build" 2 > "$out/verdict.md" 2>&1 || echo "verdict benchmark failed: see $out/verdict.md"
   benches="$benches verdict"

@@ -1330,6 +1330,132 @@ test_shipped_pipelines (void)
   remove_tree (dir);
 }
 
+/* The pipeline of a LoRA run on the reference run's model. */
+static char *
+lora_pipeline (const char *init, const char *extra)
+{
+  return g_strdup_printf (
+    "[pipeline]\nname=tiny-lora\n"
+    "[stage src]\ntype=test-token-source\nn-tokens=1200\nvocab-size=64\nperiod=24\nseed=4\n"
+    "[stage w]\ntype=token-windows\ninput=src\ncontext-length=16\nbatch-size=4\n"
+    "split=0.9,0.1\n"
+    "[stage train]\ntype=gpt-trainer\ninput=w\ninit=%s\nlr=0.01\nepochs=1\n"
+    "eval-freq=4\neval-iter=2\nthreads=2\nseed=9\nsample-tokens=0\ncheckpoint-every=4\n"
+    "lora-rank=4\nlora-alpha=8\n%s\n"
+    "[stage out]\ntype=test-model-sink\ninput=train\n",
+    init, extra);
+}
+
+/* LoRA in the trainer: only the adapters train (the checkpoint's base weights
+ * are the init model's, bit for bit, and AdamW keeps moments for the adapters
+ * only); the run delivers a merged model directory, or with lora-save=adapter
+ * an adapter directory that loads to the same model; a cancelled and resumed
+ * adapter run ends with the uninterrupted run's adapters; bad key
+ * combinations are refused by name. */
+static void
+test_lora (void)
+{
+  g_autoptr (GError) error = NULL;
+  const char *ref = reference_run ();
+  g_autofree char *init = g_build_filename (ref, "checkpoint", NULL);
+  g_autoptr (GptdGpt) base = gptd_gpt_dir_load (init, &error);
+  g_assert_no_error (error);
+
+  /* Merged. */
+  g_autofree char *dir = make_run_dir ();
+  g_autofree char *text = lora_pipeline (init, "");
+  Events ev;
+  events_init (&ev);
+  n_models = 0;
+  g_assert_true (run_pipeline (text, dir, FALSE, &ev, &error));
+  g_assert_no_error (error);
+  events_clear (&ev);
+  g_assert_cmpuint (n_models, ==, 1);
+  g_autofree char *merged_dir = g_build_filename (dir, "merged", NULL);
+  g_assert_cmpstr (last_model->path, ==, merged_dir);
+  g_autoptr (GptdGpt) merged = gptd_gpt_dir_load (merged_dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (gptd_gpt_get_lora_rank (merged), ==, 0);
+  g_assert_cmpuint (gptd_gpt_n_params (merged), ==, gptd_gpt_n_params (base));
+  g_assert_true (memcmp (gptd_gpt_get_params (merged), gptd_gpt_get_params (base),
+                         gptd_gpt_n_params (base) * sizeof (float)) != 0);
+
+  g_autofree char *root = g_build_filename (dir, "checkpoint", NULL);
+  GptdTrainingInfo info = { 0 };
+  GptdAdamW *opt = NULL;
+  GptdGpt *ck = gptd_checkpoint_load (root, &opt, &info, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (gptd_gpt_get_lora_rank (ck), ==, 4);
+  g_assert_cmpfloat (gptd_gpt_get_lora_alpha (ck), ==, 8.0f);
+  g_assert_cmpmem (gptd_gpt_get_params (ck), gptd_gpt_n_params (base) * sizeof (float),
+                   gptd_gpt_get_params (base), gptd_gpt_n_params (base) * sizeof (float));
+  g_assert_cmpuint (gptd_adamw_n_tensors (opt), ==, 2 * 8 * 2);
+  g_autofree float *adapters_a =
+      g_memdup2 (gptd_gpt_get_params (ck) + gptd_gpt_n_params (base),
+                 (gptd_gpt_n_params (ck) - gptd_gpt_n_params (base)) * sizeof (float));
+  size_t n_adapter = gptd_gpt_n_params (ck) - gptd_gpt_n_params (base);
+  gptd_training_info_clear (&info);
+  gptd_adamw_free (opt);
+  gptd_gpt_free (ck);
+
+  /* Adapter, cancelled after step 5 and resumed. */
+  g_autofree char *dir2 = make_run_dir ();
+  g_autofree char *text2 = lora_pipeline (init, "lora-save=adapter\n");
+  events_init (&ev);
+  ev.cancel_at = 5;
+  g_assert_false (run_pipeline (text2, dir2, FALSE, &ev, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  events_clear (&ev);
+  events_init (&ev);
+  n_models = 0;
+  g_assert_true (run_pipeline (text2, dir2, TRUE, &ev, &error));
+  g_assert_no_error (error);
+  events_clear (&ev);
+  g_assert_cmpuint (n_models, ==, 1);
+  g_autofree char *adapter_dir = g_build_filename (dir2, "adapter", NULL);
+  g_assert_cmpstr (last_model->path, ==, adapter_dir);
+  g_autofree char *want = losses_of (dir);
+  g_autofree char *got = losses_of (dir2);
+  g_assert_cmpstr (got, ==, want);
+  g_autofree char *root2 = g_build_filename (dir2, "checkpoint", NULL);
+  ck = gptd_checkpoint_load (root2, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (gptd_gpt_get_params (ck) + gptd_gpt_n_params (base),
+                   n_adapter * sizeof (float), adapters_a, n_adapter * sizeof (float));
+  gptd_gpt_free (ck);
+  g_autoptr (GptdGpt) from_adapter = gptd_gpt_dir_load (adapter_dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (gptd_gpt_get_params (from_adapter),
+                   gptd_gpt_n_params (merged) * sizeof (float),
+                   gptd_gpt_get_params (merged), gptd_gpt_n_params (merged) * sizeof (float));
+  remove_tree (dir);
+  remove_tree (dir2);
+
+  static const struct {
+    const char *extra, *want;
+  } bad[] = {
+    { "lora-rank=0\n", "lora-alpha: needs lora-rank" },
+    { "lora-rank=40\n", "lora-rank: lora-rank must be in [1, n_embd 32]" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *bdir = make_run_dir ();
+      /* The later lora-rank= wins over the pipeline's. */
+      g_autofree char *btext = lora_pipeline (init, bad[i].extra);
+      char *dup = strstr (btext, "lora-rank=4\n");
+      memset (dup, '#', strlen ("lora-rank=4"));
+      events_init (&ev);
+      g_assert_false (run_pipeline (btext, bdir, FALSE, &ev, &error));
+      g_assert_nonnull (error);
+      if (strstr (error->message, bad[i].want) == NULL)
+        g_error ("expected “%s” in: %s", bad[i].want, error->message);
+      g_clear_error (&error);
+      events_clear (&ev);
+      remove_tree (bdir);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1345,6 +1471,7 @@ main (int argc, char **argv)
   g_test_add_func ("/train/e2e/context-too-long", test_context_too_long);
   g_test_add_func ("/train/e2e/loss-not-finite", test_loss_not_finite);
   g_test_add_func ("/train/e2e/book-init", test_book_init);
+  g_test_add_func ("/train/e2e/lora", test_lora);
   g_test_add_func ("/train/e2e/bytes-vocab", test_bytes_vocab);
   g_test_add_func ("/train/e2e/shipped-pipelines", test_shipped_pipelines);
   int rc = g_test_run ();

@@ -90,6 +90,10 @@ typedef enum {
 #define GPTD_GPT_DIR_MERGES "merges.txt"
 /** GPTD_GPT_DIR_TRAINING_STATE: the training state beside a model. */
 #define GPTD_GPT_DIR_TRAINING_STATE "training_state.safetensors"
+/** GPTD_GPT_DIR_ADAPTER_CONFIG: a LoRA adapter directory's PEFT config. */
+#define GPTD_GPT_DIR_ADAPTER_CONFIG "adapter_config.json"
+/** GPTD_GPT_DIR_ADAPTER_WEIGHTS: a LoRA adapter directory's tensors. */
+#define GPTD_GPT_DIR_ADAPTER_WEIGHTS "adapter_model.safetensors"
 /** GPTD_CHECKPOINT_INDEX: the file naming the latest checkpoint of a root. */
 #define GPTD_CHECKPOINT_INDEX "checkpoint.json"
 
@@ -197,6 +201,13 @@ char *gptd_gpt_config_to_json_classifier (const GptdGptConfig *config,
  * tensor, an unexpected one, a wrong shape or a dtype that is not a float
  * each give their own error naming the file and the tensors.
  *
+ * A config.json with "lora_rank" and "lora_alpha" (a checkpoint of a LoRA
+ * run) gives a model with LoRA adapters (gptd_gpt_add_lora()), whose tensors
+ * model.safetensors must hold too.  An adapter directory (adapter_config.json
+ * and no model.safetensors, see gptd_gpt_dir_save_adapter()) loads its base
+ * model, adds the adapters and the other stored tensors, and merges them: the
+ * result is a plain model.
+ *
  * Returns: (transfer full): the model, or %NULL with @error set
  */
 GptdGpt *gptd_gpt_dir_load (const char *dir, GError **error);
@@ -271,6 +282,42 @@ gboolean gptd_gpt_dir_save_classifier (GptdGpt           *model,
                                        const char        *pooling,
                                        int                sequence_length,
                                        GError           **error);
+
+/**
+ * gptd_gpt_dir_save_adapter:
+ * @model: a model with LoRA adapters (gptd_gpt_add_lora())
+ * @dir: the directory to write (created if needed)
+ * @base_dir: the model directory the adapters were trained on, stored as
+ *   base_model_name_or_path (relative paths are taken from @dir on loading)
+ * @vocab_json: (nullable): a tokenizer vocabulary to copy in
+ * @merges_txt: (nullable): tokenizer merges to copy in
+ * @labels: (nullable): a classifier's class names (see
+ *   gptd_gpt_config_to_json_classifier())
+ * @pooling: (nullable): a classifier's pooling
+ * @sequence_length: a classifier's padded length, or 0
+ * @error: return location for a #GError
+ *
+ * Writes an adapter directory in PEFT's layout: adapter_config.json (r,
+ * lora_alpha, target_modules c_attn/c_proj/c_fc, fan_in_fan_out,
+ * base_model_name_or_path), adapter_model.safetensors with each adapter as
+ * "base_model.model.transformer.h.N.<layer>.lora_A.weight" [r, in] and
+ * "...lora_B.weight" [out, r] plus every unfrozen tensor that is not an
+ * adapter (a classifier's new head as "base_model.model.score.weight"), and
+ * the adapted model's config.json.  Note that gptd scales by lora_alpha / r
+ * as PEFT does.  gptd_gpt_dir_load() reads it back merged.
+ *
+ * Returns: %TRUE on success; %GPTD_GPT_FILE_ERROR_STATE when @model has no
+ *   adapters, %GPTD_GPT_FILE_ERROR_IO or a writer error
+ */
+gboolean gptd_gpt_dir_save_adapter (GptdGpt           *model,
+                                    const char        *dir,
+                                    const char        *base_dir,
+                                    const char        *vocab_json,
+                                    const char        *merges_txt,
+                                    const char *const *labels,
+                                    const char        *pooling,
+                                    int                sequence_length,
+                                    GError           **error);
 
 /**
  * gptd_gpt_dir_read_labels:

@@ -351,6 +351,66 @@ guint gptd_gpt_set_frozen (GptdGpt *model, const char *pattern,
                            gboolean frozen);
 
 /**
+ * gptd_gpt_add_lora:
+ * @model: a model without adapters, with float32 weights.
+ * @rank: the adapters' rank r, 1 <= @rank <= n_embd.
+ * @alpha: the adapters' alpha; their output is scaled by @alpha / @rank (as
+ *   PEFT's LoRA does; the book's appendix E scales by alpha alone).
+ * @seed: seed of the adapters' initial A.
+ * @error: return location for a #GError.
+ *
+ * Adds a low-rank adapter (LoRA) to each of the four linear layers of every
+ * block: "h.N.attn.c_attn", "h.N.attn.c_proj", "h.N.mlp.c_fc" and
+ * "h.N.mlp.c_proj" get tensors "<layer>.lora_A" [in, r] and "<layer>.lora_B"
+ * [r, out], after every base tensor in buffer order.  A linear layer then
+ * computes x W + b + (alpha / r) (x A) B.  A starts uniform in
+ * [-1/sqrt(r), 1/sqrt(r)] (torch's kaiming_uniform_ with a = sqrt(5) on a
+ * [in, r] tensor, as in the book) and B at zero, so the model's outputs do
+ * not change.  The adapters start unfrozen and the rest keeps its frozen
+ * state: freeze the base with gptd_gpt_set_frozen() before creating the
+ * optimizer.  Parameter and gradient buffers are replaced (pointers taken
+ * before are stale).  KV-cache decoding refuses a model with adapters:
+ * merge them first.
+ *
+ * Returns: FALSE with %GPTD_NN_ERROR_CONFIG for a bad rank or alpha,
+ *   %GPTD_NN_ERROR_STATE when the model already has adapters or converted
+ *   weights, %GPTD_NN_ERROR_NO_MEMORY.
+ */
+gboolean gptd_gpt_add_lora (GptdGpt *model, int rank, float alpha,
+                            guint64 seed, GError **error);
+
+/**
+ * gptd_gpt_get_lora_rank:
+ * @model: a model.
+ *
+ * Returns: the adapters' rank, 0 when the model has none.
+ */
+int gptd_gpt_get_lora_rank (const GptdGpt *model);
+
+/**
+ * gptd_gpt_get_lora_alpha:
+ * @model: a model.
+ *
+ * Returns: the adapters' alpha, 0 when the model has none.
+ */
+float gptd_gpt_get_lora_alpha (const GptdGpt *model);
+
+/**
+ * gptd_gpt_merge_lora:
+ * @model: a model.
+ * @error: return location for a #GError.
+ *
+ * Folds each adapter into its base weight, W += (alpha / r) A B (W is
+ * Conv1D's input-major [in, out], so no transpose), and removes the adapter
+ * tensors: the model becomes a plain GPT-2 model with the same outputs (up
+ * to rounding).  Buffers are replaced; an optimizer made before no longer
+ * fits.  Nothing happens to a model without adapters.
+ *
+ * Returns: FALSE with %GPTD_NN_ERROR_NO_MEMORY.
+ */
+gboolean gptd_gpt_merge_lora (GptdGpt *model, GError **error);
+
+/**
  * GptdGptForwardFlags:
  * @GPTD_GPT_FORWARD_NONE: evaluation: no dropout; activations needed by
  *   backward are still kept.

@@ -29,7 +29,7 @@ tests_test_atomic_file_SOURCES = tests/test-atomic-file.c
 tests_test_atomic_file_LDADD = $(TEST_LIBS)
 
 # Model directories, training state and checkpoints (built on lib/nn).
-lib_libgptd_la_SOURCES += lib/nn/gpt2-file.c
+lib_libgptd_la_SOURCES += lib/nn/gpt2-file.c lib/nn/gpt2-lora-file.c lib/nn/gpt2-lora-file.h
 gptdinclude_HEADERS += include/gptd/gpt2-file.h
 
 check_PROGRAMS += tests/test-gpt2-file

@@ -4,6 +4,7 @@
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
+#include "nn/gpt2-lora-file.h"
 #endif
 
 #include <gptd/atomic-file.h>
@@ -862,6 +863,9 @@ gptd_gpt_dir_load (const char *dir, GError **error)
       return gptd_gpt_dir_load (latest, error);
     }
 
+  if (gptd__gpt_dir_is_adapter (dir))
+    return gptd__gpt_dir_load_adapter (dir, error);
+
   g_autofree char *json = NULL;
   gsize json_len;
   if (!read_text_file (config_path, &json, &json_len, error))
@@ -870,6 +874,11 @@ gptd_gpt_dir_load (const char *dir, GError **error)
   guint explicit_flags;
   if (!gptd_gpt_config_from_json (json, (gssize) json_len, config_path, &config,
                                   &explicit_flags, error))
+    return NULL;
+  int lora_rank;
+  float lora_alpha;
+  if (!gptd__lora_json_read_keys (json, json_len, config_path, &lora_rank, &lora_alpha,
+                                  error))
     return NULL;
 
   g_autofree char *weights_path = g_build_filename (dir, GPTD_GPT_DIR_WEIGHTS, NULL);
@@ -893,6 +902,12 @@ gptd_gpt_dir_load (const char *dir, GError **error)
   g_autoptr (GError) local = NULL;
   g_autoptr (GptdGpt) model = gptd_gpt_new (&config, &local);
   if (model == NULL)
+    {
+      g_set_error (error, local->domain, local->code, "%s: %s", config_path, local->message);
+      return NULL;
+    }
+  /* A model with LoRA adapters (a checkpoint of a LoRA run) stores them too. */
+  if (lora_rank > 0 && !gptd_gpt_add_lora (model, lora_rank, lora_alpha, 0, &local))
     {
       g_set_error (error, local->domain, local->code, "%s: %s", config_path, local->message);
       return NULL;
@@ -1030,8 +1045,8 @@ gptd_gpt_dir_save_classifier (GptdGpt           *model,
   if (!gptd_safetensors_writer_write (w, weights_path, error))
     return FALSE;
 
-  g_autofree char *json = gptd_gpt_config_to_json_classifier (config, labels, pooling,
-                                                              sequence_length);
+  g_autofree char *json = gptd__lora_json_add_keys (
+    gptd_gpt_config_to_json_classifier (config, labels, pooling, sequence_length), model);
   g_autofree char *config_path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
   if (!gptd_atomic_file_set_contents (config_path, json, strlen (json), error))
     return FALSE;

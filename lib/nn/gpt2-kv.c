@@ -24,6 +24,13 @@ gptd_gpt_kv_cache_new (GptdGpt *model, int max_length, GError **error)
                    max_length, cfg->context_length);
       return NULL;
     }
+  if (model->lora_rank > 0)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_STATE,
+                   "KV-cache decoding needs the LoRA adapters merged into the "
+                   "weights first (gptd_gpt_merge_lora)");
+      return NULL;
+    }
   GptdGptKvCache *c = g_new0 (GptdGptKvCache, 1);
   c->model = model;
   c->max_len = max_length;

@@ -8,6 +8,9 @@
 typedef struct {
   GptdNnTensor *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b;
   GptdNnTensor *ln2_w, *ln2_b, *fc_w, *fc_b, *fcp_w, *fcp_b;
+  /* Low-rank adapters of the four linear layers, in the order c_attn,
+   * attn.c_proj, c_fc, mlp.c_proj (NULL without LoRA). */
+  GptdNnTensor *lora_A[4], *lora_B[4];
 } Block;
 
 /* Per-layer activations kept for backward.  Blocks below the lowest one that
@@ -44,6 +47,12 @@ struct _GptdGpt {
 
   GptdRngState rng;
 
+  /* LoRA (gpt2-lora.c): rank 0 without adapters.  The adapter tensors come
+   * after the n_base_tensors base tensors, in the parameter buffer too. */
+  int lora_rank;
+  float lora_alpha;
+  guint n_base_tensors;
+
   /* The linear layers in another format for the KV-cache path (quant.c);
    * NULL for float32. */
   struct _GptdGptQuant *quant;
@@ -67,6 +76,8 @@ struct _GptdGpt {
   float *ce_lse;                /* (BT) */
   gint32 *tokens, *targets;     /* (BT) */
   gint32 *pool_pos;             /* (B): the head's position per row */
+  float *lora_act;              /* with LoRA: L*4 of (BT,r) in A, then du */
+  size_t lora_act_bytes;
 
   /* Last forward. */
   int fw_B, fw_T;
@@ -75,3 +86,23 @@ struct _GptdGpt {
   guint64 fw_counter;
   size_t fw_count;
 };
+
+/* Frees the activation plan (gpt2.c); the next forward plans again. */
+void gptd__gpt_plan_clear (GptdGpt *m);
+
+/* Reallocates the gradient buffer for the current frozen set (gpt2.c). */
+gboolean gptd__gpt_alloc_grads (GptdGpt *m);
+
+/* The adapter of linear layer @k (0 c_attn, 1 attn.c_proj, 2 c_fc,
+ * 3 mlp.c_proj) of block @l for a forward over @rows rows, or NULL without
+ * LoRA (gpt2-lora.c).  Computes u = in A into the plan's LoRA buffer. */
+const GptdNnLora *gptd__gpt_lora_forward (GptdGpt *m, GptdNnLora *lora, int l,
+                                          int k, const float *in,
+                                          size_t rows);
+
+/* Before the backward of linear layer @k of block @l: dB += scale u^T dout,
+ * du = scale dout B^T, dA += in^T du for the unfrozen adapter tensors.
+ * Returns the adapter for gptd__nn_linear_backward(), NULL without LoRA. */
+const GptdNnLora *gptd__gpt_lora_backward (GptdGpt *m, GptdNnLora *lora,
+                                           int l, int k, const float *dout,
+                                           const float *in, size_t rows);

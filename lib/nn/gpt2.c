@@ -152,6 +152,9 @@ block_trainable (const Block *bl)
   for (size_t i = 0; i < G_N_ELEMENTS (ts); i++)
     if (trainable (ts[i]))
       return TRUE;
+  for (int k = 0; k < 4; k++)
+    if (trainable (bl->lora_A[k]) || trainable (bl->lora_B[k]))
+      return TRUE;
   return FALSE;
 }
 
@@ -183,8 +186,8 @@ first_trainable_offset (const GptdGpt *m)
  * unfrozen one to the end, zeroed, and points the tensors' grad into it
  * (NULL below it).  Nothing changes when that range is the same.  A fresh
  * buffer is mapped lazily, so a model that never trains never touches it. */
-static gboolean
-alloc_grads (GptdGpt *m)
+gboolean
+gptd__gpt_alloc_grads (GptdGpt *m)
 {
   size_t base = first_trainable_offset (m);
   if (m->grads != NULL && base == m->grad_base)
@@ -224,7 +227,9 @@ gptd_gpt_new (const GptdGptConfig *config, GError **error)
 
   const int L = config->n_layer;
   const size_t C = (size_t) config->n_embd;
-  m->tensors = g_new0 (GptdNnTensor, 12 * (size_t) L + 6);
+  /* Room for the adapters gptd_gpt_add_lora() may add: the blocks point
+   * into this array, which therefore never moves. */
+  m->tensors = g_new0 (GptdNnTensor, 20 * (size_t) L + 6);
   m->blocks = g_new0 (Block, L);
   size_t off = 0;
   m->wte = add_tensor (m, &off, g_strdup ("wte.weight"), 2,
@@ -267,8 +272,9 @@ gptd_gpt_new (const GptdGptConfig *config, GError **error)
     m->head_b = add_tensor (m, &off, g_strdup ("lm_head.bias"), 1,
                             (size_t) m->n_out, 0);
   g_assert (off == m->n_params);
+  m->n_base_tensors = m->n_tensors;
 
-  if (!alloc_grads (m))
+  if (!gptd__gpt_alloc_grads (m))
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate gradients for %zu parameters", m->n_params);
@@ -290,9 +296,12 @@ gptd_gpt_new (const GptdGptConfig *config, GError **error)
   return m;
 }
 
-static void
-plan_clear (GptdGpt *m)
+void
+gptd__gpt_plan_clear (GptdGpt *m)
 {
+  gptd__nn_free (m->lora_act, m->lora_act_bytes);
+  m->lora_act = NULL;
+  m->lora_act_bytes = 0;
   gptd__nn_free (m->act, m->act_bytes);
   gptd__nn_free (m->big, m->big_bytes);
   gptd__nn_free (m->scratch, m->scratch_bytes);
@@ -316,7 +325,7 @@ gptd_gpt_free (GptdGpt *m)
   if (m == NULL)
     return;
   gptd__gpt_quant_free (m->quant);
-  plan_clear (m);
+  gptd__gpt_plan_clear (m);
   for (guint i = 0; i < m->n_tensors; i++)
     g_free ((char *) m->tensors[i].name);
   g_free (m->tensors);
@@ -401,7 +410,7 @@ gptd_gpt_set_frozen (GptdGpt *m, const char *pattern, gboolean frozen)
       }
   g_pattern_spec_free (spec);
   /* The gradient range follows; backward reports a failed allocation. */
-  alloc_grads (m);
+  gptd__gpt_alloc_grads (m);
   return n;
 }
 
@@ -528,7 +537,7 @@ plan (GptdGpt *m, int B, int T, GError **error)
     return TRUE;
   size_t bt = MAX (BT, m->plan_bt);
   int t = MAX (T, m->plan_t);
-  plan_clear (m);
+  gptd__gpt_plan_clear (m);
 
   const int L = m->cfg.n_layer, nh = m->cfg.n_head;
   const size_t C = (size_t) m->cfg.n_embd, V = (size_t) m->n_out;
@@ -553,17 +562,25 @@ plan (GptdGpt *m, int B, int T, GError **error)
   m->act = gptd__nn_alloc (m->act_bytes);
   m->big = gptd__nn_alloc (m->big_bytes);
   m->scratch = gptd__nn_alloc (m->scratch_bytes);
+  /* LoRA: u = in A of the four linear layers of every block, and du. */
+  m->lora_act_bytes = m->lora_rank > 0 ? ((size_t) L * 4 + 1) * bt *
+                                             (size_t) m->lora_rank *
+                                             sizeof (float)
+                                       : 0;
+  m->lora_act = m->lora_rank > 0 ? gptd__nn_alloc (m->lora_act_bytes) : NULL;
   m->tokens = g_try_new (gint32, bt);
   m->targets = g_try_new (gint32, bt);
   m->pool_pos = g_try_new (gint32, bt);
   if (m->act == NULL || m->big == NULL || m->scratch == NULL ||
+      (m->lora_rank > 0 && m->lora_act == NULL) ||
       m->tokens == NULL || m->targets == NULL || m->pool_pos == NULL)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate activations for %zu positions "
                    "(%zu bytes)",
-                   bt, m->act_bytes + m->big_bytes + m->scratch_bytes);
-      plan_clear (m);
+                   bt, m->act_bytes + m->big_bytes + m->scratch_bytes +
+                         m->lora_act_bytes);
+      gptd__gpt_plan_clear (m);
       return FALSE;
     }
   m->acts = g_new0 (Acts, L);
@@ -715,7 +732,11 @@ forward (GptdGpt *m, const gint32 *tokens, const gint32 *positions,
     {
       Block *bl = &m->blocks[l];
       Acts *a = &m->acts[l];
-      GptdNnLinearEpi e = { .bias = bl->attn_b ? bl->attn_b->data : NULL };
+      GptdNnLora lo;
+      GptdNnLinearEpi e = {
+        .bias = bl->attn_b ? bl->attn_b->data : NULL,
+        .lora = gptd__gpt_lora_forward (m, &lo, l, 0, a->ln1, BT),
+      };
       // qkv (BT,3C) = ln1 (BT,C) Wattn (C,3C) + b
       gptd__nn_linear_forward (a->qkv, a->ln1, bl->attn_w->data, BT, (int) C,
                                3 * (int) C, &e);
@@ -728,17 +749,22 @@ forward (GptdGpt *m, const gint32 *tokens, const gint32 *positions,
         .drop = drop_for (m, train, counter, SITE_ATT_RES (l)),
         .ln_out = a->ln2, .mean = a->ln2_mean, .rstd = a->ln2_rstd,
         .ln_w = bl->ln2_w->data, .ln_b = bl->ln2_b->data, .eps = eps,
+        .lora = gptd__gpt_lora_forward (m, &lo, l, 1, a->atty, BT),
       };
       gptd__nn_linear_forward (m->branch, a->atty, bl->proj_w->data, BT,
                                (int) C, (int) C, &e);
       // fch (BT,4C) = ln2 Wfc + b; fchg = gelu(fch)
-      e = (GptdNnLinearEpi){ .bias = bl->fc_b->data, .gelu_out = a->fchg };
+      e = (GptdNnLinearEpi){
+        .bias = bl->fc_b->data, .gelu_out = a->fchg,
+        .lora = gptd__gpt_lora_forward (m, &lo, l, 2, a->ln2, BT),
+      };
       gptd__nn_linear_forward (a->fch, a->ln2, bl->fc_w->data, BT, (int) C,
                                4 * (int) C, &e);
       // res[l+1] = mid + drop(fchg Wfcp + b), then the next LayerNorm
       e = (GptdNnLinearEpi){
         .bias = bl->fcp_b->data, .res_out = m->res[l + 1], .res_in = a->mid,
         .drop = drop_for (m, train, counter, SITE_MLP_RES (l)), .eps = eps,
+        .lora = gptd__gpt_lora_forward (m, &lo, l, 3, a->fchg, BT),
       };
       if (l + 1 < L)
         {
@@ -953,15 +979,20 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
           gptd__nn_dropout_apply (dbranch, dres, &d, BT * C);
           db_ = dbranch;
         }
+      GptdNnLora lo;
       // dfch (BT,4C) = (db_ Wfcp^T) * gelu'(fch)
       gptd__nn_linear_backward (dwide, grad_or_null (bl->fcp_w),
                                 grad_or_null (bl->fcp_b), db_, a->fchg,
                                 bl->fcp_w->data, BT, 4 * (int) C, (int) C,
-                                a->fch);
+                                a->fch,
+                                gptd__gpt_lora_backward (m, &lo, l, 3, db_,
+                                                         a->fchg, BT));
       gptd__nn_linear_backward (dln, grad_or_null (bl->fc_w),
                                 grad_or_null (bl->fc_b), dwide, a->ln2,
                                 bl->fc_w->data, BT, (int) C, 4 * (int) C,
-                                NULL);
+                                NULL,
+                                gptd__gpt_lora_backward (m, &lo, l, 2, dwide,
+                                                         a->ln2, BT));
       gptd__nn_layernorm_backward (dres, grad_or_null (bl->ln2_w),
                                    grad_or_null (bl->ln2_b), dln, a->mid,
                                    a->ln2_mean, a->ln2_rstd, bl->ln2_w->data,
@@ -977,7 +1008,9 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
         }
       gptd__nn_linear_backward (dln, grad_or_null (bl->proj_w),
                                 grad_or_null (bl->proj_b), db_, a->atty,
-                                bl->proj_w->data, BT, (int) C, (int) C, NULL);
+                                bl->proj_w->data, BT, (int) C, (int) C, NULL,
+                                gptd__gpt_lora_backward (m, &lo, l, 1, db_,
+                                                         a->atty, BT));
       d = drop_for (m, train, counter, SITE_ATT (l));
       gptd__nn_attention_backward (dwide, dln, a->atty, a->att_lse, a->qkv, B,
                                    T, (int) C, nh, &d, m->scratch);
@@ -987,7 +1020,9 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
                                 grad_or_null (bl->attn_w),
                                 grad_or_null (bl->attn_b), dwide, a->ln1,
                                 bl->attn_w->data, BT, (int) C, 3 * (int) C,
-                                NULL);
+                                NULL,
+                                gptd__gpt_lora_backward (m, &lo, l, 0, dwide,
+                                                         a->ln1, BT));
       if (need_dln1)
         gptd__nn_layernorm_backward (dres, grad_or_null (bl->ln1_w),
                                      grad_or_null (bl->ln1_b), dln, m->res[l],

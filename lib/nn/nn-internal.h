@@ -180,11 +180,25 @@ void gptd__nn_attention_row (float *out, const float *q, const float *kc,
                              const float *vc, int len, int hd, int ld,
                              float *scratch);
 
-/* Epilogue of gptd__nn_linear_forward().  With @res_out, the bias goes into
+/* A low-rank adapter of one linear layer (LoRA): out += scale * (in A) B
+ * with A (K, r) and B (r, N).  @u (rows, r) holds in A, computed by the
+ * caller before the forward; @du (rows, r) holds scale * dout B^T, computed
+ * by the caller before the backward, which adds du A^T to din. */
+typedef struct {
+  const float *A, *B;
+  const float *u;
+  const float *du;
+  int r;
+  float scale;
+} GptdNnLora;
+
+/* Epilogue of gptd__nn_linear_forward().  With @lora, the adapter's term is
+ * added to out first.  With @res_out, the bias goes into
  * the residual: res_out = res_in + drop(out + bias), and when @ln_out is set
  * ln_out = LN(res_out); otherwise out gets the bias, and with @gelu_out
  * gelu_out = gelu(out). */
 typedef struct {
+  const GptdNnLora *lora;
   const float *bias;
   float *gelu_out;
   float *res_out;
@@ -202,11 +216,12 @@ void gptd__nn_linear_forward (float *out, const float *in, const float *W,
                               const GptdNnLinearEpi *e);
 
 /* One team region: dW += in^T dout, db += colsum (dout), din = dout W^T
- * (each skipped when NULL), and with @gelu_x din *= gelu'(gelu_x). */
+ * (each skipped when NULL), plus du A^T with @lora (may be NULL), and with
+ * @gelu_x din *= gelu'(gelu_x). */
 void gptd__nn_linear_backward (float *din, float *dW, float *db,
                                const float *dout, const float *in,
                                const float *W, size_t rows, int K, int N,
-                               const float *gelu_x);
+                               const float *gelu_x, const GptdNnLora *lora);
 
 /* Cross-entropy forward over @rows rows of @V logits: stores each row's
  * log-sum-exp in lse and returns the summed loss over counted rows (targets

@@ -407,6 +407,7 @@ gptd__nn_linear_forward (float *out, const float *in, const float *W,
   const float *bias = e != NULL ? e->bias : NULL;
   const gboolean fill = bias != NULL && !residual;
   const gboolean by_rows = rows >= (size_t) N;
+  const GptdNnLora *lo = e != NULL ? e->lora : NULL;
   TEAM_BEGIN
   size_t b, en;
   if (by_rows)
@@ -419,6 +420,11 @@ gptd__nn_linear_forward (float *out, const float *in, const float *W,
       gptd__nn_sgemm1 (FALSE, FALSE, (int) (en - b), N, K, 1.0f,
                        in + b * K, K, W, N, fill ? 1.0f : 0.0f, out + b * N,
                        N);
+      // out[b:en] += scale * u[b:en] (rows, r) B (r, N)
+      if (lo != NULL)
+        gptd__nn_sgemm1 (FALSE, FALSE, (int) (en - b), N, lo->r, lo->scale,
+                         lo->u + b * lo->r, lo->r, lo->B, N, 1.0f,
+                         out + b * N, N);
       if (e != NULL && e->gelu_out != NULL)
         gelu_forward_range (e->gelu_out + b * N, out + b * N, (en - b) * N);
     }
@@ -430,6 +436,10 @@ gptd__nn_linear_forward (float *out, const float *in, const float *W,
           memcpy (out + r * N + b, bias + b, sizeof (float) * (en - b));
       gptd__nn_sgemm1 (FALSE, FALSE, (int) rows, (int) (en - b), K, 1.0f, in,
                        K, W + b, N, fill ? 1.0f : 0.0f, out + b, N);
+      if (lo != NULL)
+        gptd__nn_sgemm1 (FALSE, FALSE, (int) rows, (int) (en - b), lo->r,
+                         lo->scale, lo->u, lo->r, lo->B + b, N, 1.0f, out + b,
+                         N);
       if (e != NULL && e->gelu_out != NULL)
         for (size_t r = 0; r < rows; r++)
           gelu_forward_range (e->gelu_out + r * N + b, out + r * N + b,
@@ -463,7 +473,7 @@ gptd__nn_linear_forward (float *out, const float *in, const float *W,
 void
 gptd__nn_linear_backward (float *din, float *dW, float *db, const float *dout,
                           const float *in, const float *W, size_t rows, int K,
-                          int N, const float *gelu_x)
+                          int N, const float *gelu_x, const GptdNnLora *lora)
 {
   TEAM_BEGIN
   size_t b, e;
@@ -503,6 +513,11 @@ gptd__nn_linear_backward (float *din, float *dW, float *db, const float *dout,
           gptd__nn_split (rows, nth, tid, 16, &b, &e);
           gptd__nn_sgemm1 (FALSE, TRUE, (int) (e - b), K, N, 1.0f,
                            dout + b * N, N, W, N, 0.0f, din + b * K, K);
+          // din[b:e] += du[b:e] (rows, r) A (K, r)^T
+          if (lora != NULL)
+            gptd__nn_sgemm1 (FALSE, TRUE, (int) (e - b), K, lora->r, 1.0f,
+                             lora->du + b * lora->r, lora->r, lora->A,
+                             lora->r, 1.0f, din + b * K, K);
           if (gelu_x != NULL)
             gelu_backward_range (din + b * K, gelu_x + b * K, (e - b) * K);
         }
@@ -511,6 +526,10 @@ gptd__nn_linear_backward (float *din, float *dW, float *db, const float *dout,
           gptd__nn_split ((size_t) K, nth, tid, 16, &b, &e);
           gptd__nn_sgemm1 (FALSE, TRUE, (int) rows, (int) (e - b), N, 1.0f,
                            dout, N, W + b * N, N, 0.0f, din + b, K);
+          if (lora != NULL)
+            gptd__nn_sgemm1 (FALSE, TRUE, (int) rows, (int) (e - b), lora->r,
+                             1.0f, lora->du, lora->r, lora->A + b * lora->r,
+                             lora->r, 1.0f, din + b, K);
           if (gelu_x != NULL)
             for (size_t r = 0; r < rows; r++)
               gelu_backward_range (din + r * K + b, gelu_x + r * K + b,

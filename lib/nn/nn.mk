@@ -9,6 +9,7 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/gpt2.c \
 	lib/nn/gpt2-kv-private.h \
 	lib/nn/gpt2-kv.c \
+	lib/nn/gpt2-lora.c \
 	lib/nn/gpt2-kv-quant.c \
 	lib/nn/quant-private.h \
 	lib/nn/quant.c \
@@ -62,3 +63,9 @@ bench_quant_bench_quant_LDADD = $(TEST_LIBS)
 noinst_PROGRAMS += bench/train/bench-train
 bench_train_bench_train_SOURCES = bench/train/bench-train.c
 bench_train_bench_train_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-lora
+TESTS += tests/test-lora
+tests_test_lora_SOURCES = tests/test-lora.c tests/test-nn-util.h
+tests_test_lora_LDADD = $(TEST_LIBS)
+EXTRA_DIST += tests/golden/lora/make_goldens.py tests/golden/lora/tiny.bin

@@ -192,6 +192,13 @@ classifier_trainer_check (const GptdParams *params, GError **error)
     return FALSE;
   if (!parse_trainable (gptd_params_get_string (params, "trainable"), &blocks, error))
     return FALSE;
+  if (gptd_params_get_int (params, "lora-rank") > 0 && gptd_params_is_set (params, "trainable"))
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "trainable: with lora-rank the adapters and the head train; remove "
+                   "trainable=");
+      return FALSE;
+    }
   return gptd__trainer_check_params (params, error);
 }
 
@@ -416,7 +423,8 @@ apply_trainable (ClassifierTrainer *self)
   GptdGpt *m = self->t.model;
   int L = self->t.config.n_layer;
 
-  if (self->trainable_blocks < 0)
+  /* With LoRA the adapters and the head train (gptd__trainer_start()). */
+  if (self->trainable_blocks < 0 || self->t.lora_rank > 0)
     return;
   gptd_gpt_set_frozen (m, "*", TRUE);
   gptd_gpt_set_frozen (m, "lm_head.*", FALSE);
@@ -577,6 +585,7 @@ classifier_trainer_create (GptdStageContext *ctx, const GptdParams *params, GErr
   if (!classifier_trainer_check (params, error))
     goto fail;
   gptd__trainer_init (t, ctx, params, &classifier_task, self);
+  t->lora_train_head = TRUE;
   self->num_classes = gptd_params_is_set (params, "num-classes")
                         ? gptd_params_get_int (params, "num-classes") : 0;
   self->last_token = g_str_equal (gptd_params_get_string (params, "pooling"), "last-token");

@@ -73,3 +73,9 @@ noinst_PROGRAMS += bench/classify/bench-classify
 bench_classify_bench_classify_SOURCES = bench/classify/bench-classify.c
 bench_classify_bench_classify_LDADD = $(TEST_LIBS)
 EXTRA_DIST += bench/classify/run.sh bench/classify/bench_classify_torch.py
+
+# LoRA against full fine-tuning (bench/lora/run.sh).
+noinst_PROGRAMS += bench/lora/bench-lora
+bench_lora_bench_lora_SOURCES = bench/lora/bench-lora.c
+bench_lora_bench_lora_LDADD = $(TEST_LIBS)
+EXTRA_DIST += bench/lora/run.sh

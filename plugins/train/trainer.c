@@ -715,6 +715,41 @@ train_chunk (GptdTrainer *self, GptdStageContext *ctx, gboolean *epoch_done, GEr
     }
 }
 
+/* The model a LoRA run delivers, beside its checkpoints (which keep the
+ * adapters apart, for exact resume): the adapters merged into a plain model
+ * directory, or an adapter directory naming init= as its base.  saved_dir
+ * then names it. */
+static gboolean
+export_lora (GptdTrainer *self, GptdStageContext *ctx, GError **error)
+{
+  g_autofree char *dir = NULL;
+  const char *const *labels = (const char *const *) self->labels;
+  if (self->lora_save_adapter)
+    {
+      dir = g_build_filename (self->run_dir, "adapter", NULL);
+      g_autofree char *base = g_canonicalize_filename (self->init_dir, NULL);
+      if (!gptd_gpt_dir_save_adapter (self->model, dir, base, self->vocab_json,
+                                      self->merges_txt, labels, self->pooling,
+                                      self->sequence_length, error))
+        return FALSE;
+    }
+  else
+    {
+      /* Training is over: the model itself is merged. */
+      dir = g_build_filename (self->run_dir, "merged", NULL);
+      if (!gptd_gpt_merge_lora (self->model, error)
+          || !gptd_gpt_dir_save_classifier (self->model, dir, self->vocab_json,
+                                            self->merges_txt, labels, self->pooling,
+                                            self->sequence_length, error))
+        return FALSE;
+    }
+  gptd_stage_log (ctx, G_LOG_LEVEL_INFO, "LoRA: %s model in %s",
+                  self->lora_save_adapter ? "adapter" : "merged", dir);
+  g_free (self->saved_dir);
+  self->saved_dir = g_steal_pointer (&dir);
+  return TRUE;
+}
+
 static gboolean
 finish_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
 {
@@ -725,6 +760,8 @@ finish_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
   if (!gptd__train_metrics_write_plot (self->metrics, error))
     return FALSE;
   if (self->task->finish != NULL && !self->task->finish (self, ctx, error))
+    return FALSE;
+  if (gptd_gpt_get_lora_rank (self->model) > 0 && !export_lora (self, ctx, error))
     return FALSE;
   g_autofree char *took = format_duration (now_elapsed (self));
   gptd_stage_log (ctx, G_LOG_LEVEL_MESSAGE,
@@ -809,9 +846,28 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
 
 /* ---- Setting up ------------------------------------------------------------------- */
 
+const char *const gptd__trainer_lora_save_choices[] = { "merged", "adapter", NULL };
+
 gboolean
 gptd__trainer_check_params (const GptdParams *params, GError **error)
 {
+  gboolean lora = gptd_params_get_int (params, "lora-rank") > 0;
+  if (!lora && (gptd_params_is_set (params, "lora-alpha")
+                || gptd_params_is_set (params, "lora-save")))
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "%s: needs lora-rank (1 or more)",
+                   gptd_params_is_set (params, "lora-alpha") ? "lora-alpha" : "lora-save");
+      return FALSE;
+    }
+  if (lora && g_str_equal (gptd_params_get_string (params, "lora-save"), "adapter")
+      && !gptd_params_is_set (params, "init"))
+    {
+      g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED,
+                   "lora-save: adapter needs init= (the base model directory the "
+                   "adapters are saved against)");
+      return FALSE;
+    }
   if (gptd_params_is_set (params, "min-lr")
       && gptd_params_get_double (params, "min-lr") > gptd_params_get_double (params, "lr"))
     {
@@ -854,6 +910,12 @@ gptd__trainer_init (GptdTrainer *self, GptdStageContext *ctx, const GptdParams *
   self->eval_iter = gptd_params_get_int (params, "eval-iter");
   self->checkpoint_every = gptd_params_get_int (params, "checkpoint-every");
   self->keep_checkpoints = gptd_params_get_int (params, "keep-checkpoints");
+  self->lora_rank = gptd_params_get_int (params, "lora-rank");
+  self->lora_alpha = gptd_params_is_set (params, "lora-alpha")
+                       ? (float) gptd_params_get_double (params, "lora-alpha")
+                       : (float) self->lora_rank;
+  self->lora_save_adapter = g_str_equal (gptd_params_get_string (params, "lora-save"),
+                                         "adapter");
   self->run_dir = g_strdup (gptd_stage_context_get_run_dir (ctx));
   self->ckpt_root = g_build_filename (self->run_dir, "checkpoint", NULL);
   self->saved_step = -1;
@@ -883,6 +945,24 @@ gptd__trainer_start (GptdTrainer *self, GError **error)
 {
   GptdRngState rng = { self->seed, 0 };
   gptd_gpt_set_rng (self->model, &rng);
+  if (self->lora_rank > 0)
+    {
+      /* Adapters on the frozen model: the gradients and the AdamW moments,
+       * kept from the first unfrozen tensor on, cover the adapters (and a
+       * classifier's head) only. */
+      g_autoptr (GError) local = NULL;
+      if (!gptd_gpt_add_lora (self->model, self->lora_rank, self->lora_alpha, self->seed,
+                              &local))
+        {
+          g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_FAILED, "lora-rank: %s",
+                       local->message);
+          return FALSE;
+        }
+      gptd_gpt_set_frozen (self->model, "*", TRUE);
+      gptd_gpt_set_frozen (self->model, "*.lora_?", FALSE);
+      if (self->lora_train_head)
+        gptd_gpt_set_frozen (self->model, "lm_head.*", FALSE);
+    }
   GptdAdamWParams ap;
   gptd_adamw_params_init (&ap);
   ap.weight_decay = self->weight_decay;

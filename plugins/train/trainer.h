@@ -58,6 +58,10 @@ struct _GptdTrainer {
   char **labels;          /* a classifier's class names, for its model directory */
   char *pooling;
   int sequence_length;    /* a classifier's padded training length (0: unknown) */
+  int lora_rank;          /* 0: no LoRA */
+  float lora_alpha;
+  gboolean lora_save_adapter;
+  gboolean lora_train_head; /* a classifier's new head trains with the adapters */
 
   GptdGpt *model;
   GptdAdamW *opt;
@@ -98,6 +102,9 @@ struct _GptdTrainer {
   double p_time;
 };
 
+/* The values of lora-save=. */
+extern const char *const gptd__trainer_lora_save_choices[];
+
 /* The parameters both trainers declare, in this order; a trainer's table starts
  * with its own keys and ends with these (GPTD__TRAINER_COMMON_PARAMS). */
 #define GPTD__TRAINER_COMMON_PARAMS(default_epochs, default_lr, default_eval_freq)          \
@@ -125,7 +132,17 @@ struct _GptdTrainer {
   { "eval-freq", GPTD_PARAM_INT, default_eval_freq, 0, 1e15, NULL,                          \
     "Evaluate after every this many steps (steps 0, N, 2N, ...); 0 never", 0 },             \
   { "eval-iter", GPTD_PARAM_INT, "5", 1, 1e9, NULL,                                         \
-    "Batches of each split an evaluation averages", 0 }
+    "Batches of each split an evaluation averages", 0 },                                    \
+  { "lora-rank", GPTD_PARAM_INT, "0", 0, 65536, NULL,                                       \
+    "Train low-rank adapters (LoRA, the book's appendix E) of this rank on every block's "  \
+    "linear layers instead of the weights, which stay frozen; 0 for no LoRA", 0 },          \
+  { "lora-alpha", GPTD_PARAM_DOUBLE, NULL, 0, 1e9, NULL,                                    \
+    "LoRA alpha: the adapters' output is scaled by lora-alpha / lora-rank (default: "       \
+    "lora-rank, a scale of 1)", GPTD_PARAM_MIN_EXCLUSIVE },                                 \
+  { "lora-save", GPTD_PARAM_ENUM, "merged", 0, 0, gptd__trainer_lora_save_choices,          \
+    "What a LoRA run delivers: merged (a plain model directory with the adapters folded "   \
+    "into the weights) or adapter (the adapters alone, in PEFT's layout, naming init= as "  \
+    "their base)", 0 }
 
 /* Checks the learning-rate keys (min-lr and initial-lr not above lr). */
 gboolean gptd__trainer_check_params (const GptdParams *params, GError **error);
