@@ -84,6 +84,7 @@ struct _Server {
 struct _Conn {
   uv_pipe_t pipe;
   uv_timer_t drain_timer;
+  uv_timer_t read_timer;  /* read-timeout= for a partial frame, else idle-timeout= */
   Server *server;
   guint id;
   int open_handles;
@@ -95,6 +96,7 @@ struct _Conn {
   uid_t uid;
   gid_t gid;
   gboolean refused;      /* a user this daemon does not serve */
+  gboolean partial;      /* part of a request frame is buffered (read_timer runs) */
   /* The run this connection watches: replaying its log, then live. */
   GptdRun *watch_run;
   guint64 watch_id;
@@ -122,6 +124,12 @@ void gptd__conn_send_run (Conn *c, guint64 id, GptdRun *run, gboolean end);
 void gptd__conn_drain (Conn *c);
 /* Closes @c now. */
 void gptd__conn_close (Conn *c);
+/* The connection limits of gptd.conf, with their defaults. */
+#define GPTD_DEFAULT_MAX_CONNECTIONS 512
+#define GPTD_DEFAULT_MAX_CONNECTIONS_PER_USER 256
+#define GPTD_DEFAULT_REQUEST_FRAME_LIMIT (1024 * 1024)
+#define GPTD_DEFAULT_READ_TIMEOUT_S 10
+#define GPTD_DEFAULT_IDLE_TIMEOUT_S 600
 /* @c stops watching its run. */
 void gptd__conn_unwatch (Conn *c);
 /* Ends @c's watch with the run's final RunInfo. */
