@@ -299,6 +299,7 @@ gptd__conn_close (Conn *c)
   gptd__conn_unwatch (c);
   gptd__conn_cancel_generations (c);
   gptd__conn_forget_checks (c);
+  gptd__conn_forget_logs (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
@@ -315,7 +316,7 @@ static gboolean
 conn_busy (Conn *c)
 {
   return c->watch_run != NULL || c->replay != NULL || c->gen_jobs != NULL
-         || c->check_jobs != NULL || c->queued > 0;
+         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->queued > 0;
 }
 
 static void

@@ -79,6 +79,9 @@ struct _Server {
   GMutex check_out_lock;
   GQueue check_out;         /* CheckJob*: loaded, to be answered */
   guint n_check_jobs;       /* run and validate requests not yet answered */
+  /* Logs requests being read (server-logs.c). */
+  uv_idle_t logs_idle;
+  GList *logs_jobs;
 };
 
 struct _Conn {
@@ -105,6 +108,8 @@ struct _Conn {
   GList *gen_jobs;
   /* Its run and validate requests whose pipeline is being loaded (CheckJob*). */
   GList *check_jobs;
+  /* Its logs requests whose log is being read. */
+  guint n_logs_jobs;
 };
 
 /* ---- server-conn.c ---- */
@@ -161,6 +166,16 @@ void gptd__conn_forget_checks (Conn *c);
 void gptd__server_checks_init (Server *s);
 void gptd__server_checks_close (Server *s);
 void gptd__server_checks_free (Server *s);
+
+/* ---- server-logs.c ---- */
+
+/* Answers a logs request for @run once its log is read, a slice at a time. */
+void gptd__conn_logs_start (Conn *c, guint64 id, GptdRun *run);
+/* A closing connection gets no answers to its logs requests. */
+void gptd__conn_forget_logs (Conn *c);
+/* Sets up and closes the logs readers' idle handle. */
+void gptd__server_logs_init (Server *s);
+void gptd__server_logs_close (Server *s);
 
 /* ---- server-runs.c ---- */
 
