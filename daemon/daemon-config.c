@@ -43,6 +43,11 @@ static const Key keys[] = {
   K ("threads", KEY_INT, 1, 4096, threads),
   K ("allow-users", KEY_USERS, 0, 0, allow_users),
   K ("cancel-timeout", KEY_INT, 1, 3600, cancel_timeout_s),
+  K ("max-connections", KEY_INT, 1, 1048576, max_connections),
+  K ("max-connections-per-user", KEY_INT, 1, 1048576, max_connections_per_user),
+  K ("request-frame-limit", KEY_INT, 4096, 16777216, request_frame_limit),
+  K ("read-timeout", KEY_INT, 1, 86400, read_timeout_s),
+  K ("idle-timeout", KEY_INT, 1, 86400 * 7, idle_timeout_s),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))

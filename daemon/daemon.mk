@@ -11,7 +11,7 @@ daemon_gptd_SOURCES = \
 	daemon/cli.c daemon/cli.h daemon/cli-generate.c daemon/cli-quantize.c \
 	daemon/daemon-config.c daemon/daemon-config.h \
 	daemon/server.c daemon/server.h daemon/server-private.h \
-	daemon/server-conn.c daemon/server-requests.c daemon/server-runs.c \
+	daemon/server-conn.c daemon/server-logs.c daemon/server-requests.c daemon/server-runs.c \
 	daemon/server-serving.c daemon/server-probe.c \
 	daemon/serve.c daemon/serve.h \
 	daemon/check.c daemon/check.h \

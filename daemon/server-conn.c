@@ -1,7 +1,10 @@
 /* daemon/server-conn.c: the daemon's control socket and its connections:
  * listening (on its own socket or the one systemd passed), accepting and
  * reading frames, sending answers with a bounded queue per connection, and
- * watchers (a run's logged events replayed, then live ones).
+ * watchers (a run's logged events replayed, then live ones). Connections are
+ * bounded: in number (in all and per user), in the size of a request frame, in
+ * the time a partial frame may take to arrive and in the time one with nothing
+ * under way stays open.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -296,10 +299,82 @@ gptd__conn_close (Conn *c)
   gptd__conn_unwatch (c);
   gptd__conn_cancel_generations (c);
   gptd__conn_forget_checks (c);
+  gptd__conn_forget_logs (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
   uv_close ((uv_handle_t *) &c->drain_timer, conn_handle_closed);
+  uv_close ((uv_handle_t *) &c->read_timer, conn_handle_closed);
+}
+
+/* A gptd.conf setting, else its default. */
+#define CONF(s, field, def) ((s)->config.has_##field ? (s)->config.field : (def))
+
+/* Whether @c has something under way: a watch, a generation, a pipeline being
+ * loaded, or answers not yet written. */
+static gboolean
+conn_busy (Conn *c)
+{
+  return c->watch_run != NULL || c->replay != NULL || c->gen_jobs != NULL
+         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->queued > 0;
+}
+
+static void
+conn_on_read_timeout (uv_timer_t *timer)
+{
+  Conn *c = timer->data;
+  Server *s = c->server;
+  if (c->closing || c->draining)
+    return;
+  if (c->partial)
+    {
+      gint64 secs = CONF (s, read_timeout_s, GPTD_DEFAULT_READ_TIMEOUT_S);
+      g_message ("connection %u (pid %d): %" G_GSIZE_FORMAT " bytes of a frame and no more "
+                 "within %" G_GINT64_FORMAT " s (read-timeout=); closing it", c->id,
+                 (int) c->pid, gptd_frame_decoder_get_buffered (c->dec), secs);
+      gptd__conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_TIMED_OUT,
+                             "The rest of the frame (%" G_GSIZE_FORMAT " bytes of it received) "
+                             "did not arrive within %" G_GINT64_FORMAT " s (read-timeout= in "
+                             "gptd.conf); the connection is closed",
+                             gptd_frame_decoder_get_buffered (c->dec), secs);
+      gptd__conn_drain (c);
+      return;
+    }
+  gint64 idle = CONF (s, idle_timeout_s, GPTD_DEFAULT_IDLE_TIMEOUT_S);
+  if (conn_busy (c))
+    {
+      uv_timer_start (&c->read_timer, conn_on_read_timeout, (guint64) idle * 1000, 0);
+      return;
+    }
+  g_info ("connection %u (pid %d): idle for %" G_GINT64_FORMAT " s (idle-timeout=); closing it",
+          c->id, (int) c->pid, idle);
+  gptd__conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_TIMED_OUT,
+                         "Nothing was asked for %" G_GINT64_FORMAT " s (idle-timeout= in "
+                         "gptd.conf); the connection is closed", idle);
+  gptd__conn_drain (c);
+}
+
+/* Restarts @c's timer after a read: read-timeout= once a partial frame starts
+ * (not restarted by more bytes of it, so a frame sent a byte at a time cannot
+ * hold the connection), idle-timeout= between frames. */
+static void
+conn_arm_timer (Conn *c)
+{
+  Server *s = c->server;
+  if (c->closing || c->draining)
+    return;
+  if (gptd_frame_decoder_get_buffered (c->dec) > 0)
+    {
+      if (c->partial)
+        return;
+      c->partial = TRUE;
+      uv_timer_start (&c->read_timer, conn_on_read_timeout,
+                      (guint64) CONF (s, read_timeout_s, GPTD_DEFAULT_READ_TIMEOUT_S) * 1000, 0);
+      return;
+    }
+  c->partial = FALSE;
+  uv_timer_start (&c->read_timer, conn_on_read_timeout,
+                  (guint64) CONF (s, idle_timeout_s, GPTD_DEFAULT_IDLE_TIMEOUT_S) * 1000, 0);
 }
 
 static void
@@ -348,6 +423,8 @@ conn_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
       gptd__conn_dispatch (c, req);
       protobuf_c_message_free_unpacked (&req->base, NULL);
     }
+  if (nread > 0)
+    conn_arm_timer (c);
 
   if (nread < 0)
     {
@@ -372,12 +449,17 @@ gptd__server_on_connection (uv_stream_t *listener, int status)
   Conn *c = g_new0 (Conn, 1);
   c->server = s;
   c->id = ++s->next_conn_id;
-  c->dec = gptd_frame_decoder_new (0);
+  /* Requests are small (a pipeline's text): their frames have a lower limit
+   * than the answers'. */
+  c->dec = gptd_frame_decoder_new ((gsize) CONF (s, request_frame_limit,
+                                                 GPTD_DEFAULT_REQUEST_FRAME_LIMIT));
   uv_pipe_init (&s->loop, &c->pipe, 0);
   uv_timer_init (&s->loop, &c->drain_timer);
+  uv_timer_init (&s->loop, &c->read_timer);
   c->pipe.data = c;
   c->drain_timer.data = c;
-  c->open_handles = 2;
+  c->read_timer.data = c;
+  c->open_handles = 3;
   s->conns = g_list_prepend (s->conns, c);
   int r = uv_accept (listener, (uv_stream_t *) &c->pipe);
   if (r != 0)
@@ -413,7 +495,37 @@ gptd__server_on_connection (uv_stream_t *listener, int status)
       gptd__conn_close (c);
       return;
     }
+  /* Past the caps, the connection is told why and closed. */
+  guint total = 0, mine = 0;
+  for (GList *l = s->conns; l != NULL; l = l->next)
+    {
+      Conn *o = l->data;
+      if (o == c || o->closing || o->draining)
+        continue;
+      total++;
+      if (o->uid == c->uid)
+        mine++;
+    }
+  gint64 max_total = CONF (s, max_connections, GPTD_DEFAULT_MAX_CONNECTIONS);
+  gint64 max_user = CONF (s, max_connections_per_user, GPTD_DEFAULT_MAX_CONNECTIONS_PER_USER);
+  if (total >= max_total || mine >= max_user)
+    {
+      gboolean all = total >= max_total;
+      g_message ("connection %u from pid %d uid %u refused: %u connections open%s "
+                 "(%s=%" G_GINT64_FORMAT ")", c->id, (int) c->pid, (unsigned) c->uid,
+                 all ? total : mine, all ? "" : " for this user",
+                 all ? "max-connections" : "max-connections-per-user", all ? max_total : max_user);
+      gptd__conn_send_error (c, 0, GPTD__ERROR_CODE__ERROR_CODE_TOO_MANY_CONNECTIONS,
+                             "gptd has %u connections open%s, its limit (%s=%" G_GINT64_FORMAT
+                             " in gptd.conf); try again once some have closed",
+                             all ? total : mine, all ? "" : " for your user",
+                             all ? "max-connections" : "max-connections-per-user",
+                             all ? max_total : max_user);
+      gptd__conn_drain (c);
+      return;
+    }
   uv_read_start ((uv_stream_t *) &c->pipe, conn_alloc, conn_read);
+  conn_arm_timer (c);
 }
 gboolean
 gptd__server_serves_user (Server *s, guint uid)

@@ -79,11 +79,15 @@ struct _Server {
   GMutex check_out_lock;
   GQueue check_out;         /* CheckJob*: loaded, to be answered */
   guint n_check_jobs;       /* run and validate requests not yet answered */
+  /* Logs requests being read (server-logs.c). */
+  uv_idle_t logs_idle;
+  GList *logs_jobs;
 };
 
 struct _Conn {
   uv_pipe_t pipe;
   uv_timer_t drain_timer;
+  uv_timer_t read_timer;  /* read-timeout= for a partial frame, else idle-timeout= */
   Server *server;
   guint id;
   int open_handles;
@@ -95,6 +99,7 @@ struct _Conn {
   uid_t uid;
   gid_t gid;
   gboolean refused;      /* a user this daemon does not serve */
+  gboolean partial;      /* part of a request frame is buffered (read_timer runs) */
   /* The run this connection watches: replaying its log, then live. */
   GptdRun *watch_run;
   guint64 watch_id;
@@ -103,6 +108,8 @@ struct _Conn {
   GList *gen_jobs;
   /* Its run and validate requests whose pipeline is being loaded (CheckJob*). */
   GList *check_jobs;
+  /* Its logs requests whose log is being read. */
+  guint n_logs_jobs;
 };
 
 /* ---- server-conn.c ---- */
@@ -122,6 +129,12 @@ void gptd__conn_send_run (Conn *c, guint64 id, GptdRun *run, gboolean end);
 void gptd__conn_drain (Conn *c);
 /* Closes @c now. */
 void gptd__conn_close (Conn *c);
+/* The connection limits of gptd.conf, with their defaults. */
+#define GPTD_DEFAULT_MAX_CONNECTIONS 512
+#define GPTD_DEFAULT_MAX_CONNECTIONS_PER_USER 256
+#define GPTD_DEFAULT_REQUEST_FRAME_LIMIT (1024 * 1024)
+#define GPTD_DEFAULT_READ_TIMEOUT_S 10
+#define GPTD_DEFAULT_IDLE_TIMEOUT_S 600
 /* @c stops watching its run. */
 void gptd__conn_unwatch (Conn *c);
 /* Ends @c's watch with the run's final RunInfo. */
@@ -153,6 +166,16 @@ void gptd__conn_forget_checks (Conn *c);
 void gptd__server_checks_init (Server *s);
 void gptd__server_checks_close (Server *s);
 void gptd__server_checks_free (Server *s);
+
+/* ---- server-logs.c ---- */
+
+/* Answers a logs request for @run once its log is read, a slice at a time. */
+void gptd__conn_logs_start (Conn *c, guint64 id, GptdRun *run);
+/* A closing connection gets no answers to its logs requests. */
+void gptd__conn_forget_logs (Conn *c);
+/* Sets up and closes the logs readers' idle handle. */
+void gptd__server_logs_init (Server *s);
+void gptd__server_logs_close (Server *s);
 
 /* ---- server-runs.c ---- */
 

@@ -387,31 +387,8 @@ request_logs (Conn *c, const Gptd__Request *req)
   GptdRun *run = lookup_own_run (c, req->id, req->logs->run_id, "read the logs of");
   if (run == NULL)
     return;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) events = gptd__run_read_log (run, TRUE, &error);
-  if (events == NULL)
-    {
-      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s", error->message);
-      return;
-    }
-  /* Keep the most recent events that fit in one frame. */
-  gsize budget = GPTD_FRAME_MAX_SIZE - 1024, first = events->len;
-  while (first > 0)
-    {
-      gsize size = protobuf_c_message_get_packed_size (events->pdata[first - 1]) + 8;
-      if (size > budget)
-        break;
-      budget -= size;
-      first--;
-    }
-  Gptd__LogEntries entries = GPTD__LOG_ENTRIES__INIT;
-  entries.events = (Gptd__Event **) events->pdata + first;
-  entries.n_events = events->len - first;
-  Gptd__Response resp = GPTD__RESPONSE__INIT;
-  resp.id = req->id;
-  resp.body_case = GPTD__RESPONSE__BODY_LOGS;
-  resp.logs = &entries;
-  gptd__conn_send (c, &resp);
+  /* Read a slice at a time from the loop: a long log does not hold it up. */
+  gptd__conn_logs_start (c, req->id, run);
 }
 
 static void

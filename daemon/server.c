@@ -51,6 +51,7 @@ gptd__server_finish_stop (Server *s)
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
   /* No pipeline is being loaded (gptd__server_maybe_finish_stop). */
   gptd__server_checks_close (s);
+  gptd__server_logs_close (s);
   /* Each connection is closed once its last answers are out (a few seconds at
    * most). */
   for (GList *l = s->conns; l != NULL;)
@@ -315,6 +316,7 @@ gptd__server_main (const GptdServerOptions *options)
 
   /* Loading submitted pipelines. */
   gptd__server_checks_init (&s);
+  gptd__server_logs_init (&s);
 
   {
     g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);

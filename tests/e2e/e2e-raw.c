@@ -6,6 +6,17 @@
  *   e2e-raw SOCKET garbage|oversized|malformed|truncated|empty|no-text|ping
  *   e2e-raw SOCKET slow-watch RUN_ID SECONDS
  *   e2e-raw SOCKET pings COUNT INTERVAL_MS
+ *   e2e-raw SOCKET stall|idle|big-request
+ *   e2e-raw SOCKET hold COUNT
+ *   e2e-raw SOCKET load CLIENTS REQUESTS RUN_ID PIPELINE_FILE
+ *
+ * stall sends part of a frame and waits, idle sends nothing, big-request
+ * announces a 2 MiB request: each expects an error and a closed connection
+ * ("error=CODE closed=0|1"). hold opens COUNT connections at once and pings on
+ * each: "answered=A refused=R" (refused: an error, then closed). load opens
+ * CLIENTS connections that together send REQUESTS mixed requests (ping, ps,
+ * status and logs of RUN_ID, validate of PIPELINE_FILE, plugins), each client
+ * one at a time, all clients at once: "answered=A errors=E max_ms=M".
  *
  * Output: "error=CODE closed=0|1" for the refused frames, "ok=1" for ping,
  * "events=N end=0|1 error=CODE closed=0|1" for slow-watch, "answered=N max_ms=M"
@@ -19,6 +30,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +167,195 @@ slow_watch (int fd, const char *run_id, guint seconds)
   return closed || end ? 0 : 1;
 }
 
+/* ---- Many connections -------------------------------------------------------- */
+
+static gboolean
+ping_on (int fd, guint64 id)
+{
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  req.id = id;
+  req.body_case = GPTD__REQUEST__BODY_PING;
+  req.ping = &empty;
+  return send_request (fd, &req);
+}
+
+static int
+hold (const char *path, int count)
+{
+  g_autofree int *fds = g_new (int, count);
+  for (int i = 0; i < count; i++)
+    fds[i] = connect_to (path);
+  int answered = 0, refused = 0;
+  for (int i = 0; i < count; i++)
+    {
+      if (fds[i] < 0)
+        continue;
+      gboolean closed = FALSE;
+      ping_on (fds[i], 1);
+      Gptd__Response *resp = read_response (fds[i], &closed);
+      if (resp != NULL && resp->body_case == GPTD__RESPONSE__BODY_OK)
+        answered++;
+      else if (resp != NULL && resp->error != NULL
+               && resp->error->code == GPTD__ERROR_CODE__ERROR_CODE_TOO_MANY_CONNECTIONS)
+        {
+          if (refused == 0)
+            fprintf (stderr, "e2e-raw: gptd said: %s\n", resp->error->message);
+          Gptd__Response *more = read_response (fds[i], &closed);
+          if (more == NULL && closed)
+            refused++;
+          if (more != NULL)
+            protobuf_c_message_free_unpacked (&more->base, NULL);
+        }
+      if (resp != NULL)
+        protobuf_c_message_free_unpacked (&resp->base, NULL);
+    }
+  for (int i = 0; i < count; i++)
+    if (fds[i] >= 0)
+      close (fds[i]);
+  printf ("answered=%d refused=%d\n", answered, refused);
+  return 0;
+}
+
+typedef struct {
+  int fd;
+  GptdFrameDecoder *dec;
+  int left;          /* requests still to send */
+  gboolean waiting;  /* a request is out */
+  gint64 sent_at;
+} LoadClient;
+
+static gboolean
+load_send (LoadClient *lc, guint64 serial, const char *run_id, const char *pipeline)
+{
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  Gptd__RunIdRequest rid = GPTD__RUN_ID_REQUEST__INIT;
+  Gptd__RunRequest run = GPTD__RUN_REQUEST__INIT;
+  Gptd__PluginsRequest plugins = GPTD__PLUGINS_REQUEST__INIT;
+  rid.run_id = (char *) run_id;
+  run.pipeline = (char *) pipeline;
+  run.filename = (char *) "load.pipeline";
+  run.workdir = (char *) "/";
+  req.id = serial;
+  switch (serial % 6)
+    {
+    case 0: req.body_case = GPTD__REQUEST__BODY_PING; req.ping = &empty; break;
+    case 1: req.body_case = GPTD__REQUEST__BODY_PS; req.ps = &empty; break;
+    case 2: req.body_case = GPTD__REQUEST__BODY_STATUS; req.status = &rid; break;
+    case 3: req.body_case = GPTD__REQUEST__BODY_VALIDATE; req.validate = &run; break;
+    case 4: req.body_case = GPTD__REQUEST__BODY_LOGS; req.logs = &rid; break;
+    default: req.body_case = GPTD__REQUEST__BODY_PLUGINS; req.plugins = &plugins; break;
+    }
+  lc->waiting = TRUE;
+  lc->left--;
+  lc->sent_at = g_get_monotonic_time ();
+  return send_request (lc->fd, &req);
+}
+
+static int
+load (const char *path, int clients, int requests, const char *run_id, const char *file)
+{
+  g_autofree char *pipeline = NULL;
+  if (!g_file_get_contents (file, &pipeline, NULL, NULL))
+    {
+      fprintf (stderr, "e2e-raw: cannot read %s\n", file);
+      return 1;
+    }
+  g_autofree LoadClient *lcs = g_new0 (LoadClient, clients);
+  g_autofree struct pollfd *pfds = g_new0 (struct pollfd, clients);
+  guint64 serial = 0;
+  int answered = 0, errors = 0, open = 0;
+  double max_ms = 0;
+  for (int i = 0; i < clients; i++)
+    {
+      lcs[i].fd = connect_to (path);
+      if (lcs[i].fd < 0)
+        return 1;
+      lcs[i].dec = gptd_frame_decoder_new (0);
+      lcs[i].left = requests / clients + (i < requests % clients);
+      open++;
+    }
+  for (int i = 0; i < clients; i++)
+    if (lcs[i].left > 0 && !load_send (&lcs[i], serial++, run_id, pipeline))
+      return 1;
+  guint8 buf[65536];
+  while (open > 0)
+    {
+      int n = 0;
+      for (int i = 0; i < clients; i++)
+        {
+          pfds[i].fd = lcs[i].waiting ? lcs[i].fd : -1;
+          pfds[i].events = POLLIN;
+          pfds[i].revents = 0;
+          n += lcs[i].waiting;
+        }
+      if (n == 0)
+        break;
+      if (poll (pfds, (nfds_t) clients, 30000) <= 0)
+        {
+          fprintf (stderr, "e2e-raw: %d requests unanswered after 30 s\n", n);
+          break;
+        }
+      for (int i = 0; i < clients; i++)
+        {
+          LoadClient *lc = &lcs[i];
+          if (pfds[i].revents == 0)
+            continue;
+          ssize_t got = read (lc->fd, buf, sizeof buf);
+          if (got <= 0)
+            {
+              fprintf (stderr, "e2e-raw: client %d: the connection was closed\n", i);
+              lc->waiting = FALSE;
+              open--;
+              continue;
+            }
+          gptd_frame_decoder_feed (lc->dec, buf, (gsize) got);
+          for (;;)
+            {
+              g_autoptr (GBytes) payload = NULL;
+              g_autoptr (GError) error = NULL;
+              if (gptd_frame_decoder_next (lc->dec, &payload, &error) != GPTD_FRAME_OK)
+                break;
+              gsize len;
+              const guint8 *p = g_bytes_get_data (payload, &len);
+              Gptd__Response *resp = (Gptd__Response *)
+                gptd_frame_unpack (&gptd__response__descriptor, p, len, &error);
+              if (resp == NULL)
+                return 1;
+              /* Every request of the mix is answered by one frame. */
+              gboolean last = TRUE;
+              if (resp->error != NULL && resp->error->code != 0)
+                {
+                  if (errors++ == 0)
+                    fprintf (stderr, "e2e-raw: gptd said: %s\n", resp->error->message);
+                  last = TRUE;
+                }
+              protobuf_c_message_free_unpacked (&resp->base, NULL);
+              if (!last)
+                continue;
+              answered++;
+              max_ms = MAX (max_ms, (double) (g_get_monotonic_time () - lc->sent_at) / 1000.0);
+              lc->waiting = FALSE;
+              if (lc->left > 0)
+                {
+                  if (!load_send (lc, serial++, run_id, pipeline))
+                    return 1;
+                }
+              else
+                open--;
+            }
+        }
+    }
+  for (int i = 0; i < clients; i++)
+    {
+      close (lcs[i].fd);
+      gptd_frame_decoder_free (lcs[i].dec);
+    }
+  printf ("answered=%d errors=%d max_ms=%.0f\n", answered, errors, max_ms);
+  return answered == requests ? 0 : 1;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -163,10 +364,17 @@ main (int argc, char **argv)
       fprintf (stderr, "usage: e2e-raw SOCKET MODE [ARGS]\n");
       return 2;
     }
+  /* A refused connection is closed by the daemon: writing to it is an error, not
+   * a signal. */
+  signal (SIGPIPE, SIG_IGN);
+  const char *mode = argv[2];
+  if (strcmp (mode, "hold") == 0 && argc == 4)
+    return hold (argv[1], atoi (argv[3]));
+  if (strcmp (mode, "load") == 0 && argc == 7)
+    return load (argv[1], atoi (argv[3]), atoi (argv[4]), argv[5], argv[6]);
   int fd = connect_to (argv[1]);
   if (fd < 0)
     return 1;
-  const char *mode = argv[2];
   int status = 1;
 
   if (strcmp (mode, "garbage") == 0)
@@ -188,6 +396,22 @@ main (int argc, char **argv)
       if (send_all (fd, frame, sizeof frame))
         status = expect_error_and_close (fd);
     }
+  else if (strcmp (mode, "big-request") == 0)
+    {
+      /* 2 MiB: an answer could be that large, a request may not. */
+      guint8 frame[4 + 64] = { 0x00, 0x20, 0x00, 0x00 };
+      if (send_all (fd, frame, sizeof frame))
+        status = expect_error_and_close (fd);
+    }
+  else if (strcmp (mode, "stall") == 0)
+    {
+      /* A header and part of the payload, then nothing more. */
+      const guint8 frame[] = { 0, 0, 0, 100, 0x08, 0x01 };
+      if (send_all (fd, frame, sizeof frame))
+        status = expect_error_and_close (fd);
+    }
+  else if (strcmp (mode, "idle") == 0)
+    status = expect_error_and_close (fd);
   else if (strcmp (mode, "truncated") == 0)
     {
       /* Half a frame, then hang up: nothing to answer. */
