@@ -296,6 +296,25 @@ test_bad_input (void)
   g_clear_error (&error);
 }
 
+/* Removes a directory tree made by a test. */
+static void
+remove_tree (const char *path)
+{
+  GDir *d = g_dir_open (path, 0, NULL);
+  const char *name;
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+        remove_tree (child);
+      else
+        g_unlink (child);
+    }
+  if (d != NULL)
+    g_dir_close (d);
+  g_rmdir (path);
+}
+
 /* Logits of @m on the golden's tokens, copied. */
 static float *
 logits_of (GptdGpt *m, const Setup *s, const TnnGolden *g)
@@ -341,6 +360,7 @@ test_file_with_adapters (void)
   g_assert_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG);
   g_assert_nonnull (strstr (error->message, "lora_alpha"));
   g_clear_error (&error);
+  remove_tree (tmp);
   tnn_golden_free (g);
 }
 
@@ -404,6 +424,7 @@ test_adapter_dir (void)
   g_assert_nonnull (error);
   g_assert_nonnull (strstr (error->message, "base model"));
   g_clear_error (&error);
+  remove_tree (tmp);
   tnn_golden_free (g);
 }
 

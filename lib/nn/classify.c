@@ -142,6 +142,12 @@ gptd_classifier_load (const char *model_dir, const char *vocab, GError **error)
   GptdGpt *model = gptd_gpt_dir_load (dir, error);
   if (model == NULL)
     return NULL;
+  /* A LoRA checkpoint classifies with its adapters merged. */
+  if (!gptd_gpt_merge_lora (model, error))
+    {
+      gptd_gpt_free (model);
+      return NULL;
+    }
   g_autoptr (GptdBpe) bpe = gptd_bpe_load (vocab != NULL ? vocab : dir, error);
   if (bpe == NULL)
     {

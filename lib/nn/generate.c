@@ -119,6 +119,12 @@ gptd_generator_load_full (const char *model_dir,
                                                        options->weights, error);
   if (model == NULL)
     return NULL;
+  /* A LoRA checkpoint decodes with its adapters merged. */
+  if (!gptd_gpt_merge_lora (model, error))
+    {
+      gptd_gpt_free (model);
+      return NULL;
+    }
   GptdGenerator *g = gptd_generator_new (model, context_length, error);
   if (g == NULL)
     return NULL;

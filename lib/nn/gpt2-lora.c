@@ -35,14 +35,13 @@ splitmix64 (guint64 *state)
   return z ^ (z >> 31);
 }
 
-/* Points every tensor of @m into @params (laid out as m->params is) and
- * makes it the parameter buffer. */
+/* Points every tensor of @m into @params, the parameter buffer resized by
+ * gptd__nn_realloc() (m->params is no longer valid memory, only an origin). */
 static void
 move_params (GptdGpt *m, float *params, size_t n_params)
 {
   for (guint i = 0; i < m->n_tensors; i++)
     m->tensors[i].data = params + (m->tensors[i].data - m->params);
-  gptd__nn_free (m->params, m->n_params * sizeof (float));
   m->params = params;
   m->n_params = n_params;
 }
@@ -101,19 +100,20 @@ gptd_gpt_add_lora (GptdGpt *m, int rank, float alpha, guint64 seed,
                      r * (4 * C + C);
   size_t extra = per_block * (size_t) L;
   size_t n_params = m->n_params + extra;
-  float *params = gptd__nn_alloc (n_params * sizeof (float));
+  drop_grads (m);
+  gptd__gpt_plan_clear (m);
+  float *params = gptd__nn_realloc (m->params, m->n_params * sizeof (float),
+                                    n_params * sizeof (float));
   if (params == NULL)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
                    "cannot allocate %zu parameters for LoRA adapters",
                    n_params);
+      gptd__gpt_alloc_grads (m);
       return FALSE;
     }
-  memcpy (params, m->params, m->n_params * sizeof (float));
-  drop_grads (m);
   size_t off = m->n_params;
   move_params (m, params, n_params);
-  gptd__gpt_plan_clear (m);
 
   /* A ~ U(-1/sqrt(r), 1/sqrt(r)): torch's kaiming_uniform_(a=sqrt(5)) on a
    * (K, r) tensor, whose fan-in is r, as the book initialises it; B = 0. */
@@ -187,14 +187,6 @@ gptd_gpt_merge_lora (GptdGpt *m, GError **error)
   if (m->lora_rank == 0)
     return TRUE;
   size_t n_base = (size_t) (m->tensors[m->n_base_tensors].data - m->params);
-  float *params = gptd__nn_alloc (n_base * sizeof (float));
-  if (params == NULL)
-    {
-      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
-                   "cannot allocate %zu parameters to merge LoRA adapters",
-                   n_base);
-      return FALSE;
-    }
   const float scale = m->lora_alpha / (float) m->lora_rank;
   const int r = m->lora_rank;
   for (int l = 0; l < m->cfg.n_layer; l++)
@@ -210,7 +202,6 @@ gptd_gpt_merge_lora (GptdGpt *m, GError **error)
           bl->lora_A[k] = bl->lora_B[k] = NULL;
         }
     }
-  memcpy (params, m->params, n_base * sizeof (float));
   drop_grads (m);
   for (guint i = m->n_base_tensors; i < m->n_tensors; i++)
     {
@@ -219,7 +210,15 @@ gptd_gpt_merge_lora (GptdGpt *m, GError **error)
       memset (&m->tensors[i], 0, sizeof m->tensors[i]);
     }
   m->n_tensors = m->n_base_tensors;
-  move_params (m, params, n_base);
+  /* Shrinking: a failure keeps the larger buffer, which still holds the
+   * merged base at its start. */
+  float *params = gptd__nn_realloc (m->params, m->n_params * sizeof (float),
+                                    n_base * sizeof (float));
+  if (params != NULL)
+    move_params (m, params, n_base);
+  else
+    m->n_params = n_base; /* a failed shrink leaks the tail rather than fail a
+                           * merge already done */
   gptd__gpt_plan_clear (m);
   m->lora_rank = 0;
   m->lora_alpha = 0.0f;

@@ -58,6 +58,11 @@ void gptd__nn_sgemm1 (gboolean trans_a, gboolean trans_b, int M, int N, int K,
 void *gptd__nn_alloc (size_t bytes);
 void gptd__nn_free (void *ptr, size_t bytes);
 
+/* Resizes a buffer of gptd__nn_alloc(), keeping its first
+ * MIN (old_bytes, new_bytes) bytes; added bytes are zero.  Large buffers are
+ * remapped, not copied.  Returns NULL (and leaves @ptr alone) on failure. */
+void *gptd__nn_realloc (void *ptr, size_t old_bytes, size_t new_bytes);
+
 /* ---- dropout ------------------------------------------------------------ */
 
 /* A dropout mask stream: element i is kept when hash(key, i) >= threshold. */

@@ -6,6 +6,9 @@
  * therefore never runs, and its threads cannot spin against the OpenMP team
  * (on two cores that would halve the speed of both).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mremap */
+#endif
 #include "nn/nn-internal.h"
 
 #include <cblas.h>
@@ -202,6 +205,31 @@ gptd__nn_free (void *ptr, size_t bytes)
     munmap (ptr, bytes);
   else
     free (ptr);
+}
+
+void *
+gptd__nn_realloc (void *ptr, size_t old_bytes, size_t new_bytes)
+{
+  if (ptr == NULL)
+    return gptd__nn_alloc (new_bytes);
+  if (old_bytes >= (size_t) 4 << 20 && new_bytes >= (size_t) 4 << 20)
+    {
+      /* The kernel moves the pages: nothing is copied, and the old and new
+       * buffers are never both resident.  New pages read as zero. */
+      void *p = mremap (ptr, old_bytes, new_bytes, MREMAP_MAYMOVE);
+      if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+      madvise (p, new_bytes, MADV_HUGEPAGE);
+#endif
+      return p;
+    }
+  void *p = gptd__nn_alloc (new_bytes);
+  if (p == NULL)
+    return NULL;
+  memcpy (p, ptr, MIN (old_bytes, new_bytes));
+  gptd__nn_free (ptr, old_bytes);
+  return p;
 }
 
 GptdNnDropout

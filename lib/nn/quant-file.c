@@ -406,7 +406,7 @@ gptd_gpt_dir_load_with_format (const char *dir, int format, GError **error)
       return gptd_gpt_quant_dir_load (dir, error);
     }
   g_autoptr (GptdGpt) m = gptd_gpt_dir_load (dir, error);
-  if (m == NULL)
+  if (m == NULL || !gptd_gpt_merge_lora (m, error))
     return NULL;
   if (format > GPTD_WEIGHT_FORMAT_FP32 &&
       !gptd_gpt_set_weight_format (m, (GptdWeightFormat) format, error))

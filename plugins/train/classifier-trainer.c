@@ -505,8 +505,9 @@ build_model (ClassifierTrainer *self, GptdStageContext *ctx, GError **error)
   g_autoptr (GptdGpt) base = NULL;
   if (t->init_dir != NULL)
     {
+      /* A LoRA run's checkpoint starts merged. */
       base = gptd_gpt_dir_load (t->init_dir, error);
-      if (base == NULL)
+      if (base == NULL || !gptd_gpt_merge_lora (base, error))
         {
           g_prefix_error (error, "init: ");
           return FALSE;

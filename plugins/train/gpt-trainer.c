@@ -426,8 +426,9 @@ gpt_trainer_create (GptdStageContext *ctx, const GptdParams *params, GError **er
     {
       if (t->init_dir != NULL)
         {
+          /* A LoRA run's checkpoint starts merged. */
           t->model = gptd_gpt_dir_load (t->init_dir, error);
-          if (t->model == NULL)
+          if (t->model == NULL || !gptd_gpt_merge_lora (t->model, error))
             {
               g_prefix_error (error, "init: ");
               goto fail;
