@@ -18,8 +18,9 @@ ticker_pipeline "$TMP/check.pipeline" check count=1
 rss () { awk '$1 == "VmRSS:" { print $2 }' "/proc/$DPID/status"; }
 fds () { ls "/proc/$DPID/fd" | wc -l; }
 
-# A warm-up round: the allocator's arenas and the checking threads are made.
-timeout 60 "$RAW" "$SOCK" load 200 1000 "$ID" "$TMP/check.pipeline" > /dev/null 2>&1
+# A warm-up round as large as the measured one: the checking threads and their
+# allocator arenas are made, and grow, there.
+timeout 60 "$RAW" "$SOCK" load 200 2000 "$ID" "$TMP/check.pipeline" > /dev/null 2>&1
 sleep 1
 rss0=$(rss)
 fds0=$(fds)
