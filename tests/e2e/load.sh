@@ -9,17 +9,20 @@ plan 7
 
 check "gptd starts" start_daemon
 
-ticker_pipeline "$TMP/ticks.pipeline" ticks count=100000 interval-ms=5 log=true log-bytes=200
+# Its log stays small: logs answers carry the whole log, so a log that grows
+# between the rounds would grow the daemon's peak memory with it.
+ticker_pipeline "$TMP/ticks.pipeline" ticks count=100000 interval-ms=5
 ID=$(ctl run "$TMP/ticks.pipeline")
 wait_state "$ID" running 20
-ok $? "a run logging events is running"
+ok $? "a run is running"
 ticker_pipeline "$TMP/check.pipeline" check count=1
 
 rss () { awk '$1 == "VmRSS:" { print $2 }' "/proc/$DPID/status"; }
 fds () { ls "/proc/$DPID/fd" | wc -l; }
 
-# A warm-up round: the allocator's arenas and the checking threads are made.
-timeout 60 "$RAW" "$SOCK" load 200 1000 "$ID" "$TMP/check.pipeline" > /dev/null 2>&1
+# A warm-up round as large as the measured one: the checking threads and their
+# allocator arenas are made, and grow, there.
+timeout 60 "$RAW" "$SOCK" load 200 2000 "$ID" "$TMP/check.pipeline" > /dev/null 2>&1
 sleep 1
 rss0=$(rss)
 fds0=$(fds)
