@@ -81,6 +81,8 @@ tokenizer_vocab (const GptdParams *params)
 static gboolean
 tokenizer_check (const GptdParams *params, GError **error)
 {
+  if (gptd_params_get_string (params, "vocab") == NULL)
+    return TRUE;
   g_autofree char *vocab = tokenizer_vocab (params);
   g_autofree char *found = gptd_bpe_locate (vocab, error);
   return found != NULL;

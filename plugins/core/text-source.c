@@ -290,10 +290,12 @@ text_source_run (gpointer data, GptdStageContext *ctx, GError **error)
 static gboolean
 text_source_check (const GptdParams *params, GError **error)
 {
+  const char *path = gptd_params_get_string (params, "path");
+  if (path == NULL)
+    return TRUE;   /* a missing path= is reported as such */
   g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
   guint64 total = 0;
-  return collect_files (params, gptd_params_get_string (params, "path"), files, &total,
-                        error);
+  return collect_files (params, path, files, &total, error);
 }
 
 const GptdStageType gptd_core_text_source_type = {
