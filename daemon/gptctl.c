@@ -82,7 +82,8 @@ static const char gptctl_description[] =
   "Environment:\n"
   "  GPTD_SOCKET        the socket when --socket is not given; default\n"
   "                     /run/gptd/gptd.sock for root, else\n"
-  "                     $XDG_RUNTIME_DIR/gptd/gptd.sock\n"
+  "                     $XDG_RUNTIME_DIR/gptd/gptd.sock when it exists, else\n"
+  "                     the system daemon's /run/gptd/gptd.sock when that exists\n"
   "\n"
   "Exit status:\n"
   "  0  success\n"
@@ -1494,7 +1495,7 @@ main (int argc, char **argv)
 
   Client cl = { .fd = -1, .json = json };
   if (socket_path == NULL)
-    socket_path = gptd__default_socket_path ();
+    socket_path = gptd__client_socket_path ();
   cl.socket_path = socket_path;
 
   int status = commands[cmd].func (&cl, cargc - 1, cargv + 1, &o);

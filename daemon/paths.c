@@ -21,6 +21,21 @@ gptd__default_socket_path (void)
 }
 
 char *
+gptd__client_socket_path (void)
+{
+  char *own = gptd__default_socket_path ();
+  if (g_getenv ("GPTD_SOCKET") != NULL && *g_getenv ("GPTD_SOCKET"))
+    return own;
+  if (!g_file_test (own, G_FILE_TEST_EXISTS)
+      && g_file_test ("/run/gptd/gptd.sock", G_FILE_TEST_EXISTS))
+    {
+      g_free (own);
+      return g_strdup ("/run/gptd/gptd.sock");
+    }
+  return own;
+}
+
+char *
 gptd__default_state_dir (void)
 {
   const char *env = g_getenv ("GPTD_STATE_DIR");

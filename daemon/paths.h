@@ -15,6 +15,11 @@ G_BEGIN_DECLS
 /* (transfer full): the default control socket path. */
 char *gptd__default_socket_path (void);
 
+/* (transfer full): the socket a client connects to by default: $GPTD_SOCKET, else
+ * the user's own daemon's socket when it exists, else the system daemon's
+ * (/run/gptd/gptd.sock, made by gptd.socket) when that exists, else the user's. */
+char *gptd__client_socket_path (void);
+
 /* (transfer full): the default state directory. */
 char *gptd__default_state_dir (void);
 
