@@ -114,6 +114,11 @@ const double *gptd_params_get_double_list (const GptdParams *params, const char 
  * pipeline file's directory, as PATH parameters are; absolute paths are returned as
  * they are. Free the result with g_free(). */
 char *gptd_params_resolve_path (const GptdParams *params, const char *path);
+/* The value of @name for keys that take a file or a name looked up elsewhere (vocab=
+ * takes a directory or "gpt2"): a value holding '/' or naming something that exists
+ * beside the pipeline file is resolved as a path, anything else is returned as it is.
+ * NULL when the key has no value. Free the result with g_free(). */
+char *gptd_params_resolve_name_or_path (const GptdParams *params, const char *name);
 /* Notes on the getters: gptd_params_get_int() of an ENUM gives the index of the
  * choice in choices[]; gptd_params_get_double() accepts INT parameters; every type can
  * be read as text with gptd_params_get_string(). */

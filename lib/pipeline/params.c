@@ -523,3 +523,16 @@ gptd_params_resolve_path (const GptdParams *params, const char *path)
     return g_strdup (path);
   return g_canonicalize_filename (path, params->base_dir);
 }
+
+char *
+gptd_params_resolve_name_or_path (const GptdParams *params, const char *name)
+{
+  g_return_val_if_fail (params != NULL && name != NULL, NULL);
+  const char *value = gptd_params_get_string (params, name);
+  if (value == NULL)
+    return NULL;
+  g_autofree char *path = gptd_params_resolve_path (params, value);
+  if (strchr (value, '/') != NULL || g_file_test (path, G_FILE_TEST_EXISTS))
+    return g_steal_pointer (&path);
+  return g_strdup (value);
+}

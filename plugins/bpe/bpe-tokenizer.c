@@ -70,11 +70,7 @@ static const GptdPadSpec tokenizer_outputs[] = {
 static char *
 tokenizer_vocab (const GptdParams *params)
 {
-  const char *vocab = gptd_params_get_string (params, "vocab");
-  g_autofree char *vocab_path = gptd_params_resolve_path (params, vocab);
-  if (strchr (vocab, '/') != NULL || g_file_test (vocab_path, G_FILE_TEST_EXISTS))
-    return g_steal_pointer (&vocab_path);
-  return g_strdup (vocab);
+  return gptd_params_resolve_name_or_path (params, "vocab");
 }
 
 /* Load-time check: the vocabulary can be found (it is read when the run starts). */

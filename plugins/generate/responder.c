@@ -139,15 +139,8 @@ responder_create (GptdStageContext *ctx, const GptdParams *params, GError **erro
     self->context_length = (int) gptd_params_get_int (params, "context-length");
   if (gptd_params_is_set (params, "threads"))
     gptd_nn_set_num_threads ((int) gptd_params_get_int (params, "threads"));
-  const char *vocab = gptd_params_get_string (params, "vocab");
-  if (vocab != NULL)
-    {
-      /* A path (relative to the pipeline file) or a name such as gpt2. */
-      g_autofree char *path = gptd_params_resolve_path (params, vocab);
-      self->vocab = strchr (vocab, '/') != NULL ||
-                    g_file_test (path, G_FILE_TEST_EXISTS)
-                    ? g_steal_pointer (&path) : g_strdup (vocab);
-    }
+  /* A path (relative to the pipeline file) or a name such as gpt2. */
+  self->vocab = gptd_params_resolve_name_or_path (params, "vocab");
   self->model_dir = g_strdup (gptd_params_get_string (params, "model"));
 
   const char *output = gptd_params_get_string (params, "output");
