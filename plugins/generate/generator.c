@@ -209,12 +209,10 @@ generator_load (Generator *self, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-static gpointer
-generator_create (GptdStageContext *ctx, const GptdParams *params,
-                  GError **error)
+gboolean
+gptd__generate_options_from_params (const GptdParams *params, GptdGenerateOptions *o,
+                                    GError **error)
 {
-  Generator *self = g_new0 (Generator, 1);
-  GptdGenerateOptions *o = &self->options;
   gptd_generate_options_init (o);
   o->max_new_tokens = (int) gptd_params_get_int (params, "max-new-tokens");
   o->temperature = gptd_params_get_double (params, "temperature");
@@ -223,7 +221,15 @@ generator_create (GptdStageContext *ctx, const GptdParams *params,
   o->seed = (guint64) gptd_params_get_int (params, "seed");
   o->eos_id = (int) gptd_params_get_int (params, "eos-id");
   o->use_kv_cache = gptd_params_get_bool (params, "kv-cache");
-  if (!gptd_generate_options_validate (o, error))
+  return gptd_generate_options_validate (o, error);
+}
+
+static gpointer
+generator_create (GptdStageContext *ctx, const GptdParams *params,
+                  GError **error)
+{
+  Generator *self = g_new0 (Generator, 1);
+  if (!gptd__generate_options_from_params (params, &self->options, error))
     {
       generator_destroy (self);
       return NULL;
@@ -240,7 +246,7 @@ generator_create (GptdStageContext *ctx, const GptdParams *params,
           generator_destroy (self);
           return NULL;
         }
-      if (f != GPTD_WEIGHT_FORMAT_FP32 && !o->use_kv_cache)
+      if (f != GPTD_WEIGHT_FORMAT_FP32 && !self->options.use_kv_cache)
         {
           g_set_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT,
                        "weights=%s needs kv-cache=true: converted weights "

@@ -121,16 +121,7 @@ static gpointer
 responder_create (GptdStageContext *ctx, const GptdParams *params, GError **error)
 {
   Responder *self = g_new0 (Responder, 1);
-  GptdGenerateOptions *o = &self->options;
-  gptd_generate_options_init (o);
-  o->max_new_tokens = (int) gptd_params_get_int (params, "max-new-tokens");
-  o->temperature = gptd_params_get_double (params, "temperature");
-  o->top_k = (int) gptd_params_get_int (params, "top-k");
-  o->top_p = gptd_params_get_double (params, "top-p");
-  o->seed = (guint64) gptd_params_get_int (params, "seed");
-  o->eos_id = (int) gptd_params_get_int (params, "eos-id");
-  o->use_kv_cache = gptd_params_get_bool (params, "kv-cache");
-  if (!gptd_generate_options_validate (o, error))
+  if (!gptd__generate_options_from_params (params, &self->options, error))
     {
       responder_destroy (self);
       return NULL;
