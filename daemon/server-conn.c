@@ -278,6 +278,22 @@ gptd__server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer user
         gptd__conn_watch_end (c);
     }
 }
+void
+gptd__server_detach_run (Server *s, GptdRun *run)
+{
+  /* A watcher replaying the run, or following it live, gets the run's final
+   * RunInfo with end set, as when a run it follows ends. */
+  for (GList *l = s->conns; l != NULL; l = l->next)
+    {
+      Conn *c = l->data;
+      if (c->watch_run == run)
+        gptd__conn_watch_end (c);
+    }
+  while (run->watchers->len > 0)
+    gptd__conn_unwatch (run->watchers->pdata[0]);
+  gptd__server_logs_detach_run (s, run);
+  gptd__server_output_detach_run (s, run);
+}
 /* ---- Connections -------------------------------------------------------------- */
 
 static void
@@ -300,6 +316,7 @@ gptd__conn_close (Conn *c)
   gptd__conn_cancel_generations (c);
   gptd__conn_forget_checks (c);
   gptd__conn_forget_logs (c);
+  gptd__conn_forget_output (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
@@ -316,7 +333,8 @@ static gboolean
 conn_busy (Conn *c)
 {
   return c->watch_run != NULL || c->replay != NULL || c->gen_jobs != NULL
-         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->queued > 0;
+         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->n_output_jobs > 0
+         || c->queued > 0;
 }
 
 static void
