@@ -283,7 +283,10 @@ gptd__server_detach_run (Server *s, GptdRun *run)
 {
   /* A watcher replaying the run, or following it live, gets the run's final
    * RunInfo with end set, as when a run it follows ends. */
-  for (GList *l = s->conns; l != NULL; l = l->next)
+  /* A copy: a connection whose queue overflows is closed while sending, and
+   * leaves s->conns (its structure is freed only once its handles are). */
+  g_autoptr (GList) conns = g_list_copy (s->conns);
+  for (GList *l = conns; l != NULL; l = l->next)
     {
       Conn *c = l->data;
       if (c->watch_run == run)
