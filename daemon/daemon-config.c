@@ -16,7 +16,8 @@
 
 #define GROUP "gptd"
 
-typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT, KEY_USERS } KeyKind;
+/* KEY_BOOL is held as an integer (0 or 1), written true or false. */
+typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT, KEY_USERS, KEY_BOOL } KeyKind;
 
 typedef struct {
   const char *name;
@@ -48,6 +49,7 @@ static const Key keys[] = {
   K ("request-frame-limit", KEY_INT, 4096, 16777216, request_frame_limit),
   K ("read-timeout", KEY_INT, 1, 86400, read_timeout_s),
   K ("idle-timeout", KEY_INT, 1, 86400 * 7, idle_timeout_s),
+  K ("keep-cancelled-checkpoints", KEY_BOOL, 0, 1, keep_cancelled_checkpoints),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))
@@ -132,7 +134,7 @@ gptd__config_overlay (GptdDaemonConfig *config, const GptdDaemonConfig *over)
       if (!FIELD (over, k->has, gboolean))
         continue;
       FIELD (config, k->has, gboolean) = TRUE;
-      if (k->kind == KEY_INT)
+      if (k->kind == KEY_INT || k->kind == KEY_BOOL)
         FIELD (config, k->value, gint64) = FIELD (over, k->value, gint64);
       else
         {
@@ -200,7 +202,12 @@ gptd__config_diff (const GptdDaemonConfig *old, const GptdDaemonConfig *new_, GP
       const Key *k = &keys[i];
       gboolean ho = FIELD (old, k->has, gboolean), hn = FIELD (new_, k->has, gboolean);
       g_autofree char *a = NULL, *b = NULL;
-      if (k->kind == KEY_INT)
+      if (k->kind == KEY_BOOL)
+        {
+          a = g_strdup (ho ? (FIELD (old, k->value, gint64) ? "true" : "false") : "(default)");
+          b = g_strdup (hn ? (FIELD (new_, k->value, gint64) ? "true" : "false") : "(default)");
+        }
+      else if (k->kind == KEY_INT)
         {
           a = ho ? g_strdup_printf ("%" G_GINT64_FORMAT, FIELD (old, k->value, gint64))
                  : g_strdup ("(default)");
@@ -299,6 +306,17 @@ gptd__config_load (const char *path, gboolean missing_ok, GptdDaemonConfig *conf
               return FALSE;
             }
           FIELD (config, k->value, gint64) = v;
+        }
+      else if (k->kind == KEY_BOOL)
+        {
+          if (strcmp (value, "true") != 0 && strcmp (value, "false") != 0)
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                           "%s:%u: %s=%s: give true or false", path, line, names[i], value);
+              gptd__config_clear (config);
+              return FALSE;
+            }
+          FIELD (config, k->value, gint64) = strcmp (value, "true") == 0;
         }
       else if (k->kind == KEY_USERS)
         {

@@ -11,12 +11,13 @@ daemon_gptd_SOURCES = \
 	daemon/cli.c daemon/cli.h daemon/cli-generate.c daemon/cli-quantize.c \
 	daemon/daemon-config.c daemon/daemon-config.h \
 	daemon/server.c daemon/server.h daemon/server-private.h \
-	daemon/server-conn.c daemon/server-logs.c daemon/server-requests.c daemon/server-runs.c \
+	daemon/server-conn.c daemon/server-logs.c daemon/server-output.c \
+	daemon/server-requests.c daemon/server-runs.c \
 	daemon/server-serving.c daemon/server-probe.c \
 	daemon/serve.c daemon/serve.h \
 	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
-	daemon/runs.c daemon/runs.h \
+	daemon/runs.c daemon/runs.h daemon/remove-tree.c daemon/remove-tree.h \
 	daemon/paths.c daemon/paths.h
 daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\" -DGPTD_SYSCONFDIR=\"$(sysconfdir)\"
 daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
@@ -35,6 +36,7 @@ tests_test_frame_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test-daemon-runs
 TESTS += tests/test-daemon-runs
-tests_test_daemon_runs_SOURCES = tests/test-daemon-runs.c daemon/runs.c daemon/runs.h
+tests_test_daemon_runs_SOURCES = tests/test-daemon-runs.c daemon/runs.c daemon/runs.h \
+	daemon/remove-tree.c daemon/remove-tree.h
 tests_test_daemon_runs_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon -DG_LOG_DOMAIN=\"gptd\"
 tests_test_daemon_runs_LDADD = $(TEST_LIBS)

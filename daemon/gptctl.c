@@ -1,8 +1,8 @@
 /* daemon/gptctl.c: gptctl, the command-line client of the gptd daemon: submits,
- * lists, watches, cancels, pauses and resumes runs, reads their logs, shows the
- * daemon's own status, lists stage types, validates pipelines, streams
- * generated text and prints classifier predictions over the control socket
- * (docs/control-protocol.md).
+ * lists, watches, cancels, pauses, resumes and removes runs, reads their logs
+ * and output, shows the daemon's own status, lists stage types, validates
+ * pipelines, streams generated text and prints classifier predictions over the
+ * control socket (docs/control-protocol.md).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -52,6 +52,12 @@ static const char gptctl_description[] =
   "                     plain lines otherwise; --from-start replays its past events.\n"
   "                     Ctrl-C stops watching; the run goes on.\n"
   "  logs ID            print a run's log lines and state changes\n"
+  "  output ID          print a run's output (its worker's stdout and stderr)\n"
+  "  rm ID              remove a run that has ended, and its run directory\n"
+  "  prune [--older-than DURATION] [--state STATE]...\n"
+  "                     remove your ended runs (root: everyone's) that ended longer\n"
+  "                     ago than DURATION (90s, 30m, 12h, 7d; default: any age) and\n"
+  "                     are in one of the STATEs (default: every ended state)\n"
   "  cancel ID [--no-wait]\n"
   "                     cancel a run (stages checkpoint as they stop) and wait for\n"
   "                     it to end\n"
@@ -505,6 +511,9 @@ typedef struct {
   double top_p;
   char *seed;
   int eos_id;
+  /* prune */
+  char *older_than;
+  char **states;
 } CommandOptions;
 
 /* Adds to @names each NAME that @text uses as ${NAME}. */
@@ -743,6 +752,8 @@ call_run_id (Client *cl, Gptd__Request__BodyCase body, const char *run_id,
     case GPTD__REQUEST__BODY_CANCEL: req.cancel = &rid; break;
     case GPTD__REQUEST__BODY_RESUME: req.resume = &rid; break;
     case GPTD__REQUEST__BODY_PAUSE: req.pause = &rid; break;
+    case GPTD__REQUEST__BODY_OUTPUT: req.output = &rid; break;
+    case GPTD__REQUEST__BODY_REMOVE: req.remove = &rid; break;
     default: g_assert_not_reached ();
     }
   return client_call_checked (cl, &req, expected, status);
@@ -968,6 +979,144 @@ cmd_resume (Client *cl, int argc, char **argv, const CommandOptions *o)
   if (!o->wait)
     return EXIT_OK;
   return client_watch (cl, resp->run->id, FALSE);
+}
+
+static int
+cmd_output (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("output", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  /* Chunks until the one with end set. */
+  for (gboolean first = TRUE;; first = FALSE)
+    {
+      g_autoptr (Gptd__Response) resp = NULL;
+      if (first)
+        resp = call_run_id (cl, GPTD__REQUEST__BODY_OUTPUT, argv[0], GPTD__RESPONSE__BODY_OUTPUT,
+                            &status);
+      else if ((resp = client_receive (cl, &status)) != NULL
+               && (status = response_error_status (resp)) != EXIT_OK)
+        return status;
+      if (resp == NULL)
+        return status;
+      if (resp->body_case != GPTD__RESPONSE__BODY_OUTPUT || resp->output == NULL)
+        {
+          g_printerr ("gptctl: gptd answered with an unexpected message\n");
+          return EXIT_PROTOCOL;
+        }
+      if (cl->json)
+        print_json (&resp->output->base, FALSE);
+      else if (resp->output->data.len > 0
+               && fwrite (resp->output->data.data, 1, resp->output->data.len, stdout)
+                    != resp->output->data.len)
+        {
+          g_printerr ("gptctl: writing the output failed: %s\n", g_strerror (errno));
+          return EXIT_USAGE;
+        }
+      if (resp->end)
+        break;
+    }
+  if (fflush (stdout) != 0)
+    {
+      g_printerr ("gptctl: writing the output failed: %s\n", g_strerror (errno));
+      return EXIT_USAGE;
+    }
+  return EXIT_OK;
+}
+
+static int
+cmd_rm (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  int status = want_run_id ("rm", argc);
+  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
+    return status;
+  g_autoptr (Gptd__Response) resp =
+    call_run_id (cl, GPTD__REQUEST__BODY_REMOVE, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+  if (resp == NULL)
+    return status;
+  if (cl->json)
+    print_json (&resp->run->base, TRUE);
+  else
+    g_print ("run %s removed (%s, %s)\n", resp->run->id, resp->run->name,
+             gptd_run_state_to_string (resp->run->state));
+  return EXIT_OK;
+}
+
+/* Parses a duration: a number followed by s, m, h or d (seconds without). */
+static gboolean
+parse_duration (const char *text, double *seconds)
+{
+  char *end = NULL;
+  double v = g_ascii_strtod (text, &end);
+  if (end == text || !isfinite (v) || v < 0)
+    return FALSE;
+  double unit = 1;
+  if (*end == 'm')
+    unit = 60;
+  else if (*end == 'h')
+    unit = 3600;
+  else if (*end == 'd')
+    unit = 86400;
+  else if (*end != 's' && *end != '\0')
+    return FALSE;
+  if (*end != '\0' && end[1] != '\0')
+    return FALSE;
+  *seconds = v * unit;
+  return TRUE;
+}
+
+static int
+cmd_prune (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  if (argc != 0)
+    {
+      g_printerr ("gptctl: prune takes no arguments (--older-than and --state choose the runs)\n");
+      return EXIT_USAGE;
+    }
+  Gptd__PruneRequest pr = GPTD__PRUNE_REQUEST__INIT;
+  if (o->older_than != NULL && !parse_duration (o->older_than, &pr.older_than_s))
+    {
+      g_printerr ("gptctl: --older-than wants a duration such as 90s, 30m, 12h or 7d, not "
+                  "'%s'\n", o->older_than);
+      return EXIT_USAGE;
+    }
+  guint n = o->states ? g_strv_length (o->states) : 0;
+  g_autofree Gptd__RunState *states = g_new0 (Gptd__RunState, MAX (n, 1));
+  for (guint i = 0; i < n; i++)
+    {
+      gboolean found = FALSE;
+      for (int st = GPTD__RUN_STATE__RUN_STATE_SUCCEEDED;
+           st <= GPTD__RUN_STATE__RUN_STATE_PAUSED && !found; st++)
+        if (strcmp (o->states[i], gptd_run_state_to_string (st)) == 0)
+          {
+            states[i] = st;
+            found = TRUE;
+          }
+      if (!found)
+        {
+          g_printerr ("gptctl: --state wants an ended state (succeeded, failed, cancelled, "
+                      "interrupted or paused), not '%s'\n", o->states[i]);
+          return EXIT_USAGE;
+        }
+    }
+  pr.states = states;
+  pr.n_states = n;
+  int status;
+  Gptd__Request req = GPTD__REQUEST__INIT;
+  req.body_case = GPTD__REQUEST__BODY_PRUNE;
+  req.prune = &pr;
+  g_autoptr (Gptd__Response) resp = client_request (cl, &req, GPTD__RESPONSE__BODY_RUNS, &status);
+  if (resp == NULL)
+    return status;
+  if (cl->json)
+    print_json (&resp->runs->base, TRUE);
+  else if (resp->runs->n_runs == 0)
+    g_print ("No run removed.\n");
+  else
+    for (gsize i = 0; i < resp->runs->n_runs; i++)
+      g_print ("run %s removed (%s, %s)\n", resp->runs->runs[i]->id, resp->runs->runs[i]->name,
+               gptd_run_state_to_string (resp->runs->runs[i]->state));
+  return EXIT_OK;
 }
 
 /* The prompt argument: the text itself, or standard input for "-". */
@@ -1301,6 +1450,7 @@ enum {
   OPT_NO_WAIT = 1 << 3,
   OPT_GENERATE = 1 << 4,
   OPT_MODEL = 1 << 5,
+  OPT_PRUNE = 1 << 6,
 };
 
 static const struct {
@@ -1324,6 +1474,14 @@ static const struct {
     "resume continues it exactly. Waits for it to be paused.", OPT_NO_WAIT },
   { "resume", cmd_resume, "ID", "Resumes a run that failed, was cancelled, was interrupted or "
     "was paused, from its last checkpoint, in its run directory.", OPT_WAIT },
+  { "output", cmd_output, "ID", "Prints a run's output: what its worker wrote to standard "
+    "output and standard error (dump's records, say).", 0 },
+  { "rm", cmd_rm, "ID", "Removes a run that has ended, and its run directory. A running or "
+    "queued run is refused: cancel it first.", 0 },
+  { "prune", cmd_prune, "", "Removes your runs that have ended (root: everyone's), those "
+    "that ended longer ago than --older-than and are in one of the --state states (default: "
+    "any age, every ended state), and lists them. Running and queued runs are never "
+    "touched.", OPT_PRUNE },
   { "generate", cmd_generate, "--model DIR PROMPT", "Streams the text the daemon generates "
     "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
     "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "
@@ -1343,6 +1501,8 @@ command_options_clear (CommandOptions *o)
   g_strfreev (o->settings);
   g_free (o->model);
   g_free (o->seed);
+  g_free (o->older_than);
+  g_strfreev (o->states);
 }
 
 /* The closest command to a mistyped one, or NULL. */
@@ -1396,10 +1556,16 @@ parse_command_options (gsize i, int *argc, char ***argv, CommandOptions *o,
       "Seed of the sampling (default: a random one)", "S" },
     { "eos-id", 0, 0, G_OPTION_ARG_INT, &o->eos_id,
       "Stop when this token comes out (default -1: never)", "ID" },
+    { "older-than", 0, 0, G_OPTION_ARG_STRING, &o->older_than,
+      "Only runs that ended longer ago than this (90s, 30m, 12h, 7d)", "DURATION" },
+    { "state", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->states,
+      "Only runs in this state (succeeded, failed, cancelled, interrupted, paused); "
+      "repeatable", "STATE" },
   };
   static const guint bit[G_N_ELEMENTS (all)] = {
     0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_MODEL, OPT_GENERATE,
-    OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE,
+    OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_PRUNE,
+    OPT_PRUNE,
   };
   GOptionEntry entries[G_N_ELEMENTS (all) + 1];
   gsize n = 0;

@@ -10,6 +10,7 @@
 #endif
 
 #include "runs.h"
+#include "remove-tree.h"
 
 #include <gptd/atomic-file.h>
 #include <gptd/frame.h>
@@ -28,6 +29,10 @@
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+
+/* STATE/runs/.next-id: the next ID to give, written when a run is removed, so
+ * that a removed run's ID never names another run. */
+#define NEXT_ID_FILE ".next-id"
 
 struct _GptdRunTable {
   char *state_dir;
@@ -985,6 +990,11 @@ gptd__run_table_open (const char *state_dir, GError **error)
   table->runs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) run_free);
   table->next_id = 1;
   table_load (table);
+  /* IDs of removed runs are not given again. */
+  g_autofree char *next_path = g_build_filename (table->runs_dir, NEXT_ID_FILE, NULL);
+  g_autofree char *next_text = NULL;
+  if (g_file_get_contents (next_path, &next_text, NULL, NULL))
+    table->next_id = MAX (table->next_id, g_ascii_strtoull (next_text, NULL, 10));
   return table;
 }
 
@@ -1042,6 +1052,52 @@ gptd__run_table_list (GptdRunTable *table)
     g_ptr_array_add (list, value);
   g_ptr_array_sort (list, compare_runs);
   return list;
+}
+
+gboolean
+gptd__run_table_remove (GptdRunTable *table, GptdRun *run, GError **error)
+{
+  g_return_val_if_fail (run != NULL && run->table == table, FALSE);
+  g_autofree char *next = g_strdup_printf ("%" G_GUINT64_FORMAT "\n", table->next_id);
+  g_autofree char *next_path = g_build_filename (table->runs_dir, NEXT_ID_FILE, NULL);
+  if (!gptd_atomic_file_set_contents (next_path, next, strlen (next), error))
+    return FALSE;
+  /* Out of the table's sight first (a daemon started later does not load a
+   * half-deleted run), then deleted. */
+  g_autofree char *doomed_name = g_strdup_printf (".removed-%s", run->id);
+  g_autofree char *doomed = g_build_filename (table->runs_dir, doomed_name, NULL);
+  if (g_rename (run->dir, doomed) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
+                   "Cannot move the run directory %s aside to %s: %s", run->dir, doomed,
+                   g_strerror (saved));
+      return FALSE;
+    }
+  g_hash_table_remove (table->runs, run->id);
+  g_autoptr (GError) local = NULL;
+  if (!gptd__remove_tree (doomed, &local))
+    g_warning ("The removed run's directory is left behind: %s", local->message);
+  return TRUE;
+}
+
+gboolean
+gptd__run_remove_checkpoint (GptdRun *run, GError **error)
+{
+  g_autofree char *dir = g_build_filename (run->dir, GPTD_RUN_CHECKPOINT_DIR, NULL);
+  if (!g_file_test (dir, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK))
+    return TRUE;
+  g_autofree char *mark = g_build_filename (run->dir, GPTD_RUN_CHECKPOINT_REMOVED_FILE, NULL);
+  if (!gptd_atomic_file_set_contents (mark, "", 0, error))
+    return FALSE;
+  return gptd__remove_tree (dir, error);
+}
+
+gboolean
+gptd__run_checkpoint_removed (const GptdRun *run)
+{
+  g_autofree char *mark = g_build_filename (run->dir, GPTD_RUN_CHECKPOINT_REMOVED_FILE, NULL);
+  return g_file_test (mark, G_FILE_TEST_EXISTS);
 }
 
 static void

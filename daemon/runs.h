@@ -14,6 +14,12 @@
  *                      watchers replay
  *   events.jsonl       the same events as JSON lines, as `gptd run` writes them
  *   output.log         what the worker process wrote to stdout and stderr
+ *   checkpoint/        what the stages checkpoint (resume continues from it)
+ *   checkpoint.removed there when the daemon deleted checkpoint/ (a cancelled
+ *                      run, keep-cancelled-checkpoints=false): no resume
+ *
+ * A removed run's directory is first renamed STATE/runs/.removed-ID, then
+ * deleted; STATE/runs/.next-id keeps the next ID so none is given twice.
  *
  * The table is rebuilt from the status files when the daemon starts; a run whose
  * status still says it is running (its worker cannot report to this daemon) is
@@ -109,6 +115,8 @@ typedef struct {
 #define GPTD_RUN_EVENTS_FILE "events.log"
 #define GPTD_RUN_EVENTS_JSON_FILE "events.jsonl"
 #define GPTD_RUN_OUTPUT_FILE "output.log"
+#define GPTD_RUN_CHECKPOINT_DIR "checkpoint"
+#define GPTD_RUN_CHECKPOINT_REMOVED_FILE "checkpoint.removed"
 
 /**
  * gptd__run_table_open:
@@ -135,6 +143,29 @@ GptdRun *gptd__run_table_lookup (GptdRunTable *table, const char *id);
 
 /* (transfer container): every run, oldest first. */
 GPtrArray *gptd__run_table_list (GptdRunTable *table);
+
+/**
+ * gptd__run_table_remove:
+ * @table: the table
+ * @run: (transfer full): a run of @table that has ended, with no worker; the
+ *   caller made sure nothing else points to it
+ * @error: return location for a #GError
+ *
+ * Takes @run out of the table, frees it and deletes its directory (symbolic
+ * links in it are removed, never followed). Its ID is not given again. A
+ * directory that cannot be deleted entirely is left renamed (a warning says
+ * why): the run is removed all the same.
+ *
+ * Returns: %TRUE when the run was removed; %FALSE with @error (the run stays)
+ */
+gboolean gptd__run_table_remove (GptdRunTable *table, GptdRun *run, GError **error);
+
+/* Deletes @run's checkpoint/ directory (when there is one), leaving the mark
+ * gptd__run_checkpoint_removed() looks for. */
+gboolean gptd__run_remove_checkpoint (GptdRun *run, GError **error);
+
+/* Whether the daemon deleted @run's checkpoints: it cannot be resumed. */
+gboolean gptd__run_checkpoint_removed (const GptdRun *run);
 
 /**
  * gptd__run_table_create:

@@ -278,6 +278,25 @@ gptd__server_on_run_event (GptdRun *run, const Gptd__Event *event, gpointer user
         gptd__conn_watch_end (c);
     }
 }
+void
+gptd__server_detach_run (Server *s, GptdRun *run)
+{
+  /* A watcher replaying the run, or following it live, gets the run's final
+   * RunInfo with end set, as when a run it follows ends. */
+  /* A copy: a connection whose queue overflows is closed while sending, and
+   * leaves s->conns (its structure is freed only once its handles are). */
+  g_autoptr (GList) conns = g_list_copy (s->conns);
+  for (GList *l = conns; l != NULL; l = l->next)
+    {
+      Conn *c = l->data;
+      if (c->watch_run == run)
+        gptd__conn_watch_end (c);
+    }
+  while (run->watchers->len > 0)
+    gptd__conn_unwatch (run->watchers->pdata[0]);
+  gptd__server_logs_detach_run (s, run);
+  gptd__server_output_detach_run (s, run);
+}
 /* ---- Connections -------------------------------------------------------------- */
 
 static void
@@ -300,6 +319,7 @@ gptd__conn_close (Conn *c)
   gptd__conn_cancel_generations (c);
   gptd__conn_forget_checks (c);
   gptd__conn_forget_logs (c);
+  gptd__conn_forget_output (c);
   c->server->conns = g_list_remove (c->server->conns, c);
   g_debug ("connection %u closed", c->id);
   uv_close ((uv_handle_t *) &c->pipe, conn_handle_closed);
@@ -316,7 +336,8 @@ static gboolean
 conn_busy (Conn *c)
 {
   return c->watch_run != NULL || c->replay != NULL || c->gen_jobs != NULL
-         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->queued > 0;
+         || c->check_jobs != NULL || c->n_logs_jobs > 0 || c->n_output_jobs > 0
+         || c->queued > 0;
 }
 
 static void

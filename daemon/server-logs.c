@@ -15,6 +15,7 @@
 typedef struct {
   Conn *conn;
   guint64 id;
+  GptdRun *run;       /* the run read (its removal ends the job) */
   GptdRunLogReader *reader;
   GQueue tail;        /* Gptd__Event*: the latest events, oldest first */
   gsize tail_bytes;   /* their packed size, with room for framing */
@@ -127,6 +128,7 @@ gptd__conn_logs_start (Conn *c, guint64 id, GptdRun *run)
   LogsJob *job = g_new0 (LogsJob, 1);
   job->conn = c;
   job->id = id;
+  job->run = run;
   job->reader = reader;
   g_queue_init (&job->tail);
   c->n_logs_jobs++;
@@ -144,6 +146,24 @@ gptd__conn_forget_logs (Conn *c)
       LogsJob *job = l->data;
       if (job->conn == c)
         {
+          s->logs_jobs = g_list_delete_link (s->logs_jobs, l);
+          logs_job_free (job);
+        }
+      l = next;
+    }
+}
+
+void
+gptd__server_logs_detach_run (Server *s, GptdRun *run)
+{
+  for (GList *l = s->logs_jobs; l != NULL;)
+    {
+      GList *next = l->next;
+      LogsJob *job = l->data;
+      if (job->run == run)
+        {
+          gptd__conn_send_error (job->conn, job->id, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+                                 "Run %s was removed while its log was read", run->id);
           s->logs_jobs = g_list_delete_link (s->logs_jobs, l);
           logs_job_free (job);
         }

@@ -9,6 +9,8 @@
  *                      and watchers' bounded queues
  *   server-requests.c  the request handlers (one function per request type) and
  *                      the checking threads that load submitted pipelines
+ *   server-logs.c      logs requests, their event log read a slice at a time
+ *   server-output.c    output requests, output.log streamed in chunks
  *   server-runs.c      run supervision: worker processes started, resumed,
  *                      stopped, and how they ended
  *   server-serving.c   generate and classify requests, answered by serving workers
@@ -82,6 +84,9 @@ struct _Server {
   /* Logs requests being read (server-logs.c). */
   uv_idle_t logs_idle;
   GList *logs_jobs;
+  /* Output requests being read (server-output.c). */
+  uv_idle_t output_idle;
+  GList *output_jobs;
 };
 
 struct _Conn {
@@ -110,6 +115,8 @@ struct _Conn {
   GList *check_jobs;
   /* Its logs requests whose log is being read. */
   guint n_logs_jobs;
+  /* Its output requests whose output.log is being sent. */
+  guint n_output_jobs;
 };
 
 /* ---- server-conn.c ---- */
@@ -151,6 +158,9 @@ gboolean gptd__server_listen (Server *s, GError **error);
 /* Whether the daemon serves the user @uid: a root daemon serves everyone (each
  * with their own rights), another only its own user, root and allow-users=. */
 gboolean gptd__server_serves_user (Server *s, guint uid);
+/* Detaches every connection from @run before it is removed: its watchers get
+ * their end, its logs and output reads an error. Nothing points to it after. */
+void gptd__server_detach_run (Server *s, GptdRun *run);
 /* Whether @c may act on @run (cancel, pause, resume, read): its owner or root. */
 gboolean gptd__conn_may_touch (Conn *c, const GptdRun *run);
 /* Closes the control socket (its file is removed unless systemd owns it). */
@@ -173,9 +183,24 @@ void gptd__server_checks_free (Server *s);
 void gptd__conn_logs_start (Conn *c, guint64 id, GptdRun *run);
 /* A closing connection gets no answers to its logs requests. */
 void gptd__conn_forget_logs (Conn *c);
+/* Ends, with an error, the logs requests reading @run. */
+void gptd__server_logs_detach_run (Server *s, GptdRun *run);
 /* Sets up and closes the logs readers' idle handle. */
 void gptd__server_logs_init (Server *s);
 void gptd__server_logs_close (Server *s);
+
+/* ---- server-output.c ---- */
+
+/* Answers an output request for @run: its output.log in chunks, the last with
+ * end set. */
+void gptd__conn_output_start (Conn *c, guint64 id, GptdRun *run);
+/* A closing connection gets no more of its output requests' answers. */
+void gptd__conn_forget_output (Conn *c);
+/* Ends, with an error, the output requests reading @run. */
+void gptd__server_output_detach_run (Server *s, GptdRun *run);
+/* Sets up and closes the output readers' idle handle. */
+void gptd__server_output_init (Server *s);
+void gptd__server_output_close (Server *s);
 
 /* ---- server-runs.c ---- */
 
@@ -205,6 +230,9 @@ guint gptd__server_run_threads (Server *s);
 void gptd__server_kill_workers (Server *s, int signum);
 /* Stops the daemon once nothing runs any more (after a stop was asked for). */
 void gptd__server_maybe_finish_stop (Server *s);
+/* A run has ended and its worker is gone: a cancelled run's checkpoints are
+ * deleted when keep-cancelled-checkpoints=false. */
+void gptd__server_run_ended (Server *s, GptdRun *run);
 
 /* ---- server-serving.c ---- */
 

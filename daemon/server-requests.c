@@ -15,6 +15,7 @@
 #include <gptd/pipeline.h>
 #include <gptd/runner.h>
 
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -392,6 +393,152 @@ request_logs (Conn *c, const Gptd__Request *req)
 }
 
 static void
+request_output (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_own_run (c, req->id, req->output->run_id, "read the output of");
+  if (run == NULL)
+    return;
+  /* A chunk at a time from the loop: a long output does not hold it up. */
+  gptd__conn_output_start (c, req->id, run);
+}
+
+/* (transfer full): a copy of @run's RunInfo that outlives it. */
+static Gptd__RunInfo *
+run_info_copy (const GptdRun *run)
+{
+  Gptd__RunInfo info;
+  gptd__run_fill_info (run, &info);
+  gsize size = protobuf_c_message_get_packed_size (&info.base);
+  g_autofree guint8 *buf = g_malloc (size + 1);
+  protobuf_c_message_pack (&info.base, buf);
+  Gptd__RunInfo *copy = gptd__run_info__unpack (NULL, size, buf);
+  g_assert (copy != NULL);
+  return copy;
+}
+
+static void
+run_info_free (Gptd__RunInfo *info)
+{
+  if (info != NULL)
+    gptd__run_info__free_unpacked (info, NULL);
+}
+
+/* Whether @run may be removed: it has ended and its worker is gone. Answers
+ * BAD_STATE when not. */
+static gboolean
+check_removable (Conn *c, guint64 id, GptdRun *run)
+{
+  if (!gptd__run_is_finished (run))
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                             "Run %s is %s; cancel it first", run->id,
+                             gptd_run_state_to_string (run->state));
+      return FALSE;
+    }
+  if (run->worker != NULL)
+    {
+      gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                             "Run %s has ended but its worker (pid %d) has not exited yet; "
+                             "try again in a moment", run->id, run->pid);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Removes @run (checked removable): every connection holding it is detached
+ * first. */
+static gboolean
+remove_run (Conn *c, GptdRun *run, GError **error)
+{
+  Server *s = c->server;
+  g_autofree char *id = g_strdup (run->id);
+  gptd__server_detach_run (s, run);
+  if (!gptd__run_table_remove (s->runs, run, error))
+    return FALSE;
+  g_message ("run %s: removed by pid %d uid %u", id, (int) c->pid, (unsigned) c->uid);
+  return TRUE;
+}
+
+static void
+request_remove (Conn *c, const Gptd__Request *req)
+{
+  GptdRun *run = lookup_own_run (c, req->id, req->remove->run_id, "remove");
+  if (run == NULL || !check_removable (c, req->id, run))
+    return;
+  /* The answer: the run as it was. */
+  Gptd__RunInfo *copy = run_info_copy (run);
+  g_autoptr (GError) error = NULL;
+  if (!remove_run (c, run, &error))
+    {
+      run_info_free (copy);
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
+                             error->message);
+      return;
+    }
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_RUN;
+  resp.run = copy;
+  gptd__conn_send (c, &resp);
+  run_info_free (copy);
+}
+
+static void
+request_prune (Conn *c, const Gptd__Request *req)
+{
+  const Gptd__PruneRequest *pr = req->prune;
+  for (gsize i = 0; i < pr->n_states; i++)
+    if (!gptd__run_state_is_final (pr->states[i]))
+      {
+        gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                               "prune removes only runs that have ended; %s is not an "
+                               "ended state", gptd_run_state_to_string (pr->states[i]));
+        return;
+      }
+  if (!(pr->older_than_s >= 0) || !isfinite (pr->older_than_s))
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                             "prune: older_than_s must be a finite number of seconds, 0 "
+                             "or more");
+      return;
+    }
+  double cutoff = (double) g_get_real_time () / G_USEC_PER_SEC - pr->older_than_s;
+  g_autoptr (GPtrArray) runs = gptd__run_table_list (c->server->runs);
+  /* The answer: the runs removed, as they were (packed before each removal). */
+  g_autoptr (GPtrArray) removed =
+    g_ptr_array_new_with_free_func ((GDestroyNotify) run_info_free);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      GptdRun *run = runs->pdata[i];
+      if (!gptd__run_is_finished (run) || run->worker != NULL || !gptd__conn_may_touch (c, run))
+        continue;
+      gboolean state_ok = pr->n_states == 0;
+      for (gsize k = 0; k < pr->n_states && !state_ok; k++)
+        state_ok = pr->states[k] == run->state;
+      double ended = run->finished > 0 ? run->finished : run->created;
+      if (!state_ok || (pr->older_than_s > 0 && ended > cutoff))
+        continue;
+      Gptd__RunInfo *copy = run_info_copy (run);
+      g_autoptr (GError) error = NULL;
+      if (!remove_run (c, run, &error))
+        {
+          g_warning ("prune: %s", error->message);
+          run_info_free (copy);
+          continue;
+        }
+      g_ptr_array_add (removed, copy);
+    }
+  Gptd__RunList list = GPTD__RUN_LIST__INIT;
+  list.runs = (Gptd__RunInfo **) removed->pdata;
+  list.n_runs = removed->len;
+  Gptd__Response resp = GPTD__RESPONSE__INIT;
+  resp.id = req->id;
+  resp.body_case = GPTD__RESPONSE__BODY_RUNS;
+  resp.runs = &list;
+  gptd__conn_send (c, &resp);
+}
+
+static void
 request_cancel (Conn *c, const Gptd__Request *req)
 {
   Server *s = c->server;
@@ -422,6 +569,9 @@ request_cancel (Conn *c, const Gptd__Request *req)
     }
   else
     gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+  /* Without a worker it has ended now (else when its worker is gone). */
+  if (run->worker == NULL)
+    gptd__server_run_ended (s, run);
   gptd__conn_send_run (c, req->id, run, FALSE);
 }
 
@@ -450,6 +600,14 @@ request_resume (Conn *c, const Gptd__Request *req)
     {
       gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
                        "Run %s has succeeded; there is nothing to resume", run->id);
+      return;
+    }
+  if (gptd__run_checkpoint_removed (run))
+    {
+      gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_STATE,
+                             "Run %s was cancelled and its checkpoints were deleted "
+                             "(keep-cancelled-checkpoints=false in gptd.conf); it cannot be "
+                             "resumed: run its pipeline again", run->id);
       return;
     }
   g_message ("run %s: resume asked by pid %d uid %u (it was %s)", run->id, (int) c->pid,
@@ -622,6 +780,9 @@ static const struct {
   { GPTD__REQUEST__BODY_DAEMON_STATUS, request_daemon_status },
   { GPTD__REQUEST__BODY_GENERATE, gptd__request_generate },
   { GPTD__REQUEST__BODY_PING, request_ping },
+  { GPTD__REQUEST__BODY_OUTPUT, request_output },
+  { GPTD__REQUEST__BODY_REMOVE, request_remove },
+  { GPTD__REQUEST__BODY_PRUNE, request_prune },
 };
 
 void

@@ -146,6 +146,8 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
     }
   gptd__run_set_pid (run, 0);
   s->n_workers--;
+  if (!resume)
+    gptd__server_run_ended (s, run);
   if (resume && s->stopping)
     gptd__run_finish (run, GPTD__RUN_STATE__RUN_STATE_INTERRUPTED, NULL,
                       "gptd stopped before the run could resume");
@@ -154,6 +156,21 @@ server_on_worker_exit (GptdWorker *worker, gint64 exit_status, int term_signal,
   gptd__server_schedule (s);
   gptd__server_notify_status (s);
   gptd__server_maybe_finish_stop (s);
+}
+
+void
+gptd__server_run_ended (Server *s, GptdRun *run)
+{
+  if (run->state != GPTD__RUN_STATE__RUN_STATE_CANCELLED || run->worker != NULL
+      || !s->config.has_keep_cancelled_checkpoints || s->config.keep_cancelled_checkpoints)
+    return;
+  g_autoptr (GError) error = NULL;
+  if (!gptd__run_remove_checkpoint (run, &error))
+    g_warning ("run %s: cancelled; deleting its checkpoints (keep-cancelled-checkpoints=false) "
+               "failed: %s", run->id, error->message);
+  else
+    g_message ("run %s: cancelled; its checkpoints are deleted "
+               "(keep-cancelled-checkpoints=false)", run->id);
 }
 
 gboolean

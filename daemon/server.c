@@ -52,6 +52,7 @@ gptd__server_finish_stop (Server *s)
   /* No pipeline is being loaded (gptd__server_maybe_finish_stop). */
   gptd__server_checks_close (s);
   gptd__server_logs_close (s);
+  gptd__server_output_close (s);
   /* Each connection is closed once its last answers are out (a few seconds at
    * most). */
   for (GList *l = s->conns; l != NULL;)
@@ -317,6 +318,7 @@ gptd__server_main (const GptdServerOptions *options)
   /* Loading submitted pipelines. */
   gptd__server_checks_init (&s);
   gptd__server_logs_init (&s);
+  gptd__server_output_init (&s);
 
   {
     g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);

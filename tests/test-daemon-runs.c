@@ -1,7 +1,9 @@
 /* tests/test-daemon-runs.c: unit tests of the daemon's run table (daemon/runs.c):
  * run directories and status files, the framed event log and its readers, the
  * state directory lock, and what a restart finds after the daemon died: running
- * runs marked interrupted, a torn last event cut off, IDs carried on.
+ * runs marked interrupted, a torn last event cut off, IDs carried on; removing
+ * a run (its directory deleted without following links, its ID never given
+ * again) and a cancelled run's checkpoints.
  */
 #include "runs.h"
 
@@ -533,6 +535,68 @@ test_bad_run_dirs (Fixture *f, gconstpointer data)
   gptd__run_table_free (table);
 }
 
+static void
+test_remove (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  GptdRunTable *table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *a = create_run (table);
+  GptdRun *b = create_run (table);
+  record_state (a, GPTD__RUN_STATE__RUN_STATE_SUCCEEDED, NULL, NULL);
+  record_state (b, GPTD__RUN_STATE__RUN_STATE_CANCELLED, NULL, NULL);
+  g_autofree char *a_dir = g_strdup (a->dir);
+  g_autofree char *b_id = g_strdup (b->id);
+
+  /* Outside the run directory, reached through links in it (and in a
+   * subdirectory). */
+  g_autofree char *outside = g_build_filename (f->dir, "outside", NULL);
+  g_autofree char *keep = g_build_filename (outside, "keep", NULL);
+  g_assert_cmpint (g_mkdir (outside, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (keep, "keep", -1, NULL));
+  g_autofree char *sub = g_build_filename (a_dir, "checkpoint", NULL);
+  g_assert_cmpint (g_mkdir (sub, 0700), ==, 0);
+  g_autofree char *l1 = g_build_filename (a_dir, "dir-link", NULL);
+  g_autofree char *l2 = g_build_filename (sub, "file-link", NULL);
+  g_assert_cmpint (symlink (outside, l1), ==, 0);
+  g_assert_cmpint (symlink (keep, l2), ==, 0);
+
+  g_assert_true (gptd__run_table_remove (table, a, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (a_dir, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (keep, G_FILE_TEST_IS_REGULAR));
+  g_autoptr (GPtrArray) list = gptd__run_table_list (table);
+  g_assert_cmpuint (list->len, ==, 1);
+  g_assert_true (list->pdata[0] == b);
+
+  /* A cancelled run's checkpoints: gone, and marked so. */
+  g_autofree char *ckpt = g_build_filename (b->dir, GPTD_RUN_CHECKPOINT_DIR, NULL);
+  g_autofree char *ckpt_file = g_build_filename (ckpt, "checkpoint.json", NULL);
+  g_assert_cmpint (g_mkdir (ckpt, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (ckpt_file, "{}", -1, NULL));
+  g_assert_false (gptd__run_checkpoint_removed (b));
+  g_assert_true (gptd__run_remove_checkpoint (b, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (ckpt, G_FILE_TEST_EXISTS));
+  g_assert_true (gptd__run_checkpoint_removed (b));
+  gptd__run_table_free (table);
+
+  /* After a restart: the mark is still there; the highest ID, removed, is
+   * not given again. */
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *b2 = gptd__run_table_lookup (table, b_id);
+  g_assert_nonnull (b2);
+  g_assert_true (gptd__run_checkpoint_removed (b2));
+  g_assert_true (gptd__run_table_remove (table, b2, &error));
+  gptd__run_table_free (table);
+  table = gptd__run_table_open (f->dir, &error);
+  g_assert_no_error (error);
+  GptdRun *c = create_run (table);
+  g_assert_cmpstr (c->id, ==, "3");
+  gptd__run_table_free (table);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -540,6 +604,8 @@ main (int argc, char **argv)
   g_test_add ("/daemon/runs/lifecycle", Fixture, NULL, fixture_setup, test_lifecycle,
               fixture_teardown);
   g_test_add ("/daemon/runs/interrupted", Fixture, NULL, fixture_setup, test_interrupted,
+              fixture_teardown);
+  g_test_add ("/daemon/runs/remove", Fixture, NULL, fixture_setup, test_remove,
               fixture_teardown);
   g_test_add ("/daemon/runs/lock", Fixture, NULL, fixture_setup, test_lock, fixture_teardown);
   g_test_add ("/daemon/runs/paused-owner", Fixture, NULL, fixture_setup, test_paused_owner,

@@ -5,6 +5,7 @@
  *
  *   e2e-raw SOCKET garbage|oversized|malformed|truncated|empty|no-text|ping
  *   e2e-raw SOCKET slow-watch RUN_ID SECONDS
+ *   e2e-raw SOCKET slow-replay RUN_ID SECONDS
  *   e2e-raw SOCKET pings COUNT INTERVAL_MS
  *   e2e-raw SOCKET stall|idle|big-request
  *   e2e-raw SOCKET hold COUNT
@@ -19,7 +20,8 @@
  * one at a time, all clients at once: "answered=A errors=E max_ms=M".
  *
  * Output: "error=CODE closed=0|1" for the refused frames, "ok=1" for ping,
- * "events=N end=0|1 error=CODE closed=0|1" for slow-watch, "answered=N max_ms=M"
+ * "events=N end=0|1 error=CODE closed=0|1" for slow-watch and slow-replay (a
+ * watch from the start, read only after SECONDS), "answered=N max_ms=M"
  * for pings (COUNT pings on one connection, INTERVAL_MS apart, and the longest
  * any took to be answered). Exit status 0 when the
  * exchange could be carried out, 1 otherwise (a timeout included: every read
@@ -134,11 +136,12 @@ send_request (int fd, Gptd__Request *req)
 }
 
 static int
-slow_watch (int fd, const char *run_id, guint seconds)
+slow_watch (int fd, const char *run_id, guint seconds, gboolean from_start)
 {
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__WatchRequest watch = GPTD__WATCH_REQUEST__INIT;
   watch.run_id = (char *) run_id;
+  watch.from_start = from_start;
   req.id = 1;
   req.body_case = GPTD__REQUEST__BODY_WATCH;
   req.watch = &watch;
@@ -484,7 +487,9 @@ main (int argc, char **argv)
       status = answered == count ? 0 : 1;
     }
   else if (strcmp (mode, "slow-watch") == 0 && argc == 5)
-    status = slow_watch (fd, argv[3], (guint) atoi (argv[4]));
+    status = slow_watch (fd, argv[3], (guint) atoi (argv[4]), FALSE);
+  else if (strcmp (mode, "slow-replay") == 0 && argc == 5)
+    status = slow_watch (fd, argv[3], (guint) atoi (argv[4]), TRUE);
   else
     {
       fprintf (stderr, "e2e-raw: unknown mode %s\n", mode);
