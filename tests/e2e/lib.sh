@@ -10,6 +10,10 @@ set -u
 
 : "${GPTD_BUILDDIR:?run the end-to-end tests through make check}"
 : "${GPTD_SRCDIR:?run the end-to-end tests through make check}"
+# Without symbolic parts ("BUILD/.." in make distcheck), as the daemon names the
+# paths it canonicalizes.
+GPTD_SRCDIR=$(cd "$GPTD_SRCDIR" && pwd -P)
+GPTD_BUILDDIR=$(cd "$GPTD_BUILDDIR" && pwd -P)
 
 GPTD="$GPTD_BUILDDIR/daemon/gptd"
 GPTCTL="$GPTD_BUILDDIR/daemon/gptctl"
