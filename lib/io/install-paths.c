@@ -112,7 +112,7 @@ gptd__install_pipeline_dirs (void)
       char **d = g_new0 (char *, 3);
 #ifdef GPTD_ABS_SRCDIR
       if (gptd__install_running_uninstalled ())
-        d[0] = g_strdup (GPTD_ABS_SRCDIR "/pipelines");
+        d[0] = g_canonicalize_filename (GPTD_ABS_SRCDIR "/pipelines", NULL);
       else
 #endif
         d[0] = g_build_filename (gptd__install_datadir (), "pipelines", NULL);
