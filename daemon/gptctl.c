@@ -872,14 +872,19 @@ cmd_watch (Client *cl, int argc, char **argv, const CommandOptions *o)
   return client_watch (cl, argv[0], o->from_start);
 }
 
+/* cancel and pause: asks the daemon to stop run argv[0] (@body), then, unless
+ * --no-wait, waits for it to stop by asking for its status rather than watching (a
+ * run that floods events is not slowed by it) and prints how it ended. Returns
+ * EXIT_OK, or with @want_paused EXIT_RUN_FAILED when the run ended otherwise. */
 static int
-cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
+stop_run (Client *cl, int argc, char **argv, const CommandOptions *o, const char *command,
+          Gptd__Request__BodyCase body, const char *doing, gboolean want_paused)
 {
-  int status = want_run_id ("cancel", argc);
+  int status = want_run_id (command, argc);
   if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
     return status;
   g_autoptr (Gptd__Response) resp =
-    call_run_id (cl, GPTD__REQUEST__BODY_CANCEL, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
+    call_run_id (cl, body, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
   if (resp == NULL)
     return status;
   if (o->no_wait)
@@ -887,55 +892,10 @@ cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
       if (cl->json)
         print_json (&resp->run->base, TRUE);
       else
-        g_print ("run %s: cancelling\n", resp->run->id);
+        g_print ("run %s: %s\n", resp->run->id, doing);
       return EXIT_OK;
     }
-  /* Wait for it to end (stages may take a while to checkpoint), asking for its
-   * status rather than watching: a run that floods events is not slowed by it. */
-  for (;;)
-    {
-      g_autoptr (Gptd__Response) st =
-        call_run_id (cl, GPTD__REQUEST__BODY_STATUS, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
-      if (st == NULL)
-        return status;
-      Gptd__RunState state = st->run->state;
-      if (state == GPTD__RUN_STATE__RUN_STATE_SUCCEEDED || state == GPTD__RUN_STATE__RUN_STATE_FAILED
-          || state == GPTD__RUN_STATE__RUN_STATE_CANCELLED
-          || state == GPTD__RUN_STATE__RUN_STATE_INTERRUPTED)
-        {
-          if (cl->json)
-            print_json (&st->run->base, TRUE);
-          else
-            {
-              g_autofree char *err = run_error_text (st->run);
-              g_print ("run %s %s%s%s\n", st->run->id, gptd_run_state_to_string (state),
-                       err ? ": " : "", err ? err : "");
-            }
-          return EXIT_OK;
-        }
-      g_usleep (100 * 1000);
-    }
-}
-
-static int
-cmd_pause (Client *cl, int argc, char **argv, const CommandOptions *o)
-{
-  int status = want_run_id ("pause", argc);
-  if (status != EXIT_OK || (status = client_connect (cl)) != EXIT_OK)
-    return status;
-  g_autoptr (Gptd__Response) resp =
-    call_run_id (cl, GPTD__REQUEST__BODY_PAUSE, argv[0], GPTD__RESPONSE__BODY_RUN, &status);
-  if (resp == NULL)
-    return status;
-  if (o->no_wait)
-    {
-      if (cl->json)
-        print_json (&resp->run->base, TRUE);
-      else
-        g_print ("run %s: pausing\n", resp->run->id);
-      return EXIT_OK;
-    }
-  /* Wait for the checkpoint and the worker's end. */
+  /* Stages may take a while to checkpoint. */
   for (;;)
     {
       g_autoptr (Gptd__Response) st =
@@ -953,10 +913,25 @@ cmd_pause (Client *cl, int argc, char **argv, const CommandOptions *o)
               g_print ("run %s %s%s%s\n", st->run->id, gptd_run_state_to_string (state),
                        err ? ": " : "", err ? err : "");
             }
-          return state == GPTD__RUN_STATE__RUN_STATE_PAUSED ? EXIT_OK : EXIT_RUN_FAILED;
+          if (want_paused && state != GPTD__RUN_STATE__RUN_STATE_PAUSED)
+            return EXIT_RUN_FAILED;
+          return EXIT_OK;
         }
       g_usleep (100 * 1000);
     }
+}
+
+static int
+cmd_cancel (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  return stop_run (cl, argc, argv, o, "cancel", GPTD__REQUEST__BODY_CANCEL, "cancelling",
+                   FALSE);
+}
+
+static int
+cmd_pause (Client *cl, int argc, char **argv, const CommandOptions *o)
+{
+  return stop_run (cl, argc, argv, o, "pause", GPTD__REQUEST__BODY_PAUSE, "pausing", TRUE);
 }
 
 static int
