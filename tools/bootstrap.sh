@@ -12,6 +12,7 @@ if command -v apt-get >/dev/null 2>&1; then
     build-essential autoconf automake libtool pkg-config \
     libglib2.0-dev libjson-glib-dev libuv1-dev \
     libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libsystemd-dev libsoup-3.0-dev \
+    libopenmpi-dev openmpi-bin abigail-tools curl \
     xz-utils ca-certificates >/dev/null
 else
   echo "bootstrap: apt-get not found; install the packages listed in README.md by hand" >&2
