@@ -87,13 +87,19 @@ fuzz_registry (void)
 }
 
 /* Drops GLib's messages below critical: bad inputs are expected to be reported,
- * and printing every report would slow the fuzzer down. */
+ * and printing every report would slow the fuzzer down. A critical or an error
+ * is printed and then aborts the process: GLib's own fatal path may stop with
+ * SIGTRAP, which libFuzzer does not handle, so the input would not be kept;
+ * on SIGABRT libFuzzer writes it to a crash-* file. */
 static GLogWriterOutput
 fuzz_quiet_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields,
                    gpointer user_data)
 {
   if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
-    return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+    {
+      g_log_writer_standard_streams (level, fields, n_fields, user_data);
+      abort ();
+    }
   return G_LOG_WRITER_HANDLED;
 }
 
