@@ -10,6 +10,7 @@
  *   e2e-raw SOCKET stall|idle|big-request
  *   e2e-raw SOCKET hold COUNT
  *   e2e-raw SOCKET load CLIENTS REQUESTS RUN_ID PIPELINE_FILE
+ *   e2e-raw SOCKET logs-race RUN_ID
  *
  * stall sends part of a frame and waits, idle sends nothing, big-request
  * announces a 2 MiB request: each expects an error and a closed connection
@@ -18,6 +19,10 @@
  * CLIENTS connections that together send REQUESTS mixed requests (ping, ps,
  * status and logs of RUN_ID, validate of PIPELINE_FILE, plugins), each client
  * one at a time, all clients at once: "answered=A errors=E max_ms=M".
+ * logs-race opens two connections, asks for the logs of RUN_ID on the first and
+ * 100 ms later pings on the second: "ping_first=1" when the ping is answered while the
+ * logs answer is still being made (the daemon's loop was not blocked by
+ * reading the log), "ping_first=0" when the logs answer came first.
  *
  * Output: "error=CODE closed=0|1" for the refused frames, "ok=1" for ping,
  * "events=N end=0|1 error=CODE closed=0|1" for slow-watch and slow-replay (a
@@ -257,6 +262,46 @@ load_send (LoadClient *lc, guint64 serial, const char *run_id, const char *pipel
 }
 
 static int
+logs_race (const char *path, const char *run_id)
+{
+  int a = connect_to (path), b = connect_to (path);
+  if (a < 0 || b < 0)
+    return 1;
+  Gptd__Request logs = GPTD__REQUEST__INIT, ping = GPTD__REQUEST__INIT;
+  Gptd__RunIdRequest rid = GPTD__RUN_ID_REQUEST__INIT;
+  Gptd__Empty empty = GPTD__EMPTY__INIT;
+  rid.run_id = (char *) run_id;
+  logs.id = 1;
+  logs.body_case = GPTD__REQUEST__BODY_LOGS;
+  logs.logs = &rid;
+  ping.id = 2;
+  ping.body_case = GPTD__REQUEST__BODY_PING;
+  ping.ping = &empty;
+  /* The ping goes out once the daemon has had time to start reading the log
+   * (a log of tens of megabytes takes it about half a second). */
+  if (!send_request (a, &logs))
+    return 1;
+  g_usleep (100 * 1000);
+  if (!send_request (b, &ping))
+    return 1;
+  gboolean closed = FALSE;
+  Gptd__Response *pong = read_response (b, &closed);
+  if (pong == NULL)
+    return 1;
+  protobuf_c_message_free_unpacked (&pong->base, NULL);
+  struct pollfd pfd = { .fd = a, .events = POLLIN };
+  gboolean logs_answered = poll (&pfd, 1, 0) == 1;
+  Gptd__Response *answer = read_response (a, &closed);
+  gboolean logs_ok = answer != NULL && answer->error == NULL;
+  if (answer != NULL)
+    protobuf_c_message_free_unpacked (&answer->base, NULL);
+  printf ("ping_first=%d logs_ok=%d\n", !logs_answered, logs_ok);
+  close (a);
+  close (b);
+  return logs_ok ? 0 : 1;
+}
+
+static int
 load (const char *path, int clients, int requests, const char *run_id, const char *file)
 {
   g_autofree char *pipeline = NULL;
@@ -373,6 +418,8 @@ main (int argc, char **argv)
   const char *mode = argv[2];
   if (strcmp (mode, "hold") == 0 && argc == 4)
     return hold (argv[1], atoi (argv[3]));
+  if (strcmp (mode, "logs-race") == 0 && argc == 4)
+    return logs_race (argv[1], argv[3]);
   if (strcmp (mode, "load") == 0 && argc == 7)
     return load (argv[1], atoi (argv[3]), atoi (argv[4]), argv[5], argv[6]);
   int fd = connect_to (argv[1]);

@@ -8,6 +8,7 @@ E2E_TESTS = \
 	tests/e2e/clients.sh \
 	tests/e2e/limits.sh \
 	tests/e2e/load.sh \
+	tests/e2e/logs.sh \
 	tests/e2e/generate.sh \
 	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
