@@ -411,6 +411,17 @@ test_bad_descriptors (void)
                                                     &error));
       g_assert_error (error, GPTD_REGISTRY_ERROR, (gint) bad_descriptors[i].code);
       g_assert_true (g_str_has_prefix (error->message, "(test): "));
+      if (i == 0)
+        {
+          /* A plugin for a newer host says so, and what to do. */
+          g_autofree char *abi = g_strdup_printf ("built for plugin ABI %d.%d, newer than "
+                                                  "this gptd's %d.%d", GPTD_PLUGIN_ABI_MAJOR,
+                                                  GPTD_PLUGIN_ABI_MINOR + 1,
+                                                  GPTD_PLUGIN_ABI_MAJOR,
+                                                  GPTD_PLUGIN_ABI_MINOR);
+          g_assert_nonnull (strstr (error->message, abi));
+          g_assert_nonnull (strstr (error->message, "upgrade gptd"));
+        }
     }
   g_assert_null (gptd_registry_lookup (r, "x"));
   g_assert_null (gptd_registry_lookup (r, "built-in-ok"));
