@@ -2,7 +2,7 @@
 # the gptctl client and the frame codec they speak; see the top-level Makefile.am.
 
 lib_libgptd_la_SOURCES += lib/io/frame.c
-gptdinclude_HEADERS += include/gptd/frame.h
+noinst_HEADERS += include/gptd/frame.h
 
 bin_PROGRAMS += daemon/gptd daemon/gptctl
 

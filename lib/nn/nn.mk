@@ -18,7 +18,7 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/quant-file.c \
 	lib/nn/adamw.c
 
-gptdinclude_HEADERS += include/gptd/nn.h include/gptd/quant.h
+noinst_HEADERS += include/gptd/nn.h include/gptd/quant.h
 
 check_PROGRAMS += tests/test-nn-golden
 TESTS += tests/test-nn-golden

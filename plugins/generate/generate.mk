@@ -7,7 +7,7 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
 	lib/nn/generate.c \
 	lib/nn/classify.c
-gptdinclude_HEADERS += include/gptd/generate.h include/gptd/classify.h
+noinst_HEADERS += include/gptd/generate.h include/gptd/classify.h
 
 plugin_LTLIBRARIES += plugins/generate/generate.la
 plugins_generate_generate_la_SOURCES = \
