@@ -39,6 +39,7 @@
 
 #include <glib.h>
 #include <protobuf-c/protobuf-c.h>
+#include <gptd/plugin.h>
 #include <gptd/stage.h>
 
 G_BEGIN_DECLS
@@ -109,6 +110,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdHarnessMessage, gptd_harness_message_free)
  * e.g. to look at the files it writes, or to resume from them.
  */
 void gptd_harness_set_run_dir (GptdHarness *harness, const char *run_dir);
+
+/**
+ * gptd_harness_get_plugin:
+ * @harness: a harness
+ *
+ * Returns: (transfer none): the descriptor of the plugin that provides the stage
+ * type (for gptd_harness_new_for_type(), one made by the harness).
+ */
+const GptdPluginDescriptor *gptd_harness_get_plugin (GptdHarness *harness);
 
 /* Returns: (transfer none): the stage's run directory. */
 const char *gptd_harness_get_run_dir (GptdHarness *harness);

@@ -411,6 +411,13 @@ gptd_harness_set_run_dir (GptdHarness *h, const char *run_dir)
   h->own_run_dir = FALSE;
 }
 
+const GptdPluginDescriptor *
+gptd_harness_get_plugin (GptdHarness *h)
+{
+  g_return_val_if_fail (h != NULL, NULL);
+  return gptd_registry_lookup_plugin (h->registry, h->type->name, NULL);
+}
+
 const char *
 gptd_harness_get_run_dir (GptdHarness *h)
 {
