@@ -46,3 +46,8 @@ lib/libgptd.ver: $(top_srcdir)/lib/libgptd.sym proto/gptd.pb-c.h
 	syms=`$(GREP) -o 'gptd__[a-z0-9_]*__[a-z_]*' proto/gptd.pb-c.h | LC_ALL=C sort -u | \
 	  sed 's/$$/;/' | tr '\n' ' '` && \
 	sed "s/@PROTOBUF_SYMBOLS@/$$syms/" $(top_srcdir)/lib/libgptd.sym > $@.tmp && mv $@.tmp $@
+
+check_PROGRAMS += tests/test-harness
+TESTS += tests/test-harness
+tests_test_harness_SOURCES = tests/test-harness.c
+tests_test_harness_LDADD = $(TEST_LIBS)
