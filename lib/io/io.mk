@@ -8,6 +8,10 @@ lib_libgptd_la_SOURCES += \
 	lib/io/json-load.c \
 	lib/io/safetensors.c
 
+# Length-prefixed protobuf frames: the daemon's control socket, workers' pipes.
+lib_libgptd_la_SOURCES += lib/io/frame.c
+noinst_HEADERS += include/gptd/frame.h
+
 noinst_HEADERS += \
 	include/gptd/atomic-file.h \
 	include/gptd/json-load.h \
