@@ -28,7 +28,9 @@
  * Stage types are found by name among the plugins of GPTD_PLUGIN_PATH and the
  * installed plugin directory, or are given directly (gptd_harness_new_for_type())
  * for a stage type that is not in a loaded plugin (one defined by the test itself).
- * Relative PATH parameters are resolved against the current directory. The stage's
+ * Values are read as a pipeline file's are (`${NAME}` is replaced from the
+ * environment), and relative PATH parameters are resolved against the current
+ * directory. The stage's
  * run directory is a new temporary directory, deleted by gptd_harness_free(),
  * unless one is given with gptd_harness_set_run_dir().
  *
