@@ -21,7 +21,7 @@ if ! command -v "${CC:-cc}" > /dev/null 2>&1 || ! command -v pkg-config > /dev/n
 fi
 
 DEST="$TMP/dest"
-if ! make -C "$GPTD_BUILDDIR" install DESTDIR="$DEST" > "$TMP/install.log" 2>&1; then
+if ! install_into "$DEST" "$TMP/install.log"; then
   tail -n 20 "$TMP/install.log" | sed 's/^/# /'
   echo "Bail out! make install DESTDIR failed"
   exit 1
