@@ -1,8 +1,6 @@
 # Build fragment for daemon: the gptd daemon (and its worker and one-shot modes),
-# the gptctl client and the frame codec they speak; see the top-level Makefile.am.
-
-lib_libgptd_la_SOURCES += lib/io/frame.c
-gptdinclude_HEADERS += include/gptd/frame.h
+# and the gptctl client; see the top-level Makefile.am. The frame codec they speak
+# is in libgptd (lib/io/io.mk).
 
 bin_PROGRAMS += daemon/gptd daemon/gptctl
 

@@ -1,5 +1,6 @@
-/* tests/test-bpe-stages.c: the bpe plugin's stages run in pipelines —
- * bpe-tokenizer (chunked documents encode as whole ones, on one thread or two,
+/* tests/test-bpe-stages.c: the bpe plugin's stages run in pipelines, or alone in a
+ * GptdHarness — bpe-tokenizer (chunked documents encode as whole ones, on one
+ * thread or two,
  * output in input order, <|endoftext|> between documents, special-token errors
  * naming source and offset), token-writer and token-reader (llm.c shards and raw
  * ids, bad files; output split into shards of shard-tokens each, read back in order
@@ -18,6 +19,7 @@
 #include <glib/gstdio.h>
 
 #include <json-glib/json-glib.h>
+#include <gptd/harness.h>
 
 #include "test-pipeline-util.h"
 #include "test-bpe-util.h"
@@ -122,8 +124,33 @@ expected_ids (Fixture *f, const char *const *texts, guint n, gboolean eot)
   return ids;
 }
 
-/* Three documents, read in small chunks, encoded on one or two threads: the ids
- * (as raw uint32) equal the library's for the whole documents. */
+/* Pushes @text to @h as Documents of at most @chunk bytes, cut on UTF-8 character
+ * boundaries as text-source cuts them. */
+static void
+push_chunks (GptdHarness *h, const char *source, guint index, const char *text, gsize chunk)
+{
+  gsize len = strlen (text);
+  gsize at = 0;
+  do
+    {
+      gsize end = MIN (at + chunk, len);
+      while (end < len && end > at + 1 && ((guint8) text[end] & 0xC0) == 0x80)
+        end--;
+      Gptd__Document doc = GPTD__DOCUMENT__INIT;
+      doc.source = (char *) source;
+      doc.text.data = (guint8 *) text + at;
+      doc.text.len = end - at;
+      doc.offset = at;
+      doc.index = index;
+      doc.last = end == len;
+      g_assert_true (gptd_harness_push (h, "default", &doc.base));
+      at = end;
+    }
+  while (at < len);
+}
+
+/* Three documents, fed to bpe-tokenizer alone in small chunks, encoded on one or
+ * two threads: the ids of its Tokens equal the library's for the whole documents. */
 static void
 test_tokenize_chunks (Fixture *f, gconstpointer data)
 {
@@ -133,31 +160,35 @@ test_tokenize_chunks (Fixture *f, gconstpointer data)
     "It's the end.<|endoftext|>  And then   there were\n\n\n none.    \t\n",
     "short",
   };
-  g_autofree char *p0 = write_text (f, "a.txt", texts[0]);
-  g_autofree char *p1 = write_text (f, "b.txt", texts[1]);
-  g_autofree char *p2 = write_text (f, "c.txt", texts[2]);
+  static const char *const sources[] = { "a.txt", "b.txt", "c.txt" };
   g_autoptr (GArray) want = expected_ids (f, texts, 3, TRUE);
-  static const char *const chunk_sizes[] = { "16", "37", "1048576" };
+  static const gsize chunk_sizes[] = { 16, 37, 1048576 };
   for (guint c = 0; c < G_N_ELEMENTS (chunk_sizes); c++)
     for (int threads = 1; threads <= 2; threads++)
       {
-        g_autofree char *out = g_build_filename (f->dir, "out.u32", NULL);
-        g_autofree char *text = g_strdup_printf (
-          "[pipeline]\nname=t\n"
-          "[stage read]\ntype=text-source\npath=%s,%s,%s\nchunk-size=%s\n"
-          "[stage tok]\ntype=bpe-tokenizer\ninput=read\nvocab=%s\nspecial-tokens=allowed\n"
-          "eot-between-documents=true\nthreads=%d\n"
-          "[stage write]\ntype=token-writer\ninput=tok\npath=%s\nformat=u32\n",
-          p0, p1, p2, chunk_sizes[c], f->vocab, threads, out);
-        TestEvents ev;
-        test_events_init (&ev);
+        g_autofree char *vocab = g_strconcat ("vocab=", f->vocab, NULL);
+        g_autofree char *n_threads = g_strdup_printf ("threads=%d", threads);
+        const char *params[] = { vocab, "special-tokens=allowed",
+                                 "eot-between-documents=true", n_threads, NULL };
         g_autoptr (GError) error = NULL;
-        g_assert_true (run (text, &ev, &error));
+        g_autoptr (GptdHarness) h = gptd_harness_new ("bpe-tokenizer", params, &error);
         g_assert_no_error (error);
-        g_autoptr (GArray) got = read_u32 (out, 0);
+        for (guint i = 0; i < 3; i++)
+          push_chunks (h, sources[i], i, texts[i], chunk_sizes[c]);
+        g_assert_true (gptd_harness_run (h, &error));
+        g_assert_no_error (error);
+        g_autoptr (GArray) got = g_array_new (FALSE, FALSE, sizeof (guint32));
+        GptdHarnessMessage *msg;
+        while ((msg = gptd_harness_pull (h, "default")) != NULL)
+          {
+            const Gptd__Tokens *tokens = (const Gptd__Tokens *) msg;
+            g_assert_true (msg->descriptor == &gptd__tokens__descriptor);
+            g_array_append_vals (got, tokens->ids, tokens->n_ids);
+            gptd_harness_message_free (msg);
+          }
         g_assert_cmpmem (got->data, got->len * 4, want->data, want->len * 4);
-        g_assert_cmpint (test_events_find_prefix (&ev, "tok: encoded 3 documents"), >=, 0);
-        test_events_clear (&ev);
+        g_assert_true (g_str_has_prefix (gptd_harness_get_logs (h)[0],
+                                         "info: encoded 3 documents"));
       }
 }
 

@@ -411,6 +411,17 @@ test_bad_descriptors (void)
                                                     &error));
       g_assert_error (error, GPTD_REGISTRY_ERROR, (gint) bad_descriptors[i].code);
       g_assert_true (g_str_has_prefix (error->message, "(test): "));
+      if (i == 0)
+        {
+          /* A plugin for a newer host says so, and what to do. */
+          g_autofree char *abi = g_strdup_printf ("built for plugin ABI %d.%d, newer than "
+                                                  "this gptd's %d.%d", GPTD_PLUGIN_ABI_MAJOR,
+                                                  GPTD_PLUGIN_ABI_MINOR + 1,
+                                                  GPTD_PLUGIN_ABI_MAJOR,
+                                                  GPTD_PLUGIN_ABI_MINOR);
+          g_assert_nonnull (strstr (error->message, abi));
+          g_assert_nonnull (strstr (error->message, "upgrade gptd"));
+        }
     }
   g_assert_null (gptd_registry_lookup (r, "x"));
   g_assert_null (gptd_registry_lookup (r, "built-in-ok"));
@@ -462,9 +473,25 @@ test_describe (void)
   g_assert_cmpstr (find_param (info, "split")->type, ==, "double-list");
   g_assert_cmpstr (find_param (info, "file")->type, ==, "path");
   g_assert_cmpstr (find_param (info, "low")->range, ==, "");
+  /* The same, field by field (gptd plugins --json). */
+  g_assert_true (size->bounded);
+  g_assert_cmpfloat (size->min, ==, 1);
+  g_assert_cmpfloat (size->max, ==, 100);
+  g_assert_false (size->min_exclusive || size->max_exclusive);
+  g_assert_true (rate->bounded && rate->min_exclusive && !rate->max_exclusive);
+  g_assert_cmpfloat (rate->max, ==, 1);
+  g_assert_true (find_param (info, "split")->bounded);
+  g_assert_false (find_param (info, "low")->bounded);
+  g_assert_false (find_param (info, "flag")->bounded);
+  const Gptd__ParamInfo *mode = find_param (info, "mode");
+  g_assert_cmpuint (mode->n_choices, ==, 2);
+  g_assert_cmpstr (mode->choices[0], ==, "fast");
+  g_assert_cmpstr (mode->choices[1], ==, "slow");
+  g_assert_cmpuint (size->n_choices, ==, 0);
   g_assert_cmpuint (info->n_inputs, ==, 2);
   g_assert_cmpstr (info->inputs[0]->name, ==, "tokens");
   g_assert_cmpstr (info->inputs[0]->message_type, ==, "gptd.Tokens");
+  g_assert_true (info->inputs[0]->optional);
   g_assert_cmpuint (info->n_outputs, ==, 0);
 
   g_autofree char *text = gptd_stage_type_info_format (info);
@@ -480,6 +507,7 @@ test_describe (void)
 
   info = gptd_registry_describe (r, "test-trainer", &error);
   g_assert_true (info->inputs[0]->epochs);
+  g_assert_false (info->inputs[0]->optional);
   g_autofree char *trainer = gptd_stage_type_info_format (info);
   g_assert_nonnull (strstr (trainer, "  default  gptd.Batch  (requests epochs)\n"));
   gptd_stage_type_info_free (info);

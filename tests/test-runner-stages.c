@@ -1,7 +1,8 @@
 /* test-runner-stages.c: the core plugin's stages run by the runner — text-source
  * (chunking on UTF-8 boundaries, lists and globs, empty files, invalid UTF-8 named by
  * file and byte offset, replacement) and dump (one JSON line per message) — and the
- * generic message-to-JSON conversion they rely on. */
+ * generic message-to-JSON conversion they rely on. text-source runs alone in a
+ * GptdHarness; its Documents are checked in their JSON form, as dump prints them. */
 #include "config.h"
 
 #include <math.h>
@@ -9,6 +10,7 @@
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <gptd/harness.h>
 #include <gptd/message-json.h>
 
 #include "test-pipeline-util.h"
@@ -57,42 +59,36 @@ write_file (Fixture *f, const char *name, const char *data, gssize len)
   return path;
 }
 
-/* Runs [read] text-source with @read_keys into [out] dump writing out.jsonl in the
- * fixture directory (the pipeline file lives there too, so relative paths work).
- * Returns the JSON objects written, or NULL when the run failed (@error set). */
+/* Runs text-source with @read_keys (newline-separated key=value) in the fixture
+ * directory, so that relative paths are found there. Returns its Documents as JSON
+ * objects, or NULL when the run failed (@error set, without a stage name: the
+ * harness runs the one stage). Its log lines ("LEVEL: message") and progress
+ * reports land in @ev. */
 static GPtrArray *
-run_read_dump (Fixture *f, const char *read_keys, const char *dump_keys, TestEvents *ev,
-               GError **error)
+run_read (Fixture *f, const char *read_keys, TestEvents *ev, GError **error)
 {
-  g_autofree char *text = g_strdup_printf ("[pipeline]\nname=stages\n"
-                                           "[stage read]\ntype=text-source\n%s\n"
-                                           "[stage out]\ntype=dump\ninput=read\n"
-                                           "path=out.jsonl\n%s\n", read_keys,
-                                           dump_keys ? dump_keys : "");
-  g_autofree char *filename = g_build_filename (f->dir, "test.pipeline", NULL);
-  g_autoptr (GError) load_error = NULL;
-  g_autoptr (GptdPipeline) p = gptd_pipeline_load_data (registry, text, -1, filename, NULL,
-                                                        NULL, &load_error);
-  g_assert_no_error (load_error);
-  g_autoptr (GptdRunner) runner = gptd_runner_new (p, f->dir, test_on_event, ev);
-  if (!gptd_runner_run (runner, error))
+  g_auto (GStrv) params = g_strsplit (read_keys, "\n", -1);
+  g_autofree char *cwd = g_get_current_dir ();
+  g_assert_cmpint (g_chdir (f->dir), ==, 0);
+  g_autoptr (GptdHarness) h = gptd_harness_new ("text-source", (const char *const *) params,
+                                                error);
+  g_assert_nonnull (h);
+  gboolean ok = gptd_harness_run (h, error);
+  g_assert_cmpint (g_chdir (cwd), ==, 0);
+  for (const char *const *l = gptd_harness_get_logs (h); *l; l++)
+    g_ptr_array_add (ev->logs, g_strdup (*l));
+  ev->progress = gptd_harness_get_n_progress (h);
+  if (!ok)
     return NULL;
 
-  g_autofree char *out = g_build_filename (f->dir, "out.jsonl", NULL);
-  g_autofree char *contents = NULL;
-  g_assert_true (g_file_get_contents (out, &contents, NULL, NULL));
-  g_assert_true (contents[0] == '\0' || g_str_has_suffix (contents, "\n"));
   GPtrArray *objects = g_ptr_array_new_with_free_func ((GDestroyNotify) json_object_unref);
-  g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
-  for (guint i = 0; lines[i] && *lines[i]; i++)
+  GptdHarnessMessage *msg;
+  while ((msg = gptd_harness_pull (h, "default")) != NULL)
     {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      g_autoptr (GError) json_error = NULL;
-      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, &json_error));
-      g_assert_no_error (json_error);
-      JsonNode *root = json_parser_get_root (parser);
-      g_assert_true (JSON_NODE_HOLDS_OBJECT (root));
-      g_ptr_array_add (objects, json_object_ref (json_node_get_object (root)));
+      g_assert_true (msg->descriptor == &gptd__document__descriptor);
+      g_autoptr (JsonNode) node = gptd_message_to_json (msg, FALSE);
+      g_ptr_array_add (objects, json_object_ref (json_node_get_object (node)));
+      gptd_harness_message_free (msg);
     }
   return objects;
 }
@@ -130,8 +126,7 @@ test_chunking (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=text.txt\nchunk-size=16", NULL, &ev,
-                                              &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=text.txt\nchunk-size=16", &ev, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (docs->len, >, content->len / 16);
   g_autoptr (GString) joined = g_string_new (NULL);
@@ -150,7 +145,7 @@ test_chunking (Fixture *f, gconstpointer data)
       g_string_append (joined, text);
     }
   g_assert_cmpstr (joined->str, ==, content->str);
-  g_assert_cmpint (test_events_find_prefix (&ev, "read: read 1 file, "), >=, 0);
+  g_assert_cmpint (test_events_find_prefix (&ev, "info: read 1 file, "), >=, 0);
   g_assert_cmpuint (ev.progress, >=, 1);
   g_string_free (content, TRUE);
   test_events_clear (&ev);
@@ -169,8 +164,7 @@ test_files_and_glob (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=c.md, *.txt\nlabel=spam", NULL, &ev,
-                                              &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=c.md, *.txt\nlabel=spam", &ev, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (docs->len, ==, 3);
   const char *paths[] = { c, a, b };
@@ -197,11 +191,10 @@ test_invalid_utf8 (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=bad.txt\nchunk-size=16", NULL, &ev,
-                                              &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=bad.txt\nchunk-size=16", &ev, &error);
   g_assert_null (docs);
   g_assert_error (error, GPTD_STAGE_ERROR, GPTD_STAGE_ERROR_INPUT);
-  g_autofree char *want = g_strdup_printf ("stage read: %s: invalid UTF-8 at byte offset 40",
+  g_autofree char *want = g_strdup_printf ("%s: invalid UTF-8 at byte offset 40",
                                            path);
   g_assert_true (g_str_has_prefix (error->message, want));
   g_string_free (content, TRUE);
@@ -216,7 +209,7 @@ test_truncated_character (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=cut.txt", NULL, &ev, &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=cut.txt", &ev, &error);
   g_assert_null (docs);
   g_assert_nonnull (strstr (error->message, "invalid UTF-8 at byte offset 3"));
   test_events_clear (&ev);
@@ -230,7 +223,7 @@ test_nul_bytes (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=nul.txt", NULL, &ev, &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=nul.txt", &ev, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (docs->len, ==, 1);
   test_events_clear (&ev);
@@ -238,11 +231,11 @@ test_nul_bytes (Fixture *f, gconstpointer data)
   /* With invalid=replace, only the invalid byte after the NUL is replaced. */
   g_autofree char *bad = write_file (f, "nul-bad.txt", "ab\0cd\xff", 6);
   test_events_init (&ev);
-  g_autoptr (GPtrArray) fixed = run_read_dump (f, "path=nul-bad.txt\ninvalid=replace", NULL,
-                                               &ev, &error);
+  g_autoptr (GPtrArray) fixed = run_read (f, "path=nul-bad.txt\ninvalid=replace", &ev, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (fixed->len, ==, 1);
-  g_autofree char *warning = g_strdup_printf ("read: %s: invalid UTF-8 from byte offset 5", bad);
+  g_autofree char *warning = g_strdup_printf ("warning: %s: invalid UTF-8 from byte offset 5",
+                                             bad);
   g_assert_cmpint (test_events_find_prefix (&ev, warning), >=, 0);
   test_events_clear (&ev);
 }
@@ -254,13 +247,13 @@ test_invalid_replace (Fixture *f, gconstpointer data)
   TestEvents ev;
   test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=bad.txt\ninvalid=replace", NULL, &ev,
-                                              &error);
+  g_autoptr (GPtrArray) docs = run_read (f, "path=bad.txt\ninvalid=replace", &ev, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (docs->len, ==, 1);
   g_assert_cmpstr (string_member (docs->pdata[0], "text"), ==,
                    "abc\xef\xbf\xbd" "def\xef\xbf\xbd");
-  g_autofree char *warning = g_strdup_printf ("read: %s: invalid UTF-8 from byte offset 3", path);
+  g_autofree char *warning = g_strdup_printf ("warning: %s: invalid UTF-8 from byte offset 3",
+                                             path);
   g_assert_cmpint (test_events_find_prefix (&ev, warning), >=, 0);
   test_events_clear (&ev);
 }
@@ -308,23 +301,36 @@ test_missing_files (Fixture *f, gconstpointer data)
 static void
 test_dump_with_type (Fixture *f, gconstpointer data)
 {
-  g_autofree char *path = write_file (f, "a.txt", "hi", -1);
-  TestEvents ev;
-  test_events_init (&ev);
+  /* dump alone, fed one Document, writing to a file. */
+  g_autofree char *out = g_build_filename (f->dir, "out.jsonl", NULL);
+  g_autofree char *out_key = g_strconcat ("path=", out, NULL);
+  const char *params[] = { out_key, "with-type=true", "all-fields=1", NULL };
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = run_read_dump (f, "path=a.txt", "with-type=true\nall-fields=1",
-                                              &ev, &error);
+  g_autoptr (GptdHarness) h = gptd_harness_new ("dump", params, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (docs->len, ==, 1);
-  JsonObject *o = docs->pdata[0];
+  Gptd__Document doc = GPTD__DOCUMENT__INIT;
+  doc.source = (char *) "a.txt";
+  doc.text.data = (guint8 *) "hi";
+  doc.text.len = 2;
+  g_assert_true (gptd_harness_push (h, "default", &doc.base));
+  g_assert_true (gptd_harness_run (h, &error));
+  g_assert_no_error (error);
+  g_autofree char *contents = NULL;
+  g_assert_true (g_file_get_contents (out, &contents, NULL, NULL));
+  /* One message, one line. */
+  g_assert_true (g_str_has_suffix (contents, "}\n"));
+  g_assert_true (strchr (contents, '\n') == contents + strlen (contents) - 1);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, contents, -1, NULL));
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
   g_assert_cmpstr (string_member (o, "type"), ==, "gptd.Document");
   JsonObject *m = json_object_get_object_member (o, "message");
   g_assert_cmpstr (string_member (m, "text"), ==, "hi");
   /* all-fields: default values are printed too. */
   g_assert_true (json_object_has_member (m, "offset"));
   g_assert_cmpstr (string_member (m, "label"), ==, "");
-  g_assert_cmpint (test_events_find_prefix (&ev, "out: wrote 1 message to "), >=, 0);
-  test_events_clear (&ev);
+  g_autofree char *log = g_strdup_printf ("info: wrote 1 message to %s", out);
+  g_assert_true (g_str_has_prefix (gptd_harness_get_logs (h)[0], log));
 }
 
 /* Batches (repeated fields) from the test batcher through dump. */

@@ -6,13 +6,16 @@
  * text or label, an unclosed quote, text after a closing quote, invalid UTF-8, an
  * unknown column name) stopping the run with an error naming file and line; bad
  * keys rejected when the pipeline loads; labels carried by bpe-tokenizer to its
- * Tokens; and, when $GPTD_DATA_DIR is set, the whole SMS Spam Collection.
+ * Tokens; and, when $GPTD_DATA_DIR is set, the whole SMS Spam Collection. The stage
+ * runs alone in a GptdHarness, except where the test is about the pipeline.
  */
 #include "config.h"
 
 #include <string.h>
 
 #include <json-glib/json-glib.h>
+
+#include <gptd/harness.h>
 
 #include "test-pipeline-util.h"
 #include "test-bpe-util.h"
@@ -61,29 +64,48 @@ write_file (Fixture *f, const char *name, const char *text, gssize len)
   return path;
 }
 
-/* Runs table-source over @path with the extra keys @keys, dumping its Documents to a
- * file; returns them as JSON objects (NULL when the run failed, *error set). */
-static GPtrArray *
-read_table (Fixture *f, const char *path, const char *keys, TestEvents *ev, GError **error)
+/* What one table-source run gave: its Documents and its log lines. */
+typedef struct {
+  GPtrArray *docs;   /* Gptd__Document */
+  GStrv logs;        /* "LEVEL: message" */
+} Table;
+
+static void
+table_free (Table *t)
 {
-  g_autofree char *out = g_build_filename (f->dir, "out.jsonl", NULL);
-  g_autofree char *text = g_strdup_printf (
-    "[pipeline]\nname=t\n"
-    "[stage read]\ntype=table-source\npath=%s\n%s"
-    "[stage d]\ntype=dump\ninput=read\npath=%s\n", path, keys, out);
-  if (!test_run_pipeline (registry, text, 0, ev, error))
+  g_ptr_array_unref (t->docs);
+  g_strfreev (t->logs);
+  g_free (t);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Table, table_free)
+
+/* Runs table-source over @path with the extra keys @keys (newline-separated
+ * key=value); NULL when the run failed, *error set. */
+static Table *
+read_table (Fixture *f, const char *path, const char *keys, GError **error)
+{
+  g_autoptr (GPtrArray) params = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (params, g_strconcat ("path=", path, NULL));
+  g_auto (GStrv) lines = g_strsplit (keys, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    if (lines[i][0])
+      g_ptr_array_add (params, g_strdup (lines[i]));
+  g_ptr_array_add (params, NULL);
+  g_autoptr (GptdHarness) h = gptd_harness_new ("table-source",
+                                                (const char *const *) params->pdata, error);
+  g_assert_nonnull (h);
+  if (!gptd_harness_run (h, error))
     return NULL;
-  g_autofree char *data = NULL;
-  g_assert_true (g_file_get_contents (out, &data, NULL, NULL));
-  GPtrArray *docs = g_ptr_array_new_with_free_func ((GDestroyNotify) json_node_unref);
-  g_auto (GStrv) lines = g_strsplit (data, "\n", -1);
-  for (guint i = 0; lines[i] && lines[i][0]; i++)
+  Table *t = g_new0 (Table, 1);
+  t->docs = g_ptr_array_new_with_free_func ((GDestroyNotify) gptd_harness_message_free);
+  GptdHarnessMessage *msg;
+  while ((msg = gptd_harness_pull (h, "default")) != NULL)
     {
-      JsonNode *node = json_from_string (lines[i], NULL);
-      g_assert_nonnull (node);
-      g_ptr_array_add (docs, node);
+      g_assert_true (msg->descriptor == &gptd__document__descriptor);
+      g_ptr_array_add (t->docs, msg);
     }
-  return docs;
+  t->logs = g_strdupv ((char **) gptd_harness_get_logs (h));
+  return t;
 }
 
 /* Checks Document @i: its text, label, index and source (FILE:LINE). */
@@ -91,14 +113,15 @@ static void
 check_doc (GPtrArray *docs, guint i, const char *path, guint line, const char *label,
            const char *text)
 {
-  JsonObject *o = json_node_get_object (docs->pdata[i]);
+  const Gptd__Document *d = docs->pdata[i];
   g_autofree char *source = g_strdup_printf ("%s:%u", path, line);
-  g_assert_cmpstr (json_object_get_string_member (o, "source"), ==, source);
-  g_assert_cmpstr (json_object_get_string_member_with_default (o, "label", ""), ==, label);
-  g_assert_cmpint (json_object_get_int_member_with_default (o, "index", 0), ==, i);
-  g_assert_true (json_object_get_boolean_member (o, "last"));
-  /* Valid UTF-8 bytes print as a string. */
-  g_assert_cmpstr (json_object_get_string_member (o, "text"), ==, text);
+  g_assert_cmpstr (d->source, ==, source);
+  g_assert_cmpstr (d->label, ==, label);
+  g_assert_cmpuint (d->index, ==, i);
+  g_assert_true (d->last);
+  g_autofree char *got = g_strndup ((const char *) d->text.data, d->text.len);
+  g_assert_cmpuint (strlen (got), ==, d->text.len);
+  g_assert_cmpstr (got, ==, text);
 }
 
 static void
@@ -113,19 +136,17 @@ test_tsv (Fixture *f, gconstpointer data)
     "ham\tOk lar... Joking wif u oni...\textra\n"
     "spam\tWINNER!! caf\xC3\xA9";
   g_autofree char *path = write_file (f, "sms.tsv", content, -1);
-  TestEvents ev;
-  test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = read_table (f, path, "labels=ham,spam\n", &ev, &error);
+  g_autoptr (Table) t = read_table (f, path, "labels=ham,spam\n", &error);
   g_assert_no_error (error);
+  GPtrArray *docs = t->docs;
   g_assert_cmpuint (docs->len, ==, 4);
   check_doc (docs, 0, path, 1, "ham", "Go until jurong point, \"crazy\".. Available");
   check_doc (docs, 1, path, 2, "spam", "\"Free\" entry in 2 a wkly comp");
   check_doc (docs, 2, path, 4, "ham", "Ok lar... Joking wif u oni...");
   check_doc (docs, 3, path, 5, "spam", "WINNER!! caf\xC3\xA9");
-  g_autofree char *log = g_strdup_printf ("read: read 4 rows from %s: ham 2, spam 2", path);
-  g_assert_cmpint (test_events_find (&ev, log), >=, 0);
-  test_events_clear (&ev);
+  g_autofree char *log = g_strdup_printf ("info: read 4 rows from %s: ham 2, spam 2", path);
+  g_assert_true (g_strv_contains ((const char *const *) t->logs, log));
 }
 
 static void
@@ -147,17 +168,15 @@ test_csv (Fixture *f, gconstpointer data)
   };
   for (guint k = 0; k < G_N_ELEMENTS (key_sets); k++)
     {
-      TestEvents ev;
-      test_events_init (&ev);
       g_autoptr (GError) error = NULL;
-      g_autoptr (GPtrArray) docs = read_table (f, path, key_sets[k], &ev, &error);
+      g_autoptr (Table) t = read_table (f, path, key_sets[k], &error);
       g_assert_no_error (error);
+      GPtrArray *docs = t->docs;
       g_assert_cmpuint (docs->len, ==, 4);
       check_doc (docs, 0, path, 2, "greeting", "Hello, world");
       check_doc (docs, 1, path, 3, "story", "She said \"hi\"\nand left");
       check_doc (docs, 2, path, 5, "greeting", "plain text");
       check_doc (docs, 3, path, 6, "story", "\"quoted\" start");
-      test_events_clear (&ev);
     }
 }
 
@@ -168,24 +187,21 @@ test_invalid_replace (Fixture *f, gconstpointer data)
 {
   const char *content = "ham\tfine\nspam\tbad \xFF byte\n";
   g_autofree char *path = write_file (f, "bad.tsv", content, -1);
-  TestEvents ev;
-  test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = read_table (f, path, "invalid=replace\n", &ev, &error);
+  g_autoptr (Table) t = read_table (f, path, "invalid=replace\n", &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (docs->len, ==, 2);
-  check_doc (docs, 1, path, 2, "spam", "bad \xEF\xBF\xBD byte");
-  g_autofree char *log = g_strdup_printf ("read: %s:2: invalid UTF-8 from byte offset 18 "
+  g_assert_cmpuint (t->docs->len, ==, 2);
+  check_doc (t->docs, 1, path, 2, "spam", "bad \xEF\xBF\xBD byte");
+  g_autofree char *log = g_strdup_printf ("warning: %s:2: invalid UTF-8 from byte offset 18 "
                                           "replaced with U+FFFD", path);
-  g_assert_cmpint (test_events_find (&ev, log), >=, 0);
-  test_events_clear (&ev);
+  g_assert_true (g_strv_contains ((const char *const *) t->logs, log));
 }
 
 typedef struct {
   const char *what;
   const char *keys;
   const char *content;
-  const char *message;    /* after "stage read: FILE:" */
+  const char *message;    /* after "FILE:" */
 } BadTable;
 
 static const BadTable bad_tables[] = {
@@ -228,15 +244,12 @@ test_bad_input (Fixture *f, gconstpointer data)
       const BadTable *b = &bad_tables[i];
       g_test_message ("%s", b->what);
       g_autofree char *path = write_file (f, "bad.txt", b->content, -1);
-      TestEvents ev;
-      test_events_init (&ev);
       g_autoptr (GError) error = NULL;
-      g_autoptr (GPtrArray) docs = read_table (f, path, b->keys, &ev, &error);
-      g_assert_null (docs);
+      g_autoptr (Table) t = read_table (f, path, b->keys, &error);
+      g_assert_null (t);
       g_assert_nonnull (error);
-      g_autofree char *want = g_strdup_printf ("stage read: %s:%s", path, b->message);
+      g_autofree char *want = g_strdup_printf ("%s:%s", path, b->message);
       g_assert_cmpstr (error->message, ==, want);
-      test_events_clear (&ev);
     }
 }
 
@@ -312,26 +325,21 @@ test_sms (Fixture *f, gconstpointer data)
   g_autofree char *path = test_bpe_data_file ("sms-spam-collection/SMSSpamCollection");
   if (path == NULL)
     return;
-  TestEvents ev;
-  test_events_init (&ev);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) docs = read_table (f, path, "labels=ham,spam\n", &ev, &error);
+  g_autoptr (Table) t = read_table (f, path, "labels=ham,spam\n", &error);
   g_assert_no_error (error);
+  GPtrArray *docs = t->docs;
   g_assert_cmpuint (docs->len, ==, 5574);
   guint spam = 0;
   for (guint i = 0; i < docs->len; i++)
-    {
-      JsonObject *o = json_node_get_object (docs->pdata[i]);
-      spam += g_str_equal (json_object_get_string_member (o, "label"), "spam");
-    }
+    spam += g_str_equal (((Gptd__Document *) docs->pdata[i])->label, "spam");
   g_assert_cmpuint (spam, ==, 747);
-  g_autofree char *log = g_strdup_printf ("read: read 5574 rows from %s: ham 4827, spam 747",
+  g_autofree char *log = g_strdup_printf ("info: read 5574 rows from %s: ham 4827, spam 747",
                                           path);
-  g_assert_cmpint (test_events_find (&ev, log), >=, 0);
+  g_assert_true (g_strv_contains ((const char *const *) t->logs, log));
   check_doc (docs, 2, path, 3, "spam", "Free entry in 2 a wkly comp to win FA Cup final tkts "
              "21st May 2005. Text FA to 87121 to receive entry question(std txt rate)T&C's "
              "apply 08452810075over18's");
-  test_events_clear (&ev);
 }
 
 int

@@ -8,7 +8,7 @@
 #include <glib/gstdio.h>
 #include <gptd/stage.h>
 
-#include "../plugins/train/windows.h"
+#include <gptd/windows.h>
 
 /* The book's range(0, n - ctx, stride), counted by stepping. */
 static guint64

@@ -34,7 +34,7 @@
 #include <gptd/registry.h>
 #include <gptd/runner.h>
 
-#include "../plugins/train/windows.h"
+#include <gptd/windows.h>
 
 /* ---- Test stages ------------------------------------------------------------------ */
 

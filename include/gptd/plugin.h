@@ -21,10 +21,31 @@
 
 G_BEGIN_DECLS
 
-/* The ABI of the descriptor, the stage table and the host functions in stage.h.
- * The major version changes when anything existing changes layout or meaning; the
- * minor version when something is added at the end. */
-#define GPTD_PLUGIN_ABI_MAJOR 1
+/* The ABI of the descriptor, the stage table, the specs and the host functions of
+ * the SDK's headers (plugin.h, stage.h, harness.h, bpe.h, message-json.h and the
+ * generated gptd/gptd.pb-c.h).
+ *
+ * Growing the ABI. Every table a plugin hands the host (GptdPluginDescriptor,
+ * GptdStageType, GptdParamSpec, GptdPadSpec) ends with reserved room, and arrays of
+ * them end with an entry whose name is NULL; their sizes never change within a
+ * major version. The rules:
+ *
+ *  - A new member takes the first reserved slot(s) of its table (the reserved
+ *    array shrinks by as much), and GPTD_PLUGIN_ABI_MINOR grows by one. A zero
+ *    value of the new member must mean what the host did before it existed.
+ *  - The host reads a member added in minor version N only from a plugin whose
+ *    descriptor says abi_minor >= N; for older plugins it takes the zero meaning,
+ *    whatever their reserved room holds.
+ *  - New host functions are added (never changed) and also grow the minor version;
+ *    the library exports them under the symbol version of the release (GPTD_1,
+ *    then GPTD_1.1, ...), so a plugin that uses one does not load into an older host.
+ *  - Anything else (a member's type, meaning or place; a removed function; a new
+ *    table size) is a new GPTD_PLUGIN_ABI_MAJOR, and the library's soname changes.
+ *
+ * The loader refuses a plugin built for another major version, or for a newer minor
+ * version than its own, and names the file and both versions. `make check` compares
+ * the library with the ABI recorded in abi/libgptd.abi (see abi/README.md). */
+#define GPTD_PLUGIN_ABI_MAJOR 2
 #define GPTD_PLUGIN_ABI_MINOR 0
 
 /* The symbol the loader looks up in each plugin. */

@@ -43,7 +43,7 @@
 
 #include <glib.h>
 #include <protobuf-c/protobuf-c.h>
-#include <gptd.pb-c.h>
+#include <gptd/gptd.pb-c.h>
 
 G_BEGIN_DECLS
 
@@ -79,7 +79,10 @@ typedef enum {
  * @help: one line of help, shown by `gptd plugins TYPE`.
  * @flags: GptdParamFlags.
  *
- * Arrays of specs end with an entry whose @name is NULL.
+ * Arrays of specs end with an entry whose @name is NULL. The struct ends with
+ * reserved room: members added later take it, without changing the struct's size
+ * (see "Growing the ABI" in plugin.h). Initialise specs with designated or
+ * positional initialisers that leave it out, so that it stays zero.
  */
 typedef struct {
   const char *name;
@@ -90,6 +93,8 @@ typedef struct {
   const char *const *choices;
   const char *help;
   guint flags;
+  /*< private >*/
+  gpointer reserved[4];
 } GptdParamSpec;
 
 /* The validated parameters of one stage instance. Values have been checked against
@@ -140,12 +145,15 @@ typedef enum {
  * @message_type: full protobuf type name, e.g. "gptd.Tokens"; "*" accepts any type.
  * @flags: GptdPadFlags.
  *
- * Arrays of pads end with an entry whose @name is NULL.
+ * Arrays of pads end with an entry whose @name is NULL. As for GptdParamSpec, the
+ * reserved room at the end is where later members go.
  */
 typedef struct {
   const char *name;
   const char *message_type;
   guint flags;
+  /*< private >*/
+  gpointer reserved[4];
 } GptdPadSpec;
 
 /* ---- The stage context: what the runner offers a stage --------------------- */

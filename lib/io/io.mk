@@ -8,7 +8,11 @@ lib_libgptd_la_SOURCES += \
 	lib/io/json-load.c \
 	lib/io/safetensors.c
 
-gptdinclude_HEADERS += \
+# Length-prefixed protobuf frames: the daemon's control socket, workers' pipes.
+lib_libgptd_la_SOURCES += lib/io/frame.c
+noinst_HEADERS += include/gptd/frame.h
+
+noinst_HEADERS += \
 	include/gptd/atomic-file.h \
 	include/gptd/json-load.h \
 	include/gptd/safetensors.h
@@ -30,7 +34,7 @@ tests_test_atomic_file_LDADD = $(TEST_LIBS)
 
 # Model directories, training state and checkpoints (built on lib/nn).
 lib_libgptd_la_SOURCES += lib/nn/gpt2-file.c lib/nn/gpt2-lora-file.c lib/nn/gpt2-lora-file.h
-gptdinclude_HEADERS += include/gptd/gpt2-file.h
+noinst_HEADERS += include/gptd/gpt2-file.h
 
 check_PROGRAMS += tests/test-gpt2-file
 TESTS += tests/test-gpt2-file

@@ -18,7 +18,15 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/quant-file.c \
 	lib/nn/adamw.c
 
-gptdinclude_HEADERS += include/gptd/nn.h include/gptd/quant.h
+noinst_HEADERS += include/gptd/nn.h include/gptd/quant.h
+
+# Generation and classification (sampling, the generator, the classifier): the
+# generate plugin's stages and the daemon's serving workers run them.
+lib_libgptd_la_SOURCES += \
+	lib/nn/sampling.c \
+	lib/nn/generate.c \
+	lib/nn/classify.c
+noinst_HEADERS += include/gptd/generate.h include/gptd/classify.h
 
 check_PROGRAMS += tests/test-nn-golden
 TESTS += tests/test-nn-golden

@@ -4,8 +4,8 @@ lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
 	lib/pipeline/pipeline.c lib/pipeline/pipeline-private.h \
 	lib/pipeline/runner.c lib/pipeline/runner-format.c \
 	lib/pipeline/message-json.c lib/pipeline/validate-result.c
-gptdinclude_HEADERS += include/gptd/pipeline.h include/gptd/runner.h \
-	include/gptd/message-json.h
+noinst_HEADERS += include/gptd/pipeline.h include/gptd/runner.h
+gptdinclude_HEADERS += include/gptd/message-json.h
 
 check_PROGRAMS += tests/test-pipeline
 TESTS += tests/test-pipeline

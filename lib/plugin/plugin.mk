@@ -1,6 +1,6 @@
 # Build fragment for lib/plugin: the plugin loader and stage-type registry.
 lib_libgptd_la_SOURCES += lib/plugin/registry.c lib/plugin/registry-format.c
-gptdinclude_HEADERS += include/gptd/registry.h
+noinst_HEADERS += include/gptd/registry.h
 
 # Test-only plugins, built as real shared objects (-rpath makes libtool build a .so
 # although they are never installed) into tests/.libs, which is on the tests'
@@ -31,3 +31,23 @@ check_PROGRAMS += tests/test-plugin
 TESTS += tests/test-plugin
 tests_test_plugin_SOURCES = tests/test-plugin.c
 tests_test_plugin_LDADD = $(TEST_LIBS)
+
+# The test harness for one stage (installed: plugin authors test with it).
+lib_libgptd_la_SOURCES += lib/plugin/harness.c
+gptdinclude_HEADERS += include/gptd/harness.h
+
+# The exported symbols: lib/libgptd.sym, with the functions protoc-c generates.
+lib_libgptd_la_LDFLAGS += -Wl,--version-script=lib/libgptd.ver
+EXTRA_lib_libgptd_la_DEPENDENCIES = lib/libgptd.ver
+EXTRA_DIST += lib/libgptd.sym
+CLEANFILES += lib/libgptd.ver
+lib/libgptd.ver: $(top_srcdir)/lib/libgptd.sym proto/gptd.pb-c.h
+	$(AM_V_GEN)$(MKDIR_P) lib && \
+	syms=`$(GREP) -o 'gptd__[a-z0-9_]*__[a-z_]*' proto/gptd.pb-c.h | LC_ALL=C sort -u | \
+	  sed 's/$$/;/' | tr '\n' ' '` && \
+	sed "s/@PROTOBUF_SYMBOLS@/$$syms/" $(top_srcdir)/lib/libgptd.sym > $@.tmp && mv $@.tmp $@
+
+check_PROGRAMS += tests/test-harness
+TESTS += tests/test-harness
+tests_test_harness_SOURCES = tests/test-harness.c
+tests_test_harness_LDADD = $(TEST_LIBS)

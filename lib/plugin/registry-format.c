@@ -48,6 +48,7 @@ pads_to_proto (const GptdPadSpec *pads, size_t *n_out)
       p->name = dup_or_empty (pads[i].name);
       p->message_type = dup_or_empty (pads[i].message_type);
       p->epochs = (pads[i].flags & GPTD_PAD_EPOCHS) != 0;
+      p->optional = (pads[i].flags & GPTD_PAD_OPTIONAL) != 0;
       out[i] = p;
     }
   return out;
@@ -90,6 +91,23 @@ describe (const GptdStageType *t, const GptdPluginDescriptor *d, const char *pat
         }
       pi->help = dup_or_empty (p->help);
       pi->required = (p->flags & GPTD_PARAM_REQUIRED) != 0;
+      if (p->type == GPTD_PARAM_ENUM && p->choices)
+        {
+          pi->n_choices = g_strv_length ((char **) p->choices);
+          pi->choices = g_new0 (char *, pi->n_choices);
+          for (size_t c = 0; c < pi->n_choices; c++)
+            pi->choices[c] = g_strdup (p->choices[c]);
+        }
+      if ((p->type == GPTD_PARAM_INT || p->type == GPTD_PARAM_DOUBLE ||
+           p->type == GPTD_PARAM_DOUBLE_LIST) && p->min < p->max)
+        {
+          pi->bounded = TRUE;
+          pi->min = p->min;
+          pi->max = p->max;
+          pi->min_exclusive = (p->flags & GPTD_PARAM_MIN_EXCLUSIVE) != 0;
+          pi->max_exclusive = (p->flags & GPTD_PARAM_MAX_EXCLUSIVE) != 0;
+        }
+      pi->must_exist = (p->flags & GPTD_PARAM_EXISTS) != 0;
       info->params[i] = pi;
     }
   info->inputs = pads_to_proto (t->inputs, &info->n_inputs);

@@ -173,7 +173,16 @@ check_stage_type (const GptdStageType *t, GError **error)
 static gboolean
 check_descriptor (const GptdPluginDescriptor *d, GError **error)
 {
-  if (d->abi_major != GPTD_PLUGIN_ABI_MAJOR || d->abi_minor > GPTD_PLUGIN_ABI_MINOR)
+  if (d->abi_major == GPTD_PLUGIN_ABI_MAJOR && d->abi_minor > GPTD_PLUGIN_ABI_MINOR)
+    {
+      g_set_error (error, GPTD_REGISTRY_ERROR, GPTD_REGISTRY_ERROR_ABI,
+                   "built for plugin ABI %u.%u, newer than this gptd's %d.%d: it may use "
+                   "what this gptd lacks; upgrade gptd, or rebuild the plugin against "
+                   "this gptd's SDK", d->abi_major, d->abi_minor, GPTD_PLUGIN_ABI_MAJOR,
+                   GPTD_PLUGIN_ABI_MINOR);
+      return FALSE;
+    }
+  if (d->abi_major != GPTD_PLUGIN_ABI_MAJOR)
     {
       g_set_error (error, GPTD_REGISTRY_ERROR, GPTD_REGISTRY_ERROR_ABI,
                    "built for plugin ABI %u.%u, but this gptd provides %d.%d; rebuild "

@@ -6,5 +6,5 @@
 #include "bpe-plugin.h"
 
 GPTD_PLUGIN_DEFINE ("bpe", "Byte-pair encoding: tokenizer, vocabulary trainer, token files",
-                    PACKAGE_VERSION, "MIT", &gptd_bpe_tokenizer_type, &gptd_bpe_trainer_type,
-                    &gptd_token_writer_type, &gptd_token_reader_type);
+                    PACKAGE_VERSION, "MIT", &gptd__bpe_tokenizer_type, &gptd__bpe_trainer_type,
+                    &gptd__token_writer_type, &gptd__token_reader_type);

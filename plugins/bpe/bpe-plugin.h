@@ -7,10 +7,10 @@
 #include <gptd/bpe.h>
 #include <gptd/stage.h>
 
-extern const GptdStageType gptd_bpe_tokenizer_type;
-extern const GptdStageType gptd_bpe_trainer_type;
-extern const GptdStageType gptd_token_writer_type;
-extern const GptdStageType gptd_token_reader_type;
+extern const GptdStageType gptd__bpe_tokenizer_type;
+extern const GptdStageType gptd__bpe_trainer_type;
+extern const GptdStageType gptd__token_writer_type;
+extern const GptdStageType gptd__token_reader_type;
 
 /* The part of a document received so far and not yet handed on. */
 typedef struct {

@@ -307,7 +307,7 @@ tokenizer_run (gpointer data, GptdStageContext *ctx, GError **error)
   return ok;
 }
 
-const GptdStageType gptd_bpe_tokenizer_type = {
+const GptdStageType gptd__bpe_tokenizer_type = {
   .name = "bpe-tokenizer",
   .description = "Encodes Documents into Tokens with a BPE vocabulary (GPT-2's by default), "
                  "exactly as tiktoken does, on several threads",

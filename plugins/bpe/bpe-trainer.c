@@ -163,7 +163,7 @@ trainer_finish (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-const GptdStageType gptd_bpe_trainer_type = {
+const GptdStageType gptd__bpe_trainer_type = {
   .name = "bpe-trainer",
   .description = "Learns a byte-level BPE vocabulary from Documents and writes it as "
                  "encoder.json + vocab.bpe",

@@ -258,7 +258,7 @@ reader_run (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-const GptdStageType gptd_token_reader_type = {
+const GptdStageType gptd__token_reader_type = {
   .name = "token-reader",
   .description = "Reads token files (llm.c shards or raw uint16/uint32 ids) as Tokens",
   .params = reader_params,

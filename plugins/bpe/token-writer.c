@@ -350,7 +350,7 @@ writer_finish (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-const GptdStageType gptd_token_writer_type = {
+const GptdStageType gptd__token_writer_type = {
   .name = "token-writer",
   .description = "Writes token ids to a file or to consecutive shards: llm.c shards "
                  "(format=llmc) or raw little-endian uint16/uint32",

@@ -6,5 +6,5 @@
 #include "core.h"
 
 GPTD_PLUGIN_DEFINE ("core", "Basic sources and sinks: text-source, table-source, dump",
-                    PACKAGE_VERSION, "MIT", &gptd_core_text_source_type,
-                    &gptd_core_table_source_type, &gptd_core_dump_type);
+                    PACKAGE_VERSION, "MIT", &gptd__text_source_type,
+                    &gptd__table_source_type, &gptd__dump_type);

@@ -5,9 +5,9 @@
 
 #include <gptd/stage.h>
 
-extern const GptdStageType gptd_core_text_source_type;
-extern const GptdStageType gptd_core_dump_type;
-extern const GptdStageType gptd_core_table_source_type;
+extern const GptdStageType gptd__text_source_type;
+extern const GptdStageType gptd__dump_type;
+extern const GptdStageType gptd__table_source_type;
 
 /* Checks that data[0..len) is UTF-8. When it is not: without @replace, returns FALSE
  * with an error "WHERE: invalid UTF-8 at byte offset N" (N = @offset plus the

@@ -121,7 +121,7 @@ dump_destroy (gpointer data)
   g_free (self);
 }
 
-const GptdStageType gptd_core_dump_type = {
+const GptdStageType gptd__dump_type = {
   .name = "dump",
   .description = "Prints every message, of any type, as one JSON line to standard output "
                  "or a file",

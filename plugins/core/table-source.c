@@ -505,7 +505,7 @@ table_source_run (gpointer data, GptdStageContext *ctx, GError **error)
   return TRUE;
 }
 
-const GptdStageType gptd_core_table_source_type = {
+const GptdStageType gptd__table_source_type = {
   .name = "table-source",
   .description = "Reads a TSV or CSV file as labelled Documents, one per row "
                  "(classification data sets)",

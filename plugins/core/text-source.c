@@ -298,7 +298,7 @@ text_source_check (const GptdParams *params, GError **error)
   return collect_files (params, path, files, &total, error);
 }
 
-const GptdStageType gptd_core_text_source_type = {
+const GptdStageType gptd__text_source_type = {
   .name = "text-source",
   .description = "Reads text files (a file, a glob or a list) as Documents, streaming "
                  "large files in chunks",

@@ -1,13 +1,7 @@
 # Build fragment for plugins/generate; see the top-level Makefile.am.
-# The generation and classification libraries (sampling, the generator, the
-# classifier) go into libgptd, where the daemon uses them too; the plugin
-# provides the `generator`, `responder` and `classifier` stages.
-
-lib_libgptd_la_SOURCES += \
-	lib/nn/sampling.c \
-	lib/nn/generate.c \
-	lib/nn/classify.c
-gptdinclude_HEADERS += include/gptd/generate.h include/gptd/classify.h
+# The plugin provides the `generator`, `responder` and `classifier` stages; the
+# generation and classification libraries they run (sampling, the generator, the
+# classifier) are in libgptd (lib/nn/nn.mk), where the daemon uses them too.
 
 plugin_LTLIBRARIES += plugins/generate/generate.la
 plugins_generate_generate_la_SOURCES = \

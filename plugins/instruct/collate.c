@@ -2,7 +2,7 @@
  * record list, seeded batch orders and custom_collate_fn (see collate.h). */
 #include "collate.h"
 
-#include "../train/windows.h"
+#include <gptd/windows.h>
 
 #include <gptd/stage.h>
 

@@ -14,7 +14,7 @@
 #include "instruct-plugin.h"
 #include "collate.h"
 
-#include "../train/windows.h"
+#include <gptd/windows.h>
 
 #include <string.h>
 

@@ -19,7 +19,7 @@
 #include "instruct-plugin.h"
 #include "collate.h"
 
-#include "../train/windows.h"
+#include <gptd/windows.h>
 
 #include <errno.h>
 #include <math.h>

@@ -11,7 +11,7 @@
  * generate().
  */
 #include "instruct-plugin.h"
-#include "template.h"
+#include <gptd/prompt-template.h>
 
 #include <string.h>
 

@@ -16,7 +16,7 @@
  *
  * Batches are served as token-windows serves its windows: in order, or shuffled by
  * a Fisher-Yates permutation keyed on (seed, request seed, epoch, split) (see
- * windows.h), the last incomplete training batch dropped when asked.
+ * gptd/windows.h), the last incomplete training batch dropped when asked.
  *
  * The random numbers are gptd's own counter-based generator, not pandas' or
  * PyTorch's: the examples sampled and their order differ from the book's, the
@@ -29,7 +29,7 @@
 
 #include <glib.h>
 
-#include "windows.h"
+#include <gptd/windows.h>
 
 G_BEGIN_DECLS
 

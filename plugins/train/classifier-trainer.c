@@ -15,7 +15,7 @@
  */
 #include "train-plugin.h"
 #include "trainer.h"
-#include "windows.h"
+#include <gptd/windows.h>
 
 #include <math.h>
 #include <string.h>

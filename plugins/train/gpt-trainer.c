@@ -7,7 +7,7 @@
  */
 #include "train-plugin.h"
 #include "trainer.h"
-#include "windows.h"
+#include <gptd/windows.h>
 
 #include <errno.h>
 #include <math.h>

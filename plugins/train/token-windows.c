@@ -11,7 +11,7 @@
  * in the run directory and memory-mapped instead of being kept in memory.
  */
 #include "train-plugin.h"
-#include "windows.h"
+#include <gptd/windows.h>
 
 #include <string.h>
 

@@ -1,12 +1,11 @@
 # Build fragment for plugins/train: the train plugin (token-windows,
-# classification-dataset, gpt-trainer); see the top-level Makefile.am. The data-set
-# and metrics code sits in a convenience library that both the plugin and its unit
-# tests link.
+# classification-dataset, gpt-trainer); see the top-level Makefile.am. The
+# sliding-window data set and seeded shuffles are in libgptd (lib/data, shared with
+# the instruct plugin); the rest of the data-set and metrics code sits in a
+# convenience library that both the plugin and its unit tests link.
 
 noinst_LTLIBRARIES += plugins/train/libtrain-core.la
 plugins_train_libtrain_core_la_SOURCES = \
-	plugins/train/windows.c \
-	plugins/train/windows.h \
 	plugins/train/classes.c \
 	plugins/train/classes.h \
 	plugins/train/metrics.c \
@@ -30,7 +29,7 @@ plugins_train_train_la_LIBADD = plugins/train/libtrain-core.la $(PLUGIN_LIBS)
 check_PROGRAMS += tests/test-train-windows
 TESTS += tests/test-train-windows
 tests_test_train_windows_SOURCES = tests/test-train-windows.c
-tests_test_train_windows_LDADD = plugins/train/libtrain-core.la $(TEST_LIBS)
+tests_test_train_windows_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test-train-metrics
 TESTS += tests/test-train-metrics

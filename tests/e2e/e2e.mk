@@ -58,3 +58,7 @@ tests_fault_libfault_inject_la_LDFLAGS = -module -avoid-version -shared -rpath $
 tests_fault_libfault_inject_la_LIBADD = -ldl
 TESTS += tests/fault/fault-inject.sh
 EXTRA_DIST += tests/fault/fault-inject.sh
+
+# The plugin SDK from an installed prefix, with the example plugin.
+TESTS += tests/e2e/sdk.sh
+EXTRA_DIST += tests/e2e/sdk.sh

@@ -10,7 +10,7 @@
 plan 16
 
 DEST="$TMP/dest"
-if ! make -C "$GPTD_BUILDDIR" install DESTDIR="$DEST" > "$TMP/install.log" 2>&1; then
+if ! install_into "$DEST" "$TMP/install.log"; then
   cat "$TMP/install.log" | tail -n 20 | sed 's/^/# /'
   echo "Bail out! make install DESTDIR failed"
   exit 1

@@ -54,6 +54,19 @@ check () {
 # ctl ARGS...: gptctl against this test's daemon, given 60 s at most.
 ctl () { timeout 60 "$GPTCTL" --socket "$SOCK" "$@"; }
 
+# install_into DESTDIR LOG: make install of the build tree into DESTDIR. Tests that
+# install run one at a time here (flock on the build tree's Makefile, which nothing
+# else locks): two installs at once would relink the same plugins under .libs. The
+# install is a make of its own, outside the jobs of the make running the tests.
+install_into () {
+  if command -v flock > /dev/null 2>&1; then
+    env -u MAKEFLAGS -u MFLAGS flock "$GPTD_BUILDDIR/Makefile" \
+      make -C "$GPTD_BUILDDIR" install DESTDIR="$1" > "$2" 2>&1
+  else
+    make -C "$GPTD_BUILDDIR" install DESTDIR="$1" > "$2" 2>&1
+  fi
+}
+
 # write_pipeline FILE: the pipeline text on standard input.
 write_pipeline () { cat > "$1"; }
 

@@ -1,7 +1,7 @@
 /* windows.c: the sliding-window data set behind the token-windows stage: the token
  * store (memory, or a memory-mapped file past a threshold), the position splits,
- * the seeded counter-based shuffle and batch filling. See windows.h. */
-#include "windows.h"
+ * the seeded counter-based shuffle and batch filling. See gptd/windows.h. */
+#include <gptd/windows.h>
 
 #include <errno.h>
 #include <fcntl.h>

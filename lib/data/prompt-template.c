@@ -1,5 +1,6 @@
-/* template.c: parsing and rendering prompt templates (see template.h). */
-#include "template.h"
+/* prompt-template.c: parsing and rendering prompt templates (see
+ * gptd/prompt-template.h). */
+#include <gptd/prompt-template.h>
 
 #include <string.h>
 

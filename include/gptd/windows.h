@@ -1,4 +1,6 @@
-/* windows.h: the sliding-window data set behind the token-windows stage.
+/* gptd/windows.h: the sliding-window data set behind the token-windows stage (and
+ * the seeded splits and shuffles the classification and instruction data sets share).
+ * Host-only: in libgptd for the train and instruct plugins, not installed.
  *
  * A token store keeps one concatenated token stream, in memory while it is small
  * and in a memory-mapped file (16-bit ids when the vocabulary fits, else 32-bit)

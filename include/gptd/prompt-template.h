@@ -1,4 +1,5 @@
-/* template.h: prompt templates of the prompt-format stage: the book's Alpaca
+/* gptd/prompt-template.h: prompt templates of the prompt-format stage (and of the
+ * judge's prompts); host-only, in libgptd for the instruct and judge plugins: the book's Alpaca
  * format_input, the Phi-3 format of its exercise 7.1, and templates from files.
  *
  * A template is text with placeholders:
