@@ -79,6 +79,10 @@ struct _GptdGpt {
   float *lora_act;              /* with LoRA: L*4 of (BT,r) in A, then du */
   size_t lora_act_bytes;
 
+  /* Called after each block's backward and at its end (gptd_gpt_set_backward_hook). */
+  GptdGptBackwardHook bw_hook;
+  gpointer bw_hook_data;
+
   /* Last forward. */
   int fw_B, fw_T;
   GptdGptForwardFlags fw_flags;

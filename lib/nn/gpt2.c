@@ -870,11 +870,38 @@ grad_or_null (const GptdNnTensor *t)
   return trainable (t) ? t->grad : NULL;
 }
 
+static gboolean backward (GptdGpt *m, float loss_scale, GError **error);
+
+void
+gptd_gpt_set_backward_hook (GptdGpt *m, GptdGptBackwardHook hook, gpointer user_data)
+{
+  g_return_if_fail (m != NULL);
+  m->bw_hook = hook;
+  m->bw_hook_data = user_data;
+}
+
+size_t
+gptd_gpt_get_loss_count (const GptdGpt *m)
+{
+  g_return_val_if_fail (m != NULL, 0);
+  return m->fw_has_targets ? m->fw_count : 0;
+}
+
 gboolean
 gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
 {
   g_return_val_if_fail (m != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (!backward (m, loss_scale, error))
+    return FALSE;
+  if (m->bw_hook != NULL)
+    m->bw_hook (m, -1, m->bw_hook_data);
+  return TRUE;
+}
+
+static gboolean
+backward (GptdGpt *m, float loss_scale, GError **error)
+{
   if (!m->logits_valid || !m->fw_has_targets)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_STATE,
@@ -1029,6 +1056,9 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
                                      a->ln1_mean, a->ln1_rstd,
                                      bl->ln1_w->data, BT, (int) C,
                                      ln_scratch);
+      /* Block l's gradients are final. */
+      if (m->bw_hook != NULL)
+        m->bw_hook (m, l, m->bw_hook_data);
     }
 
   if (lowest < 0)
