@@ -9,3 +9,11 @@ lib_libgptd_la_SOURCES += \
 	lib/dist/dist-zero.c
 
 gptdinclude_HEADERS += include/gptd/dist.h
+
+# Data-parallel training end to end: two ranks against one process, ZeRO-1 against
+# plain, a killed rank and the resumes; ranks= without MPI (skips what needs
+# mpirun or an MPI build).
+check_PROGRAMS += tests/test-dist
+TESTS += tests/test-dist
+tests_test_dist_SOURCES = tests/test-dist.c
+tests_test_dist_LDADD = $(TEST_LIBS)
