@@ -538,6 +538,19 @@ void gptd_gpt_set_backward_hook (GptdGpt *model, GptdGptBackwardHook hook,
                                  gpointer user_data);
 
 /**
+ * gptd_gpt_set_dropout_stream:
+ * @model: a model.
+ * @stream: 0 (the default) for the masks of the model's seed and counter; any
+ *   other number for another, independent stream of masks from the same seed
+ *   and counter.
+ *
+ * Data-parallel training gives each process (rank) its own stream, so that
+ * the ranks' shares of a batch are not dropped out alike.  Not saved with the
+ * model: the random state (gptd_gpt_get_rng()) stays the seed's.
+ */
+void gptd_gpt_set_dropout_stream (GptdGpt *model, guint64 stream);
+
+/**
  * gptd_gpt_get_loss_count:
  * @model: a model after a forward with targets.
  *

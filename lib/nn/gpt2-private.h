@@ -46,6 +46,7 @@ struct _GptdGpt {
   Block *blocks;
 
   GptdRngState rng;
+  guint64 dropout_stream;       /* mixed into the dropout masks' key; 0: none */
 
   /* LoRA (gpt2-lora.c): rank 0 without adapters.  The adapter tensors come
    * after the n_base_tensors base tensors, in the parameter buffer too. */

@@ -635,8 +635,18 @@ plan (GptdGpt *m, int B, int T, GError **error)
 static GptdNnDropout
 drop_for (GptdGpt *m, gboolean train, guint64 counter, guint site)
 {
-  return gptd__nn_dropout_stream (m->rng.seed, counter, site,
-                                  train ? m->cfg.dropout : 0.0f);
+  /* Stream 0 is the seed's own; another stream mixes its number in. */
+  guint64 seed = m->dropout_stream == 0
+                   ? m->rng.seed
+                   : m->rng.seed ^ (m->dropout_stream * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+  return gptd__nn_dropout_stream (seed, counter, site, train ? m->cfg.dropout : 0.0f);
+}
+
+void
+gptd_gpt_set_dropout_stream (GptdGpt *m, guint64 stream)
+{
+  g_return_if_fail (m != NULL);
+  m->dropout_stream = stream;
 }
 
 #define SITE_EMBED 0

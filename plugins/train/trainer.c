@@ -901,6 +901,8 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
         return FALSE;
     }
   self->grads = gptd_dist_grads_new (self->model);
+  /* Each rank drops out its own rows with masks of its own. */
+  gptd_gpt_set_dropout_stream (self->model, (guint64) self->rank);
   self->timer = g_timer_new ();
   self->session_first_step = self->step;
   self->last_progress_time = -1;
