@@ -17,3 +17,13 @@ check_PROGRAMS += tests/test-dist
 TESTS += tests/test-dist
 tests_test_dist_SOURCES = tests/test-dist.c
 tests_test_dist_LDADD = $(TEST_LIBS)
+
+# The data-parallel benchmark (bench/distributed/run.sh): MPI_Allreduce's speed
+# on this machine, and the step-time model it checks.
+if HAVE_MPI
+noinst_PROGRAMS += bench/distributed/bench-allreduce
+bench_distributed_bench_allreduce_SOURCES = bench/distributed/bench-allreduce.c
+bench_distributed_bench_allreduce_LDADD = $(MPI_LIBS)
+endif
+EXTRA_DIST += bench/distributed/bench-allreduce.c bench/distributed/run.sh \
+	bench/distributed/model.py bench/distributed/bench.pipeline
