@@ -489,7 +489,8 @@ gptd__trainer_measure (GptdTrainer *self, GptdStageContext *ctx, const char *spl
       float loss = NAN;
       guint64 c = 0, k = 0;
       /* A rank's share of a last, partial batch may be empty. */
-      gboolean ok = b->batch_size == 0
+      gboolean empty = b->batch_size == 0 && self->size > 1;
+      gboolean ok = empty
                     || (self->task->check_batch (self, b, error)
                         && self->task->forward (self, b, GPTD_GPT_FORWARD_NONE, &loss,
                                                 accuracy ? &c : NULL,
@@ -503,7 +504,7 @@ gptd__trainer_measure (GptdTrainer *self, GptdStageContext *ctx, const char *spl
       if (self->size > 1)
         {
           /* The batch's loss is the group's: the mean over all its targets. */
-          double tn = b->batch_size > 0 ? (double) gptd_gpt_get_loss_count (self->model) : 0;
+          double tn = empty ? 0 : (double) gptd_gpt_get_loss_count (self->model);
           double sums[4] = { tn > 0 ? loss * tn : 0, tn, (double) c, (double) k };
           gptd_dist_sum (sums, 4);
           loss = (float) (sums[0] / sums[1]);
