@@ -7,7 +7,9 @@
  * moments bit for bit; a rank killed with SIGKILL must stop the group within
  * seconds with mpirun naming the rank, and `gptd run --resume` with two ranks must
  * then finish exactly as an uninterrupted run, and with one rank correctly. A
- * pipeline asking for ranks= is refused by a build without MPI.
+ * classifier-trainer on classification-dataset shares its batches alike (losses
+ * within 1e-5, the same accuracies). A pipeline asking for ranks= is refused by
+ * a build without MPI.
  *
  * The runs need mpirun (openmpi-bin) and a build configured with MPI; they are
  * skipped otherwise. mpirun gets --oversubscribe and shared-memory transport
@@ -249,6 +251,57 @@ test_zero_identical (Fixture *f, gconstpointer data)
   g_assert_cmpint (gptd_adamw_get_step (o1), ==, gptd_adamw_get_step (o2));
 }
 
+/* classifier-trainer on classification-dataset: 40 labelled lines of bytes, a
+ * batch of 4 over two ranks against one process. The last batches of the
+ * evaluated splits are partial, so some shares are uneven. */
+static const char classifier_text[] =
+  "[pipeline]\nname=tiny-cls\n"
+  "[stage rows]\ntype=table-source\npath=%s\nformat=tsv\nlabel-column=1\n"
+  "text-column=2\nlabels=no,yes\n"
+  "[stage tokens]\ntype=bpe-tokenizer\ninput=rows\nvocab=%s/pipelines/vocab/bytes\n"
+  "[stage data]\ntype=classification-dataset\ninput=tokens\nlabels=no,yes\n"
+  "split=0.7,0.15,0.15\npad-id=256\nbatch-size=4\nseed=1\n"
+  "[stage train]\ntype=classifier-trainer\ninput=data\nmodel=custom\nn-layer=2\n"
+  "n-head=2\nn-embd=32\ncontext-length=64\nvocab-size=257\ndropout=0\n"
+  "trainable=all\npooling=last-token\nlr=0.001\nmax-steps=12\neval-freq=4\n"
+  "eval-iter=2\nthreads=1\n";
+
+static void
+test_classifier_two_ranks (Fixture *f, gconstpointer data)
+{
+  if (!can_run_ranks ())
+    return;
+  g_autofree char *tsv = g_build_filename (f->dir, "rows.tsv", NULL);
+  g_autoptr (GString) rows = g_string_new (NULL);
+  for (int i = 0; i < 40; i++)
+    g_string_append_printf (rows, "%s\t%s message number %d%s\n", i % 3 ? "no" : "yes",
+                            i % 3 ? "plain" : "WIN CASH NOW", i, i % 5 ? "" : " again");
+  g_assert_true (g_file_set_contents (tsv, rows->str, -1, NULL));
+  g_autofree char *text = g_strdup_printf (classifier_text, tsv, g_getenv ("GPTD_SRCDIR"));
+  g_assert_true (g_file_set_contents (f->pipeline, text, -1, NULL));
+  run_ok (f, "one", 0, FALSE, NULL);
+  run_ok (f, "two", 2, FALSE, NULL);
+  g_autoptr (GPtrArray) one = read_metrics (f, "one");
+  g_autoptr (GPtrArray) two = read_metrics (f, "two");
+  g_assert_cmpuint (one->len, ==, 12);
+  /* A loss over 4 pooled rows rounds more than one over 64 positions: 1e-5. */
+  double dl = compare_losses (one, two, 1e-5);
+  /* Each rank trained on its share: the group saw the tokens one process saw. */
+  g_assert_cmpstr (((char **) two->pdata[11])[2], ==, ((char **) one->pdata[11])[2]);
+  /* The accuracies over whole splits, partial batches included, are the group's. */
+  g_autofree char *a1 = g_build_filename (f->dir, "one", "accuracy.json", NULL);
+  g_autofree char *a2 = g_build_filename (f->dir, "two", "accuracy.json", NULL);
+  g_autofree char *t1 = NULL, *t2 = NULL;
+  g_assert_true (g_file_get_contents (a1, &t1, NULL, NULL));
+  g_assert_true (g_file_get_contents (a2, &t2, NULL, NULL));
+  g_auto (GStrv) l1 = g_strsplit (t1, "\n", -1);
+  g_auto (GStrv) l2 = g_strsplit (t2, "\n", -1);
+  for (guint i = 0; l1[i] && l2[i]; i++)
+    if (strstr (l1[i], "accuracy") != NULL)
+      g_assert_cmpstr (l1[i], ==, l2[i]);
+  g_test_message ("largest difference of the losses: %.3g relative", dl);
+}
+
 /* The gptd processes mpirun @parent started, by rank. */
 static GPid
 find_rank (GPid parent, int rank)
@@ -397,6 +450,8 @@ main (int argc, char **argv)
               test_two_ranks_equal_one, fixture_tear_down);
   g_test_add ("/dist/zero-identical", Fixture, NULL, fixture_set_up, test_zero_identical,
               fixture_tear_down);
+  g_test_add ("/dist/classifier-two-ranks", Fixture, NULL, fixture_set_up,
+              test_classifier_two_ranks, fixture_tear_down);
   g_test_add ("/dist/killed-rank", Fixture, NULL, fixture_set_up, test_killed_rank,
               fixture_tear_down);
   return g_test_run ();
