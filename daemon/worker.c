@@ -49,6 +49,7 @@ typedef struct {
   GptdRunner *runner;     /* set before the signal thread starts */
   const char *run_id;
   volatile pid_t mpirun;  /* a rank group's mpirun: stop signals go to it */
+  volatile gboolean stopping; /* a stop signal came */
 } WorkerCtx;
 
 static void
@@ -122,6 +123,7 @@ signal_thread (void *data)
         break;
       g_message ("run %s: %s received, cancelling", ctx->run_id, g_strsignal (b));
       /* mpirun stops every rank, and rank 0 checkpoints if it has time. */
+      ctx->stopping = TRUE;
       if (ctx->mpirun > 0)
         kill (ctx->mpirun, SIGTERM);
       else if (ctx->runner != NULL)
@@ -225,7 +227,8 @@ worker_run_ranks (WorkerCtx *ctx, guint ranks, const char *hosts, const char *ru
   unlink (RANKS_SOCKET);
   ctx->mpirun = 0;
   int code = WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-  g_autofree char *line = code != 0 && code != 130 ? mpirun_rank_line () : NULL;
+  /* A cancelled group ends with aborted ranks: rank 0 reported the cancel. */
+  g_autofree char *line = code != 0 && !ctx->stopping ? mpirun_rank_line () : NULL;
   if (line != NULL)
     {
       /* Another rank died or failed: mpirun said which in output.log. */
