@@ -915,9 +915,19 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
                   self->config.n_head, self->config.n_embd, self->config.context_length,
                   self->config.vocab_size, self->config.dropout, gptd_nn_get_num_threads ());
   if (self->size > 1)
-    gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
-                    "data-parallel over %d ranks: each trains on its share of every batch%s",
-                    self->size, self->zero ? "; AdamW state sharded (zero=1)" : "");
+    {
+      size_t moments = 0;
+      gptd_adamw_get_moments (self->opt, NULL, NULL, &moments);
+      g_autofree char *shard = self->zero
+        ? g_strdup_printf ("; AdamW state sharded (zero=1): %.2fM of %.2fM moments per rank",
+                           2 * moments / 1e6,
+                           2 * (gptd_gpt_n_params (self->model)
+                                - gptd_gpt_get_grads_offset (self->model)) / 1e6)
+        : g_strdup ("");
+      gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
+                      "data-parallel over %d ranks: each trains on its share of every "
+                      "batch%s", self->size, shard);
+    }
 
   /* The checkpoint's last step, when a cancel interrupted its evaluation. */
   if (!self->pending || after_step (self, ctx, &local))
