@@ -9,7 +9,7 @@
  * The group is process-wide: gptd_dist_init() once in main(), then any thread
  * may make the collective calls, one at a time, in the same order on every
  * rank.  A failing collective, or a rank that dies, ends the whole group
- * (Open MPI's default): no call here returns an error.
+ * (Open MPI's default): no collective here returns an error.
  */
 #pragma once
 
