@@ -13,6 +13,7 @@
 #include <glib-unix.h>
 #include <json-glib/json-glib.h>
 
+#include <gptd/dist.h>
 #include <gptd/json-load.h>
 #include <gptd/message-json.h>
 #include <gptd/pipeline.h>
@@ -20,6 +21,7 @@
 #include <gptd/runner.h>
 
 #include "cli.h"
+#include "ranks.h"
 #include "runs.h"
 #include "io/install-paths.h"
 
@@ -376,13 +378,61 @@ update_latest_link (const char *run_dir, const char *name)
     }
 }
 
+/* Starts this command again as @ranks processes under mpirun, which waits for
+ * them: its exit status is the group's. */
+static int
+exec_ranks (guint ranks, const char *hosts, char **args)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) command = g_ptr_array_new ();
+  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+  g_ptr_array_add (command, self ? self : args[0]);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (command, args[i]);
+  g_ptr_array_add (command, NULL);
+  g_auto (GStrv) argv = gptd__ranks_mpirun_argv (ranks, hosts,
+                                                 (const char *const *) command->pdata,
+                                                 &error);
+  if (argv == NULL)
+    {
+      g_printerr ("gptd run: %s\n", error->message);
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  execv (argv[0], argv);
+  g_printerr ("gptd run: cannot start %s: %s\n", argv[0], g_strerror (errno));
+  return GPTD_CLI_EXIT_FAILED;
+}
+
+static int run_pipeline (int argc, char **argv);
+
 int
 gptd_cli_run (int argc, char **argv)
+{
+  /* Under mpirun this process is one rank of a data-parallel group. */
+  g_autoptr (GError) error = NULL;
+  if (!gptd_dist_init (&error))
+    {
+      g_printerr ("gptd run: %s\n", error->message);
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  int status = run_pipeline (argc, argv);
+  /* A rank that fails ends the group, which would wait for it forever. */
+  if (gptd_dist_size () > 1 && status != GPTD_CLI_EXIT_OK)
+    gptd_dist_abort (status);
+  gptd_dist_finalize ();
+  return status;
+}
+
+static int
+run_pipeline (int argc, char **argv)
 {
   g_auto (GStrv) set = NULL;
   g_autofree char *run_dir_opt = NULL;
   g_autofree char *resume_dir = NULL;
   gboolean quiet = FALSE, verbose = FALSE;
+  int ranks_opt = 0;
+  g_auto (GStrv) args = g_strdupv (argv);
+  int rank = gptd_dist_rank (), size = gptd_dist_size ();
   GOptionEntry entries[] = {
     { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &set,
       "Set a variable (var=value) or a stage key (stage.key=value); repeatable", "KEY=VALUE" },
@@ -393,6 +443,9 @@ gptd_cli_run (int argc, char **argv)
       "RUNDIR" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Print only the outcome", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print debug log lines too", NULL },
+    { "ranks", 'n', 0, G_OPTION_ARG_INT, &ranks_opt,
+      "Train data-parallel on N processes: starts mpirun (overrides the pipeline's "
+      "ranks=)", "N" },
     { NULL }
   };
   if (!parse_options ("run", "FILE|NAME|-", "Runs a pipeline in the foreground: a file, "
@@ -411,6 +464,15 @@ gptd_cli_run (int argc, char **argv)
       g_printerr ("gptd run: --resume runs in RUNDIR; do not give --run-dir too\n");
       return GPTD_CLI_EXIT_USAGE;
     }
+  if (ranks_opt < 0 || ranks_opt > 4096)
+    {
+      g_printerr ("gptd run: --ranks: %d is not a number of processes from 1 to 4096\n",
+                  ranks_opt);
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  /* The other ranks say nothing unless they fail. */
+  if (rank != 0)
+    quiet = TRUE;
 
   /* What to run: a file, or what a run directory holds. */
   g_autoptr (GPtrArray) settings = g_ptr_array_new_with_free_func (g_free);
@@ -460,7 +522,7 @@ gptd_cli_run (int argc, char **argv)
     g_ptr_array_add (settings, g_strdup (set[i]));
   g_ptr_array_add (settings, NULL);
 
-  g_autoptr (GptdRegistry) registry = load_registry (TRUE);
+  g_autoptr (GptdRegistry) registry = load_registry (rank == 0);
   g_autoptr (GPtrArray) problems = NULL;
   g_autoptr (GptdPipeline) pipeline =
     gptd_pipeline_load_data_with_env (registry, text, (gssize) length, filename,
@@ -474,20 +536,34 @@ gptd_cli_run (int argc, char **argv)
       return GPTD_CLI_EXIT_USAGE;
     }
 
-  /* The run directory, with the pipeline as submitted and the event log. */
-  g_autofree char *run_dir = resume_dir ? g_strdup (resume_dir)
-                             : run_dir_opt ? g_strdup (run_dir_opt)
-                             : default_run_dir (gptd_pipeline_get_name (pipeline));
-  if (g_mkdir_with_parents (run_dir, 0755) != 0)
+  /* Several ranks: mpirun starts them, each running this command. */
+  guint ranks = ranks_opt > 0 ? (guint) ranks_opt : gptd_pipeline_get_ranks (pipeline);
+  if (ranks > 1 && !gptd_dist_launched ())
+    return exec_ranks (ranks, gptd_pipeline_get_hosts (pipeline), args);
+
+  /* The run directory, with the pipeline as submitted and the event log; rank 0
+   * names it for the group. */
+  g_autofree char *run_dir = NULL;
+  if (rank == 0)
+    run_dir = resume_dir ? g_strdup (resume_dir)
+              : run_dir_opt ? g_strdup (run_dir_opt)
+              : default_run_dir (gptd_pipeline_get_name (pipeline));
+  if (size > 1)
+    {
+      char *shared = gptd_dist_broadcast_string (run_dir, 0);
+      g_free (run_dir);
+      run_dir = shared;
+    }
+  if (rank == 0 && g_mkdir_with_parents (run_dir, 0755) != 0)
     {
       int e = errno;
       g_printerr ("gptd run: cannot create the run directory %s: %s\n", run_dir,
                   g_strerror (e));
       return GPTD_CLI_EXIT_FAILED;
     }
-  if (!resume_dir && !run_dir_opt)
+  if (rank == 0 && !resume_dir && !run_dir_opt)
     update_latest_link (run_dir, gptd_pipeline_get_name (pipeline));
-  if (!resume_dir || argc == 2)
+  if (rank == 0 && (!resume_dir || argc == 2))
     {
       g_autofree char *abs = g_canonicalize_filename (filename, NULL);
       if (!gptd__run_dir_write_request (run_dir, text, (gssize) length, abs, workdir,
@@ -504,8 +580,9 @@ gptd_cli_run (int argc, char **argv)
   display.verbose = verbose;
   display.columns = terminal_columns ();
   display.events_path = g_build_filename (run_dir, GPTD_RUN_EVENTS_JSON_FILE, NULL);
-  display.events = fopen (display.events_path, resume_dir ? "a" : "w");
-  if (display.events == NULL)
+  if (rank == 0)
+    display.events = fopen (display.events_path, resume_dir ? "a" : "w");
+  if (rank == 0 && display.events == NULL)
     {
       int e = errno;
       g_printerr ("gptd run: cannot write %s: %s\n", display.events_path, g_strerror (e));
@@ -515,6 +592,8 @@ gptd_cli_run (int argc, char **argv)
   if (!quiet)
     g_printerr ("gptd: running %s (%s); run directory %s\n", gptd_pipeline_get_name (pipeline),
                 filename, run_dir);
+  if (!quiet && size > 1)
+    g_printerr ("gptd: %d ranks (data-parallel)\n", size);
 
   g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, on_event, &display);
   g_autofree char *run_id = g_path_get_basename (run_dir);
@@ -541,7 +620,8 @@ gptd_cli_run (int argc, char **argv)
       g_printerr ("%s\n", display.progress_line);   /* keep the last progress visible */
       g_free (display.progress_line);
     }
-  fclose (display.events);
+  if (display.events != NULL)
+    fclose (display.events);
   g_free (display.events_path);
 
   if (rt.ok)
@@ -559,7 +639,10 @@ gptd_cli_run (int argc, char **argv)
     }
   else
     {
-      g_printerr ("gptd: %s\n", rt.error->message);
+      if (size > 1)
+        g_printerr ("gptd: rank %d of %d: %s\n", rank, size, rt.error->message);
+      else
+        g_printerr ("gptd: %s\n", rt.error->message);
       status = GPTD_CLI_EXIT_FAILED;
     }
   g_clear_error (&rt.error);

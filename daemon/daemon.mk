@@ -16,6 +16,7 @@ daemon_gptd_SOURCES = \
 	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h daemon/remove-tree.c daemon/remove-tree.h \
+	daemon/ranks.c daemon/ranks.h \
 	daemon/paths.c daemon/paths.h
 daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\" -DGPTD_SYSCONFDIR=\"$(sysconfdir)\"
 daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)

@@ -1,6 +1,11 @@
 /* daemon/worker.c: the worker process that runs one pipeline (gptd --worker), and
  * the daemon's side of it: spawning the process on the libuv loop, reading its
  * event frames and reporting how it ended.
+ *
+ * A pipeline with ranks= above 1 (data-parallel training) runs as a rank group:
+ * the worker the daemon started starts `mpirun ... gptd --worker` and relays to the
+ * daemon the events rank 0 sends it over a socket in the run directory (mpirun
+ * does not pass on descriptors other than stdio); the other ranks send none.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -10,8 +15,10 @@
 #endif
 
 #include "worker.h"
+#include "ranks.h"
 #include "runs.h"
 
+#include <gptd/dist.h>
 #include <gptd/frame.h>
 #include <gptd/pipeline.h>
 #include <gptd/registry.h>
@@ -19,11 +26,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* The socket (in the run directory) over which rank 0 of a rank group sends its
+ * events, and the variable that tells the ranks its name. */
+#define RANKS_SOCKET "ranks.sock"
+#define RANKS_SOCKET_ENV "GPTD_WORKER_RANKS_SOCKET"
 
 /* ---- The worker process ------------------------------------------------------- */
 
@@ -32,6 +48,8 @@ typedef struct {
   gboolean broken;        /* the daemon is gone: nothing more is written */
   GptdRunner *runner;     /* set before the signal thread starts */
   const char *run_id;
+  volatile pid_t mpirun;  /* a rank group's mpirun: stop signals go to it */
+  volatile gboolean stopping; /* a stop signal came */
 } WorkerCtx;
 
 static void
@@ -104,15 +122,168 @@ signal_thread (void *data)
       if (n <= 0)
         break;
       g_message ("run %s: %s received, cancelling", ctx->run_id, g_strsignal (b));
-      gptd_runner_cancel (ctx->runner);
+      /* mpirun stops every rank, and rank 0 checkpoints if it has time. */
+      ctx->stopping = TRUE;
+      if (ctx->mpirun > 0)
+        kill (ctx->mpirun, SIGTERM);
+      else if (ctx->runner != NULL)
+        gptd_runner_cancel (ctx->runner);
     }
   return NULL;
+}
+
+/* The last line of output.log that mpirun wrote about a rank, for the error. */
+static char *
+mpirun_rank_line (void)
+{
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents (GPTD_RUN_OUTPUT_FILE, &text, &len, NULL))
+    return NULL;
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  char *found = NULL;
+  for (guint i = 0; lines[i]; i++)
+    {
+      /* A rank killed ("process rank N ... exited on signal"), or one that failed
+       * and aborted the group; rank 0's own failure it has reported itself. */
+      const char *abort = strstr (lines[i], "invoked on rank ");
+      if (strstr (lines[i], "process rank") != NULL
+          || (abort != NULL && abort[strlen ("invoked on rank ")] != '0'))
+        {
+          g_free (found);
+          found = g_strstrip (g_strdup (lines[i]));
+        }
+    }
+  return found;
+}
+
+/* Runs the pipeline as @ranks processes under mpirun and relays rank 0's events to
+ * the daemon; returns mpirun's exit status. */
+static int
+worker_run_ranks (WorkerCtx *ctx, guint ranks, const char *hosts, const char *run_dir,
+                  gboolean resume)
+{
+  g_autoptr (GError) error = NULL;
+  int lfd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  g_strlcpy (addr.sun_path, RANKS_SOCKET, sizeof addr.sun_path);
+  unlink (RANKS_SOCKET);
+  if (lfd < 0 || bind (lfd, (struct sockaddr *) &addr, sizeof addr) != 0
+      || listen (lfd, 1) != 0)
+    {
+      g_autofree char *msg = g_strdup_printf ("cannot make the socket %s/%s for the ranks: "
+                                              "%s", run_dir, RANKS_SOCKET, g_strerror (errno));
+      worker_send_failure (ctx, msg);
+      return 1;
+    }
+  g_autofree char *self = g_file_read_link ("/proc/self/exe", NULL);
+  const char *command[] = { self ? self : "gptd", "--worker", run_dir, "--run-id",
+                            ctx->run_id, NULL };
+  g_auto (GStrv) argv = gptd__ranks_mpirun_argv (ranks, hosts, command, &error);
+  g_auto (GStrv) env = g_get_environ ();
+  env = g_environ_setenv (env, RANKS_SOCKET_ENV, RANKS_SOCKET, TRUE);
+  if (resume)
+    env = g_environ_setenv (env, GPTD_WORKER_RESUME_ENV, "1", TRUE);
+  GPid pid = 0;
+  if (argv == NULL
+      || !g_spawn_async (NULL, argv, env, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CHILD_INHERITS_STDIN,
+                         NULL, NULL, &pid, &error))
+    {
+      worker_send_failure (ctx, error->message);
+      close (lfd);
+      return 1;
+    }
+  ctx->mpirun = pid;
+  g_message ("run %s: %u ranks under %s (pid %d)", ctx->run_id, ranks, argv[0], (int) pid);
+
+  /* Relay rank 0's frames as they come, until it closes the socket. */
+  int status = 0, conn = -1;
+  gboolean exited = FALSE;
+  while (!exited)
+    {
+      struct pollfd p = { conn >= 0 ? conn : lfd, POLLIN, 0 };
+      int r = poll (&p, 1, 200);
+      if (r > 0 && conn < 0)
+        conn = accept4 (lfd, NULL, NULL, SOCK_CLOEXEC);
+      else if (r > 0)
+        {
+          char buf[65536];
+          ssize_t n = read (conn, buf, sizeof buf);
+          if (n > 0)
+            {
+              if (!ctx->broken && write (ctx->fd, buf, (size_t) n) != n)
+                ctx->broken = TRUE;
+              continue;
+            }
+          close (conn);
+          conn = -2;   /* rank 0 is done: wait for mpirun */
+        }
+      if (conn == -2 || r == 0)
+        exited = waitpid (pid, &status, conn == -2 ? 0 : WNOHANG) == pid;
+    }
+  if (conn >= 0)
+    close (conn);
+  close (lfd);
+  unlink (RANKS_SOCKET);
+  ctx->mpirun = 0;
+  int code = WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+  /* A cancelled group ends with aborted ranks: rank 0 reported the cancel. */
+  g_autofree char *line = code != 0 && !ctx->stopping ? mpirun_rank_line () : NULL;
+  if (line != NULL)
+    {
+      /* Another rank died or failed: mpirun said which in output.log. */
+      g_autofree char *msg = g_strdup_printf ("the rank group stopped (mpirun exited with "
+                                              "status %d): %s", code, line);
+      g_message ("run %s: %s", ctx->run_id, msg);
+      worker_send_failure (ctx, msg);
+    }
+  return code;
 }
 
 int
 gptd__worker_main (const char *run_dir, const char *run_id, int fd)
 {
-  WorkerCtx ctx = { .fd = fd, .run_id = run_id };
+  /* One of a rank group: only rank 0 reports, over the socket the launching
+   * worker listens on. */
+  g_autoptr (GError) dist_error = NULL;
+  const char *ranks_socket = g_getenv (RANKS_SOCKET_ENV);
+  if (ranks_socket != NULL)
+    {
+      if (!gptd_dist_init (&dist_error))
+        {
+          g_printerr ("gptd --worker: %s\n", dist_error->message);
+          return 1;
+        }
+      fd = -1;
+      if (gptd_dist_rank () == 0)
+        {
+          struct sockaddr_un addr = { .sun_family = AF_UNIX };
+          g_autofree char *path = g_build_filename (run_dir, ranks_socket, NULL);
+          g_strlcpy (addr.sun_path, strlen (path) < sizeof addr.sun_path ? path : ranks_socket,
+                     sizeof addr.sun_path);
+          fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          if (chdir (run_dir) != 0
+              || connect (fd, (struct sockaddr *) &addr, sizeof addr) != 0)
+            {
+              g_printerr ("gptd --worker: rank 0 cannot reach %s: %s\n", path,
+                          g_strerror (errno));
+              gptd_dist_abort (1);
+            }
+        }
+      g_unsetenv (RANKS_SOCKET_ENV);
+      int status = gptd__worker_run (run_dir, run_id, fd);
+      if (gptd_dist_size () > 1 && status != 0)
+        gptd_dist_abort (status);
+      gptd_dist_finalize ();
+      return status;
+    }
+  return gptd__worker_run (run_dir, run_id, fd);
+}
+
+int
+gptd__worker_run (const char *run_dir, const char *run_id, int fd)
+{
+  WorkerCtx ctx = { .fd = fd, .run_id = run_id, .broken = fd < 0 };
   /* The daemon says so when the run is resumed; processes the stages start
    * must not inherit it. */
   gboolean resume = g_strcmp0 (g_getenv (GPTD_WORKER_RESUME_ENV), "1") == 0;
@@ -121,7 +292,8 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
   /* Stop the run when the daemon dies, and never leak the event pipe into
    * processes that stages start. */
   prctl (PR_SET_PDEATHSIG, SIGTERM);
-  fcntl (fd, F_SETFD, FD_CLOEXEC);
+  if (fd >= 0)
+    fcntl (fd, F_SETFD, FD_CLOEXEC);
   signal (SIGPIPE, SIG_IGN);
   signal (SIGHUP, SIG_IGN);
   if (pipe2 (signal_pipe, O_CLOEXEC) == 0)
@@ -168,6 +340,16 @@ gptd__worker_main (const char *run_dir, const char *run_id, int fd)
     {
       worker_send_failure (&ctx, error->message);
       return 1;
+    }
+
+  /* ranks=: this worker starts the group and relays its events. */
+  if (gptd_pipeline_get_ranks (pipeline) > 1 && !gptd_dist_launched ())
+    {
+      pthread_t sig_thread;
+      if (pthread_create (&sig_thread, NULL, signal_thread, &ctx) == 0)
+        pthread_detach (sig_thread);
+      return worker_run_ranks (&ctx, gptd_pipeline_get_ranks (pipeline),
+                               gptd_pipeline_get_hosts (pipeline), run_dir, resume);
     }
 
   g_autoptr (GptdRunner) runner = gptd_runner_new (pipeline, run_dir, worker_on_event, &ctx);

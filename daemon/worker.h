@@ -45,6 +45,10 @@ G_BEGIN_DECLS
  */
 int gptd__worker_main (const char *run_dir, const char *run_id, int fd);
 
+/* Runs the pipeline of @run_dir as gptd__worker_main() does, once the process
+ * knows whether it is one of a rank group; @fd -1 sends no events. */
+int gptd__worker_run (const char *run_dir, const char *run_id, int fd);
+
 /**
  * GptdWorker:
  *

@@ -514,6 +514,52 @@ const float *gptd_gpt_get_logits (const GptdGpt *model, int *B, int *T,
 gboolean gptd_gpt_backward (GptdGpt *model, float loss_scale, GError **error);
 
 /**
+ * GptdGptBackwardHook:
+ * @model: the model whose backward is running.
+ * @block: the block whose gradients are now final (n_layer - 1 down to the
+ *   lowest trainable block), or -1 when the whole backward is done.
+ * @user_data: the data given to gptd_gpt_set_backward_hook().
+ *
+ * Lets a caller start work on gradients that are ready while backward goes on
+ * (a data-parallel trainer starts averaging a block's gradients across
+ * processes).  The hook runs on the calling thread, between blocks.
+ */
+typedef void (*GptdGptBackwardHook) (GptdGpt *model, int block, gpointer user_data);
+
+/**
+ * gptd_gpt_set_backward_hook:
+ * @model: a model.
+ * @hook: (nullable): called after each block's backward and at the end.
+ * @user_data: passed to @hook.
+ *
+ * Sets (or with NULL removes) the hook gptd_gpt_backward() calls.
+ */
+void gptd_gpt_set_backward_hook (GptdGpt *model, GptdGptBackwardHook hook,
+                                 gpointer user_data);
+
+/**
+ * gptd_gpt_set_dropout_stream:
+ * @model: a model.
+ * @stream: 0 (the default) for the masks of the model's seed and counter; any
+ *   other number for another, independent stream of masks from the same seed
+ *   and counter.
+ *
+ * Data-parallel training gives each process (rank) its own stream, so that
+ * the ranks' shares of a batch are not dropped out alike.  Not saved with the
+ * model: the random state (gptd_gpt_get_rng()) stays the seed's.
+ */
+void gptd_gpt_set_dropout_stream (GptdGpt *model, guint64 stream);
+
+/**
+ * gptd_gpt_get_loss_count:
+ * @model: a model after a forward with targets.
+ *
+ * Returns: the number of target positions the last forward's mean loss was
+ *   taken over (those not ignored); 0 without targets.
+ */
+size_t gptd_gpt_get_loss_count (const GptdGpt *model);
+
+/**
  * gptd_gpt_zero_grad:
  * @model: a model.
  *
@@ -730,6 +776,40 @@ void gptd_adamw_step (GptdAdamW *opt, GptdGpt *model, float lr);
  */
 float gptd_adamw_step_clipped (GptdAdamW *opt, GptdGpt *model, float lr,
                                float max_norm);
+
+/**
+ * gptd_adamw_new_shard:
+ * @model: the model.
+ * @params: hyperparameters (copied).
+ * @begin: the first trainable parameter of the shard, counted over the
+ *   trainable (unfrozen) tensors packed in order.
+ * @end: one past its last.
+ * @error: return location for a #GError.
+ *
+ * An optimizer that keeps the moments of the trainable parameters
+ * @begin .. @end - 1 only and whose steps update only them (ZeRO-1: each
+ * process of a data-parallel group updates its shard).  Each element is
+ * updated bit for bit as a whole optimizer updates it.  A shard has no named
+ * tensors and is not saved by itself: gather the moments into a whole
+ * optimizer (gptd_adamw_get_moments()) to checkpoint.
+ *
+ * Returns: (transfer full) (nullable): the shard, or NULL with
+ *   %GPTD_NN_ERROR_CONFIG when the range lies beyond the trainable parameters.
+ */
+GptdAdamW *gptd_adamw_new_shard (GptdGpt *model, const GptdAdamWParams *params,
+                                 size_t begin, size_t end, GError **error);
+
+/**
+ * gptd_adamw_get_moments:
+ * @opt: an optimizer.
+ * @v: (out) (optional): the second moments.
+ * @begin: (out) (optional): the packed position of the first moment (0 for a
+ *   whole optimizer).
+ * @n: (out) (optional): how many moments each buffer holds.
+ *
+ * Returns: (transfer none): the first moments.
+ */
+float *gptd_adamw_get_moments (GptdAdamW *opt, float **v, size_t *begin, size_t *n);
 
 /**
  * gptd_adamw_get_step:

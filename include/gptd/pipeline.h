@@ -209,6 +209,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdPipeline, gptd_pipeline_free)
 /* The pipeline's name (`name=` of [pipeline]; the file's basename without its
  * extension when absent). */
 const char *gptd_pipeline_get_name (const GptdPipeline *pipeline);
+/* The processes a run of the pipeline trains on (`ranks=` of [pipeline], default 1):
+ * more than one makes the run a data-parallel group started by mpirun, which a
+ * build without MPI refuses when the pipeline loads. */
+guint gptd_pipeline_get_ranks (const GptdPipeline *pipeline);
+/* `hosts=` of [pipeline]: mpirun's --host list for those processes, or NULL for
+ * this machine. */
+const char *gptd_pipeline_get_hosts (const GptdPipeline *pipeline);
 /* The filename given at load time. */
 const char *gptd_pipeline_get_filename (const GptdPipeline *pipeline);
 /* The text as submitted (before variables were expanded). */

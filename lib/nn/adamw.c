@@ -8,6 +8,13 @@
  *
  * The moments are stored for the tensors unfrozen at creation only, packed in
  * parameter order; with nothing frozen that is the parameters' own layout.
+ * A shard optimizer (data-parallel training with ZeRO-1) keeps the moments of
+ * one range of that packing and updates only its parameters.
+ *
+ * Which elements the eight-lane update takes is a function of their position
+ * in the packing (lanes aligned to multiples of eight), not of where a thread's
+ * or a shard's share begins: the update is the same bit for bit whatever the
+ * thread count or the shards.
  */
 #include "nn/nn-internal.h"
 
@@ -22,6 +29,8 @@ struct _GptdAdamW {
   gint64 step;
   size_t n_model;         /* parameters of the model it was made for */
   size_t n;               /* floats of each moment buffer */
+  size_t shard_begin;     /* the packed range a shard optimizer updates; */
+  size_t shard_end;       /* 0, 0 for a whole one */
   float *m, *v;
   size_t *moment_offset;  /* per model tensor; SIZE_MAX: no moments */
   GptdNnTensor *tensors; /* 2 * n_model_tensors */
@@ -124,6 +133,70 @@ gptd_adamw_new (GptdGpt *model, const GptdAdamWParams *params, GError **error)
         g_hash_table_insert (o->by_name, (gpointer) t->name, t);
       }
   return o;
+}
+
+GptdAdamW *
+gptd_adamw_new_shard (GptdGpt *model, const GptdAdamWParams *params, size_t begin,
+                      size_t end, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_return_val_if_fail (params != NULL, NULL);
+  g_return_val_if_fail (begin <= end, NULL);
+  size_t packed = 0;
+  guint nt = gptd_gpt_n_tensors (model);
+  for (guint i = 0; i < nt; i++)
+    if (!gptd_gpt_get_tensor (model, i)->frozen)
+      packed += gptd_gpt_get_tensor (model, i)->numel;
+  if (end > packed)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_CONFIG,
+                   "an AdamW shard %zu..%zu lies beyond the %zu trainable parameters",
+                   begin, end, packed);
+      return NULL;
+    }
+  GptdAdamW *o = g_new0 (GptdAdamW, 1);
+  o->hp = *params;
+  o->n_model = gptd_gpt_n_params (model);
+  o->moment_offset = g_new (size_t, nt);
+  size_t off = 0;
+  for (guint i = 0; i < nt; i++)
+    {
+      const GptdNnTensor *src = gptd_gpt_get_tensor (model, i);
+      o->moment_offset[i] = src->frozen ? SIZE_MAX : off;
+      if (!src->frozen)
+        off += src->numel;
+    }
+  o->n = end - begin;
+  o->shard_begin = begin;
+  o->shard_end = end;
+  /* A shard of nothing still updates nothing, not everything. */
+  if (end == begin)
+    o->shard_begin = o->shard_end = SIZE_MAX;
+  o->m = gptd__nn_alloc (MAX (o->n, 1) * sizeof (float));
+  o->v = gptd__nn_alloc (MAX (o->n, 1) * sizeof (float));
+  o->tensors = g_new0 (GptdNnTensor, 1);
+  o->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  if (o->m == NULL || o->v == NULL)
+    {
+      g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_NO_MEMORY,
+                   "cannot allocate AdamW moments for %zu parameters", o->n);
+      gptd_adamw_free (o);
+      return NULL;
+    }
+  return o;
+}
+
+float *
+gptd_adamw_get_moments (GptdAdamW *o, float **v, size_t *begin, size_t *n)
+{
+  g_return_val_if_fail (o != NULL, NULL);
+  if (v != NULL)
+    *v = o->v;
+  if (begin != NULL)
+    *begin = o->shard_end > 0 && o->shard_end != SIZE_MAX ? o->shard_begin : 0;
+  if (n != NULL)
+    *n = o->n;
+  return o->m;
 }
 
 void
@@ -241,10 +314,13 @@ adamw_range_avx2 (float *restrict p, const float *restrict g,
 }
 #endif
 
+/* @vpos: the packed position of the first element; the eight-lane update takes
+ * the aligned groups of eight that lie inside the range, the rest goes one by
+ * one, so an element is computed alike however the packing is cut. */
 static void
 adamw_range (float *restrict p, const float *restrict g, float *restrict m,
-             float *restrict v, size_t n, float decay, float b1, float b2,
-             float step_size, float bc2_sqrt, float eps, float gscale)
+             float *restrict v, size_t n, size_t vpos, float decay, float b1,
+             float b2, float step_size, float bc2_sqrt, float eps, float gscale)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static gsize have_avx2 = 0; /* 0 unknown, 1 no, 2 yes */
@@ -255,11 +331,19 @@ adamw_range (float *restrict p, const float *restrict g, float *restrict m,
                                        : 1);
   if (have_avx2 == 2)
     {
-      adamw_range_avx2 (p, g, m, v, n, decay, b1, b2, step_size, bc2_sqrt,
-                        eps, gscale);
+      size_t head = MIN ((8 - vpos % 8) % 8, n);
+      size_t body = (n - head) / 8 * 8;
+      adamw_range_scalar (p, g, m, v, head, decay, b1, b2, step_size, bc2_sqrt,
+                          eps, gscale);
+      adamw_range_avx2 (p + head, g + head, m + head, v + head, body, decay,
+                        b1, b2, step_size, bc2_sqrt, eps, gscale);
+      adamw_range_scalar (p + head + body, g + head + body, m + head + body,
+                          v + head + body, n - head - body, decay, b1, b2,
+                          step_size, bc2_sqrt, eps, gscale);
       return;
     }
 #endif
+  (void) vpos;
   adamw_range_scalar (p, g, m, v, n, decay, b1, b2, step_size, bc2_sqrt, eps,
                       gscale);
 }
@@ -279,6 +363,13 @@ adamw_step (GptdAdamW *o, GptdGpt *model, float lr, float gscale)
   size_t total = 0;
   for (guint s = 0; s < segs->len; s++)
     total += g_array_index (segs, Segment, s).length;
+  /* A shard updates its range of the packing; its moments start there. */
+  size_t lo = 0, hi = total;
+  if (o->shard_end > 0)
+    {
+      lo = MIN (o->shard_begin, total);
+      hi = MIN (o->shard_end, total);
+    }
   int nt = gptd_nn_get_num_threads ();
   GPTD_NN_PRAGMA (omp parallel num_threads (nt))
   {
@@ -288,16 +379,18 @@ adamw_step (GptdAdamW *o, GptdGpt *model, float lr, float gscale)
     nth = omp_get_num_threads ();
 #endif
     size_t b, e, pos = 0;
-    gptd__nn_split (total, nth, tid, 64, &b, &e);
+    gptd__nn_split (hi - lo, nth, tid, 64, &b, &e);
+    b += lo;
+    e += lo;
     for (guint s = 0; s < segs->len && pos < e; s++)
       {
         const Segment *sg = &g_array_index (segs, Segment, s);
         size_t s0 = MAX (b, pos), s1 = MIN (e, pos + sg->length);
         if (s0 < s1)
           {
-            size_t off = s0 - pos, mo = sg->moment + off;
+            size_t off = s0 - pos, mo = sg->moment + off - lo;
             adamw_range (P + sg->offset + off, G + sg->grad + off, o->m + mo,
-                         o->v + mo, s1 - s0,
+                         o->v + mo, s1 - s0, s0,
                          sg->decay ? decay : 1.0f, hp.beta1, hp.beta2,
                          step_size, bc2_sqrt, hp.eps, gscale);
           }

@@ -46,6 +46,7 @@ struct _GptdGpt {
   Block *blocks;
 
   GptdRngState rng;
+  guint64 dropout_stream;       /* mixed into the dropout masks' key; 0: none */
 
   /* LoRA (gpt2-lora.c): rank 0 without adapters.  The adapter tensors come
    * after the n_base_tensors base tensors, in the parameter buffer too. */
@@ -78,6 +79,10 @@ struct _GptdGpt {
   gint32 *pool_pos;             /* (B): the head's position per row */
   float *lora_act;              /* with LoRA: L*4 of (BT,r) in A, then du */
   size_t lora_act_bytes;
+
+  /* Called after each block's backward and at its end (gptd_gpt_set_backward_hook). */
+  GptdGptBackwardHook bw_hook;
+  gpointer bw_hook_data;
 
   /* Last forward. */
   int fw_B, fw_T;

@@ -635,8 +635,18 @@ plan (GptdGpt *m, int B, int T, GError **error)
 static GptdNnDropout
 drop_for (GptdGpt *m, gboolean train, guint64 counter, guint site)
 {
-  return gptd__nn_dropout_stream (m->rng.seed, counter, site,
-                                  train ? m->cfg.dropout : 0.0f);
+  /* Stream 0 is the seed's own; another stream mixes its number in. */
+  guint64 seed = m->dropout_stream == 0
+                   ? m->rng.seed
+                   : m->rng.seed ^ (m->dropout_stream * G_GUINT64_CONSTANT (0x9e3779b97f4a7c15));
+  return gptd__nn_dropout_stream (seed, counter, site, train ? m->cfg.dropout : 0.0f);
+}
+
+void
+gptd_gpt_set_dropout_stream (GptdGpt *m, guint64 stream)
+{
+  g_return_if_fail (m != NULL);
+  m->dropout_stream = stream;
 }
 
 #define SITE_EMBED 0
@@ -870,11 +880,38 @@ grad_or_null (const GptdNnTensor *t)
   return trainable (t) ? t->grad : NULL;
 }
 
+static gboolean backward (GptdGpt *m, float loss_scale, GError **error);
+
+void
+gptd_gpt_set_backward_hook (GptdGpt *m, GptdGptBackwardHook hook, gpointer user_data)
+{
+  g_return_if_fail (m != NULL);
+  m->bw_hook = hook;
+  m->bw_hook_data = user_data;
+}
+
+size_t
+gptd_gpt_get_loss_count (const GptdGpt *m)
+{
+  g_return_val_if_fail (m != NULL, 0);
+  return m->fw_has_targets ? m->fw_count : 0;
+}
+
 gboolean
 gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
 {
   g_return_val_if_fail (m != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (!backward (m, loss_scale, error))
+    return FALSE;
+  if (m->bw_hook != NULL)
+    m->bw_hook (m, -1, m->bw_hook_data);
+  return TRUE;
+}
+
+static gboolean
+backward (GptdGpt *m, float loss_scale, GError **error)
+{
   if (!m->logits_valid || !m->fw_has_targets)
     {
       g_set_error (error, GPTD_NN_ERROR, GPTD_NN_ERROR_STATE,
@@ -1029,6 +1066,9 @@ gptd_gpt_backward (GptdGpt *m, float loss_scale, GError **error)
                                      a->ln1_mean, a->ln1_rstd,
                                      bl->ln1_w->data, BT, (int) C,
                                      ln_scratch);
+      /* Block l's gradients are final. */
+      if (m->bw_hook != NULL)
+        m->bw_hook (m, l, m->bw_hook_data);
     }
 
   if (lowest < 0)

@@ -24,6 +24,8 @@ struct _GptdPipeline {
   char *text;
   GptdRegistry *registry;
   GPtrArray *stages;      /* GptdPipelineStage*, in file order */
+  guint ranks;            /* [pipeline] ranks=: processes of a data-parallel run */
+  char *hosts;            /* [pipeline] hosts=: where mpirun starts them, or NULL */
 };
 
 G_END_DECLS

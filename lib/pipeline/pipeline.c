@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include <gptd/dist.h>
 #include <gptd/pipeline.h>
 #include "pipeline/params-private.h"
 #include "pipeline/pipeline-private.h"
@@ -978,6 +979,7 @@ gptd_pipeline_free (GptdPipeline *pipeline)
   g_free (pipeline->name);
   g_free (pipeline->filename);
   g_free (pipeline->text);
+  g_free (pipeline->hosts);
   g_ptr_array_unref (pipeline->stages);
   g_free (pipeline);
 }
@@ -1002,6 +1004,43 @@ set_error_from_problems (GPtrArray *problems, GError **error)
 /* A variable given with --set that no ${...} of the pipeline uses is a mistake (a
  * typo, or a setting meant as STAGE.key): a problem, with the closest variable the
  * pipeline does use or define. */
+/* [pipeline] ranks= and hosts=: a data-parallel run's processes, which need a
+ * build with MPI. */
+static void
+check_ranks (Loader *L, GptdPipeline *pipeline)
+{
+  pipeline->ranks = 1;
+  Entry *ranks = L->pipeline_group ? group_find (L->pipeline_group, "ranks") : NULL;
+  Entry *hosts = L->pipeline_group ? group_find (L->pipeline_group, "hosts") : NULL;
+  if (ranks != NULL)
+    {
+      Where w = { ranks->line, NULL, "ranks", FALSE };
+      gboolean ok = TRUE;
+      g_autofree char *v = expand (L, ranks->value, &w, NULL, &ok);
+      guint64 n = 0;
+      if (v == NULL || !g_ascii_string_to_unsigned (v, 10, 1, 4096, &n, NULL))
+        add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, ranks->line, NULL, "ranks",
+                     ranks->from_setting, "“%s” is not a number of processes from 1 to "
+                     "4096", v ? v : ranks->value);
+      else if (n > 1 && !gptd_dist_available ())
+        add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, ranks->line, NULL, "ranks",
+                     ranks->from_setting, "%" G_GUINT64_FORMAT " ranks need a gptd built "
+                     "with MPI (configure --with-mpi, with Open MPI's libopenmpi-dev); "
+                     "this one runs a pipeline in one process only", n);
+      else
+        pipeline->ranks = (guint) n;
+    }
+  if (hosts != NULL)
+    {
+      Where w = { hosts->line, NULL, "hosts", FALSE };
+      gboolean ok = TRUE;
+      pipeline->hosts = expand (L, hosts->value, &w, NULL, &ok);
+      if (pipeline->hosts != NULL && ranks == NULL)
+        add_problem (L, GPTD_PIPELINE_ERROR_BAD_VALUE, hosts->line, NULL, "hosts",
+                     hosts->from_setting, "hosts= needs ranks= (the number of processes)");
+    }
+}
+
 static void
 check_unused_settings (Loader *L)
 {
@@ -1119,6 +1158,7 @@ gptd_pipeline_load_data_with_env (GptdRegistry *registry, const char *data, gssi
               g_clear_pointer (&pipeline->name, g_free);
             }
         }
+      check_ranks (&L, pipeline);
       for (guint i = 0; i < L.stage_groups->len; i++)
         {
           Group *g = L.stage_groups->pdata[i];
@@ -1210,6 +1250,20 @@ gptd_pipeline_get_name (const GptdPipeline *pipeline)
 {
   g_return_val_if_fail (pipeline != NULL, NULL);
   return pipeline->name;
+}
+
+guint
+gptd_pipeline_get_ranks (const GptdPipeline *pipeline)
+{
+  g_return_val_if_fail (pipeline != NULL, 1);
+  return MAX (pipeline->ranks, 1);
+}
+
+const char *
+gptd_pipeline_get_hosts (const GptdPipeline *pipeline)
+{
+  g_return_val_if_fail (pipeline != NULL, NULL);
+  return pipeline->hosts;
 }
 
 const char *

@@ -16,6 +16,8 @@
 
 #include <gptd/windows.h>
 
+#include <gptd/dist.h>
+
 #include <string.h>
 
 static const GptdParamSpec collator_params[] = {
@@ -282,20 +284,24 @@ serve_split (Collator *self, GptdStageContext *ctx, guint output, guint i,
   batch.split = (char *) gptd__windows_split_name (k);
   batch.epoch = request->epoch;
   batch.batches = n_batches;
-  batch.inputs = self->inputs;
-  batch.targets = self->targets;
-  batch.lengths = self->lengths;
   for (guint64 b = start; b < end; b++)
     {
       guint rows;
       guint64 T;
       gptd__instruct_set_collate (self->set, i, self->order, b, &self->opts, self->inputs,
                                   self->targets, self->lengths, &rows, &T);
+      /* Under mpirun each rank trains on its share of the rows, in order, padded
+       * to the whole batch's length as one process pads them. */
+      guint64 first, count;
+      gptd_dist_share (rows, &first, &count);
       batch.index = b;
-      batch.batch_size = rows;
+      batch.batch_size = (guint) count;
       batch.seq_len = (guint32) T;
-      batch.n_inputs = batch.n_targets = (gsize) rows * T;
-      batch.n_lengths = rows;
+      batch.inputs = self->inputs + first * T;
+      batch.targets = self->targets + first * T;
+      batch.lengths = self->lengths + first;
+      batch.n_inputs = batch.n_targets = (gsize) count * T;
+      batch.n_lengths = count;
       if (!gptd_stage_push (ctx, output, &batch.base, error))
         return FALSE;
     }

@@ -15,6 +15,8 @@
 #include "train-plugin.h"
 #include "classes.h"
 
+#include <gptd/dist.h>
+
 #include <string.h>
 
 typedef struct {
@@ -266,19 +268,22 @@ serve_split (ClassificationDataset *self, GptdStageContext *ctx, guint output, g
   batch.epoch = request->epoch;
   batch.batches = n_batches;
   batch.seq_len = max_length;
-  batch.inputs = self->inputs;
-  batch.labels = self->labels;
-  batch.lengths = self->lengths;
   batch.label_names = gptd__classes_names (set);
   batch.n_label_names = gptd__classes_n_classes (set);
   for (guint64 b = start; b < end; b++)
     {
       guint rows = gptd__classes_fill (set, k, order, b, (gint32) self->pad_id,
                                        self->inputs, self->labels, self->lengths);
+      /* Under mpirun each rank trains on its share of the rows, in order. */
+      guint64 first, count;
+      gptd_dist_share (rows, &first, &count);
       batch.index = b;
-      batch.batch_size = rows;
-      batch.n_inputs = (gsize) rows * max_length;
-      batch.n_labels = batch.n_lengths = rows;
+      batch.batch_size = (guint) count;
+      batch.inputs = self->inputs + first * max_length;
+      batch.labels = self->labels + first;
+      batch.lengths = self->lengths + first;
+      batch.n_inputs = (gsize) count * max_length;
+      batch.n_labels = batch.n_lengths = count;
       if (!gptd_stage_push (ctx, output, &batch.base, error))
         return FALSE;
     }

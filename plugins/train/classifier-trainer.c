@@ -348,6 +348,9 @@ cls_finish (GptdTrainer *t, GptdStageContext *ctx, GError **error)
     }
   g_string_append (s, "}\n");
   g_autofree char *path = g_build_filename (t->run_dir, "accuracy.json", NULL);
+  /* With several ranks (the accuracies are the group's), rank 0 writes. */
+  if (t->rank != 0)
+    return TRUE;
   if (!gptd_atomic_file_set_contents (path, s->str, s->len, error))
     return FALSE;
   if (t->saved_dir != NULL)

@@ -13,6 +13,8 @@
 #include "train-plugin.h"
 #include <gptd/windows.h>
 
+#include <gptd/dist.h>
+
 #include <string.h>
 
 typedef struct {
@@ -231,15 +233,18 @@ serve_split (TokenWindows *self, GptdStageContext *ctx, guint output, guint k,
   batch.epoch = request->epoch;
   batch.batches = s->n_batches;
   batch.seq_len = self->context_length;
-  batch.inputs = self->inputs;
-  batch.targets = self->targets;
   for (guint64 b = start; b < end; b++)
     {
       guint rows = gptd__windows_set_fill (&self->set, self->store, k, order, b,
                                            self->inputs, self->targets);
+      /* Under mpirun each rank trains on its share of the rows, in order. */
+      guint64 first, count;
+      gptd_dist_share (rows, &first, &count);
       batch.index = b;
-      batch.batch_size = rows;
-      batch.n_inputs = batch.n_targets = (gsize) rows * self->context_length;
+      batch.batch_size = (guint) count;
+      batch.inputs = self->inputs + first * self->context_length;
+      batch.targets = self->targets + first * self->context_length;
+      batch.n_inputs = batch.n_targets = (gsize) count * self->context_length;
       if (!gptd_stage_push (ctx, output, &batch.base, error))
         return FALSE;
     }

@@ -20,6 +20,14 @@
  * evaluation is still due (it is itself a request, which a cancelled run cannot
  * make) leaves that step's evaluation and metrics row to the resumed run: the
  * checkpoint carries the step's loss and learning rate for it.
+ *
+ * Under mpirun every rank runs this loop on its share of each batch (the input
+ * stage cuts it, gptd/dist.h): each rank's loss is scaled by its share of the
+ * batch's counted targets, the gradients are summed across the ranks while
+ * backward runs, and every rank takes the same step, so the group trains as one
+ * process on the whole batch would. The losses reported are the group's, and
+ * rank 0 alone writes metrics, plots and checkpoints (gathering the AdamW shards
+ * first with zero=1).
  */
 #include "trainer.h"
 
@@ -118,8 +126,12 @@ emit_progress (GptdTrainer *self, GptdStageContext *ctx, double loss, double val
 
 /* ---- Checkpoints ------------------------------------------------------------------ */
 
+/* Writes a checkpoint on rank 0. @collective: every rank calls this at the same
+ * point (a periodic or final checkpoint: the ZeRO shards are gathered and the
+ * other ranks learn the directory); otherwise rank 0 writes alone (a cancel). */
 static gboolean
-save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GError **error)
+save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why,
+                 gboolean collective, GError **error)
 {
   GptdTrainingInfo info = { 0 };
   GptdCheckpointOptions options = {
@@ -135,6 +147,33 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
 
   if (self->saved_step == self->step && self->saved_dir != NULL)
     return TRUE;
+
+  /* With zero=1 rank 0 gathers the whole AdamW state from the shards. */
+  g_autoptr (GptdAdamW) whole = NULL;
+  GptdAdamW *opt = self->opt;
+  if (self->zero)
+    {
+      if (!collective)
+        {
+          gptd_stage_log (ctx, G_LOG_LEVEL_WARNING, "no %s checkpoint: with zero=1 the "
+                          "optimizer state is spread over the ranks; the run resumes "
+                          "from its last periodic checkpoint", why);
+          return TRUE;
+        }
+      whole = gptd_dist_zero_gather_optimizer (self->model, self->opt, error);
+      if (self->rank == 0 && whole == NULL)
+        return FALSE;
+      opt = whole;
+    }
+  if (self->rank != 0)
+    {
+      if (!collective)
+        return TRUE;
+      g_free (self->saved_dir);
+      self->saved_dir = gptd_dist_broadcast_string (NULL, 0);
+      self->saved_step = self->step;
+      return TRUE;
+    }
 
   info.step = self->step;
   info.epoch = self->epoch;
@@ -172,7 +211,7 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
 
   g_autofree char *dir = NULL;
   g_autoptr (GTimer) t = g_timer_new ();
-  ok = gptd_checkpoint_save (self->ckpt_root, self->model, self->opt, &info, &options,
+  ok = gptd_checkpoint_save (self->ckpt_root, self->model, opt, &info, &options,
                              &dir, error);
   g_hash_table_unref (info.hparams);
   if (!ok)
@@ -187,6 +226,8 @@ save_checkpoint (GptdTrainer *self, GptdStageContext *ctx, const char *why, GErr
   g_free (self->saved_dir);
   self->saved_dir = g_steal_pointer (&dir);
   self->saved_step = self->step;
+  if (collective && self->size > 1)
+    g_free (gptd_dist_broadcast_string (self->saved_dir, 0));
   return TRUE;
 }
 
@@ -335,6 +376,20 @@ gptd__trainer_resume (GptdTrainer *self, GptdStageContext *ctx, GError **error)
                     "uninterrupted run", threads, gptd_nn_get_num_threads ());
   /* The pipeline's optimizer settings apply from here on. */
   gptd_adamw_get_params (self->opt)->weight_decay = self->weight_decay;
+  if (self->zero)
+    {
+      /* Every rank loaded the whole state: it keeps its shard. */
+      GptdAdamW *shard = gptd_dist_zero_new_optimizer (self->model,
+                                                       gptd_adamw_get_params (self->opt),
+                                                       self->opt, error);
+      if (shard == NULL)
+        {
+          gptd_training_info_clear (&info);
+          return FALSE;
+        }
+      gptd_adamw_free (self->opt);
+      self->opt = shard;
+    }
   self->saved_step = self->step;
   self->saved_dir = gptd_checkpoint_get_latest (self->ckpt_root, NULL);
   gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
@@ -386,7 +441,7 @@ gptd__trainer_setup_tokenizer (GptdTrainer *self, const GptdParams *params,
                     gptd_bpe_get_source (self->bpe), gptd_bpe_get_n_vocab (self->bpe),
                     self->config.vocab_size);
   g_autofree char *dir = g_build_filename (self->run_dir, "vocab", NULL);
-  if (!gptd_bpe_save (self->bpe, dir, error))
+  if (self->rank == 0 && !gptd_bpe_save (self->bpe, dir, error))
     return FALSE;
   self->vocab_json = g_build_filename (dir, "encoder.json", NULL);
   self->merges_txt = g_build_filename (dir, "vocab.bpe", NULL);
@@ -432,16 +487,32 @@ gptd__trainer_measure (GptdTrainer *self, GptdStageContext *ctx, const char *spl
         }
       const Gptd__Batch *b = (const Gptd__Batch *) msg;
       float loss = NAN;
-      gboolean ok = self->task->check_batch (self, b, error)
-                    && self->task->forward (self, b, GPTD_GPT_FORWARD_NONE, &loss,
-                                            accuracy ? &correct : NULL,
-                                            accuracy ? &counted : NULL, error);
+      guint64 c = 0, k = 0;
+      /* A rank's share of a last, partial batch may be empty. */
+      gboolean empty = b->batch_size == 0 && self->size > 1;
+      gboolean ok = empty
+                    || (self->task->check_batch (self, b, error)
+                        && self->task->forward (self, b, GPTD_GPT_FORWARD_NONE, &loss,
+                                                accuracy ? &c : NULL,
+                                                accuracy ? &k : NULL, error));
       protobuf_c_message_free_unpacked (msg, NULL);
       if (!ok)
         {
           g_prefix_error (error, "evaluating the %s split: ", split);
           return FALSE;
         }
+      if (self->size > 1)
+        {
+          /* The batch's loss is the group's: the mean over all its targets. */
+          double tn = empty ? 0 : (double) gptd_gpt_get_loss_count (self->model);
+          double sums[4] = { tn > 0 ? loss * tn : 0, tn, (double) c, (double) k };
+          gptd_dist_sum (sums, 4);
+          loss = (float) (sums[0] / sums[1]);
+          c = (guint64) sums[2];
+          k = (guint64) sums[3];
+        }
+      correct += c;
+      counted += k;
       total += loss;
       count++;
     }
@@ -534,8 +605,9 @@ after_step_full (GptdTrainer *self, GptdStageContext *ctx, gboolean can_evaluate
       self->last_eval_train_loss = tr;
       self->last_val_loss = val;
       GptdTrainEval e = { g, self->epoch, self->tokens_seen, tr, val, tr_acc, val_acc };
-      if (!gptd__train_metrics_add_eval (self->metrics, &e, error)
-          || !gptd__train_metrics_write_plot (self->metrics, error))
+      if (self->metrics != NULL
+          && (!gptd__train_metrics_add_eval (self->metrics, &e, error)
+              || !gptd__train_metrics_write_plot (self->metrics, error)))
         return FALSE;
       /* As the book prints it. */
       gptd_stage_log (ctx, G_LOG_LEVEL_MESSAGE,
@@ -559,7 +631,7 @@ after_step_full (GptdTrainer *self, GptdStageContext *ctx, gboolean can_evaluate
   row.elapsed_s = now_elapsed (self);
   row.train_acc = tr_acc;
   row.val_acc = val_acc;
-  if (!gptd__train_metrics_append (self->metrics, &row, error))
+  if (self->metrics != NULL && !gptd__train_metrics_append (self->metrics, &row, error))
     return FALSE;
 
   double since = g_timer_elapsed (self->timer, NULL) - self->last_progress_time;
@@ -567,7 +639,7 @@ after_step_full (GptdTrainer *self, GptdStageContext *ctx, gboolean can_evaluate
     emit_progress (self, ctx, loss, val, lr, row.tokens_per_s);
 
   if (can_evaluate && self->checkpoint_every > 0 && self->step % self->checkpoint_every == 0)
-    return save_checkpoint (self, ctx, "periodic", error);
+    return save_checkpoint (self, ctx, "periodic", TRUE, error);
   return TRUE;
 }
 
@@ -592,12 +664,28 @@ train_step (GptdTrainer *self, const Gptd__Batch *b, GError **error)
                    b->index, b->epoch + 1, T, self->config.context_length);
       return FALSE;
     }
-  if (!self->task->check_batch (self, b, error))
+  /* A rank's share of a partial batch may be empty: it adds no gradient. */
+  gboolean empty = B == 0 && self->size > 1;
+  if (!empty && !self->task->check_batch (self, b, error))
     return FALSE;
 
   gptd_gpt_zero_grad (self->model);
-  gboolean forward_ok =
-    self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error);
+  gboolean forward_ok = empty
+    || self->task->forward (self, b, GPTD_GPT_FORWARD_TRAIN, &loss, NULL, NULL, error);
+  float loss_scale = 1.0f;
+  double rows = B;
+  if (forward_ok && self->size > 1)
+    {
+      /* The group's loss is the mean over all the batch's counted targets, so
+       * each rank's gradient counts by its share of them; the sums of the
+       * scaled gradients are the whole batch's gradient. */
+      double n = empty ? 0 : (double) gptd_gpt_get_loss_count (self->model);
+      double sums[3] = { n > 0 ? loss * n : 0, n, B };
+      gptd_dist_sum (sums, 3);
+      loss_scale = (float) (n / sums[1]);
+      loss = (float) (sums[0] / sums[1]);
+      rows = sums[2];
+    }
   if (forward_ok && !isfinite (loss))
     {
       /* Diverged (a learning rate far too high, ...): the weights are not
@@ -610,18 +698,21 @@ train_step (GptdTrainer *self, const Gptd__Batch *b, GError **error)
                       "): ", self->step, self->epoch + 1, b->index);
       return FALSE;
     }
-  if (!forward_ok || !gptd_gpt_backward (self->model, 1.0f, error))
+  if (!forward_ok || (!empty && !gptd_gpt_backward (self->model, loss_scale, error)))
     {
       g_prefix_error (error, "step %" G_GINT64_FORMAT " (epoch %u, batch %" G_GUINT64_FORMAT
                       "): ", self->step, self->epoch + 1, b->index);
       return FALSE;
     }
+  self->comm_wait += gptd_dist_grads_wait (self->grads);
   if (self->clip > 0)
     gptd_gpt_clip_grad_norm (self->model, self->clip);
   float lr = gptd_lr_schedule_get (&self->schedule, self->step);
   gptd_adamw_step (self->opt, self->model, lr);
+  if (self->zero)
+    gptd_dist_zero_gather_weights (self->model);
 
-  self->tokens_seen += (guint64) B * T;
+  self->tokens_seen += (guint64) rows * T;
   self->step++;
   self->batch_index = b->index + 1;
   self->last_train_loss = loss;
@@ -705,8 +796,9 @@ train_chunk (GptdTrainer *self, GptdStageContext *ctx, gboolean *epoch_done, GEr
       if (ok)
         {
           double t0 = g_timer_elapsed (self->timer, NULL);
+          guint64 seen = self->tokens_seen;
           ok = train_step (self, b, error);
-          self->p_tokens = (double) b->batch_size * b->seq_len;
+          self->p_tokens = (double) (self->tokens_seen - seen);
           self->p_time = g_timer_elapsed (self->timer, NULL) - t0;
         }
       protobuf_c_message_free_unpacked (msg, NULL);
@@ -755,14 +847,30 @@ finish_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
 {
   Gptd__Model out = GPTD__MODEL__INIT;
 
-  if (!save_checkpoint (self, ctx, "final", error))
+  if (!save_checkpoint (self, ctx, "final", TRUE, error))
     return FALSE;
-  if (!gptd__train_metrics_write_plot (self->metrics, error))
+  if (self->metrics != NULL && !gptd__train_metrics_write_plot (self->metrics, error))
     return FALSE;
   if (self->task->finish != NULL && !self->task->finish (self, ctx, error))
     return FALSE;
-  if (gptd_gpt_get_lora_rank (self->model) > 0 && !export_lora (self, ctx, error))
-    return FALSE;
+  if (gptd_gpt_get_lora_rank (self->model) > 0)
+    {
+      /* Rank 0 writes it; the others name it once it is there. */
+      char *dir = NULL;
+      if (self->rank == 0 && !export_lora (self, ctx, error))
+        return FALSE;
+      if (self->size > 1)
+        {
+          dir = gptd_dist_broadcast_string (self->rank == 0 ? self->saved_dir : NULL, 0);
+          g_free (self->saved_dir);
+          self->saved_dir = dir;
+        }
+    }
+  if (self->size > 1)
+    gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
+                    "%d ranks: %.1f s of this session waiting for gradient sums (%.1f%%)",
+                    self->size, self->comm_wait,
+                    100 * self->comm_wait / MAX (g_timer_elapsed (self->timer, NULL), 1e-9));
   g_autofree char *took = format_duration (now_elapsed (self));
   gptd_stage_log (ctx, G_LOG_LEVEL_MESSAGE,
                   "training finished: %" G_GINT64_FORMAT " steps, %" G_GUINT64_FORMAT
@@ -785,11 +893,17 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
   g_autoptr (GError) local = NULL;
 
   /* A pending step (its evaluation was cancelled) has no rows yet: drop any. */
-  self->metrics = gptd__train_metrics_open_full (self->run_dir, self->step > 0,
-                                                 self->step - (self->pending ? 1 : 0),
-                                                 self->task->accuracy, error);
-  if (self->metrics == NULL)
-    return FALSE;
+  if (self->rank == 0)
+    {
+      self->metrics = gptd__train_metrics_open_full (self->run_dir, self->step > 0,
+                                                     self->step - (self->pending ? 1 : 0),
+                                                     self->task->accuracy, error);
+      if (self->metrics == NULL)
+        return FALSE;
+    }
+  self->grads = gptd_dist_grads_new (self->model);
+  /* Each rank drops out its own rows with masks of its own. */
+  gptd_gpt_set_dropout_stream (self->model, (guint64) self->rank);
   self->timer = g_timer_new ();
   self->session_first_step = self->step;
   self->last_progress_time = -1;
@@ -800,6 +914,20 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
                   "vocabulary %d, dropout %g; %d threads", size, self->config.n_layer,
                   self->config.n_head, self->config.n_embd, self->config.context_length,
                   self->config.vocab_size, self->config.dropout, gptd_nn_get_num_threads ());
+  if (self->size > 1)
+    {
+      size_t moments = 0;
+      gptd_adamw_get_moments (self->opt, NULL, NULL, &moments);
+      g_autofree char *shard = self->zero
+        ? g_strdup_printf ("; AdamW state sharded (zero=1): %.2fM of %.2fM moments per rank",
+                           2 * moments / 1e6,
+                           2 * (gptd_gpt_n_params (self->model)
+                                - gptd_gpt_get_grads_offset (self->model)) / 1e6)
+        : g_strdup ("");
+      gptd_stage_log (ctx, G_LOG_LEVEL_INFO,
+                      "data-parallel over %d ranks: each trains on its share of every "
+                      "batch%s", self->size, shard);
+    }
 
   /* The checkpoint's last step, when a cancel interrupted its evaluation. */
   if (!self->pending || after_step (self, ctx, &local))
@@ -830,10 +958,12 @@ gptd__trainer_run (GptdTrainer *self, GptdStageContext *ctx, GError **error)
           g_autoptr (GError) save_error = NULL;
           if (self->pending && !eval_due (self, self->step - 1))
             after_step_full (self, ctx, FALSE, NULL);
-          if (self->step > 0 && !save_checkpoint (self, ctx, "cancelled", &save_error))
+          if (self->step > 0
+              && !save_checkpoint (self, ctx, "cancelled", self->size == 1, &save_error))
             gptd_stage_log (ctx, G_LOG_LEVEL_WARNING, "cannot write a checkpoint: %s",
                             save_error->message);
-          gptd__train_metrics_write_plot (self->metrics, NULL);
+          if (self->metrics != NULL)
+            gptd__train_metrics_write_plot (self->metrics, NULL);
         }
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
@@ -916,6 +1046,9 @@ gptd__trainer_init (GptdTrainer *self, GptdStageContext *ctx, const GptdParams *
                        : (float) self->lora_rank;
   self->lora_save_adapter = g_str_equal (gptd_params_get_string (params, "lora-save"),
                                          "adapter");
+  self->rank = gptd_dist_rank ();
+  self->size = gptd_dist_size ();
+  self->zero = self->size > 1 && gptd_params_get_int (params, "zero") == 1;
   self->run_dir = g_strdup (gptd_stage_context_get_run_dir (ctx));
   self->ckpt_root = g_build_filename (self->run_dir, "checkpoint", NULL);
   self->saved_step = -1;
@@ -966,7 +1099,8 @@ gptd__trainer_start (GptdTrainer *self, GError **error)
   GptdAdamWParams ap;
   gptd_adamw_params_init (&ap);
   ap.weight_decay = self->weight_decay;
-  self->opt = gptd_adamw_new (self->model, &ap, error);
+  self->opt = self->zero ? gptd_dist_zero_new_optimizer (self->model, &ap, NULL, error)
+                         : gptd_adamw_new (self->model, &ap, error);
   return self->opt != NULL;
 }
 
@@ -974,6 +1108,7 @@ void
 gptd__trainer_clear (GptdTrainer *self)
 {
   gptd__train_metrics_free (self->metrics);
+  gptd_dist_grads_free (self->grads);
   gptd_adamw_free (self->opt);
   gptd_gpt_free (self->model);
   if (self->bpe)

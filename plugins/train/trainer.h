@@ -11,6 +11,7 @@
 #pragma once
 
 #include <gptd/bpe.h>
+#include <gptd/dist.h>
 #include <gptd/nn.h>
 #include <gptd/stage.h>
 
@@ -62,6 +63,13 @@ struct _GptdTrainer {
   float lora_alpha;
   gboolean lora_save_adapter;
   gboolean lora_train_head; /* a classifier's new head trains with the adapters */
+
+  /* Data-parallel training (gptd/dist.h): every rank trains on its share of
+   * each batch; rank 0 alone writes the run directory. */
+  int rank, size;
+  gboolean zero;          /* zero=1: opt is this rank's shard of AdamW */
+  GptdDistGrads *grads;
+  double comm_wait;       /* seconds waited for gradient sums this session */
 
   GptdGpt *model;
   GptdAdamW *opt;
@@ -142,7 +150,11 @@ extern const char *const gptd__trainer_lora_save_choices[];
   { "lora-save", GPTD_PARAM_ENUM, "merged", 0, 0, gptd__trainer_lora_save_choices,          \
     "What a LoRA run delivers: merged (a plain model directory with the adapters folded "   \
     "into the weights) or adapter (the adapters alone, in PEFT's layout, naming init= as "  \
-    "their base)", 0 }
+    "their base)", 0 },                                                                     \
+  { "zero", GPTD_PARAM_INT, "0", 0, 1, NULL,                                                \
+    "With several ranks (mpirun, ranks=): 1 shards the AdamW state and update across "      \
+    "them (ZeRO-1), cutting the optimizer's memory by the rank count; 0 keeps it whole on " \
+    "every rank. The weights are the same either way", 0 }
 
 /* Checks the learning-rate keys (min-lr and initial-lr not above lr). */
 gboolean gptd__trainer_check_params (const GptdParams *params, GError **error);

@@ -12,6 +12,7 @@ E2E_TESTS = \
 	tests/e2e/generate.sh \
 	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
+	tests/e2e/ranks.sh \
 	tests/e2e/pause.sh \
 	tests/e2e/runs.sh \
 	tests/e2e/serve.sh \
