@@ -8,7 +8,7 @@ lib_libgptd_la_SOURCES += \
 	lib/dist/dist-grads.c \
 	lib/dist/dist-zero.c
 
-gptdinclude_HEADERS += include/gptd/dist.h
+noinst_HEADERS += include/gptd/dist.h
 
 # Data-parallel training end to end: two ranks against one process, ZeRO-1 against
 # plain, a killed rank and the resumes; ranks= without MPI (skips what needs
