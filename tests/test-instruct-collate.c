@@ -19,7 +19,7 @@
 #include <gptd/stage.h>
 
 #include "../plugins/instruct/collate.h"
-#include "../plugins/instruct/template.h"
+#include "pipeline/prompt-template.h"
 
 #define REL_TOL 1e-4
 

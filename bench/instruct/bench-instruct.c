@@ -28,7 +28,7 @@
 #include <time.h>
 
 #include "../../plugins/instruct/collate.h"
-#include "../../plugins/instruct/template.h"
+#include "pipeline/prompt-template.h"
 
 static double
 now (void)

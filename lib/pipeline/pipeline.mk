@@ -1,9 +1,11 @@
 # Build fragment for lib/pipeline: pipeline files, stage parameters, the runner,
-# messages as JSON.
+# messages as JSON, prompt templates (the instruct and judge plugins and the HTTP
+# gateway format prompts with them).
 lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
 	lib/pipeline/pipeline.c lib/pipeline/pipeline-private.h \
 	lib/pipeline/runner.c lib/pipeline/runner-format.c \
-	lib/pipeline/message-json.c lib/pipeline/validate-result.c
+	lib/pipeline/message-json.c lib/pipeline/validate-result.c \
+	lib/pipeline/prompt-template.c lib/pipeline/prompt-template.h
 gptdinclude_HEADERS += include/gptd/pipeline.h include/gptd/runner.h \
 	include/gptd/message-json.h
 

@@ -1,20 +1,14 @@
 # Build fragment for plugins/instruct: the instruct plugin (json-source,
 # prompt-format, instruction-collator); see the top-level Makefile.am. The prompt
-# templates sit in a convenience library of their own, which the judge plugin links
-# too (it formats the book's format_input); the collator's data set sits in a
-# second one with them, which the plugin and its unit tests link.
-
-noinst_LTLIBRARIES += plugins/instruct/libprompt-template.la
-plugins_instruct_libprompt_template_la_SOURCES = \
-	plugins/instruct/template.c \
-	plugins/instruct/template.h
+# templates are libgptd's (lib/pipeline/prompt-template.c), shared with the judge
+# plugin and the HTTP gateway; the collator's data set sits in a convenience
+# library, which the plugin and its unit tests link.
 
 noinst_LTLIBRARIES += plugins/instruct/libinstruct-core.la
 plugins_instruct_libinstruct_core_la_SOURCES = \
 	plugins/instruct/collate.c \
 	plugins/instruct/collate.h
-plugins_instruct_libinstruct_core_la_LIBADD = plugins/instruct/libprompt-template.la \
-	plugins/train/libtrain-core.la
+plugins_instruct_libinstruct_core_la_LIBADD = plugins/train/libtrain-core.la
 
 plugin_LTLIBRARIES += plugins/instruct/instruct.la
 plugins_instruct_instruct_la_SOURCES = \

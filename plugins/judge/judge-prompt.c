@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "judge-prompt.h"
-#include "../instruct/template.h"
+#include "pipeline/prompt-template.h"
 
 char *
 gptd__judge_format_input (const char *instruction, const char *input)

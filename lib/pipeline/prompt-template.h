@@ -1,4 +1,4 @@
-/* template.h: prompt templates of the prompt-format stage: the book's Alpaca
+/* lib/pipeline/prompt-template.h: prompt templates: the book's Alpaca
  * format_input, the Phi-3 format of its exercise 7.1, and templates from files.
  *
  * A template is text with placeholders:

@@ -1,5 +1,7 @@
-/* template.c: parsing and rendering prompt templates (see template.h). */
-#include "template.h"
+/* lib/pipeline/prompt-template.c: parsing and rendering prompt templates (see
+ * prompt-template.h).
+ */
+#include "pipeline/prompt-template.h"
 
 #include <string.h>
 
