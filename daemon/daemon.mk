@@ -23,6 +23,7 @@ daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\" -DGPTD_SYSCONFDIR=
 daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
 
 daemon_gptctl_SOURCES = \
+	daemon/control-client.c daemon/control-client.h \
 	daemon/gptctl.c \
 	daemon/paths.c daemon/paths.h
 daemon_gptctl_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptctl\"

@@ -8,6 +8,7 @@
 #include "config.h"
 #endif
 
+#include "control-client.h"
 #include "paths.h"
 
 #include <gptd/frame.h>
@@ -22,8 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,68 +104,38 @@ static const char gptctl_description[] =
   "  6  the connection broke or the daemon's answer made no sense (for watch: this\n"
   "     client fell too far behind and was dropped)\n";
 
-static void
-response_free (Gptd__Response *resp)
-{
-  if (resp != NULL)
-    protobuf_c_message_free_unpacked (&resp->base, NULL);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Gptd__Response, response_free)
-
 typedef struct {
-  const char *socket_path;
-  int fd;
-  guint64 next_id;
+  GptdControlClient *ctl;
   gboolean json;
 } Client;
 
 /* ---- Talking to the daemon ---------------------------------------------------- */
 
+/* The exit code a control-client error maps to, after printing it. */
+static int
+control_error_status (const GError *error)
+{
+  g_printerr ("gptctl: %s\n", error->message);
+  if (error->code == GPTD_CONTROL_ERROR_USAGE)
+    return EXIT_USAGE;
+  return error->code == GPTD_CONTROL_ERROR_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_PROTOCOL;
+}
+
 static int
 client_connect (Client *cl)
 {
-  struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  if (strlen (cl->socket_path) >= sizeof addr.sun_path)
-    {
-      g_printerr ("gptctl: the socket path %s is too long\n", cl->socket_path);
-      return EXIT_USAGE;
-    }
-  g_strlcpy (addr.sun_path, cl->socket_path, sizeof addr.sun_path);
-  cl->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (cl->fd < 0)
-    {
-      g_printerr ("gptctl: socket(): %s\n", g_strerror (errno));
-      return EXIT_UNREACHABLE;
-    }
-  if (connect (cl->fd, (struct sockaddr *) &addr, sizeof addr) != 0)
-    {
-      int saved = errno;
-      close (cl->fd);
-      cl->fd = -1;
-      if (saved == ENOENT || saved == ECONNREFUSED || saved == ENOTDIR)
-        g_printerr ("gptctl: gptd is not running at %s: start it with `gptd` or "
-                    "`systemctl start gptd`\n", cl->socket_path);
-      else if (saved == EACCES || saved == EPERM)
-        g_printerr ("gptctl: cannot connect to gptd at %s: %s (is your user in the "
-                    "socket's group?)\n", cl->socket_path, g_strerror (saved));
-      else
-        g_printerr ("gptctl: cannot connect to gptd at %s: %s\n", cl->socket_path,
-                    g_strerror (saved));
-      return EXIT_UNREACHABLE;
-    }
+  g_autoptr (GError) error = NULL;
+  if (!gptd__control_client_connect (cl->ctl, &error))
+    return control_error_status (error);
   return EXIT_OK;
 }
 
 static int
 client_send (Client *cl, Gptd__Request *req)
 {
-  req->id = ++cl->next_id;
   g_autoptr (GError) error = NULL;
-  if (!gptd_frame_write_fd (cl->fd, &req->base, &error))
-    {
-      g_printerr ("gptctl: sending the request to gptd failed: %s\n", error->message);
-      return EXIT_PROTOCOL;
-    }
+  if (!gptd__control_client_send (cl->ctl, req, &error))
+    return control_error_status (error);
   return EXIT_OK;
 }
 
@@ -175,16 +144,9 @@ static Gptd__Response *
 client_receive (Client *cl, int *status)
 {
   g_autoptr (GError) error = NULL;
-  Gptd__Response *resp =
-    (Gptd__Response *) gptd_frame_read_fd (cl->fd, &gptd__response__descriptor, 0, &error);
+  Gptd__Response *resp = gptd__control_client_receive (cl->ctl, &error);
   if (resp == NULL)
-    {
-      if (g_error_matches (error, GPTD_FRAME_ERROR, GPTD_FRAME_ERROR_CLOSED))
-        g_printerr ("gptctl: gptd closed the connection (is it stopping?)\n");
-      else
-        g_printerr ("gptctl: reading gptd's answer failed: %s\n", error->message);
-      *status = EXIT_PROTOCOL;
-    }
+    *status = control_error_status (error);
   return resp;
 }
 
@@ -1413,7 +1375,7 @@ cmd_ping (Client *cl, int argc, char **argv, const CommandOptions *o)
   if (cl->json)
     g_print ("{\"ok\":true}\n");
   else
-    g_print ("gptd is running at %s\n", cl->socket_path);
+    g_print ("gptd is running at %s\n", cl->ctl->socket_path);
   return EXIT_OK;
 }
 
@@ -1634,14 +1596,12 @@ main (int argc, char **argv)
       return EXIT_USAGE;
     }
 
-  Client cl = { .fd = -1, .json = json };
   if (socket_path == NULL)
     socket_path = gptd__client_socket_path ();
-  cl.socket_path = socket_path;
+  Client cl = { .ctl = gptd__control_client_new (socket_path), .json = json };
 
   int status = commands[cmd].func (&cl, cargc - 1, cargv + 1, &o);
-  if (cl.fd >= 0)
-    close (cl.fd);
+  gptd__control_client_free (cl.ctl);
   command_options_clear (&o);
   return status;
 }
