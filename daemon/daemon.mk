@@ -1,5 +1,6 @@
-# Build fragment for daemon: the gptd daemon (and its worker and one-shot modes),
-# the gptctl client and the frame codec they speak; see the top-level Makefile.am.
+# Build fragment for daemon: the gptd daemon (and its worker and one-shot modes,
+# and the HTTP gateway, gptd --http, the one part that links libsoup 3), the
+# gptctl client and the frame codec they speak; see the top-level Makefile.am.
 
 lib_libgptd_la_SOURCES += lib/io/frame.c
 gptdinclude_HEADERS += include/gptd/frame.h
@@ -18,9 +19,13 @@ daemon_gptd_SOURCES = \
 	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h daemon/remove-tree.c daemon/remove-tree.h \
-	daemon/paths.c daemon/paths.h
-daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) -DG_LOG_DOMAIN=\"gptd\" -DGPTD_SYSCONFDIR=\"$(sysconfdir)\"
-daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(OPENMP_CFLAGS)
+	daemon/paths.c daemon/paths.h \
+	daemon/control-client.c daemon/control-client.h \
+	daemon/http.h daemon/http-server.c daemon/http-models.c daemon/http-openai.c \
+	daemon/http-stream.c daemon/http-metrics.c
+daemon_gptd_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS) -DG_LOG_DOMAIN=\"gptd\" \
+	-DGPTD_SYSCONFDIR=\"$(sysconfdir)\"
+daemon_gptd_LDADD = lib/libgptd.la $(DEP_LIBS) $(SOUP_LIBS) $(OPENMP_CFLAGS)
 
 daemon_gptctl_SOURCES = \
 	daemon/control-client.c daemon/control-client.h \
