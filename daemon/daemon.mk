@@ -15,7 +15,7 @@ daemon_gptd_SOURCES = \
 	daemon/server-conn.c daemon/server-logs.c daemon/server-output.c \
 	daemon/server-requests.c daemon/server-runs.c \
 	daemon/server-serving.c daemon/server-probe.c \
-	daemon/serve.c daemon/serve.h \
+	daemon/serve.c daemon/serve.h daemon/server-http.c \
 	daemon/check.c daemon/check.h \
 	daemon/worker.c daemon/worker.h \
 	daemon/runs.c daemon/runs.h daemon/remove-tree.c daemon/remove-tree.h \

@@ -107,9 +107,10 @@ read_token (const char *path, GError **error)
       return NULL;
     }
   struct stat st;
-  if (stat (path, &st) == 0 && (st.st_mode & 0077) != 0)
-    g_warning ("The token file %s can be read by other users (mode %04o): make it 0600",
-               path, (unsigned) (st.st_mode & 07777));
+  if (stat (path, &st) == 0 && (st.st_mode & 0007) != 0)
+    g_warning ("The token file %s can be read by every user (mode %04o): make it 0600, "
+               "or 0640 with the group of the user the gateway runs as", path,
+               (unsigned) (st.st_mode & 07777));
   return g_steal_pointer (&text);
 }
 
