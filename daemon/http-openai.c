@@ -307,8 +307,9 @@ gptd__http_request_parse (GptdHttpEndpoint endpoint, const char *body, gsize len
 
 /* Alpaca has no system role and no turns: a system message's content comes
  * first, then a blank line; each earlier user message is rendered as an
- * instruction with the assistant message after it as its response; the last
- * user message is the instruction whose response the model writes. */
+ * instruction with the assistant message after it as its response, then a
+ * blank line; the last user message is the instruction whose response the
+ * model writes. */
 gboolean
 gptd__http_request_format_chat (GptdHttpRequest *req, const GptdPromptTemplate *tmpl,
                                 GptdHttpError *err)
@@ -352,8 +353,12 @@ gptd__http_request_format_chat (GptdHttpRequest *req, const GptdPromptTemplate *
   if (pending == NULL)
     return fail (err, "messages", "invalid_value",
                  "messages must end with a user message, for the model to answer");
+  /* The last instruction with an empty response: the prompt ends with the
+   * template's response header ("\n\n### Response:\n"), so that what the model
+   * writes is the response itself, ready to stream (the book generates from
+   * format_input alone and strips "### Response:" from the output). */
   gsize prompt_bytes;
-  gptd__prompt_template_render (tmpl, pending, NULL, NULL, text, &prompt_bytes);
+  gptd__prompt_template_render (tmpl, pending, NULL, "", text, &prompt_bytes);
   g_ptr_array_add (req->prompts, g_string_free (g_steal_pointer (&text), FALSE));
   return TRUE;
 }

@@ -23,7 +23,8 @@ E2E_TESTS = \
 	tests/e2e/systemd.sh \
 	tests/e2e/config.sh \
 	tests/e2e/completion.sh \
-	tests/e2e/gptctl.sh
+	tests/e2e/gptctl.sh \
+	tests/e2e/http.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
@@ -57,3 +58,8 @@ tests_fault_libfault_inject_la_LDFLAGS = -module -avoid-version -shared -rpath $
 tests_fault_libfault_inject_la_LIBADD = -ldl
 TESTS += tests/fault/fault-inject.sh
 EXTRA_DIST += tests/fault/fault-inject.sh
+
+# A JSON reader for http.sh: a value at a path, or a server-sent event stream's.
+check_PROGRAMS += tests/e2e/e2e-json
+tests_e2e_e2e_json_SOURCES = tests/e2e/e2e-json.c
+tests_e2e_e2e_json_LDADD = $(TEST_LIBS)
