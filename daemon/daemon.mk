@@ -46,3 +46,12 @@ tests_test_daemon_runs_SOURCES = tests/test-daemon-runs.c daemon/runs.c daemon/r
 	daemon/remove-tree.c daemon/remove-tree.h
 tests_test_daemon_runs_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/daemon -DG_LOG_DOMAIN=\"gptd\"
 tests_test_daemon_runs_LDADD = $(TEST_LIBS)
+
+# The HTTP gateway's parsing, models directory and metrics, without a server.
+check_PROGRAMS += tests/test-http
+TESTS += tests/test-http
+tests_test_http_SOURCES = tests/test-http.c daemon/http.h daemon/http-openai.c \
+	daemon/http-models.c daemon/http-metrics.c
+tests_test_http_CPPFLAGS = $(AM_CPPFLAGS) $(SOUP_CFLAGS) -I$(top_srcdir)/daemon \
+	-DG_LOG_DOMAIN=\"gptd\"
+tests_test_http_LDADD = $(TEST_LIBS) $(SOUP_LIBS)
