@@ -6,6 +6,7 @@
 lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
 	lib/nn/generate.c \
+	lib/nn/stop-strings.c \
 	lib/nn/classify.c
 gptdinclude_HEADERS += include/gptd/generate.h include/gptd/classify.h
 
