@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 /* The body of a request, collected as it arrives (the message's own body is not
@@ -457,6 +458,12 @@ static const char http_description[] =
 int
 gptd__http_main (int argc, char **argv)
 {
+  /* Started by the daemon (server-http.c): end with it. */
+  if (g_getenv ("GPTD_HTTP_SUPERVISED") != NULL)
+    {
+      prctl (PR_SET_PDEATHSIG, SIGTERM);
+      g_unsetenv ("GPTD_HTTP_SUPERVISED");
+    }
   g_autofree char *addr = NULL, *socket_path = NULL, *models_dir = NULL, *token_file = NULL;
   gint64 max_body = GPTD_HTTP_DEFAULT_MAX_BODY;
   GOptionEntry entries[] = {

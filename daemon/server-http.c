@@ -127,7 +127,8 @@ http_start (Server *s)
   stdio[1].data.fd = 1;
   stdio[2].flags = UV_INHERIT_FD;
   stdio[2].data.fd = 2;
-  g_auto (GStrv) env = g_get_environ ();
+  /* It ends with the daemon (http-server.c reads this). */
+  g_auto (GStrv) env = g_environ_setenv (g_get_environ (), "GPTD_HTTP_SUPERVISED", "1", TRUE);
   uv_process_options_t opts = { 0 };
   opts.exit_cb = http_on_exit;
   opts.file = "/proc/self/exe";
