@@ -24,7 +24,7 @@ if ! command -v curl > /dev/null 2>&1; then
   exit 0
 fi
 
-plan 46
+plan 49
 
 JSON="$GPTD_BUILDDIR/tests/e2e/e2e-json"
 LM="$GPTD_SRCDIR/tests/golden/generate/model"
@@ -191,6 +191,31 @@ post "$TMP/two.json" /v1/completions \
   [ "$(field "$TMP/two.json" choices.1.index)" = 1 ] &&
   [ "$(field "$TMP/two.json" usage.completion_tokens)" = 48 ]
 ok $? "an array of prompts: a choice per prompt, in order"
+
+# ---- stop strings and weight formats (carried to the serving worker) ---------------------
+STOP=$(grep -o '[a-z]\{2,\}' "$TMP/greedy.ctl" | head -n 1)
+[ -n "$STOP" ] || STOP=G
+ctl generate --model "$TMP/models/tiny" --max-new-tokens 24 --stop "$STOP" "hello world" \
+  > "$TMP/stop.ctl"
+st=$(post "$TMP/stop.json" /v1/completions "{\"model\":\"tiny\",\"prompt\":\"hello world\",
+  \"max_tokens\":24,\"temperature\":0,\"stop\":[\"never here\",\"$STOP\"]}")
+{ field "$TMP/stop.json" choices.0.text; echo; } > "$TMP/stop.http"
+[ "$st" = 200 ] && cmp -s "$TMP/stop.http" "$TMP/stop.ctl" &&
+  [ "$(field "$TMP/stop.json" choices.0.finish_reason)" = stop ] &&
+  ! grep -q "$STOP" "$TMP/stop.http" && ! cmp -s "$TMP/stop.http" "$TMP/greedy.ctl"
+ok $? "stop ('$STOP'): the text gptctl generate --stop gives, cut before it, finish_reason stop"
+post "$TMP/stop.stream" /v1/completions "{\"model\":\"tiny\",\"prompt\":\"hello world\",
+  \"max_tokens\":24,\"temperature\":0,\"stop\":\"$STOP\",\"stream\":true}" > /dev/null
+{ "$JSON" --sse choices.0.text < "$TMP/stop.stream"; echo; } | cmp -s - "$TMP/stop.ctl" &&
+  [ "$("$JSON" --sse choices.0.finish_reason < "$TMP/stop.stream")" = stop ]
+ok $? "a streamed completion with a stop string: the same text, finish_reason stop"
+ctl generate --model "$TMP/models/tiny" --max-new-tokens 24 --weights bf16 "hello world" \
+  > "$TMP/bf16.ctl"
+st=$(post "$TMP/bf16.json" /v1/completions \
+  '{"model":"tiny","prompt":"hello world","max_tokens":24,"temperature":0,"weights":"bf16"}')
+{ field "$TMP/bf16.json" choices.0.text; echo; } | cmp -s - "$TMP/bf16.ctl" && [ "$st" = 200 ] &&
+  grep -q "started for the model $TMP/models/tiny.*bf16" "$TMP/daemon.log"
+ok $? "weights bf16: the text gptctl generate --weights bf16 gives, from a bf16 serving worker"
 
 # ---- streaming ------------------------------------------------------------------------------
 st=$(post "$TMP/stream" /v1/completions \
