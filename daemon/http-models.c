@@ -2,7 +2,9 @@
  * holding a config.json is a model whose id is the directory's name: a
  * classifier when the config says so (GPT2ForSequenceClassification in
  * architectures, or num_labels, as the daemon decides), else a language model.
- * Ids are checked before they touch the file system. A language model's chat
+ * A trainer's checkpoint root (checkpoint.json naming the latest checkpoint)
+ * stands for its latest checkpoint, as it does for the daemon. Ids are checked
+ * before they touch the file system. A language model's chat
  * template is Alpaca unless the directory's `prompt-template` file names another.
  * Prompt tokens are counted with the model's own tokenizer, cached.
  */
@@ -13,6 +15,7 @@
 #include "http.h"
 
 #include <gptd/bpe.h>
+#include <gptd/gpt2-file.h>
 
 #include <errno.h>
 #include <string.h>
@@ -28,6 +31,7 @@ gptd__http_model_free (GptdHttpModel *model)
     return;
   g_free (model->id);
   g_free (model->dir);
+  g_free (model->files_dir);
   g_free (model);
 }
 
@@ -47,11 +51,23 @@ gptd__http_model_id_valid (const char *id)
   return TRUE;
 }
 
-/* Reads @dir/config.json into @model's kind and eos id. */
+/* Reads @dir/config.json into @model's kind and eos id; a trainer's checkpoint
+ * root stands for its latest checkpoint, as for the daemon. */
 static gboolean
 model_read_config (GptdHttpModel *model, GError **error)
 {
   g_autofree char *path = g_build_filename (model->dir, MODEL_CONFIG, NULL);
+  g_autofree char *index = g_build_filename (model->dir, GPTD_CHECKPOINT_INDEX, NULL);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS) && g_file_test (index, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autofree char *latest = gptd_checkpoint_get_latest (model->dir, NULL);
+      if (latest != NULL)
+        {
+          g_free (path);
+          path = g_build_filename (latest, MODEL_CONFIG, NULL);
+        }
+    }
+  model->files_dir = g_path_get_dirname (path);
   struct stat st;
   if (stat (path, &st) != 0 || !S_ISREG (st.st_mode))
     {
@@ -216,7 +232,7 @@ gptd__http_model_count_tokens (const GptdHttpModel *model, const char *text)
   if (bpe == NULL)
     {
       g_autoptr (GError) error = NULL;
-      bpe = gptd_bpe_load (model->dir, &error);
+      bpe = gptd_bpe_load (model->files_dir, &error);
       if (bpe == NULL)
         {
           g_debug ("Counting the prompt's tokens for the model %s: %s", model->id,

@@ -65,6 +65,8 @@ typedef enum {
 typedef struct {
   char *id;               /* the directory's name */
   char *dir;              /* its absolute path */
+  char *files_dir;        /* where config.json and the tokenizer are: dir, or a
+                           * checkpoint root's latest checkpoint */
   GptdHttpModelKind kind;
   gint64 created;         /* config.json's modification time (Unix seconds) */
   int eos_id;             /* config.json's eos_token_id, else -1 */

@@ -75,7 +75,7 @@ wait_health () {
 gateway_pid () { pgrep -f -- "--http 127.0.0.1:$PORT" | head -n 1; }
 
 # ---- models: the tiny language model, another with the Phi-3 template, and a
-# tiny classifier trained here (as classify.sh does) ------------------------------
+# tiny classifier trained here (as classify.sh does), linked ------------------------------
 mkdir -p "$TMP/models" && cp -r "$LM" "$TMP/models/tiny" && cp -r "$LM" "$TMP/models/tiny-phi3" ||
   exit 99
 echo phi3 > "$TMP/models/tiny-phi3/prompt-template"
@@ -121,9 +121,9 @@ eval-freq=0
 threads=1
 PIPE
 "$GPTD" run "$TMP/train.pipeline" --run-dir "$TMP/train" > "$TMP/train.out" 2>&1
-CLF=$(ls -d "$TMP"/train/checkpoint/step-* 2>/dev/null | tail -n 1)
-[ -n "$CLF" ] && cp -r "$CLF" "$TMP/models/clf"
-ok $? "a tiny classifier trains, into the models directory"
+# The trainer's checkpoint root, linked: a model stands for its latest checkpoint.
+[ -f "$TMP/train/checkpoint/checkpoint.json" ] && ln -s "$TMP/train/checkpoint" "$TMP/models/clf"
+ok $? "a tiny classifier trains; its checkpoint root is linked into the models directory"
 
 printf '%s\n' "$TOKEN" > "$TMP/token" && chmod 600 "$TMP/token"
 printf '[gptd]\nhttp=127.0.0.1:%s\nmodels=%s\nhttp-token-file=%s\n' "$PORT" "$TMP/models" \
