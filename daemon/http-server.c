@@ -452,8 +452,9 @@ static const char http_description[] =
   "daemon over its control socket, as gptctl does. A non-loopback address needs a\n"
   "token (--token-file).\n"
   "\n"
-  "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot listen, 2 on bad usage\n"
-  "(a bad address, an unreadable token file, a public address without a token).\n";
+  "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot listen (the port is\n"
+  "taken), 2 on bad usage (a bad address, an unreadable token file, a public\n"
+  "address without a token, listening not permitted).\n";
 
 int
 gptd__http_main (int argc, char **argv)
@@ -541,8 +542,14 @@ gptd__http_main (int argc, char **argv)
   int status = 0;
   if (!soup_server_listen (http.server, G_SOCKET_ADDRESS (address), 0, &error))
     {
-      g_printerr ("gptd: --http %s: cannot listen: %s\n", addr, error->message);
-      status = 1;
+      /* Not allowed to listen at all (a sandbox without AF_INET, a privileged
+       * port) is a setting to change, not a state to wait out. */
+      gboolean refused = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED)
+                         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+      g_printerr ("gptd: --http %s: cannot listen: %s%s\n", addr, error->message,
+                  refused ? " (under the shipped gptd.service, allow TCP sockets first: see "
+                            "docs/http-api.md)" : "");
+      status = refused ? 2 : 1;
     }
   else
     {
