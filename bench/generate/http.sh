@@ -6,15 +6,19 @@
 #   bench/generate/http.sh BUILDDIR [MODEL_DIR] [TOKENS] [REQUESTS]
 #
 # A daemon and its gateway start on a temporary socket and port. Each client
-# (curl, in parallel) sends REQUESTS completions (default 4) of TOKENS new tokens
-# (default 200; temperature 1, a seed per request, no stop) for one model, one
+# (curl, in parallel) sends REQUESTS completions (default 8) of TOKENS new tokens
+# (default 100: with the 12-token prompt they stay within the default model's
+# context of 128, past which every token recomputes the whole window;
+# temperature 1, a seed per request, no stop) for one model, one
 # after the other; the figure is every client's generated tokens divided by the
 # wall time from the first request to the last answer. The same requests then go
 # through gptctl generate. MODEL_DIR defaults to the quickstart pipeline's model
 # (4 layers, 128 wide, byte-level) trained for 20 steps into a temporary
 # directory: speed does not depend on the weights. A serving worker answers one
 # request at a time, so the clients of one model queue (gptd_http_queue_depth);
-# the figures show what that queueing and the HTTP layer cost.
+# the figures show what that queueing and the HTTP layer cost. The serving
+# worker computes with THREADS threads (default 1: the model is small, and on a
+# shared machine OpenMP barriers cost more than a second thread gains).
 #
 # Prints JSON lines, then a Markdown table.
 set -eu
@@ -22,8 +26,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:?usage: http.sh BUILDDIR [MODEL_DIR] [TOKENS] [REQUESTS]}" && pwd)
 model=${2:-}
-tokens=${3:-200}
-requests=${4:-4}
+tokens=${3:-100}
+requests=${4:-8}
 command -v curl > /dev/null || { echo "http.sh: curl is needed" >&2; exit 1; }
 
 tmp=$(mktemp -d)
@@ -51,7 +55,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
   if curl -s -m 2 -o /dev/null "http://127.0.0.1:$p/"; then :; elif [ $? = 7 ]; then port=$p; break; fi
 done
 [ -n "$port" ] || { echo "no free port" >&2; exit 1; }
-printf '[gptd]\nhttp=127.0.0.1:%s\nmodels=%s\n' "$port" "$tmp/models" > "$tmp/gptd.conf"
+printf '[gptd]\nhttp=127.0.0.1:%s\nmodels=%s\ngenerate-threads=%s\n' "$port" "$tmp/models" \
+  "${THREADS:-1}" > "$tmp/gptd.conf"
 "$build/daemon/gptd" --config "$tmp/gptd.conf" --socket "$tmp/sock" --state-dir "$tmp/state" \
   > "$tmp/daemon.log" 2>&1 &
 dpid=$!
@@ -91,8 +96,7 @@ for via in http gptctl; do
     t0=$(now)
     n=1
     while [ "$n" -le "$clients" ]; do client "$via" "$n" & n=$((n + 1)); done
-    wait_for=$(jobs -p | grep -v "^$dpid\$" || true)
-    for p in $wait_for; do wait "$p"; done
+    wait  # the clients: this loop runs in a subshell, of which the daemon is no child
     t1=$(now)
     sum=$(cat "$tmp"/tok.* | awk '{ s += $1 } END { print s }')
     echo "{\"via\":\"$via\",\"clients\":$clients,\"requests\":$((clients * requests)),\"tokens\":$sum,\"seconds\":$(echo "$t1 $t0" | awk '{ printf "%.3f", $1 - $2 }'),\"tokens_per_s\":$(echo "$sum $t1 $t0" | awk '{ printf "%.1f", $1 / ($2 - $3) }')}"
