@@ -31,6 +31,7 @@ typedef struct {
   /* The main loop's: */
   SoupServerMessage *msg;       /* NULL once answered or the client has gone */
   gulong finished_id, disconnected_id;
+  guint watch_id;               /* the hang-up check of a request answered whole */
   gboolean answered;            /* the daemon has answered something */
   gboolean started;             /* a stream's headers are out */
   gboolean cancelled_by_client;
@@ -439,6 +440,9 @@ job_release_msg (Job *job)
 {
   if (job->msg == NULL)
     return;
+  if (job->watch_id != 0)
+    g_source_remove (job->watch_id);
+  job->watch_id = 0;
   g_signal_handler_disconnect (job->msg, job->finished_id);
   g_signal_handler_disconnect (job->msg, job->disconnected_id);
   g_clear_object (&job->msg);
@@ -457,6 +461,29 @@ on_client_gone (SoupServerMessage *msg, gpointer data)
   if (job->fd >= 0)
     shutdown (job->fd, SHUT_RDWR);
   g_mutex_unlock (&job->lock);
+}
+
+/* A request answered whole writes nothing until the end, so libsoup would not
+ * notice its client leave: every half second, a peek at the connection. A
+ * readable socket with nothing to read has been closed by the client. */
+static gboolean
+on_watch (gpointer data)
+{
+  Job *job = data;
+  GSocket *sock = job->msg ? soup_server_message_get_socket (job->msg) : NULL;
+  if (sock == NULL)
+    return G_SOURCE_CONTINUE;
+  GIOCondition cond = g_socket_condition_check (sock, G_IO_IN | G_IO_HUP | G_IO_ERR);
+  char c;
+  if ((cond & (G_IO_HUP | G_IO_ERR)) != 0
+      || ((cond & G_IO_IN) != 0
+          && recv (g_socket_get_fd (sock), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0))
+    {
+      job->watch_id = 0;
+      on_client_gone (job->msg, job);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -608,6 +635,8 @@ gptd__http_forward (GptdHttp *http, SoupServerMessage *msg, GptdHttpModel *model
       soup_message_headers_replace (headers, "Cache-Control", "no-cache");
       soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
     }
+  else
+    job->watch_id = g_timeout_add (500, on_watch, job);
   soup_server_message_pause (msg);
   http->n_jobs++;
   gptd__http_metrics_in_flight (http->metrics, 1);

@@ -10,8 +10,9 @@
 # classify does. Bad JSON, bad fields, unknown and unfit models, a missing or
 # wrong token, an oversized body, unknown paths and methods get the API's error
 # objects with their status codes; /metrics counts requests and tokens; a client
-# that hangs up mid-stream cancels its generation; without a daemon the gateway
-# answers 503; a public address without a token is refused.
+# that hangs up, mid-stream or waiting for a whole answer, cancels its
+# generation; stop strings and weight formats reach the serving worker; without
+# a daemon the gateway answers 503; a public address without a token is refused.
 . "${GPTD_SRCDIR:-.}/tests/e2e/lib.sh"
 
 GPTD_PLUGIN_PATH="$GPTD_BUILDDIR/plugins/bpe/.libs:$GPTD_BUILDDIR/plugins/train/.libs:$GPTD_BUILDDIR/plugins/generate/.libs:$GPTD_PLUGIN_PATH"
@@ -24,7 +25,7 @@ if ! command -v curl > /dev/null 2>&1; then
   exit 0
 fi
 
-plan 49
+plan 50
 
 JSON="$GPTD_BUILDDIR/tests/e2e/e2e-json"
 LM="$GPTD_SRCDIR/tests/golden/generate/model"
@@ -359,6 +360,20 @@ until grep -q 'tokens (cancelled) from [^ ]*/models/tiny' "$TMP/daemon.log"; do
 done
 grep -q 'tokens (cancelled) from [^ ]*/models/tiny' "$TMP/daemon.log"
 ok $? "a client that hangs up mid-stream cancels its generation in the daemon"
+curl -s -m 60 -H "Authorization: Bearer $TOKEN" -d '{"model":"tiny","prompt":"hello",
+  "max_tokens":1000000,"temperature":1}' "$URL/v1/completions" > /dev/null &
+CP=$!
+sleep 1
+kill "$CP" 2>/dev/null
+wait "$CP" 2>/dev/null
+i=0
+until [ "$(grep -c 'tokens (cancelled) from [^ ]*/models/tiny' "$TMP/daemon.log")" = 2 ]; do
+  i=$((i + 1))
+  [ "$i" -gt 100 ] && break
+  sleep 0.1
+done
+[ "$(grep -c 'tokens (cancelled) from [^ ]*/models/tiny' "$TMP/daemon.log")" = 2 ]
+ok $? "a client that hangs up while its whole answer is made cancels it too"
 http "$TMP/m3" GET /metrics > /dev/null
 grep -q '^gptd_http_requests_in_flight 0$' "$TMP/m3" && wait_health 5
 ok $? "the gateway goes on: nothing left in flight, /health 200"
