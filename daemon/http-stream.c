@@ -345,6 +345,26 @@ stream_write (Job *job, char *event)
   soup_server_message_unpause (job->msg);
 }
 
+/* The status line and headers of a stream go with its first text, so that an
+ * error before it (a model that cannot be loaded) still gets its status code
+ * and a plain JSON body. */
+static void
+stream_begin (Job *job)
+{
+  if (job->started)
+    return;
+  job->started = TRUE;
+  SoupServerMessage *msg = job->msg;
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
+  soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
+  soup_message_headers_replace (headers, "Cache-Control", "no-cache");
+  soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  if (job->req->endpoint == GPTD_HTTP_CHAT)
+    stream_write (job, stream_chunk (job, "", NULL, TRUE));
+}
+
 static void
 add_usage (JsonBuilder *b, Job *job)
 {
@@ -548,15 +568,7 @@ on_post (gpointer data)
         g_string_append (job->texts->pdata[job->texts->len - 1], p->text);
       if (job->msg != NULL && job->req->stream)
         {
-          if (!job->started)
-            {
-              /* The headers go with the first text, so that an error before it
-               * (a model that cannot be loaded) still gets its status code. */
-              job->started = TRUE;
-              soup_server_message_set_status (job->msg, SOUP_STATUS_OK, NULL);
-              if (job->req->endpoint == GPTD_HTTP_CHAT)
-                stream_write (job, stream_chunk (job, "", NULL, TRUE));
-            }
+          stream_begin (job);
           stream_write (job, stream_chunk (job, p->text, NULL, FALSE));
         }
       break;
@@ -570,13 +582,7 @@ on_post (gpointer data)
         g_ptr_array_add (job->finish_reasons, g_strdup (reason));
         if (job->msg != NULL && job->req->stream)
           {
-            if (!job->started)
-              {
-                job->started = TRUE;
-                soup_server_message_set_status (job->msg, SOUP_STATUS_OK, NULL);
-                if (job->req->endpoint == GPTD_HTTP_CHAT)
-                  stream_write (job, stream_chunk (job, "", NULL, TRUE));
-              }
+            stream_begin (job);
             stream_write (job, stream_chunk (job, NULL, reason, FALSE));
             stream_write (job, g_strdup ("data: [DONE]\n\n"));
           }
@@ -627,15 +633,7 @@ gptd__http_forward (GptdHttp *http, SoupServerMessage *msg, GptdHttpModel *model
   job->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (on_client_gone), job);
   job->disconnected_id = g_signal_connect (msg, "disconnected", G_CALLBACK (on_client_gone),
                                            job);
-  if (req->stream)
-    {
-      SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
-      soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
-      soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
-      soup_message_headers_replace (headers, "Cache-Control", "no-cache");
-      soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
-    }
-  else
+  if (!req->stream)
     job->watch_id = g_timeout_add (500, on_watch, job);
   soup_server_message_pause (msg);
   http->n_jobs++;

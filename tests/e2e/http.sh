@@ -25,7 +25,7 @@ if ! command -v curl > /dev/null 2>&1; then
   exit 0
 fi
 
-plan 50
+plan 51
 
 JSON="$GPTD_BUILDDIR/tests/e2e/e2e-json"
 LM="$GPTD_SRCDIR/tests/golden/generate/model"
@@ -307,6 +307,12 @@ ok $? "an unknown model: 404 model_not_found"
 st=$(post "$TMP/e7" /v1/completions '{"model":"../models/tiny","prompt":"x"}')
 [ "$st" = 400 ] && [ "$(field "$TMP/e7" error.param)" = model ]
 ok $? "a model id with '/' or '..' is refused (400), never a path"
+mkdir "$TMP/models/broken" && cp "$LM"/*.json "$LM"/merges.txt "$TMP/models/broken/" &&
+  head -c 1000 "$LM/model.safetensors" > "$TMP/models/broken/model.safetensors"
+st=$(post "$TMP/e13" /v1/completions '{"model":"broken","prompt":"x","stream":true}')
+[ "$st" = 400 ] && grep -qi '^content-type: application/json' "$TMP/e13.h" &&
+  field "$TMP/e13" error.message | grep -q "broken/model.safetensors"
+ok $? "a model the daemon cannot load, streamed: 400 and an error object naming the file ($st)"
 head -c 1100000 /dev/zero | tr '\0' a > "$TMP/big"
 st=$(http "$TMP/e8" POST /v1/completions --data-binary @"$TMP/big")
 [ "$st" = 413 ] && error_is "$TMP/e8" invalid_request_error "" request_too_large
