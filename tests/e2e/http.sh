@@ -25,7 +25,7 @@ if ! command -v curl > /dev/null 2>&1; then
   exit 0
 fi
 
-plan 51
+plan 52
 
 JSON="$GPTD_BUILDDIR/tests/e2e/e2e-json"
 LM="$GPTD_SRCDIR/tests/golden/generate/model"
@@ -388,6 +388,29 @@ ok $? "the gateway goes on: nothing left in flight, /health 200"
 GW=$(gateway_pid)
 [ -n "$GW" ] && kill -KILL "$GW" && sleep 0.5 && wait_health 20 && [ "$(gateway_pid)" != "$GW" ]
 ok $? "a gateway that dies is started again by the daemon"
+# A reload that changes http= moves the gateway.
+PORT2=
+for i in 11 12 13 14 15 16 17 18 19 20; do
+  p=$((20000 + ($$ * 7 + i * 7919) % 30000))
+  curl -s -m 2 -o /dev/null "http://127.0.0.1:$p/"
+  if [ $? = 7 ] && [ "$p" != "$PORT" ]; then
+    PORT2=$p
+    break
+  fi
+done
+sed -i "s/^http=.*/http=127.0.0.1:$PORT2/" "$TMP/gptd.conf"
+kill -HUP "$DPID"
+i=0
+until [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT2/health")" = 200 ]; do
+  i=$((i + 1))
+  [ "$i" -gt 100 ] && break
+  sleep 0.1
+done
+[ -n "$PORT2" ] && [ "$i" -le 100 ] && ! curl -s -m 2 -o /dev/null "$URL/health" &&
+  grep -q "reloaded: http: 127.0.0.1:$PORT -> 127.0.0.1:$PORT2" "$TMP/daemon.log"
+ok $? "a reload that changes http= restarts the gateway on the new address"
+PORT=$PORT2
+URL="http://127.0.0.1:$PORT"
 GW=$(gateway_pid)
 check "gptd stops" stop_daemon
 [ -n "$GW" ] && wait_gone "$GW" 10
