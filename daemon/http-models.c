@@ -6,7 +6,8 @@
  * stands for its latest checkpoint, as it does for the daemon. Ids are checked
  * before they touch the file system. A language model's chat
  * template is Alpaca unless the directory's `prompt-template` file names another.
- * Prompt tokens are counted with the model's own tokenizer, cached.
+ * Prompt tokens are counted with the model's own tokenizer, cached; generation
+ * stops at config.json's eos_token_id, else at the tokenizer's <|endoftext|>.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -218,8 +219,9 @@ gptd__http_model_template (const GptdHttpModel *model, GError **error)
 static GMutex tokenizers_lock;
 static GHashTable *tokenizers;   /* model directory -> GptdBpe* */
 
-gint64
-gptd__http_model_count_tokens (const GptdHttpModel *model, const char *text)
+/* The tokenizer of @model, from the cache (NULL when it cannot be read). */
+static GptdBpe *
+model_tokenizer (const GptdHttpModel *model)
 {
   g_mutex_lock (&tokenizers_lock);
   if (tokenizers == NULL)
@@ -229,24 +231,41 @@ gptd__http_model_count_tokens (const GptdHttpModel *model, const char *text)
   if (bpe != NULL)
     gptd_bpe_ref (bpe);
   g_mutex_unlock (&tokenizers_lock);
+  if (bpe != NULL)
+    return bpe;
+  g_autoptr (GError) error = NULL;
+  bpe = gptd_bpe_load (model->files_dir, &error);
   if (bpe == NULL)
     {
-      g_autoptr (GError) error = NULL;
-      bpe = gptd_bpe_load (model->files_dir, &error);
-      if (bpe == NULL)
-        {
-          g_debug ("Counting the prompt's tokens for the model %s: %s", model->id,
-                   error->message);
-          return -1;
-        }
-      g_mutex_lock (&tokenizers_lock);
-      g_hash_table_replace (tokenizers, g_strdup (model->dir), gptd_bpe_ref (bpe));
-      g_mutex_unlock (&tokenizers_lock);
+      g_debug ("The tokenizer of the model %s: %s", model->id, error->message);
+      return NULL;
     }
+  g_mutex_lock (&tokenizers_lock);
+  g_hash_table_replace (tokenizers, g_strdup (model->dir), gptd_bpe_ref (bpe));
+  g_mutex_unlock (&tokenizers_lock);
+  return bpe;
+}
+
+gint64
+gptd__http_model_count_tokens (const GptdHttpModel *model, const char *text)
+{
+  g_autoptr (GptdBpe) bpe = model_tokenizer (model);
+  if (bpe == NULL)
+    return -1;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
   GptdBpeEncodeOptions opts = { 0 };
   opts.special = GPTD_BPE_SPECIAL_ALLOWED;
-  gboolean ok = gptd_bpe_encode (bpe, text, strlen (text), &opts, ids, NULL);
-  gptd_bpe_unref (bpe);
-  return ok ? (gint64) ids->len : -1;
+  if (!gptd_bpe_encode (bpe, text, strlen (text), &opts, ids, NULL))
+    return -1;
+  return (gint64) ids->len;
+}
+
+int
+gptd__http_model_eos_id (const GptdHttpModel *model)
+{
+  if (model->eos_id >= 0)
+    return model->eos_id;
+  g_autoptr (GptdBpe) bpe = model_tokenizer (model);
+  gint64 id = bpe != NULL ? gptd_bpe_get_special_id (bpe, "<|endoftext|>") : -1;
+  return id >= 0 && id < G_MAXINT32 ? (int) id : -1;
 }

@@ -193,6 +193,14 @@ parse_sampling (JsonObject *obj, GptdHttpRequest *req, GptdHttpError *err)
       && !parse_strings (obj, "stop", MAX_STOP, FALSE, req->stop, err))
     return FALSE;
 
+  node = json_object_get_member (obj, "ignore_eos");
+  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
+    {
+      if (!node_is (node, G_TYPE_BOOLEAN))
+        return fail (err, "ignore_eos", "invalid_type", "ignore_eos must be true or false");
+      req->ignore_eos = json_node_get_boolean (node);
+    }
+
   node = json_object_get_member (obj, "n");
   if (node != NULL && !JSON_NODE_HOLDS_NULL (node)
       && (!node_is (node, G_TYPE_INT64) || json_node_get_int (node) != 1))

@@ -210,6 +210,8 @@ job_thread (gpointer data)
       job->fd = cl->fd;
       gboolean cancelled = job->cancelled;
       g_mutex_unlock (&job->lock);
+      int eos_id = req->endpoint == GPTD_HTTP_CLASSIFY || req->ignore_eos
+                     ? -1 : gptd__http_model_eos_id (job->model);
       if (!cancelled && req->endpoint == GPTD_HTTP_CLASSIFY)
         {
           Gptd__Request request = GPTD__REQUEST__INIT;
@@ -237,7 +239,7 @@ job_thread (gpointer data)
             gr.top_p = req->top_p;
             gr.seed = req->seed;
             gr.has_seed = req->has_seed;
-            gr.eos_id = job->model->eos_id;
+            gr.eos_id = eos_id;
             gr.weights = req->weights ? req->weights : (char *) "";
             gr.n_stop = req->stop->len;
             gr.stop = (char **) req->stop->pdata;

@@ -96,6 +96,11 @@ GptdPromptTemplate *gptd__http_model_template (const GptdHttpModel *model, GErro
  * directory; thread-safe), or -1 when the tokenizer cannot be read. */
 gint64 gptd__http_model_count_tokens (const GptdHttpModel *model, const char *text);
 
+/* The token generation stops at: config.json's eos_token_id, else the
+ * tokenizer's <|endoftext|> (GPT-2's 50256; gptd's trainers do not write
+ * eos_token_id), else -1 for none. Thread-safe. */
+int gptd__http_model_eos_id (const GptdHttpModel *model);
+
 /* ---- http-openai.c ---- */
 
 typedef enum {
@@ -119,6 +124,7 @@ typedef struct {
   GPtrArray *stop;        /* stop strings */
   gboolean stream;
   char *weights;          /* "fp32", "bf16", "q8" or NULL */
+  gboolean ignore_eos;    /* llama.cpp's extension: generate past the eos token */
   JsonArray *messages;    /* chat: the messages as sent (formatted later) */
 } GptdHttpRequest;
 

@@ -44,7 +44,7 @@ test_parse_fields (void)
     parse_ok (GPTD_HTTP_COMPLETIONS,
               "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"],\"max_tokens\":7,\"temperature\":0,"
               "\"top_p\":0.5,\"top_k\":40,\"seed\":12,\"stop\":[\"\\n\",\"###\"],"
-              "\"weights\":\"q8\",\"n\":1,\"frequency_penalty\":0}");
+              "\"weights\":\"q8\",\"n\":1,\"frequency_penalty\":0,\"ignore_eos\":true}");
   g_assert_cmpuint (req->prompts->len, ==, 2);
   g_assert_cmpuint (req->max_tokens, ==, 7);
   g_assert_cmpfloat (req->temperature, ==, 0.0);
@@ -55,6 +55,7 @@ test_parse_fields (void)
   g_assert_cmpuint (req->stop->len, ==, 2);
   g_assert_cmpstr (req->stop->pdata[1], ==, "###");
   g_assert_cmpstr (req->weights, ==, "q8");
+  g_assert_true (req->ignore_eos);
 
   g_autoptr (GptdHttpRequest) one =
     parse_ok (GPTD_HTTP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
@@ -110,6 +111,8 @@ static const struct {
   { GPTD_HTTP_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":\"yes\"}", "stream",
     "invalid_type" },
   { GPTD_HTTP_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":2}", "n", "invalid_value" },
+  { GPTD_HTTP_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"ignore_eos\":1}", "ignore_eos",
+    "invalid_type" },
   { GPTD_HTTP_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"weights\":\"fp16\"}", "weights",
     "invalid_value" },
   { GPTD_HTTP_CHAT, "{\"model\":\"m\"}", "messages", "missing_field" },

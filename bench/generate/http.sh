@@ -9,7 +9,8 @@
 # (curl, in parallel) sends REQUESTS completions (default 8) of TOKENS new tokens
 # (default 100: with the 12-token prompt they stay within the default model's
 # context of 128, past which every token recomputes the whole window;
-# temperature 1, a seed per request, no stop) for one model, one
+# temperature 1, a seed per request, no stop, ignore_eos as gptctl has no eos
+# token by default) for one model, one
 # after the other; the figure is every client's generated tokens divided by the
 # wall time from the first request to the last answer. The same requests then go
 # through gptctl generate. MODEL_DIR defaults to the quickstart pipeline's model
@@ -74,7 +75,7 @@ client () {
     seed=$((n * 1000 + r))
     if [ "$via" = http ]; then
       got=$(curl -s -m 600 "http://127.0.0.1:$port/v1/completions" -d "{\"model\":\"m\",
-        \"prompt\":\"The pipeline\",\"max_tokens\":$tokens,\"temperature\":1,\"seed\":$seed}" |
+        \"prompt\":\"The pipeline\",\"max_tokens\":$tokens,\"temperature\":1,\"seed\":$seed,\"ignore_eos\":true}" |
         sed -n 's/.*"completion_tokens":\([0-9]*\).*/\1/p')
     else
       "$build/daemon/gptctl" --socket "$tmp/sock" generate --model "$tmp/models/m" \

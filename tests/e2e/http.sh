@@ -160,7 +160,11 @@ st=$(http "$TMP/model.json" GET /v1/models/tiny)
 ok $? "/v1/models/tiny describes one model"
 
 # ---- completions: the text gptctl generate gives -----------------------------------------
-ctl generate --model "$TMP/models/tiny" --max-new-tokens 24 "hello world" > "$TMP/greedy.ctl"
+# The tiny config.json has no eos_token_id: the gateway stops at the
+# vocabulary's <|endoftext|>, which gptctl is told.
+EOS=$(grep -o '"<|endoftext|>": *[0-9]*' "$LM/vocab.json" | grep -o '[0-9]*$')
+gen_ctl () { ctl generate --eos-id "${EOS:--1}" "$@"; }
+gen_ctl --model "$TMP/models/tiny" --max-new-tokens 24 "hello world" > "$TMP/greedy.ctl"
 st=$(post "$TMP/greedy.json" /v1/completions \
   '{"model":"tiny","prompt":"hello world","max_tokens":24,"temperature":0}')
 [ "$st" = 200 ]
@@ -178,7 +182,7 @@ ok $? "greedy: the completion's text equals gptctl generate's"
   field "$TMP/greedy.json" id | grep -q '^cmpl-' && [ "$(field "$TMP/greedy.json" created)" -gt 0 ]
 ok $? "a text_completion object: id, created, model, finish_reason length, usage"
 
-ctl generate --model "$TMP/models/tiny" --max-new-tokens 30 --temperature 1.2 --top-k 50 \
+gen_ctl --model "$TMP/models/tiny" --max-new-tokens 30 --temperature 1.2 --top-k 50 \
   --top-p 0.9 --seed 7 "The daemon" > "$TMP/seeded.ctl"
 post "$TMP/seeded.json" /v1/completions '{"model":"tiny","prompt":"The daemon","max_tokens":30,
   "temperature":1.2,"top_k":50,"top_p":0.9,"seed":7}' > /dev/null
@@ -196,7 +200,7 @@ ok $? "an array of prompts: a choice per prompt, in order"
 # ---- stop strings and weight formats (carried to the serving worker) ---------------------
 STOP=$(grep -o '[a-z]\{2,\}' "$TMP/greedy.ctl" | head -n 1)
 [ -n "$STOP" ] || STOP=G
-ctl generate --model "$TMP/models/tiny" --max-new-tokens 24 --stop "$STOP" "hello world" \
+gen_ctl --model "$TMP/models/tiny" --max-new-tokens 24 --stop "$STOP" "hello world" \
   > "$TMP/stop.ctl"
 st=$(post "$TMP/stop.json" /v1/completions "{\"model\":\"tiny\",\"prompt\":\"hello world\",
   \"max_tokens\":24,\"temperature\":0,\"stop\":[\"never here\",\"$STOP\"]}")
@@ -210,7 +214,7 @@ post "$TMP/stop.stream" /v1/completions "{\"model\":\"tiny\",\"prompt\":\"hello 
 { "$JSON" --sse choices.0.text < "$TMP/stop.stream"; echo; } | cmp -s - "$TMP/stop.ctl" &&
   [ "$("$JSON" --sse choices.0.finish_reason < "$TMP/stop.stream")" = stop ]
 ok $? "a streamed completion with a stop string: the same text, finish_reason stop"
-ctl generate --model "$TMP/models/tiny" --max-new-tokens 24 --weights bf16 "hello world" \
+gen_ctl --model "$TMP/models/tiny" --max-new-tokens 24 --weights bf16 "hello world" \
   > "$TMP/bf16.ctl"
 st=$(post "$TMP/bf16.json" /v1/completions \
   '{"model":"tiny","prompt":"hello world","max_tokens":24,"temperature":0,"weights":"bf16"}')
@@ -233,7 +237,7 @@ ok $? "a chunk per TextChunk ($n events), the last with finish_reason length"
 
 # ---- chat: the Alpaca format ----------------------------------------------------------------
 ALPACA='Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nSay hi\n\n### Response:\n'
-printf "$ALPACA" | ctl generate --model "$TMP/models/tiny" --max-new-tokens 12 - > "$TMP/chat.ctl"
+printf "$ALPACA" | gen_ctl --model "$TMP/models/tiny" --max-new-tokens 12 - > "$TMP/chat.ctl"
 st=$(post "$TMP/chat.json" /v1/chat/completions \
   '{"model":"tiny","messages":[{"role":"user","content":"Say hi"}],"max_tokens":12,"temperature":0}')
 { field "$TMP/chat.json" choices.0.message.content; echo; } > "$TMP/chat.http"
@@ -256,13 +260,13 @@ ok $? "a streamed chat: chat.completion.chunk deltas (the role first) to [DONE],
 MULTI='{"model":"tiny","max_tokens":8,"temperature":0,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hi"},{"role":"assistant","content":"Hi."},{"role":"user","content":"Again"}]}'
 printf "Be brief.\n\n${ALPACA}Hi.\n\n" > "$TMP/multi.prompt"
 printf 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nAgain\n\n### Response:\n' >> "$TMP/multi.prompt"
-ctl generate --model "$TMP/models/tiny" --max-new-tokens 8 - < "$TMP/multi.prompt" > "$TMP/multi.ctl"
+gen_ctl --model "$TMP/models/tiny" --max-new-tokens 8 - < "$TMP/multi.prompt" > "$TMP/multi.ctl"
 post "$TMP/multi.json" /v1/chat/completions "$MULTI" > /dev/null
 { field "$TMP/multi.json" choices.0.message.content; echo; } | cmp -s - "$TMP/multi.ctl"
 ok $? "a conversation: the system text, each earlier turn as instruction and response, then the last"
 
 printf '<|user|>\nSay hi\n<|assistant|>:\n' |
-  ctl generate --model "$TMP/models/tiny-phi3" --max-new-tokens 12 - > "$TMP/phi3.ctl"
+  gen_ctl --model "$TMP/models/tiny-phi3" --max-new-tokens 12 - > "$TMP/phi3.ctl"
 post "$TMP/phi3.json" /v1/chat/completions \
   '{"model":"tiny-phi3","messages":[{"role":"user","content":"Say hi"}],"max_tokens":12,"temperature":0}' > /dev/null
 { field "$TMP/phi3.json" choices.0.message.content; echo; } | cmp -s - "$TMP/phi3.ctl" &&
@@ -352,7 +356,7 @@ ok $? "/metrics: requests by endpoint and code, HELP and TYPE lines, in flight, 
 # ---- a client that hangs up cancels ----------------------------------------------------------
 : > "$TMP/hang"
 curl -s -N -m 60 -H "Authorization: Bearer $TOKEN" -d '{"model":"tiny","prompt":"hello",
-  "max_tokens":1000000,"temperature":1,"stream":true}' "$URL/v1/completions" > "$TMP/hang" &
+  "max_tokens":1000000,"temperature":1,"ignore_eos":true,"stream":true}' "$URL/v1/completions" > "$TMP/hang" &
 CP=$!
 i=0
 while [ "$(wc -c < "$TMP/hang")" -lt 2000 ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
@@ -367,7 +371,7 @@ done
 grep -q 'tokens (cancelled) from [^ ]*/models/tiny' "$TMP/daemon.log"
 ok $? "a client that hangs up mid-stream cancels its generation in the daemon"
 curl -s -m 60 -H "Authorization: Bearer $TOKEN" -d '{"model":"tiny","prompt":"hello",
-  "max_tokens":1000000,"temperature":1}' "$URL/v1/completions" > /dev/null &
+  "max_tokens":1000000,"temperature":1,"ignore_eos":true}' "$URL/v1/completions" > /dev/null &
 CP=$!
 sleep 1
 kill "$CP" 2>/dev/null
