@@ -9,6 +9,7 @@
 #include <gptd/registry.h>
 
 #include "daemon-config.h"
+#include "http.h"
 
 #ifndef GPTD_SYSCONFDIR
 #define GPTD_SYSCONFDIR "/etc"
@@ -16,8 +17,9 @@
 
 #define GROUP "gptd"
 
-/* KEY_BOOL is held as an integer (0 or 1), written true or false. */
-typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT, KEY_USERS, KEY_BOOL } KeyKind;
+/* KEY_BOOL is held as an integer (0 or 1), written true or false; KEY_ADDR is
+ * an address the HTTP gateway can listen on. */
+typedef enum { KEY_PATH, KEY_LEVEL, KEY_INT, KEY_USERS, KEY_BOOL, KEY_ADDR } KeyKind;
 
 typedef struct {
   const char *name;
@@ -50,6 +52,9 @@ static const Key keys[] = {
   K ("read-timeout", KEY_INT, 1, 86400, read_timeout_s),
   K ("idle-timeout", KEY_INT, 1, 86400 * 7, idle_timeout_s),
   K ("keep-cancelled-checkpoints", KEY_BOOL, 0, 1, keep_cancelled_checkpoints),
+  K ("http", KEY_ADDR, 0, 0, http),
+  K ("http-token-file", KEY_PATH, 0, 0, http_token_file),
+  K ("models", KEY_PATH, 0, 0, models),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))
@@ -122,6 +127,9 @@ gptd__config_clear (GptdDaemonConfig *config)
   g_free (config->data_dir);
   g_free (config->log_level);
   g_free (config->allow_users);
+  g_free (config->http);
+  g_free (config->http_token_file);
+  g_free (config->models);
   memset (config, 0, sizeof *config);
 }
 
@@ -317,6 +325,22 @@ gptd__config_load (const char *path, gboolean missing_ok, GptdDaemonConfig *conf
               return FALSE;
             }
           FIELD (config, k->value, gint64) = strcmp (value, "true") == 0;
+        }
+      else if (k->kind == KEY_ADDR)
+        {
+          gboolean loopback;
+          g_autoptr (GError) local_addr = NULL;
+          g_autoptr (GInetSocketAddress) addr =
+            gptd__http_parse_address (value, &loopback, &local_addr);
+          if (addr == NULL)
+            {
+              g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                           "%s:%u: %s=%s: %s", path, line, names[i], value,
+                           local_addr->message);
+              gptd__config_clear (config);
+              return FALSE;
+            }
+          FIELD (config, k->value, char *) = g_steal_pointer (&value);
         }
       else if (k->kind == KEY_USERS)
         {

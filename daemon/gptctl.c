@@ -8,6 +8,7 @@
 #include "config.h"
 #endif
 
+#include "control-client.h"
 #include "paths.h"
 
 #include <gptd/frame.h>
@@ -22,8 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,13 +69,16 @@ static const char gptctl_description[] =
   "                     from its last checkpoint, in its run directory; --wait\n"
   "                     watches it to the end\n"
   "  generate --model DIR [--max-new-tokens N] [--temperature T] [--top-k K]\n"
-  "           [--top-p P] [--seed S] [--eos-id ID] PROMPT\n"
+  "           [--top-p P] [--seed S] [--eos-id ID] [--stop S]... [--weights F]\n"
+  "           PROMPT\n"
   "                     stream text the daemon generates from PROMPT (- reads it\n"
   "                     from standard input) with the model in DIR (config.json,\n"
   "                     model.safetensors, vocab.json, merges.txt; or a checkpoint\n"
   "                     directory). Defaults: 50 tokens, greedy (temperature 0),\n"
-  "                     no top-k, top-p 1, a random seed, no eos. The daemon keeps\n"
-  "                     recently used models loaded. Ctrl-C stops the generation.\n"
+  "                     no top-k, top-p 1, a random seed, no eos, no stop string,\n"
+  "                     the directory's own weight format. The text ends before\n"
+  "                     the first --stop string. The daemon keeps recently used\n"
+  "                     models loaded. Ctrl-C stops the generation.\n"
   "  plugins [TYPE]     list the daemon's stage types, or describe one\n"
   "  validate FILE [--set KEY=VALUE]...\n"
   "                     check a pipeline with the daemon's plugins\n"
@@ -105,68 +107,38 @@ static const char gptctl_description[] =
   "  6  the connection broke or the daemon's answer made no sense (for watch: this\n"
   "     client fell too far behind and was dropped)\n";
 
-static void
-response_free (Gptd__Response *resp)
-{
-  if (resp != NULL)
-    protobuf_c_message_free_unpacked (&resp->base, NULL);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Gptd__Response, response_free)
-
 typedef struct {
-  const char *socket_path;
-  int fd;
-  guint64 next_id;
+  GptdControlClient *ctl;
   gboolean json;
 } Client;
 
 /* ---- Talking to the daemon ---------------------------------------------------- */
 
+/* The exit code a control-client error maps to, after printing it. */
+static int
+control_error_status (const GError *error)
+{
+  g_printerr ("gptctl: %s\n", error->message);
+  if (error->code == GPTD_CONTROL_ERROR_USAGE)
+    return EXIT_USAGE;
+  return error->code == GPTD_CONTROL_ERROR_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_PROTOCOL;
+}
+
 static int
 client_connect (Client *cl)
 {
-  struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  if (strlen (cl->socket_path) >= sizeof addr.sun_path)
-    {
-      g_printerr ("gptctl: the socket path %s is too long\n", cl->socket_path);
-      return EXIT_USAGE;
-    }
-  g_strlcpy (addr.sun_path, cl->socket_path, sizeof addr.sun_path);
-  cl->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (cl->fd < 0)
-    {
-      g_printerr ("gptctl: socket(): %s\n", g_strerror (errno));
-      return EXIT_UNREACHABLE;
-    }
-  if (connect (cl->fd, (struct sockaddr *) &addr, sizeof addr) != 0)
-    {
-      int saved = errno;
-      close (cl->fd);
-      cl->fd = -1;
-      if (saved == ENOENT || saved == ECONNREFUSED || saved == ENOTDIR)
-        g_printerr ("gptctl: gptd is not running at %s: start it with `gptd` or "
-                    "`systemctl start gptd`\n", cl->socket_path);
-      else if (saved == EACCES || saved == EPERM)
-        g_printerr ("gptctl: cannot connect to gptd at %s: %s (is your user in the "
-                    "socket's group?)\n", cl->socket_path, g_strerror (saved));
-      else
-        g_printerr ("gptctl: cannot connect to gptd at %s: %s\n", cl->socket_path,
-                    g_strerror (saved));
-      return EXIT_UNREACHABLE;
-    }
+  g_autoptr (GError) error = NULL;
+  if (!gptd__control_client_connect (cl->ctl, &error))
+    return control_error_status (error);
   return EXIT_OK;
 }
 
 static int
 client_send (Client *cl, Gptd__Request *req)
 {
-  req->id = ++cl->next_id;
   g_autoptr (GError) error = NULL;
-  if (!gptd_frame_write_fd (cl->fd, &req->base, &error))
-    {
-      g_printerr ("gptctl: sending the request to gptd failed: %s\n", error->message);
-      return EXIT_PROTOCOL;
-    }
+  if (!gptd__control_client_send (cl->ctl, req, &error))
+    return control_error_status (error);
   return EXIT_OK;
 }
 
@@ -175,16 +147,9 @@ static Gptd__Response *
 client_receive (Client *cl, int *status)
 {
   g_autoptr (GError) error = NULL;
-  Gptd__Response *resp =
-    (Gptd__Response *) gptd_frame_read_fd (cl->fd, &gptd__response__descriptor, 0, &error);
+  Gptd__Response *resp = gptd__control_client_receive (cl->ctl, &error);
   if (resp == NULL)
-    {
-      if (g_error_matches (error, GPTD_FRAME_ERROR, GPTD_FRAME_ERROR_CLOSED))
-        g_printerr ("gptctl: gptd closed the connection (is it stopping?)\n");
-      else
-        g_printerr ("gptctl: reading gptd's answer failed: %s\n", error->message);
-      *status = EXIT_PROTOCOL;
-    }
+    *status = control_error_status (error);
   return resp;
 }
 
@@ -511,6 +476,9 @@ typedef struct {
   double top_p;
   char *seed;
   int eos_id;
+  char **stop;
+  /* generate and classify */
+  char *weights;
   /* prune */
   char *older_than;
   char **states;
@@ -1168,6 +1136,9 @@ cmd_generate (Client *cl, int argc, char **argv, const CommandOptions *o)
   gr.seed = seed;
   gr.has_seed = o->seed != NULL;
   gr.eos_id = o->eos_id;
+  gr.weights = o->weights != NULL ? o->weights : (char *) "";
+  gr.n_stop = o->stop != NULL ? g_strv_length (o->stop) : 0;
+  gr.stop = o->stop;
   req.body_case = GPTD__REQUEST__BODY_GENERATE;
   req.generate = &gr;
   if ((status = client_send (cl, &req)) != EXIT_OK)
@@ -1314,6 +1285,7 @@ cmd_classify (Client *cl, int argc, char **argv, const CommandOptions *o)
   cr.model = model;
   cr.n_texts = texts->len;
   cr.texts = (char **) texts->pdata;
+  cr.weights = o->weights != NULL ? o->weights : (char *) "";
   req.body_case = GPTD__REQUEST__BODY_CLASSIFY;
   req.classify = &cr;
   if ((status = client_send (cl, &req)) != EXIT_OK)
@@ -1413,7 +1385,7 @@ cmd_ping (Client *cl, int argc, char **argv, const CommandOptions *o)
   if (cl->json)
     g_print ("{\"ok\":true}\n");
   else
-    g_print ("gptd is running at %s\n", cl->socket_path);
+    g_print ("gptd is running at %s\n", cl->ctl->socket_path);
   return EXIT_OK;
 }
 
@@ -1426,6 +1398,7 @@ enum {
   OPT_GENERATE = 1 << 4,
   OPT_MODEL = 1 << 5,
   OPT_PRUNE = 1 << 6,
+  OPT_WEIGHTS = 1 << 7,
 };
 
 static const struct {
@@ -1461,10 +1434,11 @@ static const struct {
     "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
     "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "
     "keeps recently used models loaded. Ctrl-C stops the generation.",
-    OPT_MODEL | OPT_GENERATE },
+    OPT_MODEL | OPT_GENERATE | OPT_WEIGHTS },
   { "classify", cmd_classify, "--model DIR TEXT...", "Prints the label the classifier in DIR "
     "gives each TEXT (- reads one text per line from standard input), its probability and "
-    "the text, one line per text. The daemon keeps recently used models loaded.", OPT_MODEL },
+    "the text, one line per text. The daemon keeps recently used models loaded.",
+    OPT_MODEL | OPT_WEIGHTS },
   { "plugins", cmd_plugins, "[TYPE]", "Lists the daemon's stage types, or describes one.", 0 },
   { "validate", cmd_validate, "FILE", "Checks a pipeline with the daemon's plugins.", OPT_SET },
   { "ping", cmd_ping, "", "Checks that the daemon answers.", 0 },
@@ -1476,6 +1450,8 @@ command_options_clear (CommandOptions *o)
   g_strfreev (o->settings);
   g_free (o->model);
   g_free (o->seed);
+  g_strfreev (o->stop);
+  g_free (o->weights);
   g_free (o->older_than);
   g_strfreev (o->states);
 }
@@ -1536,11 +1512,17 @@ parse_command_options (gsize i, int *argc, char ***argv, CommandOptions *o,
     { "state", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->states,
       "Only runs in this state (succeeded, failed, cancelled, interrupted, paused); "
       "repeatable", "STATE" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &o->weights,
+      "The format the daemon holds the weights in: fp32, bf16 or q8 (default: the model "
+      "directory's own)", "FORMAT" },
+    { "stop", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->stop,
+      "End the text before this string when it comes out (it is not sent); repeatable",
+      "S" },
   };
   static const guint bit[G_N_ELEMENTS (all)] = {
     0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_MODEL, OPT_GENERATE,
     OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_PRUNE,
-    OPT_PRUNE,
+    OPT_PRUNE, OPT_WEIGHTS, OPT_GENERATE,
   };
   GOptionEntry entries[G_N_ELEMENTS (all) + 1];
   gsize n = 0;
@@ -1634,14 +1616,12 @@ main (int argc, char **argv)
       return EXIT_USAGE;
     }
 
-  Client cl = { .fd = -1, .json = json };
   if (socket_path == NULL)
     socket_path = gptd__client_socket_path ();
-  cl.socket_path = socket_path;
+  Client cl = { .ctl = gptd__control_client_new (socket_path), .json = json };
 
   int status = commands[cmd].func (&cl, cargc - 1, cargv + 1, &o);
-  if (cl.fd >= 0)
-    close (cl.fd);
+  gptd__control_client_free (cl.ctl);
   command_options_clear (&o);
   return status;
 }

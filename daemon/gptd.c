@@ -1,6 +1,7 @@
 /* daemon/gptd.c: the gptd program: the daemon (no subcommand), the one-shot
- * subcommands `run`, `validate`, `generate` and `plugins`, and the internal modes the daemon
- * starts: a worker for each run, and the plugin probe.
+ * subcommands `run`, `validate`, `generate` and `plugins`, the HTTP gateway
+ * (`gptd --http ADDR`), and the internal modes the daemon starts: a worker for
+ * each run, and the plugin probe.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -13,6 +14,7 @@
 #include "worker.h"
 #include "serve.h"
 #include "check.h"
+#include "http.h"
 
 #include <gptd/registry.h>
 
@@ -31,6 +33,9 @@ static const char gptd_description[] =
   "  gptd generate -m MODEL_DIR PROMPT...    generate text from a model directory\n"
   "  gptd quantize MODEL_DIR OUT_DIR -w q8   save a model with bf16 or q8 weights\n"
   "  gptd plugins [TYPE]                     list the stage types, or describe one\n"
+  "  gptd --http ADDR [--socket PATH] [--models DIR] [--token-file FILE]\n"
+  "              [--max-body BYTES]          serve the OpenAI-style HTTP API on ADDR\n"
+  "                                          (docs/http-api.md), a client of the daemon\n"
   "\n"
   "Without a subcommand gptd is the daemon. It listens on a Unix socket for the\n"
   "control protocol that gptctl speaks (docs/control-protocol.md) and runs each\n"
@@ -325,6 +330,8 @@ main (int argc, char **argv)
         return gptd__check_main ();
       if (strcmp (argv[1], "--probe-plugins") == 0)
         return probe_mode (argc, argv);
+      if (strcmp (argv[1], "--http") == 0 || g_str_has_prefix (argv[1], "--http="))
+        return gptd__http_main (argc, argv);
       if (strcmp (argv[1], "run") == 0)
         return gptd_cli_run (argc - 1, argv + 1);
       if (strcmp (argv[1], "validate") == 0)

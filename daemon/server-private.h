@@ -87,6 +87,16 @@ struct _Server {
   /* Output requests being read (server-output.c). */
   uv_idle_t output_idle;
   GList *output_jobs;
+  /* The HTTP gateway (server-http.c). */
+  uv_process_t http_process;
+  uv_timer_t http_timer;    /* the pause before a restart */
+  gboolean http_running;    /* http_process is open (until its close callback) */
+  gboolean http_restart_now;   /* the settings changed: start again once it has exited */
+  gboolean http_bad_config; /* it exited 2: not restarted until the settings change */
+  char **http_argv;         /* what it was started with */
+  char *http_state_dir;     /* models= defaults to STATE/models */
+  guint http_backoff_ms;
+  gint64 http_started;      /* monotonic microseconds */
 };
 
 struct _Conn {
@@ -269,6 +279,17 @@ typedef void (*GptdProbeDoneFunc) (Server *s, GptdRegistry *registry, const GErr
  * the loop; @done is called on the loop thread. One round at a time
  * (s->probe is set meanwhile). */
 void gptd__server_load_registry_async (Server *s, GptdProbeDoneFunc done);
+
+/* ---- server-http.c ---- */
+
+/* Starts the HTTP gateway when http= is set. */
+void gptd__server_http_init (Server *s, const char *state_dir);
+/* Starts, restarts or stops the gateway after the configuration changed. */
+void gptd__server_http_apply (Server *s);
+/* Stops the gateway (the daemon is stopping). */
+void gptd__server_http_stop (Server *s);
+/* Closes the restart timer (once the gateway has exited). */
+void gptd__server_http_close (Server *s);
 
 /* ---- server.c ---- */
 

@@ -76,7 +76,7 @@ void
 gptd__server_maybe_finish_stop (Server *s)
 {
   if (s->stopping && s->n_workers == 0 && s->n_gen_jobs == 0 && s->n_check_jobs == 0
-      && s->n_serve_procs == 0 && s->probe == NULL)
+      && s->n_serve_procs == 0 && s->probe == NULL && !s->http_running)
     gptd__server_finish_stop (s);
 }
 

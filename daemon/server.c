@@ -49,6 +49,7 @@ gptd__server_finish_stop (Server *s)
   uv_close ((uv_handle_t *) &s->sig_term, NULL);
   uv_close ((uv_handle_t *) &s->sig_int, NULL);
   uv_close ((uv_handle_t *) &s->sig_hup, NULL);
+  gptd__server_http_close (s);
   /* No pipeline is being loaded (gptd__server_maybe_finish_stop). */
   gptd__server_checks_close (s);
   gptd__server_logs_close (s);
@@ -85,6 +86,7 @@ server_begin_stop (Server *s, int signum)
   sd_notify (0, "STOPPING=1");
 #endif
   gptd__server_close_listener (s);
+  gptd__server_http_stop (s);
   /* Generations end at their next token, telling their clients they were
    * cancelled. */
   gptd__server_cancel_generations (s);
@@ -149,6 +151,9 @@ server_reload_config (Server *s)
   s->config = fresh;
   /* More room (max-runs=) starts queued runs now. */
   gptd__server_schedule (s);
+  /* http=, http-token-file=, models=: the gateway is started, restarted or
+   * stopped. */
+  gptd__server_http_apply (s);
 }
 
 /* The registry a SIGHUP's probe and scan made: it replaces the old one, which
@@ -319,6 +324,7 @@ gptd__server_main (const GptdServerOptions *options)
   gptd__server_checks_init (&s);
   gptd__server_logs_init (&s);
   gptd__server_output_init (&s);
+  gptd__server_http_init (&s, options->state_dir);
 
   {
     g_autoptr (GPtrArray) types = gptd_registry_list (s.registry);

@@ -1,5 +1,6 @@
 # Build fragment for lib/pipeline: pipeline files, stage parameters, the runner,
-# messages as JSON.
+# messages as JSON, prompt templates (the instruct and judge plugins and the HTTP
+# gateway format prompts with them).
 lib_libgptd_la_SOURCES += lib/pipeline/params.c lib/pipeline/params-private.h \
 	lib/pipeline/pipeline.c lib/pipeline/pipeline-private.h \
 	lib/pipeline/runner.c lib/pipeline/runner-format.c \

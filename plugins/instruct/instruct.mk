@@ -1,8 +1,8 @@
 # Build fragment for plugins/instruct: the instruct plugin (json-source,
 # prompt-format, instruction-collator); see the top-level Makefile.am. The prompt
 # templates and the seeded splits it shares with other plugins are in libgptd
-# (lib/data); the collator's data set sits in a convenience library, which the
-# plugin and its unit tests link.
+# (lib/data), shared with the judge plugin and the HTTP gateway; the collator's
+# data set sits in a convenience library, which the plugin and its unit tests link.
 
 noinst_LTLIBRARIES += plugins/instruct/libinstruct-core.la
 plugins_instruct_libinstruct_core_la_SOURCES = \

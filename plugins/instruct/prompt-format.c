@@ -6,7 +6,7 @@
  * template=alpaca is the book's format (the preamble, "### Instruction:", the
  * "### Input:" section only when the input is not empty, "### Response:" and the
  * output), phi3 the "<|user|>"/"<|assistant|>" format of its exercise 7.1, and any
- * other value a template file (see template.h). With include-response=false the
+ * other value a template file (see include/gptd/prompt-template.h). With include-response=false the
  * text is the prompt alone, format_input(entry), which is what the book hands to
  * generate().
  */

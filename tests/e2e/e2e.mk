@@ -10,6 +10,7 @@ E2E_TESTS = \
 	tests/e2e/load.sh \
 	tests/e2e/logs.sh \
 	tests/e2e/generate.sh \
+	tests/e2e/stop-weights.sh \
 	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
 	tests/e2e/ranks.sh \
@@ -25,7 +26,8 @@ E2E_TESTS = \
 	tests/e2e/systemd.sh \
 	tests/e2e/config.sh \
 	tests/e2e/completion.sh \
-	tests/e2e/gptctl.sh
+	tests/e2e/gptctl.sh \
+	tests/e2e/http.sh
 
 TESTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/e2e/lib.sh
@@ -63,3 +65,7 @@ EXTRA_DIST += tests/fault/fault-inject.sh
 # The plugin SDK from an installed prefix, with the example plugin.
 TESTS += tests/e2e/sdk.sh
 EXTRA_DIST += tests/e2e/sdk.sh
+# A JSON reader for http.sh: a value at a path, or a server-sent event stream's.
+check_PROGRAMS += tests/e2e/e2e-json
+tests_e2e_e2e_json_SOURCES = tests/e2e/e2e-json.c
+tests_e2e_e2e_json_LDADD = $(TEST_LIBS)
