@@ -31,6 +31,7 @@ gptd_cli_generate (int argc, char **argv)
   g_autofree char *prompt = NULL;
   g_autofree char *vocab = NULL;
   g_autofree char *weights = NULL;
+  g_auto (GStrv) stop = NULL;
   int max_new_tokens = 50, top_k = 0, threads = 0, eos_id = -1, context = 0;
   double temperature = 0, top_p = 1;
   gint64 seed = GPTD_GENERATE_DEFAULT_SEED;
@@ -61,6 +62,9 @@ gptd_cli_generate (int argc, char **argv)
     { "weights", 'w', 0, G_OPTION_ARG_STRING, &weights,
       "Weight format: fp32, bf16 or q8 (converted on load); default: the "
       "model directory's own", "FORMAT" },
+    { "stop", 0, 0, G_OPTION_ARG_STRING_ARRAY, &stop,
+      "End the text before this string when it comes out (not printed); "
+      "repeatable", "S" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
       "Print only the generated text (not the prompt)", NULL },
     { NULL }
@@ -105,10 +109,17 @@ gptd_cli_generate (int argc, char **argv)
   o.top_p = top_p;
   o.seed = (guint64) seed;
   o.eos_id = eos_id;
+  o.stop = (const char *const *) stop;
   if (seed < 0 || context < 0 || !gptd_generate_options_validate (&o, &error))
     {
       g_printerr ("gptd generate: %s\n",
                   error ? error->message : "--seed and --context-length must not be negative");
+      return GPTD_CLI_EXIT_USAGE;
+    }
+  g_autoptr (GptdStopMatcher) check = gptd_stop_matcher_new (o.stop, &error);
+  if (check == NULL)
+    {
+      g_printerr ("gptd generate: --stop: %s\n", error->message);
       return GPTD_CLI_EXIT_USAGE;
     }
 

@@ -70,13 +70,16 @@ static const char gptctl_description[] =
   "                     from its last checkpoint, in its run directory; --wait\n"
   "                     watches it to the end\n"
   "  generate --model DIR [--max-new-tokens N] [--temperature T] [--top-k K]\n"
-  "           [--top-p P] [--seed S] [--eos-id ID] PROMPT\n"
+  "           [--top-p P] [--seed S] [--eos-id ID] [--stop S]... [--weights F]\n"
+  "           PROMPT\n"
   "                     stream text the daemon generates from PROMPT (- reads it\n"
   "                     from standard input) with the model in DIR (config.json,\n"
   "                     model.safetensors, vocab.json, merges.txt; or a checkpoint\n"
   "                     directory). Defaults: 50 tokens, greedy (temperature 0),\n"
-  "                     no top-k, top-p 1, a random seed, no eos. The daemon keeps\n"
-  "                     recently used models loaded. Ctrl-C stops the generation.\n"
+  "                     no top-k, top-p 1, a random seed, no eos, no stop string,\n"
+  "                     the directory's own weight format. The text ends before\n"
+  "                     the first --stop string. The daemon keeps recently used\n"
+  "                     models loaded. Ctrl-C stops the generation.\n"
   "  plugins [TYPE]     list the daemon's stage types, or describe one\n"
   "  validate FILE [--set KEY=VALUE]...\n"
   "                     check a pipeline with the daemon's plugins\n"
@@ -511,6 +514,9 @@ typedef struct {
   double top_p;
   char *seed;
   int eos_id;
+  char **stop;
+  /* generate and classify */
+  char *weights;
   /* prune */
   char *older_than;
   char **states;
@@ -1168,6 +1174,9 @@ cmd_generate (Client *cl, int argc, char **argv, const CommandOptions *o)
   gr.seed = seed;
   gr.has_seed = o->seed != NULL;
   gr.eos_id = o->eos_id;
+  gr.weights = o->weights != NULL ? o->weights : (char *) "";
+  gr.n_stop = o->stop != NULL ? g_strv_length (o->stop) : 0;
+  gr.stop = o->stop;
   req.body_case = GPTD__REQUEST__BODY_GENERATE;
   req.generate = &gr;
   if ((status = client_send (cl, &req)) != EXIT_OK)
@@ -1314,6 +1323,7 @@ cmd_classify (Client *cl, int argc, char **argv, const CommandOptions *o)
   cr.model = model;
   cr.n_texts = texts->len;
   cr.texts = (char **) texts->pdata;
+  cr.weights = o->weights != NULL ? o->weights : (char *) "";
   req.body_case = GPTD__REQUEST__BODY_CLASSIFY;
   req.classify = &cr;
   if ((status = client_send (cl, &req)) != EXIT_OK)
@@ -1426,6 +1436,7 @@ enum {
   OPT_GENERATE = 1 << 4,
   OPT_MODEL = 1 << 5,
   OPT_PRUNE = 1 << 6,
+  OPT_WEIGHTS = 1 << 7,
 };
 
 static const struct {
@@ -1461,10 +1472,11 @@ static const struct {
     "from PROMPT (- reads it from standard input) with the model in DIR (config.json, "
     "model.safetensors, vocab.json, merges.txt; or a checkpoint directory). The daemon "
     "keeps recently used models loaded. Ctrl-C stops the generation.",
-    OPT_MODEL | OPT_GENERATE },
+    OPT_MODEL | OPT_GENERATE | OPT_WEIGHTS },
   { "classify", cmd_classify, "--model DIR TEXT...", "Prints the label the classifier in DIR "
     "gives each TEXT (- reads one text per line from standard input), its probability and "
-    "the text, one line per text. The daemon keeps recently used models loaded.", OPT_MODEL },
+    "the text, one line per text. The daemon keeps recently used models loaded.",
+    OPT_MODEL | OPT_WEIGHTS },
   { "plugins", cmd_plugins, "[TYPE]", "Lists the daemon's stage types, or describes one.", 0 },
   { "validate", cmd_validate, "FILE", "Checks a pipeline with the daemon's plugins.", OPT_SET },
   { "ping", cmd_ping, "", "Checks that the daemon answers.", 0 },
@@ -1476,6 +1488,8 @@ command_options_clear (CommandOptions *o)
   g_strfreev (o->settings);
   g_free (o->model);
   g_free (o->seed);
+  g_strfreev (o->stop);
+  g_free (o->weights);
   g_free (o->older_than);
   g_strfreev (o->states);
 }
@@ -1536,11 +1550,17 @@ parse_command_options (gsize i, int *argc, char ***argv, CommandOptions *o,
     { "state", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->states,
       "Only runs in this state (succeeded, failed, cancelled, interrupted, paused); "
       "repeatable", "STATE" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &o->weights,
+      "The format the daemon holds the weights in: fp32, bf16 or q8 (default: the model "
+      "directory's own)", "FORMAT" },
+    { "stop", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->stop,
+      "End the text before this string when it comes out (it is not sent); repeatable",
+      "S" },
   };
   static const guint bit[G_N_ELEMENTS (all)] = {
     0, 0, OPT_SET, OPT_WAIT, OPT_FROM_START, OPT_NO_WAIT, OPT_MODEL, OPT_GENERATE,
     OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_GENERATE, OPT_PRUNE,
-    OPT_PRUNE,
+    OPT_PRUNE, OPT_WEIGHTS, OPT_GENERATE,
   };
   GOptionEntry entries[G_N_ELEMENTS (all) + 1];
   gsize n = 0;

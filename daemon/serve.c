@@ -16,6 +16,7 @@
 #include <gptd/frame.h>
 #include <gptd/generate.h>
 #include <gptd/gpt2-file.h>
+#include <gptd/quant.h>
 #include <gptd.pb-c.h>
 
 #include <json-glib/json-glib.h>
@@ -299,7 +300,7 @@ model_is_classifier (const char *dir, gboolean *is_classifier, GError **error)
 /* ---- Serving --------------------------------------------------------------------- */
 
 typedef struct {
-  char *stamp;
+  char *stamp;          /* model_stamp() and the weight format asked for */
   char *real;
   GptdGenerator *generator;     /* a language model's */
   GptdClassifier *classifier;   /* or a classifier */
@@ -311,21 +312,34 @@ typedef enum {
   SERVE_LOAD_FAILED,    /* the same, and the worker ends: it holds no model */
 } ServeLoad;
 
-/* Makes @model hold the model in @model_dir, loaded again when its files
+/* Makes @model hold the model in @model_dir with its weights in the format
+ * @weights names (empty: the directory's own), loaded again when its files
  * changed, as a classifier when @classify; then sends the log line saying
  * where it came from (the daemon adds its cache's counters to it). A model of
  * the other kind is refused. */
 static ServeLoad
-serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean classify)
+serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char *weights,
+            gboolean classify)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *real = NULL;
-  g_autofree char *stamp = model_stamp (model_dir, &real, &error);
-  if (stamp == NULL)
+  GptdWeightFormat format = GPTD_WEIGHT_FORMAT_FP32;
+  gboolean stored = weights == NULL || *weights == '\0';
+  if (!stored && !gptd_weight_format_from_string (weights, &format, &error))
+    {
+      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST, "weights: %s",
+                        error->message);
+      return model->generator != NULL || model->classifier != NULL ? SERVE_LOAD_REFUSED
+                                                                     : SERVE_LOAD_FAILED;
+    }
+  g_autofree char *files = model_stamp (model_dir, &real, &error);
+  if (files == NULL)
     {
       serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
       return SERVE_LOAD_FAILED;
     }
+  g_autofree char *stamp = g_strdup_printf ("%s|weights:%s", files,
+                                            stored ? "stored" : weights);
   gboolean held = model->generator != NULL || model->classifier != NULL;
   /* A model of the other kind is refused before it is loaded. */
   gboolean is_classifier = model->classifier != NULL;
@@ -366,9 +380,20 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean cl
       g_clear_pointer (&model->stamp, g_free);
       gint64 t0 = g_get_monotonic_time ();
       if (is_classifier)
-        model->classifier = gptd_classifier_load (real, NULL, &error);
+        {
+          model->classifier = gptd_classifier_load (real, NULL, &error);
+          if (model->classifier != NULL && !stored
+              && !gptd_classifier_set_weight_format (model->classifier, format, &error))
+            g_clear_pointer (&model->classifier, gptd_classifier_free);
+        }
       else
-        model->generator = gptd_generator_load (real, NULL, 0, &error);
+        {
+          GptdGeneratorLoadOptions lo;
+          gptd_generator_load_options_init (&lo);
+          if (!stored)
+            lo.weights = (int) format;
+          model->generator = gptd_generator_load_full (real, &lo, &error);
+        }
       load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
       if (model->generator == NULL && model->classifier == NULL)
         {
@@ -381,12 +406,15 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, gboolean cl
       g_free (model->real);
       model->real = g_strdup (real);
       loaded = TRUE;
-      g_message ("%s: loaded the %s %s in %.2f s", ctx->what,
-                 is_classifier ? "classifier" : "model", real, load_s);
+      g_message ("%s: loaded the %s %s (%s weights) in %.2f s", ctx->what,
+                 is_classifier ? "classifier" : "model", real,
+                 stored ? "stored" : weights, load_s);
     }
 
-  g_autofree char *line = loaded ? g_strdup_printf ("model %s: loaded in %.2f s", real, load_s)
-                                 : g_strdup_printf ("model %s: cached", real);
+  g_autofree char *fmt = stored ? g_strdup ("") : g_strdup_printf (", %s weights", weights);
+  g_autofree char *line = loaded ? g_strdup_printf ("model %s%s: loaded in %.2f s", real, fmt,
+                                                    load_s)
+                                 : g_strdup_printf ("model %s%s: cached", real, fmt);
   serve_send_log (ctx, line);
   return SERVE_LOAD_OK;
 }
@@ -412,15 +440,22 @@ serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
   opts.eos_id = gr->eos_id;
   opts.seed = gr->seed;
   opts.use_kv_cache = TRUE;
+  /* The stop strings, as the NULL-terminated list the options take. */
+  g_autofree const char **stop = g_new0 (const char *, gr->n_stop + 1);
+  for (gsize i = 0; i < gr->n_stop; i++)
+    stop[i] = gr->stop[i] != NULL ? gr->stop[i] : "";
+  opts.stop = stop;
   g_autoptr (GError) error = NULL;
-  if (!gptd_generate_options_validate (&opts, &error))
+  g_autoptr (GptdStopMatcher) check = NULL;
+  if (!gptd_generate_options_validate (&opts, &error)
+      || (check = gptd_stop_matcher_new (opts.stop, &error)) == NULL)
     {
       serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "Bad generate parameters: %s", error->message);
       return TRUE;
     }
 
-  ServeLoad load = serve_load (ctx, model, model_dir, FALSE);
+  ServeLoad load = serve_load (ctx, model, model_dir, gr->weights, FALSE);
   if (load != SERVE_LOAD_OK)
     return load == SERVE_LOAD_REFUSED;
 
@@ -439,10 +474,10 @@ serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
                         error->message);
       return TRUE;
     }
-  const char *stop = gptd_generate_stop_to_string (result->stop);
+  const char *why = gptd_generate_stop_to_string (result->stop);
   g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s",
-             ctx->id, result->n_ids, stop, model_dir, seconds);
-  serve_send_end (ctx, stop, (guint) result->n_ids);
+             ctx->id, result->n_ids, why, model_dir, seconds);
+  serve_send_end (ctx, why, (guint) result->n_ids);
   return TRUE;
 }
 
@@ -459,7 +494,7 @@ serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
                         "The classification was cancelled");
       return TRUE;
     }
-  ServeLoad load = serve_load (ctx, model, model_dir, TRUE);
+  ServeLoad load = serve_load (ctx, model, model_dir, cr->weights, TRUE);
   if (load != SERVE_LOAD_OK)
     return load == SERVE_LOAD_REFUSED;
 

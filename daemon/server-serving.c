@@ -4,7 +4,7 @@
  * numeric thread.
  *
  * A generate or classify request becomes a GenJob, queued on the serving worker of its
- * (user, model directory); a worker is started for a pair that has none. A
+ * (user, model directory, weight format); a worker is started for a key that has none. A
  * worker serves its jobs one at a time, in order: the job's Request is written
  * to it under a number of the daemon's own (the serial), and the Response frames
  * it answers with are passed on to the job's client under the client's request
@@ -28,6 +28,7 @@
 #include "server-private.h"
 
 #include <gptd/generate.h>
+#include <gptd/quant.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -56,8 +57,9 @@ typedef struct {
 
 struct _ServeWorker {
   Server *server;
-  char *key;             /* "UID:MODEL" */
+  char *key;             /* "UID:WEIGHTS:MODEL" */
   char *model;
+  char *weights;         /* the weight format asked for; "" for the stored one */
   uid_t uid;
   gid_t gid;
   uv_process_t process;
@@ -79,8 +81,8 @@ typedef struct {
 } ServeWrite;
 
 static void serve_worker_next (ServeWorker *w);
-static ServeWorker *serve_worker_spawn (Server *s, const char *model, uid_t uid, gid_t gid,
-                                        GError **error);
+static ServeWorker *serve_worker_spawn (Server *s, const char *model, const char *weights,
+                                        uid_t uid, gid_t gid, GError **error);
 
 /* ---- Jobs ----------------------------------------------------------------------- */
 
@@ -366,6 +368,7 @@ serve_worker_closed (uv_handle_t *handle)
   gptd_frame_decoder_free (w->dec);
   g_free (w->key);
   g_free (w->model);
+  g_free (w->weights);
   gboolean failed = w->failed;
   g_free (w);
   if (failed)
@@ -428,7 +431,8 @@ serve_worker_exited (uv_process_t *process, int64_t exit_status, int term_signal
     {
       g_autoptr (GError) error = NULL;
       ServeWorker *next = s->stopping ? NULL
-                                      : serve_worker_spawn (s, w->model, w->uid, w->gid, &error);
+                                      : serve_worker_spawn (s, w->model, w->weights, w->uid,
+                                                            w->gid, &error);
       GenJob *job;
       while ((job = g_queue_pop_head (&w->pending)) != NULL)
         {
@@ -468,15 +472,24 @@ serve_threads (Server *s)
   return busy + 1 > cores ? 1 : cores - busy;
 }
 
+/* The key of the worker serving @model with @weights for @uid. */
+static char *
+serve_worker_key (const char *model, const char *weights, uid_t uid)
+{
+  return g_strdup_printf ("%u:%s:%s", (unsigned) uid, weights, model);
+}
+
 static ServeWorker *
-serve_worker_spawn (Server *s, const char *model, uid_t uid, gid_t gid, GError **error)
+serve_worker_spawn (Server *s, const char *model, const char *weights, uid_t uid, gid_t gid,
+                    GError **error)
 {
   ServeWorker *w = g_new0 (ServeWorker, 1);
   w->server = s;
   w->model = g_strdup (model);
+  w->weights = g_strdup (weights);
   w->uid = uid;
   w->gid = gid;
-  w->key = g_strdup_printf ("%u:%s", (unsigned) uid, model);
+  w->key = serve_worker_key (model, weights, uid);
   w->dec = gptd_frame_decoder_new (0);
   g_queue_init (&w->pending);
   uv_pipe_init (&s->loop, &w->pipe, 0);
@@ -528,8 +541,9 @@ serve_worker_spawn (Server *s, const char *model, uid_t uid, gid_t gid, GError *
   s->n_serve_procs++;
   s->serve_workers = g_list_prepend (s->serve_workers, w);
   uv_read_start ((uv_stream_t *) &w->pipe, serve_worker_alloc, serve_worker_read);
-  g_message ("generate: serving worker %d started for the model %s (uid %u, %u thread(s))",
-             w->pid, model, (unsigned) uid, threads);
+  g_message ("generate: serving worker %d started for the model %s (uid %u, %s weights, "
+             "%u thread(s))", w->pid, model, (unsigned) uid, *weights ? weights : "stored",
+             threads);
   return w;
 }
 
@@ -547,18 +561,20 @@ serve_worker_next (ServeWorker *w)
   serve_worker_write (w, job->frame);
 }
 
-/* The worker that serves @model for @uid, started when there is none. */
+/* The worker that serves @model with @weights for @uid, started when there is
+ * none. */
 static ServeWorker *
-serve_worker_get (Server *s, const char *model, uid_t uid, gid_t gid, GError **error)
+serve_worker_get (Server *s, const char *model, const char *weights, uid_t uid, gid_t gid,
+                  GError **error)
 {
-  g_autofree char *key = g_strdup_printf ("%u:%s", (unsigned) uid, model);
+  g_autofree char *key = serve_worker_key (model, weights, uid);
   for (GList *l = s->serve_workers; l != NULL; l = l->next)
     {
       ServeWorker *w = l->data;
       if (strcmp (w->key, key) == 0)
         return w;
     }
-  ServeWorker *w = serve_worker_spawn (s, model, uid, gid, error);
+  ServeWorker *w = serve_worker_spawn (s, model, weights, uid, gid, error);
   if (w != NULL)
     serve_evict (s);
   return w;
@@ -631,16 +647,33 @@ serve_check_model (Conn *c, guint64 id, const char *what, const char *model)
   return TRUE;
 }
 
+/* Whether @weights, the weight format a @what request names, is one (empty
+ * for the model directory's own). Otherwise the client is answered with an
+ * error. */
+static gboolean
+serve_check_weights (Conn *c, guint64 id, const char *what, const char *weights)
+{
+  GptdWeightFormat format;
+  g_autoptr (GError) error = NULL;
+  if (weights == NULL || !*weights || gptd_weight_format_from_string (weights, &format, &error))
+    return TRUE;
+  gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                         "The %s request's weights: %s", what, error->message);
+  return FALSE;
+}
+
 /* Queues @wreq (its id set here to the daemon's number for it) on the serving
- * worker of (@c's user, @model), started when there is none, as the job of
- * request @id of @c. NULL after answering @c with an error. The caller sends
- * the worker its next job. */
+ * worker of (@c's user, @model, @weights), started when there is none, as the
+ * job of request @id of @c. NULL after answering @c with an error. The caller
+ * sends the worker its next job. */
 static GenJob *
-serve_submit (Conn *c, guint64 id, const char *model, Gptd__Request *wreq, gboolean classify)
+serve_submit (Conn *c, guint64 id, const char *model, const char *weights,
+              Gptd__Request *wreq, gboolean classify)
 {
   Server *s = c->server;
   g_autoptr (GError) error = NULL;
-  ServeWorker *w = serve_worker_get (s, model, c->uid, c->gid, &error);
+  ServeWorker *w = serve_worker_get (s, model, weights != NULL ? weights : "", c->uid, c->gid,
+                                     &error);
   if (w == NULL)
     {
       gptd__conn_send_error (c, id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL, "%s",
@@ -683,7 +716,8 @@ gptd__request_generate (Conn *c, const Gptd__Request *req)
                              "gptd is stopping and starts no generation");
       return;
     }
-  if (!serve_check_model (c, req->id, "generate", gr->model))
+  if (!serve_check_model (c, req->id, "generate", gr->model)
+      || !serve_check_weights (c, req->id, "generate", gr->weights))
     return;
   if (gr->prompt == NULL || !*gr->prompt)
     {
@@ -710,8 +744,14 @@ gptd__request_generate (Conn *c, const Gptd__Request *req)
   /* Without a seed, each request samples differently. */
   opts.seed = gr->has_seed ? gr->seed
                            : ((guint64) g_random_int () << 32) | (guint64) g_random_int ();
+  g_autofree const char **stop = g_new0 (const char *, gr->n_stop + 1);
+  for (gsize i = 0; i < gr->n_stop; i++)
+    stop[i] = gr->stop[i] != NULL ? gr->stop[i] : "";
+  opts.stop = stop;
   g_autoptr (GError) error = NULL;
-  if (!gptd_generate_options_validate (&opts, &error))
+  g_autoptr (GptdStopMatcher) check = NULL;
+  if (!gptd_generate_options_validate (&opts, &error)
+      || (check = gptd_stop_matcher_new (opts.stop, &error)) == NULL)
     {
       gptd__conn_send_error (c, req->id, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                              "Bad generate parameters: %s", error->message);
@@ -725,7 +765,7 @@ gptd__request_generate (Conn *c, const Gptd__Request *req)
   Gptd__Request wreq = GPTD__REQUEST__INIT;
   wreq.body_case = GPTD__REQUEST__BODY_GENERATE;
   wreq.generate = &fwd;
-  GenJob *job = serve_submit (c, req->id, gr->model, &wreq, FALSE);
+  GenJob *job = serve_submit (c, req->id, gr->model, gr->weights, &wreq, FALSE);
   if (job == NULL)
     return;
   job->seed = opts.seed;
@@ -745,7 +785,8 @@ gptd__request_classify (Conn *c, const Gptd__Request *req)
                              "gptd is stopping and starts no classification");
       return;
     }
-  if (!serve_check_model (c, req->id, "classify", cr->model))
+  if (!serve_check_model (c, req->id, "classify", cr->model)
+      || !serve_check_weights (c, req->id, "classify", cr->weights))
     return;
   if (cr->n_texts == 0)
     {
@@ -767,7 +808,7 @@ gptd__request_classify (Conn *c, const Gptd__Request *req)
   Gptd__Request wreq = GPTD__REQUEST__INIT;
   wreq.body_case = GPTD__REQUEST__BODY_CLASSIFY;
   wreq.classify = (Gptd__ClassifyRequest *) cr;
-  GenJob *job = serve_submit (c, req->id, cr->model, &wreq, TRUE);
+  GenJob *job = serve_submit (c, req->id, cr->model, cr->weights, &wreq, TRUE);
   if (job == NULL)
     return;
   g_info ("classify: request %" G_GUINT64_FORMAT " of pid %d: %" G_GSIZE_FORMAT
@@ -795,8 +836,12 @@ gptd__server_serving_count (Server *s, GPtrArray *models, GArray *pids)
     {
       ServeWorker *w = l->data;
       if (models != NULL)
-        g_ptr_array_add (models, g_strdup_printf ("%s (uid %u, pid %d)", w->model,
-                                                  (unsigned) w->uid, w->pid));
+        g_ptr_array_add (models, *w->weights
+                                   ? g_strdup_printf ("%s (uid %u, pid %d, %s weights)",
+                                                      w->model, (unsigned) w->uid, w->pid,
+                                                      w->weights)
+                                   : g_strdup_printf ("%s (uid %u, pid %d)", w->model,
+                                                      (unsigned) w->uid, w->pid));
       if (pids != NULL)
         g_array_append_val (pids, w->pid);
     }

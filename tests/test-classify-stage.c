@@ -27,6 +27,7 @@
 
 #include <gptd/bpe.h>
 #include <gptd/classify.h>
+#include <gptd/quant.h>
 #include <gptd/gpt2-file.h>
 #include <gptd/pipeline.h>
 #include <gptd/plugin.h>
@@ -329,6 +330,43 @@ test_load (void)
   g_assert_cmpint (gptd_classifier_get_max_length (t), ==, 32);
 }
 
+/* Converted weights: the texts go through the KV-cache path, giving nearly the
+ * float32 probabilities (bf16 rounds the weights); back in fp32 they are
+ * the float32 ones exactly. */
+static void
+test_weights (void)
+{
+  const char *texts[] = { "the cat", "a dog sat on the mat", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdClassifier) c = gptd_classifier_load (last_dir, NULL, &error);
+  g_assert_no_error (error);
+  float ref[2][3], p[3];
+  for (int i = 0; texts[i] != NULL; i++)
+    g_assert_cmpint (gptd_classifier_classify (c, texts[i], -1, ref[i], &error), >=, 0);
+  /* (The tiny classifier's width, 8, is too narrow for q8's blocks of 32.) */
+  const GptdWeightFormat formats[] = { GPTD_WEIGHT_FORMAT_BF16, GPTD_WEIGHT_FORMAT_FP32 };
+  for (gsize f = 0; f < G_N_ELEMENTS (formats); f++)
+    {
+      gboolean ok = gptd_classifier_set_weight_format (c, formats[f], &error);
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpint (gptd_gpt_get_weight_format (gptd_classifier_get_model (c)), ==,
+                       formats[f]);
+      for (int i = 0; texts[i] != NULL; i++)
+        {
+          g_assert_cmpint (gptd_classifier_classify (c, texts[i], -1, p, &error), >=, 0);
+          g_assert_no_error (error);
+          for (int k = 0; k < 3; k++)
+            {
+              if (formats[f] == GPTD_WEIGHT_FORMAT_FP32)
+                g_assert_cmpfloat (p[k], ==, ref[i][k]);
+              else
+                g_assert_cmpfloat_with_epsilon (p[k], ref[i][k], 0.03);
+            }
+        }
+    }
+}
+
 static void
 test_pooling_last (void)
 {
@@ -539,6 +577,7 @@ main (int argc, char **argv)
   g_test_add_func ("/classify/library/pooling-last", test_pooling_last);
   g_test_add_func ("/classify/library/pooling-last-token", test_pooling_last_token);
   g_test_add_func ("/classify/library/bad-dirs", test_bad_dirs);
+  g_test_add_func ("/classify/library/weights", test_weights);
   g_test_add_func ("/classify/stage/predictions", test_stage);
   g_test_add_func ("/classify/stage/errors", test_stage_errors);
   int rc = g_test_run ();

@@ -780,6 +780,191 @@ test_generate_text (void)
       }
 }
 
+/* ---- stop strings ------------------------------------------------------------- */
+
+/* Feeds @pieces (NULL-terminated) to a matcher of @stops; returns what it
+ * released (with the held tail when no stop string came), and whether and
+ * after which piece it matched. */
+static char *
+run_matcher (const char *const *stops, const char *const *pieces, int *matched_at)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdStopMatcher) m = gptd_stop_matcher_new (stops, &error);
+  g_assert_no_error (error);
+  g_autoptr (GString) out = g_string_new (NULL);
+  *matched_at = -1;
+  for (int i = 0; pieces[i] != NULL; i++)
+    {
+      gsize before = out->len;
+      gboolean hit = gptd_stop_matcher_push (m, pieces[i], strlen (pieces[i]), out);
+      /* What is released is always whole characters. */
+      g_assert_true (g_utf8_validate (out->str + before, (gssize) (out->len - before), NULL));
+      if (hit)
+        {
+          *matched_at = i;
+          /* Later text is dropped. */
+          g_assert_true (gptd_stop_matcher_push (m, "more", 4, out));
+          break;
+        }
+    }
+  gptd_stop_matcher_finish (m, out);
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+static void
+test_stop_matcher (void)
+{
+  static const struct {
+    const char *what;
+    const char *stops[4];
+    const char *pieces[8];
+    const char *out;
+    int matched_at;    /* -1: no match */
+  } cases[] = {
+    { "whole in one piece", { "END" }, { "abc END def" }, "abc ", 0 },
+    { "split over three pieces", { "STOP" }, { "hello S", "T", "OP and more" }, "hello ", 2 },
+    { "a false start then the real one", { "abc" }, { "xab", "abab", "c!" }, "xabab", 2 },
+    { "a prefix that never completes", { "\n\n" }, { "line\n", "next" }, "line\nnext", -1 },
+    { "held tail released at the end", { "###" }, { "a #", "#" }, "a ##", -1 },
+    { "the earliest of several wins", { "world", "lo w" }, { "hello world" }, "hel", 0 },
+    { "several: the one that starts first wins", { "abcdef", "cd" }, { "xab", "cdef" }, "x", 1 },
+    { "several: a shorter one inside a longer prefix", { "abcdef", "cd" }, { "xab", "cdx" }, "xab", 1 },
+    { "overlapping candidates", { "aab" }, { "a", "a", "a", "b", "c" }, "a", 3 },
+    { "at the very start", { "Q:" }, { "Q", ":", " x" }, "", 1 },
+    { "UTF-8 stop string split mid-character pieces",
+      { "\xc3\xa9t\xc3\xa9" }, { "l'\xc3\xa9", "t\xc3", "\xa9 x" }, "l'", -2 },
+    { "UTF-8 text, ASCII stop", { "." }, { "caf\xc3\xa9", "\xe2\x82\xac.", "x" },
+      "caf\xc3\xa9\xe2\x82\xac", 1 },
+    { "no stop strings", { NULL }, { "a", "b" }, "ab", -1 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      if (cases[i].matched_at == -2)
+        continue;  /* pieces that are not whole characters: checked below */
+      int at;
+      g_autofree char *out = run_matcher (cases[i].stops, cases[i].pieces, &at);
+      if (g_strcmp0 (out, cases[i].out) != 0 || at != cases[i].matched_at)
+        g_error ("stop matcher, %s: released \"%s\" (matched at %d), expected \"%s\" (%d)",
+                 cases[i].what, out, at, cases[i].out, cases[i].matched_at);
+    }
+
+  /* Pieces as the generator gives them are whole characters; a multi-byte
+   * stop string split between characters is held back whole. */
+  const char *stops[] = { "\xc3\xa9t\xc3\xa9", NULL };
+  g_autoptr (GptdStopMatcher) m = gptd_stop_matcher_new (stops, NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_assert_false (gptd_stop_matcher_push (m, "l'\xc3\xa9", 4, out));
+  g_assert_cmpstr (out->str, ==, "l'");
+  g_assert_cmpuint (gptd_stop_matcher_get_held (m), ==, 2);
+  g_assert_false (gptd_stop_matcher_push (m, "t", 1, out));
+  g_assert_cmpstr (out->str, ==, "l'");
+  g_assert_true (gptd_stop_matcher_push (m, "\xc3\xa9!", 3, out));
+  g_assert_cmpstr (out->str, ==, "l'");
+  g_assert_cmpuint (gptd_stop_matcher_get_held (m), ==, 0);
+
+  /* A character that only shares a first byte with the stop string is
+   * released once it is whole. */
+  g_string_truncate (out, 0);
+  g_autoptr (GptdStopMatcher) m2 = gptd_stop_matcher_new (stops, NULL);
+  g_assert_false (gptd_stop_matcher_push (m2, "\xc3\xa8", 2, out));
+  g_assert_cmpstr (out->str, ==, "\xc3\xa8");
+}
+
+static void
+test_stop_matcher_bad (void)
+{
+  static const char *const empty[] = { "ok", "", NULL };
+  static const char *const invalid[] = { "\xff\xfe", NULL };
+  g_autofree char *long_one = g_strnfill (GPTD_STOP_STRING_MAX_BYTES + 1, 'x');
+  const char *const too_long[] = { long_one, NULL };
+  const char *many[GPTD_STOP_STRINGS_MAX + 2];
+  for (int i = 0; i <= GPTD_STOP_STRINGS_MAX; i++)
+    many[i] = "s";
+  many[GPTD_STOP_STRINGS_MAX + 1] = NULL;
+  const struct {
+    const char *const *stops;
+    const char *message;
+  } cases[] = {
+    { empty, "stop string 2 is empty" },
+    { invalid, "stop string 1 is not valid UTF-8" },
+    { too_long, "more than 256" },
+    { many, "at most 16" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_assert_null (gptd_stop_matcher_new (cases[i].stops, &error));
+      g_assert_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS);
+      g_assert_nonnull (strstr (error->message, cases[i].message));
+    }
+}
+
+/* The generator ends the text before a stop string taken from the middle of
+ * an unstopped generation, streams exactly the same text, and stops with
+ * "stop"; a stop string that never comes changes nothing. */
+static void
+test_generate_stop (void)
+{
+  g_autofree char *model_dir = golden_path ("model");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGenerator) g = gptd_generator_load (model_dir, NULL, 0, &error);
+  g_assert_no_error (error);
+
+  GptdGenerateOptions o = sampled_options (1.0, 0, 1.0, 11);
+  o.max_new_tokens = 40;
+  g_autoptr (GptdGenerateResult) full =
+    gptd_generator_generate (g, "the cat and the dog", &o, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (full->text_len, >, 12);
+
+  /* Stop strings of 1 to 4 characters from the middle of the text (whole
+   * characters, so they can be matched). */
+  for (glong len = 1; len <= 4; len++)
+    {
+      glong chars = g_utf8_strlen (full->text, -1);
+      const char *start = g_utf8_offset_to_pointer (full->text, chars / 2);
+      const char *end = g_utf8_offset_to_pointer (start, len);
+      g_autofree char *stop = g_strndup (start, (gsize) (end - start));
+      const char *stops[] = { "never-in-this-text-\xe2\x82\xac", stop, NULL };
+      o.stop = stops;
+      StreamData d = { g_string_new (NULL), 0, 0 };
+      GptdGenerateCallbacks cb = { collect_text, NULL, &d };
+      g_autoptr (GptdGenerateResult) r =
+        gptd_generator_generate (g, "the cat and the dog", &o, &cb, &error);
+      g_assert_no_error (error);
+      const char *first = strstr (full->text, stop);
+      g_assert_nonnull (first);
+      g_autofree char *expected = g_strndup (full->text, (gsize) (first - full->text));
+      g_assert_cmpint (r->stop, ==, GPTD_GENERATE_STOP_STRING);
+      g_assert_cmpstr (gptd_generate_stop_to_string (r->stop), ==, "stop");
+      g_assert_cmpstr (r->text, ==, expected);
+      g_assert_cmpstr (d.all->str, ==, expected);
+      /* The same tokens as without the stop string, up to the one that
+       * completed it. */
+      g_assert_cmpint (r->n_ids, <=, full->n_ids);
+      for (int i = 0; i < r->n_ids; i++)
+        g_assert_cmpint (r->ids[i], ==, full->ids[i]);
+      g_string_free (d.all, TRUE);
+    }
+
+  const char *absent[] = { "never-in-this-text", NULL };
+  o.stop = absent;
+  StreamData d = { g_string_new (NULL), 0, 0 };
+  GptdGenerateCallbacks cb = { collect_text, NULL, &d };
+  g_autoptr (GptdGenerateResult) r =
+    gptd_generator_generate (g, "the cat and the dog", &o, &cb, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (r->stop, ==, GPTD_GENERATE_STOP_LENGTH);
+  g_assert_cmpstr (r->text, ==, full->text);
+  g_assert_cmpstr (d.all->str, ==, full->text);
+  g_string_free (d.all, TRUE);
+
+  const char *bad[] = { "", NULL };
+  o.stop = bad;
+  g_assert_null (gptd_generator_generate (g, "the cat", &o, NULL, &error));
+  g_assert_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -805,5 +990,8 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/generator/threads", test_generate_threads);
   g_test_add_func ("/generate/golden/greedy", test_golden_greedy);
   g_test_add_func ("/generate/text/stream", test_generate_text);
+  g_test_add_func ("/generate/stop/matcher", test_stop_matcher);
+  g_test_add_func ("/generate/stop/bad", test_stop_matcher_bad);
+  g_test_add_func ("/generate/stop/generator", test_generate_stop);
   return g_test_run ();
 }

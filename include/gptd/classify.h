@@ -26,6 +26,7 @@
 
 #include <gptd/bpe.h>
 #include <gptd/nn.h>
+#include <gptd/quant.h>
 
 G_BEGIN_DECLS
 
@@ -126,6 +127,22 @@ GptdClassifier *gptd_classifier_load (const char *model_dir, const char *vocab,
  * Frees the classifier with its model.
  */
 void gptd_classifier_free (GptdClassifier *classifier);
+
+/**
+ * gptd_classifier_set_weight_format:
+ * @classifier: a classifier.
+ * @format: the weight format to classify with.
+ * @error: return location for a #GError.
+ *
+ * Converts the classifier's linear layers to @format (gptd/quant.h;
+ * %GPTD_WEIGHT_FORMAT_FP32 goes back to the float32 weights).  With bf16 or
+ * q8 the texts go through the KV-cache path, the only one that uses them.
+ *
+ * Returns: %FALSE with @error when the weights cannot be converted.
+ */
+gboolean gptd_classifier_set_weight_format (GptdClassifier *classifier,
+                                            GptdWeightFormat format,
+                                            GError **error);
 
 /**
  * gptd_classifier_get_model:

@@ -104,6 +104,10 @@ typedef enum {
  * @use_kv_cache: feed each new token through the KV cache instead of
  *   recomputing the window (same tokens, much faster).  A model with bf16 or
  *   q8 weights (gptd/quant.h) generates only with the cache.
+ * @stop: (nullable) (array zero-terminated=1): stop strings: generation ends
+ *   before the first occurrence of any of them in the generated text, which
+ *   is neither reported nor part of the result (see #GptdStopMatcher); NULL
+ *   or empty for none.  Not copied: it must outlive the generation.
  *
  * How to generate.  gptd_generate_options_init() gives the defaults.
  */
@@ -115,6 +119,7 @@ typedef struct {
   guint64 seed;
   int eos_id;
   gboolean use_kv_cache;
+  const char *const *stop;
 } GptdGenerateOptions;
 
 /**
@@ -223,6 +228,95 @@ double gptd_sampler_uniform (GptdSampler *sampler);
  *   values are never chosen unless all are NaN, then 0).
  */
 gint32 gptd_argmax (const float *values, int n);
+
+/* ------------------------------------------------------------------------ */
+/* Stop strings                                                             */
+
+/**
+ * GPTD_STOP_STRINGS_MAX:
+ *
+ * The most stop strings one generation takes.
+ */
+#define GPTD_STOP_STRINGS_MAX 16
+
+/**
+ * GPTD_STOP_STRING_MAX_BYTES:
+ *
+ * The longest stop string, in bytes.
+ */
+#define GPTD_STOP_STRING_MAX_BYTES 256
+
+/**
+ * GptdStopMatcher:
+ *
+ * Watches generated text for stop strings.  Text goes in piece by piece
+ * (whole UTF-8 characters, as the generator produces them) and what may be
+ * shown comes out: everything before the first occurrence of any stop string.
+ * A tail of the text that could still be the start of a stop string is held
+ * back until later text decides, so a stop string split over tokens is never
+ * partly released; when several stop strings could match, the one that starts
+ * first wins.
+ */
+typedef struct _GptdStopMatcher GptdStopMatcher;
+
+/**
+ * gptd_stop_matcher_new:
+ * @stops: (nullable) (array zero-terminated=1): the stop strings (copied).
+ * @error: return location for a #GError.
+ *
+ * Returns: (transfer full): a matcher, or NULL with
+ *   %GPTD_GENERATE_ERROR_OPTIONS when a stop string is empty, not valid
+ *   UTF-8 or longer than %GPTD_STOP_STRING_MAX_BYTES, or there are more than
+ *   %GPTD_STOP_STRINGS_MAX.  NULL or no strings gives a matcher that releases
+ *   everything at once.
+ */
+GptdStopMatcher *gptd_stop_matcher_new (const char *const *stops,
+                                        GError **error);
+
+/**
+ * gptd_stop_matcher_free:
+ * @matcher: (nullable): a matcher.
+ */
+void gptd_stop_matcher_free (GptdStopMatcher *matcher);
+
+/**
+ * gptd_stop_matcher_is_empty:
+ * @matcher: (nullable): a matcher.
+ *
+ * Returns: whether @matcher has no stop string (NULL has none).
+ */
+gboolean gptd_stop_matcher_is_empty (const GptdStopMatcher *matcher);
+
+/**
+ * gptd_stop_matcher_push:
+ * @matcher: a matcher.
+ * @text: the next piece of generated text.
+ * @len: its length in bytes.
+ * @out: the text now safe to show is appended here.
+ *
+ * Returns: %TRUE when a stop string has been reached: @out got the text up
+ *   to it, and the rest (this piece and any later one) is dropped.
+ */
+gboolean gptd_stop_matcher_push (GptdStopMatcher *matcher, const char *text,
+                                 gsize len, GString *out);
+
+/**
+ * gptd_stop_matcher_finish:
+ * @matcher: a matcher.
+ * @out: the text held back is appended here.
+ *
+ * The text ended without reaching a stop string: what was held back is
+ * released (nothing after a match).
+ */
+void gptd_stop_matcher_finish (GptdStopMatcher *matcher, GString *out);
+
+/**
+ * gptd_stop_matcher_get_held:
+ * @matcher: a matcher.
+ *
+ * Returns: how many bytes are held back, waiting for more text.
+ */
+gsize gptd_stop_matcher_get_held (const GptdStopMatcher *matcher);
 
 /* ------------------------------------------------------------------------ */
 /* Generator                                                                */
@@ -367,6 +461,8 @@ gint32 *gptd_generator_encode (GptdGenerator *generator, const char *text,
  * @GPTD_GENERATE_STOP_LENGTH: max_new_tokens tokens were generated.
  * @GPTD_GENERATE_STOP_EOS: the eos token came out.
  * @GPTD_GENERATE_STOP_CANCELLED: the cancel check said so.
+ * @GPTD_GENERATE_STOP_STRING: the text reached one of the options' stop
+ *   strings.
  *
  * Why generation stopped.
  */
@@ -374,13 +470,15 @@ typedef enum {
   GPTD_GENERATE_STOP_LENGTH,
   GPTD_GENERATE_STOP_EOS,
   GPTD_GENERATE_STOP_CANCELLED,
+  GPTD_GENERATE_STOP_STRING,
 } GptdGenerateStop;
 
 /**
  * gptd_generate_stop_to_string:
  * @stop: a stop reason.
  *
- * Returns: "length", "eos" or "cancelled" (the Sample message's stop_reason).
+ * Returns: "length", "eos", "cancelled" or "stop" (the Sample message's
+ *   stop_reason).
  */
 const char *gptd_generate_stop_to_string (GptdGenerateStop stop);
 
@@ -506,6 +604,7 @@ GptdGenerateResult *gptd_generator_generate (GptdGenerator *generator,
                                              GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdSampler, gptd_sampler_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdStopMatcher, gptd_stop_matcher_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGenerator, gptd_generator_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGenerateResult, gptd_generate_result_free)
 

@@ -7,6 +7,7 @@
 
 #include <gptd/classify.h>
 #include <gptd/gpt2-file.h>
+#include <gptd/quant.h>
 
 #include <math.h>
 #include <string.h>
@@ -27,6 +28,8 @@ struct _GptdClassifier {
   int sequence_length;    /* 0: unknown */
   int max_length;
   gint32 *row;            /* (max_length) the padded input */
+  GptdGptKvCache *cache;  /* bf16 or q8 weights: the KV-cache path's, made on
+                           * first use */
 };
 
 static int
@@ -180,12 +183,24 @@ gptd_classifier_free (GptdClassifier *classifier)
 {
   if (classifier == NULL)
     return;
+  gptd_gpt_kv_cache_free (classifier->cache);
   gptd_gpt_free (classifier->model);
   gptd_bpe_unref (classifier->bpe);
   g_strfreev (classifier->labels);
   g_free (classifier->pooling);
   g_free (classifier->row);
   g_free (classifier);
+}
+
+gboolean
+gptd_classifier_set_weight_format (GptdClassifier *classifier,
+                                   GptdWeightFormat format, GError **error)
+{
+  g_return_val_if_fail (classifier != NULL, FALSE);
+  if (gptd_gpt_get_weight_format (classifier->model) == format)
+    return TRUE;
+  g_clear_pointer (&classifier->cache, gptd_gpt_kv_cache_free);
+  return gptd_gpt_set_weight_format (classifier->model, format, error);
 }
 
 GptdGpt *
@@ -318,10 +333,30 @@ gptd_classifier_classify_ids (GptdClassifier *c, const gint32 *ids, int n_ids,
       for (; T < c->max_length; T++)
         c->row[T] = GPTD_CLASSIFY_PAD_ID;
     }
-  if (!gptd_gpt_forward (c->model, c->row, NULL, 1, T, GPTD_GPT_FORWARD_LAST_ONLY,
-                         NULL, error))
-    return -1;
-  const float *logits = gptd_gpt_get_logits (c->model, NULL, NULL, NULL);
+  const float *logits;
+  if (gptd_gpt_get_weight_format (c->model) != GPTD_WEIGHT_FORMAT_FP32)
+    {
+      /* Converted weights are used by the KV-cache path only: the text is
+       * fed through an empty cache, which gives the last position's
+       * logits. */
+      if (c->cache == NULL)
+        {
+          c->cache = gptd_gpt_kv_cache_new (c->model, c->max_length, error);
+          if (c->cache == NULL)
+            return -1;
+        }
+      gptd_gpt_kv_cache_reset (c->cache);
+      logits = gptd_gpt_forward_cached (c->model, c->cache, c->row, T, error);
+      if (logits == NULL)
+        return -1;
+    }
+  else
+    {
+      if (!gptd_gpt_forward (c->model, c->row, NULL, 1, T,
+                             GPTD_GPT_FORWARD_LAST_ONLY, NULL, error))
+        return -1;
+      logits = gptd_gpt_get_logits (c->model, NULL, NULL, NULL);
+    }
   int best = 0;
   for (int k = 1; k < c->n_classes; k++)
     if (logits[k] > logits[best])

@@ -21,7 +21,7 @@ struct _GptdGenerator {
   int vocab_size;
 };
 
-static const char *const stop_names[] = { "length", "eos", "cancelled" };
+static const char *const stop_names[] = { "length", "eos", "cancelled", "stop" };
 
 const char *
 gptd_generate_stop_to_string (GptdGenerateStop stop)
@@ -266,29 +266,45 @@ replace_nul (GString *s)
       }
 }
 
-/* Reports one token to the callback, decoding it when there is a tokenizer. */
+/* Passes @piece through the stop strings (when there are any) into @text and
+ * the callback, as token @id.  Returns TRUE when a stop string was reached. */
 static gboolean
-emit_token (GptdGenerator *g, gint32 id, GString *text, GString *piece,
-            const GptdGenerateCallbacks *cb, GError **error)
+release_text (GptdStopMatcher *stops, gint32 id, GString *piece,
+              GString *shown, GString *text, const GptdGenerateCallbacks *cb)
+{
+  gboolean hit = FALSE;
+  GString *out = piece;
+  if (stops != NULL)
+    {
+      g_string_truncate (shown, 0);
+      hit = gptd_stop_matcher_push (stops, piece->str, piece->len, shown);
+      out = shown;
+    }
+  g_string_append_len (text, out->str, out->len);
+  if (cb != NULL && cb->token != NULL && (id >= 0 || out->len > 0))
+    cb->token (id, out->str, out->len, cb->user_data);
+  return hit;
+}
+
+/* Decodes one token into @piece when there is a tokenizer (else leaves it
+ * empty). */
+static gboolean
+decode_token (GptdGenerator *g, gint32 id, GString *piece, GError **error)
 {
   g_string_truncate (piece, 0);
-  if (g->bpe != NULL)
+  if (g->bpe == NULL)
+    return TRUE;
+  gsize len;
+  if (gptd_bpe_get_token (g->bpe, (guint32) id, &len) == NULL)
     {
-      gsize len;
-      if (gptd_bpe_get_token (g->bpe, (guint32) id, &len) == NULL)
-        {
-          /* A model vocabulary larger than the tokenizer's (padded): the id
-           * has no text; close what is pending and show a replacement. */
-          gptd_bpe_decoder_finish (g->decoder, piece);
-          g_string_append_unichar (piece, 0xFFFD);
-        }
-      else if (!gptd_bpe_decoder_push (g->decoder, (guint32) id, piece, error))
-        return FALSE;
-      replace_nul (piece);
-      g_string_append_len (text, piece->str, piece->len);
+      /* A model vocabulary larger than the tokenizer's (padded): the id has
+       * no text; close what is pending and show a replacement. */
+      gptd_bpe_decoder_finish (g->decoder, piece);
+      g_string_append_unichar (piece, 0xFFFD);
     }
-  if (cb != NULL && cb->token != NULL)
-    cb->token (id, piece->str, piece->len, cb->user_data);
+  else if (!gptd_bpe_decoder_push (g->decoder, (guint32) id, piece, error))
+    return FALSE;
+  replace_nul (piece);
   return TRUE;
 }
 
@@ -345,6 +361,24 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
   g_autoptr (GptdSampler) sampler = gptd_sampler_new (options, g->vocab_size);
   g_autoptr (GString) text = g_string_new (NULL);
   g_autoptr (GString) piece = g_string_new (NULL);
+  g_autoptr (GString) shown = g_string_new (NULL);
+  g_autoptr (GptdStopMatcher) stops = NULL;
+  if (options->stop != NULL && options->stop[0] != NULL)
+    {
+      if (g->bpe == NULL)
+        {
+          g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS,
+                       "stop strings need a tokenizer to decode the text with");
+          g_free (seq);
+          return NULL;
+        }
+      stops = gptd_stop_matcher_new (options->stop, error);
+      if (stops == NULL)
+        {
+          g_free (seq);
+          return NULL;
+        }
+    }
   if (g->decoder != NULL)
     gptd_bpe_decoder_finish (g->decoder, piece); /* a fresh stream */
   g_string_truncate (piece, 0);
@@ -375,9 +409,14 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
           break;
         }
       seq[len++] = next;
-      if (!emit_token (g, next, text, piece, callbacks, error))
+      if (!decode_token (g, next, piece, error))
         {
           ok = FALSE;
+          break;
+        }
+      if (release_text (stops, next, piece, shown, text, callbacks))
+        {
+          res->stop = GPTD_GENERATE_STOP_STRING;
           break;
         }
     }
@@ -388,11 +427,20 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
       /* Bytes of an unfinished character become U+FFFD. */
       g_string_truncate (piece, 0);
       gptd_bpe_decoder_finish (g->decoder, piece);
-      if (ok && piece->len > 0)
+      if (ok && res->stop != GPTD_GENERATE_STOP_STRING)
         {
-          g_string_append_len (text, piece->str, piece->len);
-          if (callbacks != NULL && callbacks->token != NULL)
-            callbacks->token (-1, piece->str, piece->len, callbacks->user_data);
+          if (release_text (stops, -1, piece, shown, text, callbacks))
+            res->stop = GPTD_GENERATE_STOP_STRING;
+          else if (stops != NULL)
+            {
+              /* The text ended short of any stop string: what was held back
+               * is shown. */
+              g_string_truncate (piece, 0);
+              gptd_stop_matcher_finish (stops, piece);
+              g_string_append_len (text, piece->str, piece->len);
+              if (piece->len > 0 && callbacks != NULL && callbacks->token != NULL)
+                callbacks->token (-1, piece->str, piece->len, callbacks->user_data);
+            }
         }
     }
   if (!ok)

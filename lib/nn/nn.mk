@@ -25,6 +25,7 @@ noinst_HEADERS += include/gptd/nn.h include/gptd/quant.h
 lib_libgptd_la_SOURCES += \
 	lib/nn/sampling.c \
 	lib/nn/generate.c \
+	lib/nn/stop-strings.c \
 	lib/nn/classify.c
 noinst_HEADERS += include/gptd/generate.h include/gptd/classify.h
 

@@ -24,6 +24,7 @@ gptd_generate_options_init (GptdGenerateOptions *options)
   options->seed = GPTD_GENERATE_DEFAULT_SEED;
   options->eos_id = -1;
   options->use_kv_cache = TRUE;
+  options->stop = NULL;
 }
 
 gboolean
