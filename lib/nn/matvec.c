@@ -22,6 +22,8 @@
 
 /* Rows of W per chunk of matvec_kn. */
 #define KC 8
+/* The loops over a tile's rows and vectors, unrolled into registers. */
+#define UNROLL _Pragma ("GCC unroll 8")
 
 /* ---- scalar ------------------------------------------------------------- */
 
@@ -108,6 +110,57 @@ matvec_kn_tail (const float *X, size_t ldx, int B, const float *W, size_t ldw,
 
 /* ---- AVX2 --------------------------------------------------------------- */
 
+/* Rows [0, R) of X against the chunk's @kn rows of W (starting at W) over
+ * columns [j, j + 8 T): R x T independent sums in registers, each W vector
+ * loaded once for the R rows.  R and T are constants where it is called, so
+ * that everything unrolls into registers. */
+TARGET_AVX2 static inline __attribute__ ((always_inline)) void
+kn_tile_avx2 (const float *X, size_t ldx, const int R, const float *W,
+              size_t ldw, size_t kn, size_t j, const int T, float *Y,
+              size_t ldy, gboolean first)
+{
+  __m256 acc[4][8];
+  UNROLL
+  for (int r = 0; r < R; r++)
+    UNROLL
+    for (int t = 0; t < T; t++)
+      acc[r][t] = first ? _mm256_setzero_ps ()
+                        : _mm256_loadu_ps (Y + (size_t) r * ldy + j + 8 * t);
+  for (size_t k = 0; k < kn; k++)
+    {
+      __m256 x[4];
+      UNROLL
+      for (int r = 0; r < R; r++)
+        x[r] = _mm256_broadcast_ss (X + (size_t) r * ldx + k);
+      UNROLL
+      for (int t = 0; t < T; t++)
+        {
+          __m256 w = _mm256_loadu_ps (W + k * ldw + j + 8 * t);
+          UNROLL
+          for (int r = 0; r < R; r++)
+            acc[r][t] = _mm256_fmadd_ps (x[r], w, acc[r][t]);
+        }
+    }
+  UNROLL
+  for (int r = 0; r < R; r++)
+    UNROLL
+    for (int t = 0; t < T; t++)
+      _mm256_storeu_ps (Y + (size_t) r * ldy + j + 8 * t, acc[r][t]);
+}
+
+/* Rows [0, R) over the columns [0, N8) of one chunk: tiles of 8 T columns,
+ * then single vectors. */
+#define KN_ROWS_AVX2(R, T)                                                    \
+  do                                                                          \
+    {                                                                         \
+      size_t j = 0;                                                           \
+      for (; j + 8 * (T) <= N8; j += 8 * (T))                                 \
+        kn_tile_avx2 (x, ldx, (R), w, ldw, kn, j, (T), y, ldy, first);        \
+      for (; j < N8; j += 8)                                                  \
+        kn_tile_avx2 (x, ldx, (R), w, ldw, kn, j, 1, y, ldy, first);          \
+    }                                                                         \
+  while (0)
+
 TARGET_AVX2 static void
 matvec_kn_avx2 (const float *X, size_t ldx, int B, const float *W, size_t ldw,
                 size_t K, size_t N, float *Y, size_t ldy)
@@ -116,23 +169,20 @@ matvec_kn_avx2 (const float *X, size_t ldx, int B, const float *W, size_t ldw,
   for (size_t k0 = 0; k0 < K; k0 += KC)
     {
       const size_t k1 = MIN (K, k0 + KC), kn = k1 - k0;
-      for (size_t j = 0; j < N8; j += 8)
+      const gboolean first = k0 == 0;
+      const float *w = W + k0 * ldw;
+      /* Rows in groups of up to four; enough independent sums in each tile
+       * to hide the latency of the multiply-adds. */
+      for (int r0 = 0; r0 < B; r0 += 4)
         {
-          __m256 w[KC];
-          for (size_t k = 0; k < kn; k++)
-            w[k] = _mm256_loadu_ps (W + (k0 + k) * ldw + j);
-          for (int r = 0; r < B; r++)
+          const float *x = X + (size_t) r0 * ldx + k0;
+          float *y = Y + (size_t) r0 * ldy;
+          switch (MIN (4, B - r0))
             {
-              float *y = Y + (size_t) r * ldy + j;
-              const float *x = X + (size_t) r * ldx + k0;
-              __m256 acc = k0 == 0 ? _mm256_setzero_ps () : _mm256_loadu_ps (y);
-              if (kn == KC)
-                for (size_t k = 0; k < KC; k++)
-                  acc = _mm256_fmadd_ps (_mm256_broadcast_ss (x + k), w[k], acc);
-              else
-                for (size_t k = 0; k < kn; k++)
-                  acc = _mm256_fmadd_ps (_mm256_broadcast_ss (x + k), w[k], acc);
-              _mm256_storeu_ps (y, acc);
+            case 1: KN_ROWS_AVX2 (1, 8); break;
+            case 2: KN_ROWS_AVX2 (2, 4); break;
+            case 3: KN_ROWS_AVX2 (3, 2); break;
+            default: KN_ROWS_AVX2 (4, 2); break;
             }
         }
       matvec_kn_tail (X, ldx, B, W, ldw, k0, k1, N8, N, Y, ldy);
@@ -220,6 +270,52 @@ static const GptdMatvecKernels kernels_avx2 = {
 
 /* ---- AVX-512 ------------------------------------------------------------ */
 
+/* As kn_tile_avx2(), 16 columns to a vector. */
+TARGET_AVX512 static inline __attribute__ ((always_inline)) void
+kn_tile_avx512 (const float *X, size_t ldx, const int R, const float *W,
+                size_t ldw, size_t kn, size_t j, const int T, float *Y,
+                size_t ldy, gboolean first)
+{
+  __m512 acc[4][8];
+  UNROLL
+  for (int r = 0; r < R; r++)
+    UNROLL
+    for (int t = 0; t < T; t++)
+      acc[r][t] = first ? _mm512_setzero_ps ()
+                        : _mm512_loadu_ps (Y + (size_t) r * ldy + j + 16 * t);
+  for (size_t k = 0; k < kn; k++)
+    {
+      __m512 x[4];
+      UNROLL
+      for (int r = 0; r < R; r++)
+        x[r] = _mm512_set1_ps (X[(size_t) r * ldx + k]);
+      UNROLL
+      for (int t = 0; t < T; t++)
+        {
+          __m512 w = _mm512_loadu_ps (W + k * ldw + j + 16 * t);
+          UNROLL
+          for (int r = 0; r < R; r++)
+            acc[r][t] = _mm512_fmadd_ps (x[r], w, acc[r][t]);
+        }
+    }
+  UNROLL
+  for (int r = 0; r < R; r++)
+    UNROLL
+    for (int t = 0; t < T; t++)
+      _mm512_storeu_ps (Y + (size_t) r * ldy + j + 16 * t, acc[r][t]);
+}
+
+#define KN_ROWS_AVX512(R, T)                                                  \
+  do                                                                          \
+    {                                                                         \
+      size_t j = 0;                                                           \
+      for (; j + 16 * (T) <= N16; j += 16 * (T))                              \
+        kn_tile_avx512 (x, ldx, (R), w, ldw, kn, j, (T), y, ldy, first);      \
+      for (; j < N16; j += 16)                                                \
+        kn_tile_avx512 (x, ldx, (R), w, ldw, kn, j, 1, y, ldy, first);        \
+    }                                                                         \
+  while (0)
+
 TARGET_AVX512 static void
 matvec_kn_avx512 (const float *X, size_t ldx, int B, const float *W,
                   size_t ldw, size_t K, size_t N, float *Y, size_t ldy)
@@ -228,23 +324,18 @@ matvec_kn_avx512 (const float *X, size_t ldx, int B, const float *W,
   for (size_t k0 = 0; k0 < K; k0 += KC)
     {
       const size_t k1 = MIN (K, k0 + KC), kn = k1 - k0;
-      for (size_t j = 0; j < N16; j += 16)
+      const gboolean first = k0 == 0;
+      const float *w = W + k0 * ldw;
+      for (int r0 = 0; r0 < B; r0 += 4)
         {
-          __m512 w[KC];
-          for (size_t k = 0; k < kn; k++)
-            w[k] = _mm512_loadu_ps (W + (k0 + k) * ldw + j);
-          for (int r = 0; r < B; r++)
+          const float *x = X + (size_t) r0 * ldx + k0;
+          float *y = Y + (size_t) r0 * ldy;
+          switch (MIN (4, B - r0))
             {
-              float *y = Y + (size_t) r * ldy + j;
-              const float *x = X + (size_t) r * ldx + k0;
-              __m512 acc = k0 == 0 ? _mm512_setzero_ps () : _mm512_loadu_ps (y);
-              if (kn == KC)
-                for (size_t k = 0; k < KC; k++)
-                  acc = _mm512_fmadd_ps (_mm512_set1_ps (x[k]), w[k], acc);
-              else
-                for (size_t k = 0; k < kn; k++)
-                  acc = _mm512_fmadd_ps (_mm512_set1_ps (x[k]), w[k], acc);
-              _mm512_storeu_ps (y, acc);
+            case 1: KN_ROWS_AVX512 (1, 8); break;
+            case 2: KN_ROWS_AVX512 (2, 4); break;
+            case 3: KN_ROWS_AVX512 (3, 2); break;
+            default: KN_ROWS_AVX512 (4, 2); break;
             }
         }
       matvec_kn_tail (X, ldx, B, W, ldw, k0, k1, N16, N, Y, ldy);
