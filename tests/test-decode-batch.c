@@ -139,6 +139,15 @@ make_model (const Shape *sh)
   return m;
 }
 
+/* The logits per row: n_out, or the vocabulary when n_out is 0. */
+static int
+n_out_of (const GptdGpt *m)
+{
+  const GptdGptConfig *cfg = gptd_gpt_get_config ((GptdGpt *) m);
+  g_assert_cmpint (cfg->vocab_size, >, 0);
+  return cfg->n_out > 0 ? cfg->n_out : cfg->vocab_size;
+}
+
 #define MAX_B 8
 #define STEPS 5
 
@@ -158,7 +167,7 @@ prompt_of (int i, int vocab, gint32 *out)
 static void
 decode_alone (GptdGpt *m, int i, float *logits, gint32 *fed)
 {
-  const int V = gptd_gpt_get_config (m)->n_out;
+  const int V = n_out_of (m);
   g_autoptr (GError) error = NULL;
   g_autoptr (GptdGptKvCache) c = gptd_gpt_kv_cache_new (m, 0, &error);
   g_assert_no_error (error);
@@ -187,7 +196,7 @@ check_batch (const Shape *sh, int threads)
 {
   gptd_nn_set_num_threads (threads);
   g_autoptr (GptdGpt) m = make_model (sh);
-  const int V = gptd_gpt_get_config (m)->n_out;
+  const int V = n_out_of (m);
   g_autofree float *want = g_new (float, (size_t) MAX_B * STEPS * V);
   gint32 fed[MAX_B][STEPS];
   for (int i = 0; i < MAX_B; i++)
@@ -269,7 +278,7 @@ test_chunked_prefill (gconstpointer data)
 {
   const Shape *sh = data;
   g_autoptr (GptdGpt) m = make_model (sh);
-  const int V = gptd_gpt_get_config (m)->n_out;
+  const int V = n_out_of (m);
   g_autoptr (GError) error = NULL;
   gint32 prompt[20];
   for (int k = 0; k < 20; k++)
