@@ -50,6 +50,8 @@ static const Key keys[] = {
   K ("read-timeout", KEY_INT, 1, 86400, read_timeout_s),
   K ("idle-timeout", KEY_INT, 1, 86400 * 7, idle_timeout_s),
   K ("keep-cancelled-checkpoints", KEY_BOOL, 0, 1, keep_cancelled_checkpoints),
+  K ("serve-batch", KEY_INT, 1, 256, serve_batch),
+  K ("prefill-chunk", KEY_INT, 1, 1048576, prefill_chunk),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))
