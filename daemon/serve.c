@@ -66,6 +66,8 @@ struct _ServeSlot {
   GptdGeneration *gen;
   gint cancelled;              /* atomic: set by the reading thread */
   gint64 t0;
+  int max_batch;               /* the most generations it was decoded with */
+  GError *error;               /* the model failed it */
 };
 
 static volatile sig_atomic_t serve_stop;
@@ -569,65 +571,78 @@ serve_slot_end (ServeSlot *slot, const char *model_dir, const GError *error)
       gptd_generation_finish (slot->gen);
       const char *why = gptd_generate_stop_to_string (gptd_generation_get_stop (slot->gen));
       int n = gptd_generation_get_n_tokens (slot->gen);
-      g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s",
-                 slot->r.id, n, why, model_dir, seconds);
+      g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s, "
+                 "decoded in steps of up to %d generation(s)", slot->r.id, n, why, model_dir,
+                 seconds, slot->max_batch);
       serve_send_end (ctx, &slot->r, why, (guint) n);
     }
   gptd_generation_free (slot->gen);
+  g_clear_error (&slot->error);
   g_free (slot);
 }
 
-/* One round of the generations under way: one chunk of the first pending
- * prefill (so that a long prompt delays the others by one chunk per step),
- * then one batched decoding step of every generation past its prefill; the
- * generations that ended are answered and removed. */
+/* One round of the generations under way: up to @prefill_chunk tokens of
+ * pending prefills, taken in turn from the slots that need one (so that a
+ * long prompt delays the others by one chunk per step, and no prompt waits
+ * for another to be fed whole), then one batched decoding step of every
+ * generation past its prefill; the generations that ended are answered and
+ * removed. *@turn is where the next round's prefills start. */
 static void
 serve_step (ServeCtx *ctx, ServeModel *model, const char *model_dir, GPtrArray *slots,
-            int prefill_chunk)
+            int prefill_chunk, guint *turn)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree GptdGeneration **decode = g_new (GptdGeneration *, MAX (slots->len, 1));
-  g_autofree ServeSlot **decoding = g_new (ServeSlot *, MAX (slots->len, 1));
-  int n = 0;
-  gboolean prefilled = FALSE;
-  for (guint i = 0; i < slots->len; i++)
+  const guint n_slots = slots->len;
+  int budget = prefill_chunk;
+  const guint start = *turn;
+  for (guint k = 0; k < n_slots && budget > 0; k++)
     {
-      ServeSlot *slot = slots->pdata[i];
-      if (gptd_generation_is_done (slot->gen))
+      ServeSlot *slot = slots->pdata[(start + k) % n_slots];
+      if (gptd_generation_is_done (slot->gen) || !gptd_generation_needs_prefill (slot->gen))
         continue;
-      if (gptd_generation_needs_prefill (slot->gen))
+      int fed = gptd_generation_prefill (slot->gen, budget, &error);
+      if (fed < 0)
         {
-          if (prefilled)
-            continue;
-          prefilled = TRUE;
-          if (!gptd_generation_prefill (slot->gen, prefill_chunk, &error))
-            {
-              g_ptr_array_remove_index (slots, i--);
-              serve_slot_end (slot, model_dir, error);
-              g_clear_error (&error);
-            }
+          /* Ended below, with the error. */
+          slot->error = g_steal_pointer (&error);
           continue;
         }
+      budget -= MAX (fed, 1);
+      *turn = (start + k + 1) % n_slots;
+    }
+
+  g_autofree GptdGeneration **decode = g_new (GptdGeneration *, MAX (n_slots, 1));
+  g_autofree ServeSlot **decoding = g_new (ServeSlot *, MAX (n_slots, 1));
+  int n = 0;
+  for (guint i = 0; i < n_slots; i++)
+    {
+      ServeSlot *slot = slots->pdata[i];
+      if (slot->error != NULL || gptd_generation_is_done (slot->gen)
+          || gptd_generation_needs_prefill (slot->gen))
+        continue;
       decoding[n] = slot;
       decode[n++] = slot->gen;
     }
+  for (int i = 0; i < n; i++)
+    decoding[i]->max_batch = MAX (decoding[i]->max_batch, n);
   if (n > 0 && !gptd_generation_step_batch (decode, n, model->batch, &error))
     {
       /* The model failed: every generation of the step fails with it. */
       for (int i = 0; i < n; i++)
-        {
-          g_ptr_array_remove (slots, decoding[i]);
-          serve_slot_end (decoding[i], model_dir, error);
-        }
+        decoding[i]->error = g_error_copy (error);
     }
   for (guint i = 0; i < slots->len; i++)
     {
       ServeSlot *slot = slots->pdata[i];
-      if (!gptd_generation_is_done (slot->gen))
+      if (slot->error == NULL && !gptd_generation_is_done (slot->gen))
         continue;
       g_ptr_array_remove_index (slots, i--);
-      serve_slot_end (slot, model_dir, NULL);
+      serve_slot_end (slot, model_dir, slot->error);
     }
+  if (slots->len > 0)
+    *turn %= slots->len;
+  else
+    *turn = 0;
 }
 
 /* Serves one classify request: one Prediction per text, in order, in one
@@ -750,6 +765,7 @@ gptd__serve_main (const char *model_dir, int fd)
    * one held are done. */
   GQueue waiting = G_QUEUE_INIT;
   gboolean closed = FALSE;
+  guint turn = 0;
   int status = 0;
   for (;;)
     {
@@ -814,7 +830,7 @@ gptd__serve_main (const char *model_dir, int fd)
       if (status != 0 || ctx.broken)
         break;
       if (slots->len > 0)
-        serve_step (&ctx, &model, model_dir, slots, prefill_chunk);
+        serve_step (&ctx, &model, model_dir, slots, prefill_chunk, &turn);
       else if (serve_stop || (closed && g_queue_is_empty (&waiting)))
         break;
     }

@@ -678,10 +678,11 @@ gboolean gptd_generation_needs_prefill (const GptdGeneration *gen);
  * rounding (the same for the tiny and float32 models tested); the greedy
  * tokens are the same.
  *
- * Returns: %FALSE with @error when the model fails.
+ * Returns: the tokens fed (0 when the generation was cancelled instead),
+ *   or -1 with @error when the model fails.
  */
-gboolean gptd_generation_prefill (GptdGeneration *gen, int max_tokens,
-                                  GError **error);
+int gptd_generation_prefill (GptdGeneration *gen, int max_tokens,
+                             GError **error);
 
 /**
  * gptd_generation_step_batch:

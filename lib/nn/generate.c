@@ -672,16 +672,16 @@ generation_advance (GptdGeneration *gen, const float *logits, GError **error)
   return TRUE;
 }
 
-gboolean
+int
 gptd_generation_prefill (GptdGeneration *gen, int max_tokens, GError **error)
 {
-  g_return_val_if_fail (gen != NULL && max_tokens > 0, FALSE);
-  g_return_val_if_fail (gptd_generation_needs_prefill (gen), FALSE);
+  g_return_val_if_fail (gen != NULL && max_tokens > 0, -1);
+  g_return_val_if_fail (gptd_generation_needs_prefill (gen), -1);
   GptdGenerator *g = gen->g;
   if (!gen->prefilling)
     {
       if (generation_check_cancel (gen))
-        return TRUE;
+        return 0;
       const int ctx = g->context_length;
       gen->pf_start = gen->len > ctx ? gen->len - ctx : 0;
       gen->pf_len = gen->len - gen->pf_start;
@@ -690,18 +690,18 @@ gptd_generation_prefill (GptdGeneration *gen, int max_tokens, GError **error)
       gptd_gpt_kv_cache_reset (gen->cache);
     }
   else if (generation_check_cancel (gen))
-    return TRUE;
+    return 0;
   int n = MIN (max_tokens, gen->pf_len - gen->pf_done);
   const float *logits =
     gptd_gpt_forward_cached (g->model, gen->cache,
                              gen->seq + gen->pf_start + gen->pf_done, n, error);
   if (logits == NULL)
-    return FALSE;
+    return -1;
   gen->pf_done += n;
   if (gen->pf_done < gen->pf_len)
-    return TRUE;
+    return n;
   gen->prefilling = FALSE;
-  return generation_advance (gen, logits, error);
+  return generation_advance (gen, logits, error) ? n : -1;
 }
 
 gboolean
