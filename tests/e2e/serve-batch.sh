@@ -74,9 +74,9 @@ check "gptd starts" start_daemon
 ctl generate --model "$MODEL" --max-new-tokens 1 "warm" > /dev/null 2>&1
 
 # --- requests sent at once -------------------------------------------------------------
-req a 120 0 1 -1 "hello world"
-req b 90 1.0 7 -1 "the cat and the dog"
-req c 60 1.3 9 -1 "a"
+req a 1500 0 1 -1 "hello world"
+req b 1200 1.0 7 -1 "the cat and the dog"
+req c 900 1.3 9 -1 "a"
 req d 100 0.8 3 269 "the dog"
 req e 80 1.0 11 -1 "$(printf 'caf\303\251')" "e"
 req f 70 0.7 5 -1 "one two three four five six seven eight nine ten eleven twelve thirteen"
