@@ -69,7 +69,10 @@ serving_pids () {
   done
 }
 
-check "gptd starts" start_daemon
+# Prompts fed 4 tokens a step (the window of the tiny model, 16 positions, is
+# fed again each step once a generation passes it): chunked prefill throughout.
+printf '[gptd]\nprefill-chunk=4\n' > "$TMP/chunk.conf"
+check "gptd starts" start_daemon --config "$TMP/chunk.conf"
 # The model loaded first, so that the requests below arrive together.
 ctl generate --model "$MODEL" --max-new-tokens 1 "warm" > /dev/null 2>&1
 
@@ -84,7 +87,20 @@ wait_reqs
 ok $? "six concurrent requests complete"
 same a b c d e f
 ok $? "each streams exactly the library's text for its parameters"
-grep -q "decoded in steps of up to [2-9] generation" "$TMP/daemon.log"
+# Whether two of them shared a decoding step depends on when each client got
+# through on a busy machine: a few more rounds of the same requests if not.
+together () { grep -q "decoded in steps of up to [2-9] generation" "$TMP/daemon.log"; }
+round=0
+while ! together && [ "$round" -lt 4 ]; do
+  round=$((round + 1))
+  req a 1500 0 1 -1 "hello world"
+  req b 1200 1.0 7 -1 "the cat and the dog"
+  req c 900 1.3 9 -1 "a"
+  req d 100 0.8 3 269 "the dog"
+  req f 70 0.7 5 -1 "one two three four five six seven eight nine ten eleven twelve thirteen"
+  wait_reqs && same a b c d f || break
+done
+together
 ok $? "the worker decoded them together"
 
 # --- joining and leaving ---------------------------------------------------------------
