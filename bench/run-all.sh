@@ -20,10 +20,11 @@ echo "# gptd benchmarks, $(date -u +%FT%TZ), $(nproc) CPUs, OPENBLAS_CORETYPE=${
 (cd "$out" && LOG="$out/train.log" "$here/train/run.sh" "$build" "${REPEATS:-3}") > "$out/train.md" 2>&1 || echo "train benchmark failed: see $out/train.md"
 "$here/tokenizer/bench-tokenizer.sh" "$build" > "$out/tokenizer.md" 2>&1 || echo "tokenizer benchmark failed: see $out/tokenizer.md"
 "$here/generate/bench-generate.sh" "$build" 2 "${REPEATS:-3}" > "$out/generate.md" 2>&1 || echo "generate benchmark failed: see $out/generate.md"
+"$here/generate/bench-serve.sh" "$build" 2 "${REPEATS:-3}" > "$out/serve.md" 2>&1 || echo "serving benchmark failed: see $out/serve.md"
 (cd "$out" && LOG="$out/classify.log" "$here/classify/run.sh" "$build" "${REPEATS:-3}") > "$out/classify.md" 2>&1 || echo "classify benchmark failed: see $out/classify.md"
 (cd "$out" && LOG="$out/instruct.log" "$here/instruct/run.sh" "$build" "${REPEATS:-3}") > "$out/instruct.md" 2>&1 || echo "instruct benchmark failed: see $out/instruct.md"
 (cd "$out" && LOG="$out/lora.log" "$here/lora/run.sh" "$build" "${REPEATS:-3}") > "$out/lora.md" 2>&1 || echo "lora benchmark failed: see $out/lora.md"
-benches="train tokenizer generate classify instruct lora"
+benches="train tokenizer generate serve classify instruct lora"
 if [ "${VERDICT:-1}" != 0 ]; then
   "$here/train/bench-verdict.sh" "$build" 2 > "$out/verdict.md" 2>&1 || echo "verdict benchmark failed: see $out/verdict.md"
   benches="$benches verdict"

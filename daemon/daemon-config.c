@@ -55,6 +55,8 @@ static const Key keys[] = {
   K ("http", KEY_ADDR, 0, 0, http),
   K ("http-token-file", KEY_PATH, 0, 0, http_token_file),
   K ("models", KEY_PATH, 0, 0, models),
+  K ("serve-batch", KEY_INT, 1, 256, serve_batch),
+  K ("prefill-chunk", KEY_INT, 1, 1048576, prefill_chunk),
 };
 
 #define FIELD(cfg, off, type) (*(type *) ((char *) (cfg) + (off)))

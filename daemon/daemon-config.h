@@ -36,12 +36,15 @@ typedef struct {
   char *http;               /* the HTTP gateway's address; unset: no gateway */
   char *http_token_file;    /* its bearer token's file */
   char *models;             /* its models directory */
+  gint64 serve_batch;       /* generations a serving worker decodes together */
+  gint64 prefill_chunk;     /* prompt tokens a serving worker feeds between steps */
   gboolean has_socket_path, has_state_dir, has_data_dir, has_log_level,
            has_stop_timeout_s, has_client_queue_limit, has_model_cache,
            has_generate_threads, has_max_runs, has_threads, has_allow_users,
            has_cancel_timeout_s, has_max_connections, has_max_connections_per_user,
            has_request_frame_limit, has_read_timeout_s, has_idle_timeout_s,
-           has_keep_cancelled_checkpoints, has_http, has_http_token_file, has_models;
+           has_keep_cancelled_checkpoints, has_http, has_http_token_file, has_models,
+           has_serve_batch, has_prefill_chunk;
 } GptdDaemonConfig;
 
 /* The configuration file gptd reads when --config is not given:

@@ -1,7 +1,9 @@
 /* daemon/serve.c: the serving worker process (gptd --serve MODEL_DIR): one model
  * kept loaded, a language model or a classifier as its config.json says,
- * generate and classify requests read from the daemon's socket and answered
- * one at a time (see serve.h).
+ * generate and classify requests read from the daemon's socket; generations
+ * decoded together, a slot each, one batched step over all of them at a time,
+ * with prompts fed in chunks between the steps; classifications answered one
+ * at a time between steps (see serve.h).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -37,18 +39,36 @@ typedef struct {
   Gptd__Request *req;
 } ServeItem;
 
+/* Where one request's answers go: its id (the daemon's number for it) and the
+ * last event number sent for it. */
+typedef struct {
+  guint64 id;
+  guint64 seq;
+  const char *what;            /* its kind, for the log: "generate" or "classify" */
+} ServeReq;
+
+typedef struct _ServeSlot ServeSlot;
+
 typedef struct {
   int fd;
   GAsyncQueue *queue;          /* ServeItem* */
-  gint current;                /* atomic: the id of the request being served */
-  gint cancelled;              /* atomic: that request was cancelled */
   GMutex cancel_lock;
-  GHashTable *cancelled_ids;   /* ids cancelled before they were served */
+  GHashTable *cancelled_ids;   /* ids cancelled before they were admitted */
+  GHashTable *slots;           /* id -> ServeSlot*: the generations under way */
+  gint closing;                /* atomic: the daemon closed its end */
   gboolean broken;             /* the daemon is gone */
-  guint64 seq;                 /* the last event number of the current request */
-  guint64 id;                  /* the current request's id */
-  const char *what;            /* its kind, for the log: "generate" or "classify" */
 } ServeCtx;
+
+/* A generation under way. */
+struct _ServeSlot {
+  ServeCtx *ctx;
+  ServeReq r;
+  GptdGeneration *gen;
+  gint cancelled;              /* atomic: set by the reading thread */
+  gint64 t0;
+  int max_batch;               /* the most generations it was decoded with */
+  GError *error;               /* the model failed it */
+};
 
 static volatile sig_atomic_t serve_stop;
 
@@ -69,48 +89,47 @@ serve_send (ServeCtx *ctx, Gptd__Response *resp)
   if (!gptd_frame_write_fd (ctx->fd, &resp->base, &error))
     {
       ctx->broken = TRUE;
-      g_atomic_int_set (&ctx->cancelled, TRUE);
       g_warning ("serving worker: cannot answer gptd (%s); stopping", error->message);
     }
 }
 
 static void
-serve_send_event (ServeCtx *ctx, Gptd__Event *ev, gboolean end)
+serve_send_event (ServeCtx *ctx, ServeReq *r, Gptd__Event *ev, gboolean end)
 {
   ev->run_id = (char *) "";
-  ev->seq = ++ctx->seq;
+  ev->seq = ++r->seq;
   ev->time = (double) g_get_real_time () / G_USEC_PER_SEC;
   Gptd__Response resp = GPTD__RESPONSE__INIT;
-  resp.id = ctx->id;
+  resp.id = r->id;
   resp.body_case = GPTD__RESPONSE__BODY_EVENT;
   resp.event = ev;
   resp.end = end;
   serve_send (ctx, &resp);
 }
 
-static void serve_send_error (ServeCtx *ctx, Gptd__ErrorCode code, const char *format, ...)
-  G_GNUC_PRINTF (3, 4);
+static void serve_send_error (ServeCtx *ctx, ServeReq *r, Gptd__ErrorCode code,
+                              const char *format, ...) G_GNUC_PRINTF (4, 5);
 
 static void
-serve_send_error (ServeCtx *ctx, Gptd__ErrorCode code, const char *format, ...)
+serve_send_error (ServeCtx *ctx, ServeReq *r, Gptd__ErrorCode code, const char *format, ...)
 {
   va_list ap;
   va_start (ap, format);
   g_autofree char *message = g_strdup_vprintf (format, ap);
   va_end (ap);
-  g_message ("%s: request %" G_GUINT64_FORMAT " failed: %s", ctx->what, ctx->id, message);
+  g_message ("%s: request %" G_GUINT64_FORMAT " failed: %s", r->what, r->id, message);
   Gptd__Response resp = GPTD__RESPONSE__INIT;
   Gptd__Error err = GPTD__ERROR__INIT;
   err.code = code;
   err.message = message;
-  resp.id = ctx->id;
+  resp.id = r->id;
   resp.error = &err;
   resp.end = TRUE;
   serve_send (ctx, &resp);
 }
 
 static void
-serve_send_end (ServeCtx *ctx, const char *stop_reason, guint tokens)
+serve_send_end (ServeCtx *ctx, ServeReq *r, const char *stop_reason, guint tokens)
 {
   Gptd__Event ev = GPTD__EVENT__INIT;
   Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
@@ -120,47 +139,50 @@ serve_send_end (ServeCtx *ctx, const char *stop_reason, guint tokens)
   chunk.tokens = tokens;
   ev.body_case = GPTD__EVENT__BODY_TEXT;
   ev.text = &chunk;
-  serve_send_event (ctx, &ev, TRUE);
+  serve_send_event (ctx, r, &ev, TRUE);
 }
 
 static void
-serve_send_log (ServeCtx *ctx, const char *line)
+serve_send_log (ServeCtx *ctx, ServeReq *r, const char *line)
 {
   Gptd__Event ev = GPTD__EVENT__INIT;
   Gptd__LogLine log = GPTD__LOG_LINE__INIT;
-  log.stage = (char *) ctx->what;
+  log.stage = (char *) r->what;
   log.level = GPTD__LOG_LEVEL__LOG_LEVEL_INFO;
   log.message = (char *) line;
   ev.body_case = GPTD__EVENT__BODY_LOG;
   ev.log = &log;
-  serve_send_event (ctx, &ev, FALSE);
+  serve_send_event (ctx, r, &ev, FALSE);
 }
 
 static void
 serve_on_token (gint32 id, const char *text, gsize text_len, gpointer user_data)
 {
+  ServeSlot *slot = user_data;
   if (text_len == 0)
-    return;  /* a character still incomplete */
+    return;  /* a character still incomplete, or text held back */
   Gptd__Event ev = GPTD__EVENT__INIT;
   Gptd__TextChunk chunk = GPTD__TEXT_CHUNK__INIT;
   chunk.text = (char *) text;
   chunk.stop_reason = (char *) "";
   ev.body_case = GPTD__EVENT__BODY_TEXT;
   ev.text = &chunk;
-  serve_send_event (user_data, &ev, FALSE);
+  serve_send_event (slot->ctx, &slot->r, &ev, FALSE);
 }
 
 static gboolean
 serve_is_cancelled (gpointer user_data)
 {
-  ServeCtx *ctx = user_data;
-  return serve_stop || g_atomic_int_get (&ctx->cancelled);
+  ServeSlot *slot = user_data;
+  return serve_stop || slot->ctx->broken || g_atomic_int_get (&slot->ctx->closing)
+         || g_atomic_int_get (&slot->cancelled);
 }
 
 /* ---- Reading the daemon's requests ---------------------------------------------- */
 
-/* Reads requests until the daemon closes its end: generate requests are queued
- * for the main thread, cancels mark their request. */
+/* Reads requests until the daemon closes its end: generate and classify
+ * requests are queued for the main thread, cancels mark their slot (or are
+ * remembered for a request not yet admitted). */
 static void *
 serve_reader (void *data)
 {
@@ -181,8 +203,9 @@ serve_reader (void *data)
           guint64 id = g_ascii_strtoull (req->cancel->run_id ? req->cancel->run_id : "", NULL,
                                          10);
           g_mutex_lock (&ctx->cancel_lock);
-          if ((guint64) g_atomic_int_get (&ctx->current) == id)
-            g_atomic_int_set (&ctx->cancelled, TRUE);
+          ServeSlot *slot = g_hash_table_lookup (ctx->slots, &id);
+          if (slot != NULL)
+            g_atomic_int_set (&slot->cancelled, TRUE);
           else
             g_hash_table_add (ctx->cancelled_ids, g_memdup2 (&id, sizeof id));
           g_mutex_unlock (&ctx->cancel_lock);
@@ -194,9 +217,19 @@ serve_reader (void *data)
       g_async_queue_push (ctx->queue, item);
     }
   /* The daemon is done with this worker: what is under way stops. */
-  g_atomic_int_set (&ctx->cancelled, TRUE);
+  g_atomic_int_set (&ctx->closing, TRUE);
   g_async_queue_push (ctx->queue, g_new0 (ServeItem, 1));
   return NULL;
+}
+
+/* Whether request @id was cancelled before it was admitted (forgotten then). */
+static gboolean
+serve_take_cancel (ServeCtx *ctx, guint64 id)
+{
+  g_mutex_lock (&ctx->cancel_lock);
+  gboolean cancelled = g_hash_table_remove (ctx->cancelled_ids, &id);
+  g_mutex_unlock (&ctx->cancel_lock);
+  return cancelled;
 }
 
 /* ---- The model ------------------------------------------------------------------- */
@@ -304,6 +337,7 @@ typedef struct {
   char *real;
   GptdGenerator *generator;     /* a language model's */
   GptdClassifier *classifier;   /* or a classifier */
+  GptdGptDecodeBatch *batch;    /* the generator's decoding scratch */
 } ServeModel;
 
 typedef enum {
@@ -318,8 +352,8 @@ typedef enum {
  * where it came from (the daemon adds its cache's counters to it). A model of
  * the other kind is refused. */
 static ServeLoad
-serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char *weights,
-            gboolean classify)
+serve_load (ServeCtx *ctx, ServeReq *r, ServeModel *model, const char *model_dir,
+            const char *weights, gboolean classify)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *real = NULL;
@@ -327,7 +361,7 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
   gboolean stored = weights == NULL || *weights == '\0';
   if (!stored && !gptd_weight_format_from_string (weights, &format, &error))
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST, "weights: %s",
+      serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST, "weights: %s",
                         error->message);
       return model->generator != NULL || model->classifier != NULL ? SERVE_LOAD_REFUSED
                                                                      : SERVE_LOAD_FAILED;
@@ -335,7 +369,7 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
   g_autofree char *files = model_stamp (model_dir, &real, &error);
   if (files == NULL)
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
+      serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_NOT_FOUND, "%s", error->message);
       return SERVE_LOAD_FAILED;
     }
   g_autofree char *stamp = g_strdup_printf ("%s|weights:%s", files,
@@ -347,14 +381,14 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
     {
       if (!model_is_classifier (real, &is_classifier, &error))
         {
-          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+          serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                             "Cannot load the model in %s: %s", real, error->message);
           return held ? SERVE_LOAD_REFUSED : SERVE_LOAD_FAILED;
         }
     }
   if (classify && !is_classifier)
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+      serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "The model in %s is a language model, not a classifier (its %s has "
                         "no num_labels): it answers generate requests, not classify",
                         model_dir, GPTD_GPT_DIR_CONFIG);
@@ -362,7 +396,7 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
     }
   if (!classify && is_classifier)
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+      serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "The model in %s is a classifier (its %s names "
                         "GPT2ForSequenceClassification), not a language model: it answers "
                         "classify requests, not generate", model_dir, GPTD_GPT_DIR_CONFIG);
@@ -374,7 +408,8 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
   if (!held || strcmp (model->stamp, stamp) != 0)
     {
       if (held)
-        g_message ("%s: the model in %s has changed; loading it again", ctx->what, real);
+        g_message ("%s: the model in %s has changed; loading it again", r->what, real);
+      g_clear_pointer (&model->batch, gptd_gpt_decode_batch_free);
       g_clear_pointer (&model->generator, gptd_generator_free);
       g_clear_pointer (&model->classifier, gptd_classifier_free);
       g_clear_pointer (&model->stamp, g_free);
@@ -397,7 +432,7 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
       load_s = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
       if (model->generator == NULL && model->classifier == NULL)
         {
-          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+          serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                             "Cannot load the %s in %s: %s",
                             is_classifier ? "classifier" : "model", real, error->message);
           return SERVE_LOAD_FAILED;
@@ -406,7 +441,7 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
       g_free (model->real);
       model->real = g_strdup (real);
       loaded = TRUE;
-      g_message ("%s: loaded the %s %s (%s weights) in %.2f s", ctx->what,
+      g_message ("%s: loaded the %s %s (%s weights) in %.2f s", r->what,
                  is_classifier ? "classifier" : "model", real,
                  stored ? "stored" : weights, load_s);
     }
@@ -415,19 +450,38 @@ serve_load (ServeCtx *ctx, ServeModel *model, const char *model_dir, const char 
   g_autofree char *line = loaded ? g_strdup_printf ("model %s%s: loaded in %.2f s", real, fmt,
                                                     load_s)
                                  : g_strdup_printf ("model %s%s: cached", real, fmt);
-  serve_send_log (ctx, line);
+  serve_send_log (ctx, r, line);
   return SERVE_LOAD_OK;
 }
 
-/* Serves one generate request. Returns FALSE when the model cannot be loaded
- * (the worker then ends). */
+/* Whether the model held is still what @model_dir with @weights names (its
+ * files unchanged): a request for it can join the generations under way. */
 static gboolean
-serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
-                const Gptd__GenerateRequest *gr)
+serve_model_current (const ServeModel *model, const char *model_dir, const char *weights)
 {
-  if (serve_is_cancelled (ctx))
+  if (model->stamp == NULL)
+    return FALSE;
+  g_autofree char *real = NULL;
+  g_autofree char *files = model_stamp (model_dir, &real, NULL);
+  if (files == NULL)
+    return FALSE;
+  gboolean stored = weights == NULL || *weights == '\0';
+  g_autofree char *stamp = g_strdup_printf ("%s|weights:%s", files, stored ? "stored" : weights);
+  return strcmp (stamp, model->stamp) == 0;
+}
+
+/* Admits a generate request: checks it, makes @model hold the model and
+ * starts a generation in a new slot, added to @slots. Returns FALSE when the
+ * model cannot be loaded (the worker then ends). */
+static gboolean
+serve_admit_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
+                      const Gptd__Request *req, int max_rows, GPtrArray *slots)
+{
+  const Gptd__GenerateRequest *gr = req->generate;
+  ServeReq r = { req->id, 0, "generate" };
+  if (serve_take_cancel (ctx, req->id) || serve_stop || g_atomic_int_get (&ctx->closing))
     {
-      serve_send_end (ctx, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED), 0);
+      serve_send_end (ctx, &r, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED), 0);
       return TRUE;
     }
 
@@ -450,51 +504,162 @@ serve_generate (ServeCtx *ctx, ServeModel *model, const char *model_dir,
   if (!gptd_generate_options_validate (&opts, &error)
       || (check = gptd_stop_matcher_new (opts.stop, &error)) == NULL)
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+      serve_send_error (ctx, &r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "Bad generate parameters: %s", error->message);
       return TRUE;
     }
 
-  ServeLoad load = serve_load (ctx, model, model_dir, gr->weights, FALSE);
+  ServeLoad load = serve_load (ctx, &r, model, model_dir, gr->weights, FALSE);
   if (load != SERVE_LOAD_OK)
     return load == SERVE_LOAD_REFUSED;
+  if (model->batch == NULL)
+    {
+      model->batch = gptd_gpt_decode_batch_new (gptd_generator_get_model (model->generator),
+                                                max_rows, &error);
+      if (model->batch == NULL)
+        {
+          serve_send_error (ctx, &r, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                            "Cannot decode with the model in %s: %s", model_dir,
+                            error->message);
+          return TRUE;
+        }
+    }
 
-  GptdGenerateCallbacks callbacks = { serve_on_token, serve_is_cancelled, ctx };
-  gint64 t0 = g_get_monotonic_time ();
-  g_autoptr (GptdGenerateResult) result =
-    gptd_generator_generate (model->generator, gr->prompt, &opts, &callbacks, &error);
-  double seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
-  if (result == NULL)
+  int n = 0;
+  g_autofree gint32 *ids = gptd_generator_encode (model->generator, gr->prompt, &n, &error);
+  ServeSlot *slot = g_new0 (ServeSlot, 1);
+  slot->ctx = ctx;
+  slot->r = r;
+  slot->t0 = g_get_monotonic_time ();
+  GptdGenerateCallbacks callbacks = { serve_on_token, serve_is_cancelled, slot };
+  if (ids != NULL)
+    slot->gen = gptd_generation_new (model->generator, ids, n, &opts, &callbacks, &error);
+  if (slot->gen == NULL)
     {
       gboolean bad_input = error->domain == GPTD_GENERATE_ERROR
                            && error->code != GPTD_GENERATE_ERROR_MODEL;
-      serve_send_error (ctx, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
-                                       : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+      serve_send_error (ctx, &slot->r, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
+                                                 : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
                         "Generating from the model in %s failed: %s", model_dir,
                         error->message);
+      g_free (slot);
       return TRUE;
     }
-  const char *why = gptd_generate_stop_to_string (result->stop);
-  g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s",
-             ctx->id, result->n_ids, why, model_dir, seconds);
-  serve_send_end (ctx, why, (guint) result->n_ids);
+  g_mutex_lock (&ctx->cancel_lock);
+  g_hash_table_insert (ctx->slots, &slot->r.id, slot);
+  g_mutex_unlock (&ctx->cancel_lock);
+  g_ptr_array_add (slots, slot);
   return TRUE;
+}
+
+/* Ends a slot: the text held back is sent, then the end (or @error), and the
+ * slot is freed. */
+static void
+serve_slot_end (ServeSlot *slot, const char *model_dir, const GError *error)
+{
+  ServeCtx *ctx = slot->ctx;
+  g_mutex_lock (&ctx->cancel_lock);
+  g_hash_table_remove (ctx->slots, &slot->r.id);
+  g_mutex_unlock (&ctx->cancel_lock);
+  double seconds = (double) (g_get_monotonic_time () - slot->t0) / G_USEC_PER_SEC;
+  if (error != NULL)
+    serve_send_error (ctx, &slot->r, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                      "Generating from the model in %s failed: %s", model_dir,
+                      error->message);
+  else
+    {
+      gptd_generation_finish (slot->gen);
+      const char *why = gptd_generate_stop_to_string (gptd_generation_get_stop (slot->gen));
+      int n = gptd_generation_get_n_tokens (slot->gen);
+      g_message ("generate: request %" G_GUINT64_FORMAT ": %d tokens (%s) from %s in %.2f s, "
+                 "decoded in steps of up to %d generation(s)", slot->r.id, n, why, model_dir,
+                 seconds, slot->max_batch);
+      serve_send_end (ctx, &slot->r, why, (guint) n);
+    }
+  gptd_generation_free (slot->gen);
+  g_clear_error (&slot->error);
+  g_free (slot);
+}
+
+/* One round of the generations under way: up to @prefill_chunk tokens of
+ * pending prefills, taken in turn from the slots that need one (so that a
+ * long prompt delays the others by one chunk per step, and no prompt waits
+ * for another to be fed whole), then one batched decoding step of every
+ * generation past its prefill; the generations that ended are answered and
+ * removed. *@turn is where the next round's prefills start. */
+static void
+serve_step (ServeCtx *ctx, ServeModel *model, const char *model_dir, GPtrArray *slots,
+            int prefill_chunk, guint *turn)
+{
+  g_autoptr (GError) error = NULL;
+  const guint n_slots = slots->len;
+  int budget = prefill_chunk;
+  const guint start = *turn;
+  for (guint k = 0; k < n_slots && budget > 0; k++)
+    {
+      ServeSlot *slot = slots->pdata[(start + k) % n_slots];
+      if (gptd_generation_is_done (slot->gen) || !gptd_generation_needs_prefill (slot->gen))
+        continue;
+      int fed = gptd_generation_prefill (slot->gen, budget, &error);
+      if (fed < 0)
+        {
+          /* Ended below, with the error. */
+          slot->error = g_steal_pointer (&error);
+          continue;
+        }
+      budget -= MAX (fed, 1);
+      *turn = (start + k + 1) % n_slots;
+    }
+
+  g_autofree GptdGeneration **decode = g_new (GptdGeneration *, MAX (n_slots, 1));
+  g_autofree ServeSlot **decoding = g_new (ServeSlot *, MAX (n_slots, 1));
+  int n = 0;
+  for (guint i = 0; i < n_slots; i++)
+    {
+      ServeSlot *slot = slots->pdata[i];
+      if (slot->error != NULL || gptd_generation_is_done (slot->gen)
+          || gptd_generation_needs_prefill (slot->gen))
+        continue;
+      decoding[n] = slot;
+      decode[n++] = slot->gen;
+    }
+  for (int i = 0; i < n; i++)
+    decoding[i]->max_batch = MAX (decoding[i]->max_batch, n);
+  if (n > 0 && !gptd_generation_step_batch (decode, n, model->batch, &error))
+    {
+      /* The model failed: every generation of the step fails with it. */
+      for (int i = 0; i < n; i++)
+        decoding[i]->error = g_error_copy (error);
+    }
+  for (guint i = 0; i < slots->len; i++)
+    {
+      ServeSlot *slot = slots->pdata[i];
+      if (slot->error == NULL && !gptd_generation_is_done (slot->gen))
+        continue;
+      g_ptr_array_remove_index (slots, i--);
+      serve_slot_end (slot, model_dir, slot->error);
+    }
+  if (slots->len > 0)
+    *turn %= slots->len;
+  else
+    *turn = 0;
 }
 
 /* Serves one classify request: one Prediction per text, in order, in one
  * answer. Returns FALSE when the model cannot be loaded (the worker then
  * ends). */
 static gboolean
-serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
+serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir, guint64 id,
                 const Gptd__ClassifyRequest *cr)
 {
-  if (serve_is_cancelled (ctx))
+  ServeReq req = { id, 0, "classify" }, *r = &req;
+  if (serve_take_cancel (ctx, id) || serve_stop || g_atomic_int_get (&ctx->closing))
     {
-      serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+      serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
                         "The classification was cancelled");
       return TRUE;
     }
-  ServeLoad load = serve_load (ctx, model, model_dir, cr->weights, TRUE);
+  ServeLoad load = serve_load (ctx, r, model, model_dir, cr->weights, TRUE);
   if (load != SERVE_LOAD_OK)
     return load == SERVE_LOAD_REFUSED;
 
@@ -507,9 +672,9 @@ serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
   gint64 t0 = g_get_monotonic_time ();
   for (gsize i = 0; i < n; i++)
     {
-      if (serve_is_cancelled (ctx))
+      if (serve_take_cancel (ctx, id) || serve_stop || g_atomic_int_get (&ctx->closing))
         {
-          serve_send_error (ctx, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+          serve_send_error (ctx, r, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
                             "The classification was cancelled after %" G_GSIZE_FORMAT
                             " of %" G_GSIZE_FORMAT " texts", i, n);
           return TRUE;
@@ -521,7 +686,7 @@ serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
         {
           gboolean bad_input = error->domain == GPTD_CLASSIFY_ERROR
                                && error->code == GPTD_CLASSIFY_ERROR_INPUT;
-          serve_send_error (ctx, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
+          serve_send_error (ctx, r, bad_input ? GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST
                                            : GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
                             "Classifying text %" G_GSIZE_FORMAT " with the classifier in %s "
                             "failed: %s", i + 1, model_dir, error->message);
@@ -536,18 +701,28 @@ serve_classify (ServeCtx *ctx, ServeModel *model, const char *model_dir,
       ptrs[i] = &preds[i];
     }
   g_message ("classify: request %" G_GUINT64_FORMAT ": %" G_GSIZE_FORMAT " text(s) from %s "
-             "in %.2f s", ctx->id, n, model_dir,
+             "in %.2f s", id, n, model_dir,
              (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC);
   Gptd__PredictionList list = GPTD__PREDICTION_LIST__INIT;
   list.n_predictions = n;
   list.predictions = ptrs;
   Gptd__Response resp = GPTD__RESPONSE__INIT;
-  resp.id = ctx->id;
+  resp.id = id;
   resp.body_case = GPTD__RESPONSE__BODY_PREDICTIONS;
   resp.predictions = &list;
   resp.end = TRUE;
   serve_send (ctx, &resp);
   return TRUE;
+}
+
+/* A number from the environment variable @name, within [@lo, @hi], else
+ * @dflt. */
+static int
+serve_env_int (const char *name, int lo, int hi, int dflt)
+{
+  const char *v = g_getenv (name);
+  gint64 n = v != NULL ? g_ascii_strtoll (v, NULL, 10) : 0;
+  return n >= lo && n <= hi ? (int) n : dflt;
 }
 
 int
@@ -564,11 +739,16 @@ gptd__serve_main (const char *model_dir, int fd)
   sigemptyset (&sa.sa_mask);
   sigaction (SIGTERM, &sa, NULL);
 
-  ServeCtx ctx = { .fd = fd, .what = "serve" };
+  /* The daemon passes serve-batch= and prefill-chunk=. */
+  const int max_rows = serve_env_int ("GPTD_SERVE_BATCH", 1, 256, GPTD_SERVE_DEFAULT_BATCH);
+  const int prefill_chunk = serve_env_int ("GPTD_SERVE_PREFILL_CHUNK", 1, 1 << 20,
+                                           GPTD_SERVE_DEFAULT_PREFILL_CHUNK);
+
+  ServeCtx ctx = { .fd = fd };
   ctx.queue = g_async_queue_new ();
   g_mutex_init (&ctx.cancel_lock);
   ctx.cancelled_ids = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
-  g_atomic_int_set (&ctx.current, -1);
+  ctx.slots = g_hash_table_new (g_int64_hash, g_int64_equal);
 
   pthread_t reader;
   if (pthread_create (&reader, NULL, serve_reader, &ctx) != 0)
@@ -579,52 +759,106 @@ gptd__serve_main (const char *model_dir, int fd)
   pthread_detach (reader);
 
   ServeModel model = { 0 };
+  g_autoptr (GPtrArray) slots = g_ptr_array_new ();
+  /* Requests taken from the queue that wait for room: more generations than
+   * the batch holds, or a model to load again once the generations of the
+   * one held are done. */
+  GQueue waiting = G_QUEUE_INIT;
+  gboolean closed = FALSE;
+  guint turn = 0;
   int status = 0;
-  while (!serve_stop)
+  for (;;)
     {
-      ServeItem *item = g_async_queue_timeout_pop (ctx.queue, 200 * G_TIME_SPAN_MILLISECOND);
-      if (item == NULL)
-        continue;
-      Gptd__Request *req = item->req;
-      g_free (item);
-      if (req == NULL)
-        break;  /* the daemon closed its end */
-      ctx.id = req->id;
-      ctx.seq = 0;
-      g_mutex_lock (&ctx.cancel_lock);
-      g_atomic_int_set (&ctx.current, (gint) req->id);
-      g_atomic_int_set (&ctx.cancelled,
-                        g_hash_table_remove (ctx.cancelled_ids, &(gint64) { (gint64) req->id }));
-      g_mutex_unlock (&ctx.cancel_lock);
-      gboolean ok = TRUE;
-      if (req->body_case == GPTD__REQUEST__BODY_GENERATE && req->generate != NULL)
+      /* Admit what came, between steps. */
+      for (;;)
         {
-          ctx.what = "generate";
-          ok = serve_generate (&ctx, &model, model_dir, req->generate);
+          Gptd__Request *req = NULL;
+          if (!g_queue_is_empty (&waiting) && (int) slots->len < max_rows)
+            {
+              Gptd__Request *head = g_queue_peek_head (&waiting);
+              gboolean needs_reload = head->body_case == GPTD__REQUEST__BODY_GENERATE
+                                      && head->generate != NULL && slots->len > 0
+                                      && !serve_model_current (&model, model_dir,
+                                                               head->generate->weights);
+              if (!needs_reload)
+                req = g_queue_pop_head (&waiting);
+            }
+          if (req == NULL && !closed)
+            {
+              ServeItem *item = slots->len == 0 && g_queue_is_empty (&waiting)
+                                  ? g_async_queue_timeout_pop (ctx.queue,
+                                                               200 * G_TIME_SPAN_MILLISECOND)
+                                  : g_async_queue_try_pop (ctx.queue);
+              if (item == NULL)
+                break;
+              req = item->req;
+              g_free (item);
+              if (req == NULL)
+                {
+                  closed = TRUE;  /* the daemon closed its end */
+                  break;
+                }
+              if (!g_queue_is_empty (&waiting) || (int) slots->len >= max_rows
+                  || (req->body_case == GPTD__REQUEST__BODY_GENERATE && req->generate != NULL
+                      && slots->len > 0
+                      && !serve_model_current (&model, model_dir, req->generate->weights)))
+                {
+                  g_queue_push_tail (&waiting, req);
+                  continue;
+                }
+            }
+          if (req == NULL)
+            break;
+          gboolean ok = TRUE;
+          if (req->body_case == GPTD__REQUEST__BODY_GENERATE && req->generate != NULL)
+            ok = serve_admit_generate (&ctx, &model, model_dir, req, max_rows, slots);
+          else if (req->body_case == GPTD__REQUEST__BODY_CLASSIFY && req->classify != NULL)
+            ok = serve_classify (&ctx, &model, model_dir, req->id, req->classify);
+          else
+            {
+              ServeReq r = { req->id, 0, "serve" };
+              serve_send_error (&ctx, &r, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                                "A serving worker answers generate and classify requests only");
+            }
+          protobuf_c_message_free_unpacked (&req->base, NULL);
+          if (!ok)
+            {
+              status = 3;
+              break;
+            }
         }
-      else if (req->body_case == GPTD__REQUEST__BODY_CLASSIFY && req->classify != NULL)
-        {
-          ctx.what = "classify";
-          ok = serve_classify (&ctx, &model, model_dir, req->classify);
-        }
-      else
-        {
-          ctx.what = "serve";
-          serve_send_error (&ctx, GPTD__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                            "A serving worker answers generate and classify requests only");
-        }
-      g_atomic_int_set (&ctx.current, -1);
-      protobuf_c_message_free_unpacked (&req->base, NULL);
-      if (!ok)
-        {
-          status = 3;
-          break;
-        }
-      if (ctx.broken)
+      if (status != 0 || ctx.broken)
         break;
+      if (slots->len > 0)
+        serve_step (&ctx, &model, model_dir, slots, prefill_chunk, &turn);
+      else if (serve_stop || (closed && g_queue_is_empty (&waiting)))
+        break;
+    }
+  /* What is left: the generations end cancelled (or with the worker's
+   * failure), the requests waiting are answered. */
+  for (guint i = 0; i < slots->len; i++)
+    {
+      ServeSlot *slot = slots->pdata[i];
+      g_atomic_int_set (&slot->cancelled, TRUE);
+      serve_slot_end (slot, model_dir, NULL);
+    }
+  Gptd__Request *req;
+  while ((req = g_queue_pop_head (&waiting)) != NULL)
+    {
+      ServeReq r = { req->id, 0, req->body_case == GPTD__REQUEST__BODY_CLASSIFY ? "classify"
+                                                                                : "generate" };
+      if (req->body_case == GPTD__REQUEST__BODY_GENERATE && status == 0)
+        serve_send_end (&ctx, &r, gptd_generate_stop_to_string (GPTD_GENERATE_STOP_CANCELLED),
+                        0);
+      else
+        serve_send_error (&ctx, &r, GPTD__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+                          "The serving worker of the model %s stopped before this request",
+                          model_dir);
+      protobuf_c_message_free_unpacked (&req->base, NULL);
     }
   /* The reading thread may still be blocked on the socket: the process ends
    * without waiting for it. */
+  gptd_gpt_decode_batch_free (model.batch);
   gptd_generator_free (model.generator);
   gptd_classifier_free (model.classifier);
   g_free (model.stamp);

@@ -14,9 +14,17 @@
  * daemon answers its client, the last with end set: first an event with a log
  * line saying whether the model was loaded or already held, then for generate
  * the text chunks and the end, for classify one PredictionList (a Prediction
- * per text, in order). Requests are served one at a time, in order. Before
- * each request the worker checks the stamps of the model's files and loads the
- * model again when they changed.
+ * per text, in order). The daemon sends up to serve-batch requests at once
+ * (GPTD_SERVE_BATCH in the worker's environment) and the answers of different
+ * requests interleave: the worker keeps a slot per generation and decodes them
+ * together, one batched step over every slot past its prefill at a time
+ * (each slot with its own sampling, seed, stop strings, length and cancel, so
+ * each gets exactly the tokens it gets alone); a new request joins between
+ * steps, and prompts are fed prefill-chunk tokens at a time
+ * (GPTD_SERVE_PREFILL_CHUNK), one chunk between steps. Classify requests are
+ * answered one at a time between steps. Before admitting a request the worker
+ * checks the stamps of the model's files; when they changed, the model is
+ * loaded again once the generations under way have ended.
  *
  * Whether the directory holds a language model or a classifier is read from
  * its config.json (architectures GPT2ForSequenceClassification, or
@@ -34,6 +42,11 @@
 #include <glib.h>
 
 G_BEGIN_DECLS
+
+/* The generations a serving worker decodes together, and the prompt tokens
+ * it feeds between two steps, when the daemon does not say. */
+#define GPTD_SERVE_DEFAULT_BATCH 8
+#define GPTD_SERVE_DEFAULT_PREFILL_CHUNK 64
 
 /**
  * gptd__serve_main:

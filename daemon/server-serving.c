@@ -5,18 +5,19 @@
  *
  * A generate or classify request becomes a GenJob, queued on the serving worker of its
  * (user, model directory, weight format); a worker is started for a key that has none. A
- * worker serves its jobs one at a time, in order: the job's Request is written
- * to it under a number of the daemon's own (the serial), and the Response frames
- * it answers with are passed on to the job's client under the client's request
- * id. The last one has end set; the job is then freed and the worker's next job
- * sent. At most model_cache workers are kept: beyond that, the least recently
- * used idle one is stopped (SIGTERM). A client that hangs up, lags or closes
+ * worker is sent up to serve-batch jobs at once, in order (it decodes the
+ * generations together, see serve.h): each job's Request is written to it
+ * under a number of the daemon's own (the serial), and the Response frames it
+ * answers with, which interleave, are passed on to each job's client under the
+ * client's request id. A job's last one has end set; the job is then freed and
+ * the worker's next job sent. At most model_cache workers are kept: beyond
+ * that, the least recently used idle one is stopped (SIGTERM). A client that hangs up, lags or closes
  * gets a cancel sent for its job; the daemon stopping cancels every job and
  * stops every worker, and waits for them.
  *
- * A worker that dies (a crash, the out-of-memory killer, a signal) fails the job
- * it was serving, with an error saying so; the jobs queued behind it go to a new
- * worker. Nothing else is affected: runs and other models' workers go on.
+ * A worker that dies (a crash, the out-of-memory killer, a signal) fails the jobs
+ * it was serving, with an error saying so; the jobs queued behind them go to a
+ * new worker. Nothing else is affected: runs and other models' workers go on.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -26,6 +27,7 @@
 #endif
 
 #include "server-private.h"
+#include "serve.h"
 
 #include <gptd/generate.h>
 #include <gptd/quant.h>
@@ -71,7 +73,9 @@ struct _ServeWorker {
   gboolean retired;      /* out of the cache: stopping */
   gboolean failed;       /* it could not be started */
   GQueue pending;        /* GenJob*: waiting their turn */
-  GenJob *current;       /* sent to the worker and not ended */
+  GList *inflight;       /* GenJob*: sent to the worker and not ended, in order */
+  guint n_inflight;
+  guint batch;           /* the most jobs sent at once (serve-batch=) */
   guint64 used;          /* the clock at its last use */
 };
 
@@ -175,13 +179,11 @@ serve_worker_write (ServeWorker *w, GBytes *frame)
     }
 }
 
-/* Asks the worker to stop the job it is serving. */
+/* Asks the worker to stop @job, one it is serving. */
 static void
-serve_worker_cancel_current (ServeWorker *w)
+serve_worker_cancel_job (ServeWorker *w, GenJob *job)
 {
-  if (w->current == NULL)
-    return;
-  g_autofree char *serial = g_strdup_printf ("%" G_GUINT64_FORMAT, w->current->serial);
+  g_autofree char *serial = g_strdup_printf ("%" G_GUINT64_FORMAT, job->serial);
   Gptd__Request req = GPTD__REQUEST__INIT;
   Gptd__RunIdRequest cancel = GPTD__RUN_ID_REQUEST__INIT;
   cancel.run_id = serial;
@@ -218,7 +220,7 @@ serve_evict (Server *s)
       for (GList *l = s->serve_workers; l != NULL; l = l->next)
         {
           ServeWorker *w = l->data;
-          if (w->current == NULL && g_queue_is_empty (&w->pending)
+          if (w->inflight == NULL && g_queue_is_empty (&w->pending)
               && (lru == NULL || w->used < lru->used))
             lru = w;
         }
@@ -235,8 +237,11 @@ static void
 serve_worker_on_response (ServeWorker *w, Gptd__Response *resp)
 {
   Server *s = w->server;
-  GenJob *job = w->current;
-  if (job == NULL || resp->id != job->serial)
+  GenJob *job = NULL;
+  for (GList *l = w->inflight; l != NULL && job == NULL; l = l->next)
+    if (((GenJob *) l->data)->serial == resp->id)
+      job = l->data;
+  if (job == NULL)
     {
       g_warning ("serving worker %d (%s) answered a request it was not given", w->pid,
                  w->model);
@@ -271,7 +276,7 @@ serve_worker_on_response (ServeWorker *w, Gptd__Response *resp)
           g_message ("connection %u (pid %d) lagged behind its generation by %"
                      G_GSIZE_FORMAT " bytes; dropped", c->id, (int) c->pid, c->queued);
           gen_job_forget_conn (job);
-          serve_worker_cancel_current (w);
+          serve_worker_cancel_job (w, job);
           Gptd__Response lag = GPTD__RESPONSE__INIT;
           Gptd__Error err = GPTD__ERROR__INIT;
           err.code = GPTD__ERROR_CODE__ERROR_CODE_LAGGED;
@@ -290,7 +295,8 @@ serve_worker_on_response (ServeWorker *w, Gptd__Response *resp)
     }
   if (resp->end)
     {
-      w->current = NULL;
+      w->inflight = g_list_remove (w->inflight, job);
+      w->n_inflight--;
       w->used = ++s->serve_clock;
       gen_job_end (job);
       serve_worker_next (w);
@@ -408,18 +414,24 @@ serve_worker_exited (uv_process_t *process, int64_t exit_status, int term_signal
   g_autofree char *how = term_signal
     ? g_strdup_printf ("killed by signal %d (%s)", term_signal, g_strsignal (term_signal))
     : g_strdup_printf ("exited with status %" G_GINT64_FORMAT, (gint64) exit_status);
-  if (w->current != NULL)
+  if (w->inflight != NULL)
     {
-      /* It died serving a request: that request fails, nothing else. */
-      GenJob *job = w->current;
-      w->current = NULL;
-      g_warning ("serving worker %d (%s) %s while serving request %" G_GUINT64_FORMAT
-                 " of pid %d", w->pid, w->model, how, job->id, job->client_pid);
-      if (job->conn != NULL)
-        gptd__conn_send_error (job->conn, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
-                               "The serving worker of the model %s (pid %d) %s during this "
-                               "request; ask again to start a new one", w->model, w->pid, how);
-      gen_job_end (job);
+      /* It died serving requests: those fail, nothing else. */
+      GList *jobs = g_steal_pointer (&w->inflight);
+      w->n_inflight = 0;
+      for (GList *l = jobs; l != NULL; l = l->next)
+        {
+          GenJob *job = l->data;
+          g_warning ("serving worker %d (%s) %s while serving request %" G_GUINT64_FORMAT
+                     " of pid %d", w->pid, w->model, how, job->id, job->client_pid);
+          if (job->conn != NULL)
+            gptd__conn_send_error (job->conn, job->id, GPTD__ERROR_CODE__ERROR_CODE_INTERNAL,
+                                   "The serving worker of the model %s (pid %d) %s during "
+                                   "this request; ask again to start a new one", w->model,
+                                   w->pid, how);
+          gen_job_end (job);
+        }
+      g_list_free (jobs);
     }
   else if (term_signal != 0 || (exit_status != 0 && exit_status != 3))
     g_warning ("serving worker %d (%s) %s", w->pid, w->model, how);
@@ -510,6 +522,15 @@ serve_worker_spawn (Server *s, const char *model, const char *weights, uid_t uid
   g_autofree char *threads_str = g_strdup_printf ("%u", threads);
   g_auto (GStrv) env = g_get_environ ();
   env = g_environ_setenv (env, "GPTD_NN_THREADS", threads_str, TRUE);
+  /* serve-batch= and prefill-chunk= as they are when the worker starts. */
+  w->batch = s->config.has_serve_batch ? (guint) s->config.serve_batch
+                                       : GPTD_SERVE_DEFAULT_BATCH;
+  guint chunk = s->config.has_prefill_chunk ? (guint) s->config.prefill_chunk
+                                            : GPTD_SERVE_DEFAULT_PREFILL_CHUNK;
+  g_autofree char *batch_str = g_strdup_printf ("%u", w->batch);
+  g_autofree char *chunk_str = g_strdup_printf ("%u", chunk);
+  env = g_environ_setenv (env, "GPTD_SERVE_BATCH", batch_str, TRUE);
+  env = g_environ_setenv (env, "GPTD_SERVE_PREFILL_CHUNK", chunk_str, TRUE);
   uv_process_options_t opts = { 0 };
   opts.exit_cb = serve_worker_exited;
   opts.env = env;
@@ -547,18 +568,20 @@ serve_worker_spawn (Server *s, const char *model, const char *weights, uid_t uid
   return w;
 }
 
-/* Sends the worker its next job when it is free. */
+/* Sends the worker its next jobs, up to its batch. */
 static void
 serve_worker_next (ServeWorker *w)
 {
-  if (w->current != NULL || w->exited)
-    return;
-  GenJob *job = g_queue_pop_head (&w->pending);
-  if (job == NULL)
-    return;
-  w->current = job;
-  w->used = ++w->server->serve_clock;
-  serve_worker_write (w, job->frame);
+  while (!w->exited && w->n_inflight < w->batch)
+    {
+      GenJob *job = g_queue_pop_head (&w->pending);
+      if (job == NULL)
+        return;
+      w->inflight = g_list_append (w->inflight, job);
+      w->n_inflight++;
+      w->used = ++w->server->serve_clock;
+      serve_worker_write (w, job->frame);
+    }
 }
 
 /* The worker that serves @model with @weights for @uid, started when there is
@@ -590,8 +613,8 @@ gptd__conn_cancel_generations (Conn *c)
       GenJob *job = c->gen_jobs->data;
       ServeWorker *w = job->worker;
       gen_job_forget_conn (job);
-      if (w->current == job)
-        serve_worker_cancel_current (w);
+      if (g_list_find (w->inflight, job) != NULL)
+        serve_worker_cancel_job (w, job);
       else if (g_queue_remove (&w->pending, job))
         gen_job_end (job);
     }
@@ -609,7 +632,8 @@ gptd__server_cancel_generations (Server *s)
           gen_job_send_cancelled (job);
           gen_job_end (job);
         }
-      serve_worker_cancel_current (w);
+      for (GList *j = w->inflight; j != NULL; j = j->next)
+        serve_worker_cancel_job (w, j->data);
     }
 }
 

@@ -965,6 +965,101 @@ test_generate_stop (void)
   g_assert_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS);
 }
 
+/* ---- generations stepped together ---------------------------------------------- */
+
+/* Several generations of one generator stepped together (prefill in chunks
+ * of 3, one batched decoding step for all the others, generations joining
+ * at different steps) each give exactly the ids, text, streamed text and stop
+ * reason of gptd_generator_generate_ids() alone: greedy and seeded sampling,
+ * eos, stop strings, a window that slides past the context of 16. */
+static void
+test_generation_batch (void)
+{
+  g_autofree char *model_dir = golden_path ("model");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GptdGenerator) g = gptd_generator_load (model_dir, NULL, 0, &error);
+  g_assert_no_error (error);
+  static const char *const stop_a[] = { "e", NULL };
+  static const struct {
+    const char *prompt;
+    double temperature;
+    guint64 seed;
+    int max_new, eos;
+    const char *const *stop;
+  } reqs[] = {
+    { "hello world", 0, 1, 24, -1, NULL },
+    { "the cat and the dog sat on the mat", 1.0, 7, 40, -1, NULL },
+    { "a", 1.3, 9, 5, -1, NULL },
+    { "the dog", 0.8, 3, 30, 269, NULL },
+    { "caf\xc3\xa9", 1.0, 11, 30, -1, stop_a },
+    { "one two three four five six seven eight nine ten eleven twelve", 1.0, 5, 20, -1, NULL },
+    { "x", 0, 1, 0, -1, NULL },
+  };
+  const int N = G_N_ELEMENTS (reqs);
+  GptdGenerateResult *want[G_N_ELEMENTS (reqs)];
+  GptdGeneration *gens[G_N_ELEMENTS (reqs)];
+  StreamData d[G_N_ELEMENTS (reqs)];
+  for (int i = 0; i < N; i++)
+    {
+      GptdGenerateOptions o = sampled_options (reqs[i].temperature, 0, 1.0, reqs[i].seed);
+      o.max_new_tokens = reqs[i].max_new;
+      o.eos_id = reqs[i].eos;
+      o.stop = reqs[i].stop;
+      want[i] = gptd_generator_generate (g, reqs[i].prompt, &o, NULL, &error);
+      g_assert_no_error (error);
+      int n = 0;
+      g_autofree gint32 *ids = gptd_generator_encode (g, reqs[i].prompt, &n, &error);
+      d[i] = (StreamData) { g_string_new (NULL), 0, 0 };
+      GptdGenerateCallbacks cb = { collect_text, NULL, &d[i] };
+      gens[i] = gptd_generation_new (g, ids, n, &o, &cb, &error);
+      g_assert_no_error (error);
+    }
+  g_autoptr (GptdGptDecodeBatch) batch =
+    gptd_gpt_decode_batch_new (gptd_generator_get_model (g), N, &error);
+  g_assert_no_error (error);
+  gboolean all_done = FALSE;
+  for (int step = 0; !all_done; step++)
+    {
+      g_assert_cmpint (step, <, 5000);
+      GptdGeneration *decode[G_N_ELEMENTS (reqs)];
+      int n = 0;
+      gboolean prefilled = FALSE;
+      all_done = step >= N;
+      for (int i = 0; i < N && i <= step; i++)  /* generation i joins at step i */
+        {
+          if (gptd_generation_is_done (gens[i]))
+            continue;
+          all_done = FALSE;
+          if (gptd_generation_needs_prefill (gens[i]))
+            {
+              if (!prefilled)  /* one prefill chunk per step */
+                g_assert_cmpint (gptd_generation_prefill (gens[i], 3, &error), >, 0);
+              prefilled = TRUE;
+            }
+          else
+            decode[n++] = gens[i];
+        }
+      g_assert_true (gptd_generation_step_batch (decode, n, batch, &error));
+      g_assert_no_error (error);
+    }
+  for (int i = 0; i < N; i++)
+    {
+      g_assert_true (gptd_generation_is_done (gens[i]));
+      gptd_generation_finish (gens[i]);
+      gsize len;
+      const char *text = gptd_generation_get_text (gens[i], &len);
+      g_test_message ("generation %d [%s] [%s]", i, d[i].all->str, want[i]->text);
+      g_test_message ("generation %d: %d tokens, %s; alone %d, %s", i, gptd_generation_get_n_tokens (gens[i]), gptd_generate_stop_to_string (gptd_generation_get_stop (gens[i])), want[i]->n_ids, gptd_generate_stop_to_string (want[i]->stop));
+      g_assert_cmpint (gptd_generation_get_stop (gens[i]), ==, want[i]->stop);
+      g_assert_cmpint (gptd_generation_get_n_tokens (gens[i]), ==, want[i]->n_ids);
+      g_assert_cmpstr (text, ==, want[i]->text);
+      g_assert_cmpstr (d[i].all->str, ==, want[i]->text);
+      g_string_free (d[i].all, TRUE);
+      gptd_generation_free (gens[i]);
+      gptd_generate_result_free (want[i]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -993,5 +1088,6 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/stop/matcher", test_stop_matcher);
   g_test_add_func ("/generate/stop/bad", test_stop_matcher_bad);
   g_test_add_func ("/generate/stop/generator", test_generate_stop);
+  g_test_add_func ("/generate/generation/batch", test_generation_batch);
   return g_test_run ();
 }

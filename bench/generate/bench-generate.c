@@ -24,6 +24,12 @@
  * figure is used.
  *
  * Prints one JSON object per line.
+ *
+ *   bench/generate/bench-generate --save-model DIR [--model gpt2-small]
+ *
+ * writes such a model (random weights, seed 123) to the model directory DIR
+ * instead, with GPT-2's tokenizer from $GPTD_DATA_DIR/gpt2 (encoder.json and
+ * vocab.bpe), for a benchmark through the daemon (bench-serve.sh).
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
@@ -31,6 +37,7 @@
 #include "config.h"
 
 #include <gptd/generate.h>
+#include <gptd/gpt2-file.h>
 #include <gptd/nn.h>
 #include <gptd/quant.h>
 
@@ -165,7 +172,10 @@ main (int argc, char **argv)
   gboolean skip_no_cache = FALSE;
   g_autofree char *model_name = g_strdup ("gpt2-small");
   g_autofree char *weights = g_strdup ("fp32");
+  g_autofree char *save_model = NULL;
   GOptionEntry entries[] = {
+    { "save-model", 0, 0, G_OPTION_ARG_FILENAME, &save_model,
+      "write the model to this directory and exit", "DIR" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "threads (default 2)", "N" },
     { "model", 0, 0, G_OPTION_ARG_STRING, &model_name, "preset (gpt2-small)", "NAME" },
     { "prompt-tokens", 0, 0, G_OPTION_ARG_INT, &prompt_tokens, "prompt length (16)", "N" },
@@ -198,6 +208,26 @@ main (int argc, char **argv)
       return 2;
     }
   cfg.dropout = 0.0f;
+  if (save_model != NULL)
+    {
+      const char *data = g_getenv ("GPTD_DATA_DIR");
+      if (data == NULL)
+        {
+          fprintf (stderr, "--save-model needs $GPTD_DATA_DIR (its gpt2/ tokenizer)\n");
+          return 2;
+        }
+      g_autofree char *json = g_build_filename (data, "gpt2", "encoder.json", NULL);
+      g_autofree char *merges = g_build_filename (data, "gpt2", "vocab.bpe", NULL);
+      g_autoptr (GptdGpt) model = gptd_gpt_new (&cfg, &error);
+      if (model != NULL)
+        gptd_gpt_init_weights (model, 123);
+      if (model == NULL || !gptd_gpt_dir_save (model, save_model, json, merges, &error))
+        {
+          fprintf (stderr, "%s\n", error->message);
+          return 1;
+        }
+      return 0;
+    }
   g_auto (GStrv) names = g_strsplit (weights, ",", -1);
   int nf = (int) g_strv_length (names);
   if (nf < 1 || nf > 3)

@@ -603,7 +603,141 @@ GptdGenerateResult *gptd_generator_generate (GptdGenerator *generator,
                                              const GptdGenerateCallbacks *callbacks,
                                              GError **error);
 
+
+/* ------------------------------------------------------------------------ */
+/* Generations stepped from outside (batched serving)                       */
+
+/**
+ * GptdGeneration:
+ *
+ * One generation cut into steps, so that a server can decode several
+ * generations of one generator together: each has its own KV cache, sampler
+ * (seeded from its options), text decoder, stop strings and cancel check, and
+ * gives exactly the tokens and text gptd_generator_generate_ids() gives for
+ * the same prompt and options (the prompt's prefill may come in chunks, see
+ * gptd_generation_prefill()).  A step is either a prefill (the prompt, or the
+ * window fed again once it slides past the context) or one decoded token,
+ * which gptd_generation_step_batch() computes for many generations at once
+ * (gptd_gpt_forward_batch(): bitwise the logits of one alone).  The callbacks
+ * are called as the generator calls them.
+ */
+typedef struct _GptdGeneration GptdGeneration;
+
+/**
+ * gptd_generation_new:
+ * @generator: the generator (kept by the caller, must outlive the generation;
+ *   its own cache is not used).
+ * @prompt: (array length=n_prompt): the prompt's ids.
+ * @n_prompt: their count, >= 1.
+ * @options: as for gptd_generator_generate_ids() (use_kv_cache must be set);
+ *   the stop strings are copied.
+ * @callbacks: (nullable): as for gptd_generator_generate_ids(); copied.
+ * @error: return location for a #GError.
+ *
+ * Returns: (transfer full): the generation, no step taken yet; or NULL with
+ *   the errors of gptd_generator_generate_ids().
+ */
+GptdGeneration *gptd_generation_new (GptdGenerator *generator,
+                                     const gint32 *prompt, int n_prompt,
+                                     const GptdGenerateOptions *options,
+                                     const GptdGenerateCallbacks *callbacks,
+                                     GError **error);
+
+/**
+ * gptd_generation_free:
+ * @gen: (nullable): a generation.
+ */
+void gptd_generation_free (GptdGeneration *gen);
+
+/**
+ * gptd_generation_is_done:
+ * @gen: a generation.
+ *
+ * Returns: whether it has ended (length, eos, stop string or cancelled).
+ */
+gboolean gptd_generation_is_done (const GptdGeneration *gen);
+
+/**
+ * gptd_generation_needs_prefill:
+ * @gen: a generation.
+ *
+ * Returns: whether its next step is (the rest of) a prefill, to be run with
+ *   gptd_generation_prefill(); else gptd_generation_step_batch().
+ */
+gboolean gptd_generation_needs_prefill (const GptdGeneration *gen);
+
+/**
+ * gptd_generation_prefill:
+ * @gen: a generation that needs a prefill.
+ * @max_tokens: the most tokens to feed now, >= 1.
+ * @error: return location for a #GError.
+ *
+ * Feeds up to @max_tokens more tokens of the window; once the whole window is
+ * in, samples the next token as a step does.  Feeding a prompt in chunks gives
+ * the last position's logits as feeding it at once up to the matrix products'
+ * rounding (the same for the tiny and float32 models tested); the greedy
+ * tokens are the same.
+ *
+ * Returns: the tokens fed (0 when the generation was cancelled instead),
+ *   or -1 with @error when the model fails.
+ */
+int gptd_generation_prefill (GptdGeneration *gen, int max_tokens,
+                             GError **error);
+
+/**
+ * gptd_generation_step_batch:
+ * @gens: (array length=n): generations of one generator, none needing a
+ *   prefill; those done are skipped, and those whose cancel check says so
+ *   end cancelled.
+ * @n: their count (at most @batch's max_rows).
+ * @batch: decoding scratch for the generator's model.
+ * @error: return location for a #GError.
+ *
+ * Decodes one token of every generation in one batched step.
+ *
+ * Returns: %FALSE with @error when the model fails.
+ */
+gboolean gptd_generation_step_batch (GptdGeneration *const *gens, int n,
+                                     GptdGptDecodeBatch *batch,
+                                     GError **error);
+
+/**
+ * gptd_generation_finish:
+ * @gen: a generation.
+ *
+ * Ends it: the text held back (an unfinished character, the tail kept for the
+ * stop strings) is released through the token callback (id -1), as the
+ * generator does at the end.
+ */
+void gptd_generation_finish (GptdGeneration *gen);
+
+/**
+ * gptd_generation_get_stop:
+ * @gen: a finished generation.
+ *
+ * Returns: why it ended.
+ */
+GptdGenerateStop gptd_generation_get_stop (const GptdGeneration *gen);
+
+/**
+ * gptd_generation_get_n_tokens:
+ * @gen: a generation.
+ *
+ * Returns: the tokens generated so far.
+ */
+int gptd_generation_get_n_tokens (const GptdGeneration *gen);
+
+/**
+ * gptd_generation_get_text:
+ * @gen: a generation.
+ * @len: (out) (optional): its length in bytes.
+ *
+ * Returns: (transfer none): the text released so far.
+ */
+const char *gptd_generation_get_text (const GptdGeneration *gen, gsize *len);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdSampler, gptd_sampler_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGeneration, gptd_generation_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdStopMatcher, gptd_stop_matcher_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGenerator, gptd_generator_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGenerateResult, gptd_generate_result_free)

@@ -679,6 +679,63 @@ const float *gptd_gpt_forward_cached (GptdGpt *model, GptdGptKvCache *cache,
                                       const gint32 *tokens, int n_tokens,
                                       GError **error);
 
+/**
+ * GptdGptDecodeBatch:
+ *
+ * Scratch for decoding several sequences together: each step feeds one new
+ * token of each of up to max_rows sequences, every sequence in a KV cache of
+ * its own (its own position and length), reading each weight of the model once
+ * for all of them.  Decoding is bound by the memory bandwidth of reading the
+ * weights, so a step of several rows costs little more than one of one row.
+ */
+typedef struct _GptdGptDecodeBatch GptdGptDecodeBatch;
+
+/**
+ * gptd_gpt_decode_batch_new:
+ * @model: the model (float32, bf16 or q8 weights); not owned, it must
+ *   outlive the batch.
+ * @max_rows: the most sequences one step takes, >= 1.
+ * @error: return location for a #GError.
+ *
+ * Returns: (transfer full): scratch for gptd_gpt_forward_batch(), or NULL with
+ *   %GPTD_NN_ERROR_CONFIG (bad @max_rows) or %GPTD_NN_ERROR_NO_MEMORY.
+ */
+GptdGptDecodeBatch *gptd_gpt_decode_batch_new (GptdGpt *model, int max_rows,
+                                               GError **error);
+
+/**
+ * gptd_gpt_decode_batch_free:
+ * @batch: (nullable): a batch.
+ */
+void gptd_gpt_decode_batch_free (GptdGptDecodeBatch *batch);
+
+/**
+ * gptd_gpt_forward_batch:
+ * @batch: scratch made for the model of every cache.
+ * @caches: (array length=n): @n distinct caches of that model, each with room
+ *   for one more position.
+ * @tokens: (array length=n): the next token of each cache's sequence.
+ * @n: 1 to the batch's max_rows.
+ * @error: return location for a #GError.
+ *
+ * One decoding step of @n sequences: appends tokens[i] to caches[i] and
+ * computes its logits.  Row i's logits are bitwise those that
+ * gptd_gpt_forward_cached() gives for the one token on caches[i] alone, with
+ * the same number of threads: each output is summed in the same order whatever
+ * the rows, so a sequence decodes to exactly the same tokens alone or in any
+ * batch.
+ *
+ * Returns: (transfer none): (n, n_out) logits, row i for caches[i], valid
+ *   until the next step on @batch; or NULL with %GPTD_NN_ERROR_STATE (a cache
+ *   full, of another model or given twice), %GPTD_NN_ERROR_INPUT (a bad
+ *   token), %GPTD_NN_ERROR_CONFIG (@n out of range) or
+ *   %GPTD_NN_ERROR_NO_MEMORY.  Nothing is appended on error.
+ */
+const float *gptd_gpt_forward_batch (GptdGptDecodeBatch *batch,
+                                     GptdGptKvCache *const *caches,
+                                     const gint32 *tokens, int n,
+                                     GError **error);
+
 /* ------------------------------------------------------------------------ */
 /* AdamW                                                                    */
 
@@ -911,6 +968,7 @@ float gptd_lr_schedule_get (const GptdLrSchedule *schedule, gint64 step);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGpt, gptd_gpt_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGptKvCache, gptd_gpt_kv_cache_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdGptDecodeBatch, gptd_gpt_decode_batch_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GptdAdamW, gptd_adamw_free)
 
 G_END_DECLS

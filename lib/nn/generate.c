@@ -1,7 +1,9 @@
 /* generate.c: the text generator: a model, its tokenizer and a KV cache; the
  * book's generate() loop with left truncation to the context, the KV-cache
- * path (with its re-prefill once the window slides), eos, streaming of whole
- * UTF-8 characters and cancellation.  Sampling itself is in sampling.c.
+ * path (with its re-prefill once the window slides), eos, stop strings,
+ * streaming of whole UTF-8 characters and cancellation; and the same loop cut
+ * into steps (GptdGeneration), so that a server can decode several
+ * generations of one model together.  Sampling itself is in sampling.c.
  */
 #include "config.h"
 
@@ -289,7 +291,8 @@ release_text (GptdStopMatcher *stops, gint32 id, GString *piece,
 /* Decodes one token into @piece when there is a tokenizer (else leaves it
  * empty). */
 static gboolean
-decode_token (GptdGenerator *g, gint32 id, GString *piece, GError **error)
+decode_token (GptdGenerator *g, GptdBpeDecoder *decoder, gint32 id,
+              GString *piece, GError **error)
 {
   g_string_truncate (piece, 0);
   if (g->bpe == NULL)
@@ -299,10 +302,10 @@ decode_token (GptdGenerator *g, gint32 id, GString *piece, GError **error)
     {
       /* A model vocabulary larger than the tokenizer's (padded): the id has
        * no text; close what is pending and show a replacement. */
-      gptd_bpe_decoder_finish (g->decoder, piece);
+      gptd_bpe_decoder_finish (decoder, piece);
       g_string_append_unichar (piece, 0xFFFD);
     }
-  else if (!gptd_bpe_decoder_push (g->decoder, (guint32) id, piece, error))
+  else if (!gptd_bpe_decoder_push (decoder, (guint32) id, piece, error))
     return FALSE;
   replace_nul (piece);
   return TRUE;
@@ -409,7 +412,7 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
           break;
         }
       seq[len++] = next;
-      if (!decode_token (g, next, piece, error))
+      if (!decode_token (g, g->decoder, next, piece, error))
         {
           ok = FALSE;
           break;
@@ -476,4 +479,313 @@ gptd_generator_generate (GptdGenerator *generator, const char *prompt,
     return NULL;
   return gptd_generator_generate_ids (generator, ids, n, options, callbacks,
                                       error);
+}
+
+/* ---- generations stepped from outside ---------------------------------------- */
+
+struct _GptdGeneration {
+  GptdGenerator *g;
+  GptdGenerateOptions opts;
+  char **stop_strings;         /* opts.stop's copy */
+  GptdGenerateCallbacks cb;
+  gboolean has_cb;
+  GptdSampler *sampler;
+  GptdBpeDecoder *decoder;     /* with a tokenizer */
+  GptdStopMatcher *stops;      /* NULL: no stop strings */
+  GptdGptKvCache *cache;
+  GString *text, *piece, *shown;
+  gint32 *seq;                 /* the window's tokens, then the new ones */
+  int len;                     /* tokens in seq */
+  int n_prompt, n_prompt_dropped;
+  int step;                    /* tokens sampled so far (the loop's step) */
+  /* The prefill under way (the prompt, or a slid window fed again): tokens
+   * seq[pf_start + pf_done .. pf_start + pf_len) are still to be fed. */
+  gboolean prefilling;
+  int pf_start, pf_len, pf_done;
+  gboolean done, finished;
+  GptdGenerateStop stop;
+};
+
+GptdGeneration *
+gptd_generation_new (GptdGenerator *generator, const gint32 *prompt,
+                     int n_prompt, const GptdGenerateOptions *options,
+                     const GptdGenerateCallbacks *callbacks, GError **error)
+{
+  g_return_val_if_fail (generator != NULL && options != NULL, NULL);
+  g_return_val_if_fail (prompt != NULL || n_prompt == 0, NULL);
+  GptdGenerator *g = generator;
+  if (!gptd_generate_options_validate (options, error))
+    return NULL;
+  if (!options->use_kv_cache)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS,
+                   "a stepped generation decodes with the KV cache only");
+      return NULL;
+    }
+  if (n_prompt < 1)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                   "the prompt is empty: generation needs at least one token");
+      return NULL;
+    }
+  for (int i = 0; i < n_prompt; i++)
+    if (prompt[i] < 0 || prompt[i] >= g->vocab_size)
+      {
+        g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                     "prompt token %d is id %d, outside the model's vocabulary "
+                     "of %d",
+                     i, prompt[i], g->vocab_size);
+        return NULL;
+      }
+  g_autoptr (GptdStopMatcher) stops = NULL;
+  if (options->stop != NULL && options->stop[0] != NULL)
+    {
+      if (g->bpe == NULL)
+        {
+          g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_OPTIONS,
+                       "stop strings need a tokenizer to decode the text with");
+          return NULL;
+        }
+      stops = gptd_stop_matcher_new (options->stop, error);
+      if (stops == NULL)
+        return NULL;
+    }
+
+  const int ctx = g->context_length;
+  int dropped = n_prompt > ctx ? n_prompt - ctx : 0;
+  int len = n_prompt - dropped;
+  /* The cache never holds more than the window, nor more than the prompt
+   * and the new tokens. */
+  int cache_len = (int) MIN ((gint64) ctx, (gint64) len + options->max_new_tokens);
+  g_autoptr (GptdGptKvCache) cache =
+    gptd_gpt_kv_cache_new (g->model, MAX (cache_len, 1), error);
+  if (cache == NULL)
+    return NULL;
+
+  GptdGeneration *gen = g_new0 (GptdGeneration, 1);
+  gen->g = g;
+  gen->opts = *options;
+  gen->stop_strings = g_strdupv ((char **) options->stop);
+  gen->opts.stop = (const char *const *) gen->stop_strings;
+  if (callbacks != NULL)
+    {
+      gen->cb = *callbacks;
+      gen->has_cb = TRUE;
+    }
+  gen->sampler = gptd_sampler_new (options, g->vocab_size);
+  if (g->bpe != NULL)
+    gen->decoder = gptd_bpe_decoder_new (g->bpe);
+  gen->stops = g_steal_pointer (&stops);
+  gen->cache = g_steal_pointer (&cache);
+  gen->text = g_string_new (NULL);
+  gen->piece = g_string_new (NULL);
+  gen->shown = g_string_new (NULL);
+  gen->seq = g_new (gint32, (gsize) len + options->max_new_tokens + 1);
+  memcpy (gen->seq, prompt + dropped, sizeof (gint32) * len);
+  gen->len = len;
+  gen->n_prompt = len;
+  gen->n_prompt_dropped = dropped;
+  gen->stop = GPTD_GENERATE_STOP_LENGTH;
+  gen->done = options->max_new_tokens == 0;
+  return gen;
+}
+
+void
+gptd_generation_free (GptdGeneration *gen)
+{
+  if (gen == NULL)
+    return;
+  g_strfreev (gen->stop_strings);
+  gptd_sampler_free (gen->sampler);
+  gptd_bpe_decoder_free (gen->decoder);
+  gptd_stop_matcher_free (gen->stops);
+  gptd_gpt_kv_cache_free (gen->cache);
+  g_string_free (gen->text, TRUE);
+  g_string_free (gen->piece, TRUE);
+  g_string_free (gen->shown, TRUE);
+  g_free (gen->seq);
+  g_free (gen);
+}
+
+gboolean
+gptd_generation_is_done (const GptdGeneration *gen)
+{
+  g_return_val_if_fail (gen != NULL, TRUE);
+  return gen->done;
+}
+
+/* The loop's check at the top of each step. */
+static gboolean
+generation_check_cancel (GptdGeneration *gen)
+{
+  if (gen->has_cb && gen->cb.cancelled != NULL &&
+      gen->cb.cancelled (gen->cb.user_data))
+    {
+      gen->stop = GPTD_GENERATE_STOP_CANCELLED;
+      gen->done = TRUE;
+      gen->prefilling = FALSE;
+    }
+  return gen->done;
+}
+
+/* Whether the next step feeds a window (the prompt, or a slid window) rather
+ * than one token: as next_logits() decides. */
+static gboolean
+generation_next_is_prefill (const GptdGeneration *gen)
+{
+  return gen->step == 0 || gen->len > gen->g->context_length;
+}
+
+gboolean
+gptd_generation_needs_prefill (const GptdGeneration *gen)
+{
+  g_return_val_if_fail (gen != NULL, FALSE);
+  return !gen->done && (gen->prefilling || generation_next_is_prefill (gen));
+}
+
+/* The rest of a step once its logits are known: as the loop of
+ * gptd_generator_generate_ids(). */
+static gboolean
+generation_advance (GptdGeneration *gen, const float *logits, GError **error)
+{
+  GptdGenerator *g = gen->g;
+  const GptdGenerateCallbacks *cb = gen->has_cb ? &gen->cb : NULL;
+  gint32 next = gptd_sampler_sample (gen->sampler, logits);
+  gen->step++;
+  if (next == gen->opts.eos_id)
+    {
+      gen->stop = GPTD_GENERATE_STOP_EOS;
+      gen->done = TRUE;
+      return TRUE;
+    }
+  gen->seq[gen->len++] = next;
+  if (!decode_token (g, gen->decoder, next, gen->piece, error))
+    return FALSE;
+  if (release_text (gen->stops, next, gen->piece, gen->shown, gen->text, cb))
+    {
+      gen->stop = GPTD_GENERATE_STOP_STRING;
+      gen->done = TRUE;
+      return TRUE;
+    }
+  if (gen->step >= gen->opts.max_new_tokens)
+    gen->done = TRUE;
+  return TRUE;
+}
+
+int
+gptd_generation_prefill (GptdGeneration *gen, int max_tokens, GError **error)
+{
+  g_return_val_if_fail (gen != NULL && max_tokens > 0, -1);
+  g_return_val_if_fail (gptd_generation_needs_prefill (gen), -1);
+  GptdGenerator *g = gen->g;
+  if (!gen->prefilling)
+    {
+      if (generation_check_cancel (gen))
+        return 0;
+      const int ctx = g->context_length;
+      gen->pf_start = gen->len > ctx ? gen->len - ctx : 0;
+      gen->pf_len = gen->len - gen->pf_start;
+      gen->pf_done = 0;
+      gen->prefilling = TRUE;
+      gptd_gpt_kv_cache_reset (gen->cache);
+    }
+  else if (generation_check_cancel (gen))
+    return 0;
+  int n = MIN (max_tokens, gen->pf_len - gen->pf_done);
+  const float *logits =
+    gptd_gpt_forward_cached (g->model, gen->cache,
+                             gen->seq + gen->pf_start + gen->pf_done, n, error);
+  if (logits == NULL)
+    return -1;
+  gen->pf_done += n;
+  if (gen->pf_done < gen->pf_len)
+    return n;
+  gen->prefilling = FALSE;
+  return generation_advance (gen, logits, error) ? n : -1;
+}
+
+gboolean
+gptd_generation_step_batch (GptdGeneration *const *gens, int n,
+                            GptdGptDecodeBatch *batch, GError **error)
+{
+  g_return_val_if_fail (n >= 0 && (gens != NULL || n == 0), FALSE);
+  g_return_val_if_fail (batch != NULL, FALSE);
+  g_autofree GptdGptKvCache **caches = g_new (GptdGptKvCache *, MAX (n, 1));
+  g_autofree gint32 *tokens = g_new (gint32, MAX (n, 1));
+  g_autofree GptdGeneration **live = g_new (GptdGeneration *, MAX (n, 1));
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    {
+      GptdGeneration *gen = gens[i];
+      g_return_val_if_fail (!gptd_generation_needs_prefill (gen), FALSE);
+      g_return_val_if_fail (gen->g == gens[0]->g, FALSE);
+      if (gen->done || generation_check_cancel (gen))
+        continue;
+      /* The cache holds seq[0..len-1): the newest token goes in. */
+      g_assert (gptd_gpt_kv_cache_get_length (gen->cache) == gen->len - 1);
+      caches[m] = gen->cache;
+      tokens[m] = gen->seq[gen->len - 1];
+      live[m++] = gen;
+    }
+  if (m == 0)
+    return TRUE;
+  const float *logits = gptd_gpt_forward_batch (batch, caches, tokens, m, error);
+  if (logits == NULL)
+    return FALSE;
+  const size_t V = (size_t) gens[0]->g->vocab_size;
+  for (int i = 0; i < m; i++)
+    if (!generation_advance (live[i], logits + i * V, error))
+      return FALSE;
+  return TRUE;
+}
+
+GptdGenerateStop
+gptd_generation_get_stop (const GptdGeneration *gen)
+{
+  g_return_val_if_fail (gen != NULL, GPTD_GENERATE_STOP_LENGTH);
+  return gen->stop;
+}
+
+int
+gptd_generation_get_n_tokens (const GptdGeneration *gen)
+{
+  g_return_val_if_fail (gen != NULL, 0);
+  return gen->len - gen->n_prompt;
+}
+
+void
+gptd_generation_finish (GptdGeneration *gen)
+{
+  g_return_if_fail (gen != NULL);
+  if (gen->finished)
+    return;
+  gen->finished = TRUE;
+  gen->done = TRUE;
+  if (gen->decoder == NULL)
+    return;
+  const GptdGenerateCallbacks *cb = gen->has_cb ? &gen->cb : NULL;
+  /* Bytes of an unfinished character become U+FFFD. */
+  g_string_truncate (gen->piece, 0);
+  gptd_bpe_decoder_finish (gen->decoder, gen->piece);
+  if (gen->stop == GPTD_GENERATE_STOP_STRING)
+    return;
+  if (release_text (gen->stops, -1, gen->piece, gen->shown, gen->text, cb))
+    gen->stop = GPTD_GENERATE_STOP_STRING;
+  else if (gen->stops != NULL)
+    {
+      g_string_truncate (gen->piece, 0);
+      gptd_stop_matcher_finish (gen->stops, gen->piece);
+      g_string_append_len (gen->text, gen->piece->str, gen->piece->len);
+      if (gen->piece->len > 0 && cb != NULL && cb->token != NULL)
+        cb->token (-1, gen->piece->str, gen->piece->len, cb->user_data);
+    }
+}
+
+const char *
+gptd_generation_get_text (const GptdGeneration *gen, gsize *len)
+{
+  g_return_val_if_fail (gen != NULL, NULL);
+  if (len != NULL)
+    *len = gen->text->len;
+  return gen->text->str;
 }

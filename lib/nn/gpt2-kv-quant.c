@@ -39,9 +39,7 @@ reserve_quant (GptdGptKvCache *c, int n, GError **error)
   n = MAX (n, c->q_cap_n);
   nt = MAX (nt, c->q_cap_nt);
   size_t rows = MAX ((size_t) n, nt);
-  size_t width = 4 * (size_t) c->model->cfg.n_embd;
-  size_t bytes = rows * width * (sizeof (float) + 1) +
-                 rows * (width / GPTD_QUANT_BLOCK + 1) * sizeof (float) + 128;
+  size_t bytes = gptd__gpt_quant_act_bytes (rows, (size_t) c->model->cfg.n_embd);
   gptd__nn_free (c->qbuf, c->qbuf_bytes);
   c->qbuf = gptd__nn_alloc (bytes);
   c->qbuf_bytes = c->qbuf != NULL ? bytes : 0;
@@ -58,13 +56,20 @@ reserve_quant (GptdGptKvCache *c, int n, GError **error)
   return TRUE;
 }
 
-/* Row @i of the scratch (rows of 4C). */
-static Act
-act_row (GptdGptKvCache *c, size_t i)
+size_t
+gptd__gpt_quant_act_bytes (size_t rows, size_t C)
 {
-  size_t width = 4 * (size_t) c->model->cfg.n_embd;
-  size_t rows = MAX ((size_t) c->q_cap_n, c->q_cap_nt);
-  char *p = c->qbuf;
+  size_t width = 4 * C;
+  return rows * width * (sizeof (float) + 1) +
+         rows * (width / GPTD_QUANT_BLOCK + 1) * sizeof (float) + 128;
+}
+
+/* Row @i of @rows rows of 4C prepared activations at @buf. */
+static Act
+act_row_in (void *buf, size_t rows, size_t C, size_t i)
+{
+  size_t width = 4 * C;
+  char *p = buf;
   Act a;
   a.xp = (float *) p + i * width;
   p += rows * width * sizeof (float);
@@ -72,6 +77,14 @@ act_row (GptdGptKvCache *c, size_t i)
   p += rows * (width / GPTD_QUANT_BLOCK + 1) * sizeof (float);
   a.xq = (int8_t *) p + i * width;
   return a;
+}
+
+/* Row @i of the cache's scratch. */
+static Act
+act_row (GptdGptKvCache *c, size_t i)
+{
+  return act_row_in (c->qbuf, MAX ((size_t) c->q_cap_n, c->q_cap_nt),
+                     (size_t) c->model->cfg.n_embd, i);
 }
 
 /* Prepares @m rows of K activations at @x (@ldx apart) for @format into
@@ -105,10 +118,8 @@ product (const GptdQuantKernels *k, const GptdQuantMatrix *w, const Act *a,
                   e - b, w->K, a->xq, a->xd, m, Y + b, ldy);
 }
 
-/* The embedding of @token at @pos into @x: a tied head's rows are the
- * quantized ones. */
-static void
-embed (const GptdGpt *m, gint32 token, int pos, float *x)
+void
+gptd__gpt_quant_embed (const GptdGpt *m, gint32 token, int pos, float *x)
 {
   const size_t C = (size_t) m->cfg.n_embd;
   const GptdQuantMatrix *h = &m->quant->head;
@@ -129,19 +140,27 @@ embed (const GptdGpt *m, gint32 token, int pos, float *x)
     x[k] += pe[k];
 }
 
-/* One new token at c->len, c->x holding its embedding (see the top of the
- * file for the scheme). */
-static void
-decode_one (GptdGpt *m, GptdGptKvCache *c, const GptdQuantKernels *k)
+/* One new token of each of @n sequences at caches[i]->len, s->x holding
+ * their embeddings (see the top of the file for the scheme).  Each product
+ * takes the n prepared rows at once: the kernels compute every (row, output)
+ * dot product the same way whatever the number of rows, so a row's logits do
+ * not depend on the others. */
+void
+gptd__gpt_decode_rows_quant (GptdGpt *m, GptdGptKvCache *const *caches, int n,
+                             const GptdGptDecodeScratch *s)
 {
   const GptdGptConfig *cfg = &m->cfg;
   const GptdGptQuant *q = m->quant;
   const GptdWeightFormat f = q->format;
+  const GptdQuantKernels *k = gptd__quant_kernels ();
   const int L = cfg->n_layer, nh = cfg->n_head, C = cfg->n_embd;
-  const int hd = C / nh, p0 = c->len;
-  const size_t W4 = 4 * (size_t) C;
+  const int hd = C / nh;
+  const size_t W4 = 4 * (size_t) C, V = (size_t) m->n_out;
   const float eps = cfg->layer_norm_epsilon;
-  float *x = c->x, *qkv = c->qkv, *atty = c->atty, *fch = c->fch;
+  float *x = s->x, *qkv = s->qkv, *atty = s->atty, *fch = s->fch;
+  /* Products added to the residual stream: (n, C), each thread writing its
+   * own columns. */
+  float *out = s->part;
 
   GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
   {
@@ -150,72 +169,89 @@ decode_one (GptdGpt *m, GptdGptKvCache *c, const GptdQuantKernels *k)
     t = omp_get_thread_num ();
     nth = omp_get_num_threads ();
 #endif
-    float *ln = c->lnt + (size_t) t * C;
-    float *out = c->part + (size_t) t * W4;
-    Act a = act_row (c, (size_t) t);
+    float *ln = s->lnt + (size_t) t * n * C;
+    float *att = s->att + (size_t) t * s->att_len;
+    Act a = act_row_in (s->qbuf, s->act_rows, (size_t) C, (size_t) t * n);
     size_t b, e;
     for (int l = 0; l < L; l++)
       {
         const Block *bl = &m->blocks[l];
-        float *kc = c->k + (size_t) l * c->max_len * C;
-        float *vc = c->v + (size_t) l * c->max_len * C;
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln1_w->data,
-                                 bl->ln1_b->data, 1, C, eps);
-        prepare (k, f, ln, C, 1, C, &a);
-        // qkv[b:e] (3C) = ln (C) attn (3C, C)^T + attn_b
+                                 bl->ln1_b->data, (size_t) n, C, eps);
+        prepare (k, f, ln, C, (size_t) n, C, &a);
+        // qkv[:, b:e] (n, 3C) = ln (n, C) attn (3C, C)^T + attn_b
         gptd__nn_split ((size_t) 3 * C, nth, t, 16, &b, &e);
-        product (k, &q->attn[l], &a, 1, b, e, qkv, 0);
+        product (k, &q->attn[l], &a, (size_t) n, b, e, qkv, 3 * (size_t) C);
         if (bl->attn_b != NULL)
-          for (size_t j = b; j < e; j++)
-            qkv[j] += bl->attn_b->data[j];
+          for (int i = 0; i < n; i++)
+            for (size_t j = b; j < e; j++)
+              qkv[(size_t) i * 3 * C + j] += bl->attn_b->data[j];
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) nh, nth, t, 1, &b, &e);
-        for (size_t h = b; h < e; h++)
+        for (int i = 0; i < n; i++)
           {
-            memcpy (kc + (size_t) p0 * C + h * hd, qkv + C + h * hd,
-                    sizeof (float) * hd);
-            memcpy (vc + (size_t) p0 * C + h * hd, qkv + 2 * C + h * hd,
-                    sizeof (float) * hd);
-            gptd__nn_attention_row (atty + h * hd, qkv + h * hd, kc + h * hd,
-                                    vc + h * hd, p0 + 1, hd, C,
-                                    c->att + (size_t) t * c->max_len);
+            GptdGptKvCache *c = caches[i];
+            const int p0 = c->len;
+            float *kc = c->k + (size_t) l * c->max_len * C;
+            float *vc = c->v + (size_t) l * c->max_len * C;
+            const float *qi = qkv + (size_t) i * 3 * C;
+            for (size_t h = b; h < e; h++)
+              {
+                memcpy (kc + (size_t) p0 * C + h * hd, qi + C + h * hd,
+                        sizeof (float) * hd);
+                memcpy (vc + (size_t) p0 * C + h * hd, qi + 2 * C + h * hd,
+                        sizeof (float) * hd);
+                gptd__nn_attention_row (atty + (size_t) i * C + h * hd,
+                                        qi + h * hd, kc + h * hd, vc + h * hd,
+                                        p0 + 1, hd, C, att);
+              }
           }
         GPTD_NN_PRAGMA (omp barrier)
-        // x[b:e] += atty (C) proj (C, C)^T + proj_b
-        prepare (k, f, atty, C, 1, C, &a);
+        // x[:, b:e] += atty (n, C) proj (C, C)^T + proj_b
+        prepare (k, f, atty, C, (size_t) n, C, &a);
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        product (k, &q->proj[l], &a, 1, b, e, out, 0);
-        for (size_t j = b; j < e; j++)
-          x[j] = x[j] + out[j] + bl->proj_b->data[j];
+        product (k, &q->proj[l], &a, (size_t) n, b, e, out, (size_t) C);
+        for (int i = 0; i < n; i++)
+          for (size_t j = b; j < e; j++)
+            x[(size_t) i * C + j] = x[(size_t) i * C + j] + out[(size_t) i * C + j] +
+                                    bl->proj_b->data[j];
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln2_w->data,
-                                 bl->ln2_b->data, 1, C, eps);
-        prepare (k, f, ln, C, 1, C, &a);
-        // fch[b:e] (4C) = gelu (ln (C) fc (4C, C)^T + fc_b)
+                                 bl->ln2_b->data, (size_t) n, C, eps);
+        prepare (k, f, ln, C, (size_t) n, C, &a);
+        // fch[:, b:e] (n, 4C) = gelu (ln (n, C) fc (4C, C)^T + fc_b)
         gptd__nn_split (W4, nth, t, 16, &b, &e);
-        product (k, &q->fc[l], &a, 1, b, e, fch, 0);
-        for (size_t j = b; j < e; j++)
-          fch[j] += bl->fc_b->data[j];
-        gptd__nn_gelu_range (fch + b, fch + b, e - b);
+        product (k, &q->fc[l], &a, (size_t) n, b, e, fch, W4);
+        for (int i = 0; i < n; i++)
+          {
+            float *fi = fch + (size_t) i * W4;
+            for (size_t j = b; j < e; j++)
+              fi[j] += bl->fc_b->data[j];
+            gptd__nn_gelu_range (fi + b, fi + b, e - b);
+          }
         GPTD_NN_PRAGMA (omp barrier)
-        // x[b:e] += fch (4C) fcp (C, 4C)^T + fcp_b
-        prepare (k, f, fch, W4, 1, W4, &a);
+        // x[:, b:e] += fch (n, 4C) fcp (C, 4C)^T + fcp_b
+        prepare (k, f, fch, W4, (size_t) n, W4, &a);
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        product (k, &q->fcp[l], &a, 1, b, e, out, 0);
-        for (size_t j = b; j < e; j++)
-          x[j] = x[j] + out[j] + bl->fcp_b->data[j];
+        product (k, &q->fcp[l], &a, (size_t) n, b, e, out, (size_t) C);
+        for (int i = 0; i < n; i++)
+          for (size_t j = b; j < e; j++)
+            x[(size_t) i * C + j] = x[(size_t) i * C + j] + out[(size_t) i * C + j] +
+                                    bl->fcp_b->data[j];
         GPTD_NN_PRAGMA (omp barrier)
       }
     gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
-                             m->lnf_b->data, 1, C, eps);
-    prepare (k, f, ln, C, 1, C, &a);
-    gptd__nn_split ((size_t) m->n_out, nth, t, 16, &b, &e);
-    product (k, &q->head, &a, 1, b, e, c->logits, 0);
+                             m->lnf_b->data, (size_t) n, C, eps);
+    prepare (k, f, ln, C, (size_t) n, C, &a);
+    gptd__nn_split (V, nth, t, 16, &b, &e);
+    product (k, &q->head, &a, (size_t) n, b, e, s->logits, V);
     if (m->head_b != NULL)
-      for (size_t j = b; j < e; j++)
-        c->logits[j] += m->head_b->data[j];
+      for (int i = 0; i < n; i++)
+        for (size_t j = b; j < e; j++)
+          s->logits[(size_t) i * V + j] += m->head_b->data[j];
   }
-  c->len = p0 + 1;
+  for (int i = 0; i < n; i++)
+    caches[i]->len++;
 }
 
 /* out (n, N) = act (n rows) W^T + bias (may be NULL), split over the team by
@@ -259,10 +295,15 @@ gptd__gpt_forward_cached_quant (GptdGpt *m, GptdGptKvCache *c,
   if (!gptd__gpt_kv_reserve (c, n, error) || !reserve_quant (c, n, error))
     return NULL;
   for (int i = 0; i < n; i++)
-    embed (m, tokens[i], p0 + i, c->x + (size_t) i * C);
+    gptd__gpt_quant_embed (m, tokens[i], p0 + i, c->x + (size_t) i * C);
   if (n == 1)
     {
-      decode_one (m, c, k);
+      GptdGptDecodeScratch s = {
+        c->x, c->qkv, c->atty, c->fch, c->part, c->lnt, c->att,
+        (size_t) c->max_len, c->logits, c->qbuf,
+        MAX ((size_t) c->q_cap_n, c->q_cap_nt),
+      };
+      gptd__gpt_decode_rows_quant (m, &c, 1, &s);
       return c->logits;
     }
 

@@ -1,8 +1,11 @@
-/* gpt2-kv.c: KV-cache inference for batch 1: each call appends tokens to
- * the cached sequence, computing only the new positions against the keys and
- * values kept per layer, and returns the logits of the last new token.
+/* gpt2-kv.c: KV-cache inference: each call appends tokens to the cached
+ * sequence, computing only the new positions against the keys and values kept
+ * per layer, and returns the logits of the last new token; and the decoding
+ * step of one new token for one or several sequences at once (batched
+ * decoding, gpt2-kv-batch.c), with float32 weights.
  */
 #include "nn/gpt2-kv-private.h"
+#include "nn/matvec-private.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -121,7 +124,7 @@ gptd__gpt_kv_reserve (GptdGptKvCache *c, int n, GError **error)
 
 /* Thread t's share of the logits of one row: logits[b:e] = head_w[b:e, :] lnf
  * + head_b[b:e] (head_w is (V, C) row-major, nn.Linear's output-major layout),
- * the V rows split over @nth threads. */
+ * the V rows split over @nth threads.  The prefill's last row. */
 static void
 head_part (const GptdGpt *m, const float *lnf, float *logits, int t, int nth)
 {
@@ -145,82 +148,90 @@ kv_linear (const float *in, const float *W, int n, int K, int N, float beta,
   gptd__nn_sgemm (FALSE, FALSE, n, N, K, 1.0f, in, K, W, N, beta, out, N);
 }
 
-/* part[t] (N) = x[b:e] W[b:e, :] for this thread's block [b, e) of the K
- * rows of W (K, N, row-major: Conv1D, input-major): the first half of a
- * matrix-vector product split by rows, the second being the sum of the
- * partial products (part_sum()).  A one-row sgemm would pack the whole
- * weight matrix first; a matrix-vector product reads each weight once, which
- * is all a decoding step can afford (it is bound by memory bandwidth).
- * Splitting the rows lets each thread stream one contiguous block of whole
- * rows; splitting the columns instead has every thread read a part of each
- * row, which the hardware prefetchers follow far worse (on gpt2-small the
- * weights are read at 40 GB/s against 32 here). */
+/* part[t] (n, N) = x[:, b:e] W[b:e, :] for this thread's block [b, e) of the
+ * K rows of W (K, N, row-major: Conv1D, input-major) and the @n rows of x
+ * (@ldx apart): the first half of a matrix-vector product split by rows, the
+ * second being the sum of the partial products (part_sum()).  A one-row
+ * sgemm would pack the whole weight matrix first; a matrix-vector product
+ * reads each weight once, which is all a decoding step can afford (it is
+ * bound by memory bandwidth), and uses it for every row.  Splitting the rows
+ * lets each thread stream one contiguous block of whole rows; splitting the
+ * columns instead has every thread read a part of each row, which the
+ * hardware prefetchers follow far worse.  The kernel (matvec.c) sums each
+ * output in one order whatever @n, and the split depends on the team only:
+ * a row's result does not depend on the other rows. */
 static void
-matvec_part (const float *x, const float *W, int K, int N, int t, int nth,
-             float *part)
+matvec_part (const GptdMatvecKernels *mk, const float *x, size_t ldx, int n,
+             const float *W, int K, int N, int t, int nth, float *part)
 {
   size_t b, e;
-  float *mine = part + (size_t) t * N;
+  float *mine = part + (size_t) t * n * N;
   gptd__nn_split ((size_t) K, nth, t, 8, &b, &e);
   if (e > b)
-    cblas_sgemv (CblasRowMajor, CblasTrans, (int) (e - b), N, 1.0f,
-                 W + b * (size_t) N, N, x + b, 1, 0.0f, mine, 1);
+    mk->matvec_kn (x + b, ldx, n, W + b * (size_t) N, (size_t) N, e - b,
+                   (size_t) N, mine, (size_t) N);
   else
-    memset (mine, 0, sizeof (float) * N);
+    memset (mine, 0, sizeof (float) * n * N);
 }
 
-/* The sum of the nth partial products at column j. */
+/* The sum of the nth partial products at column j of row i (of n). */
 static inline float
-part_sum (const float *part, int nth, int N, size_t j)
+part_sum (const float *part, int nth, int n, int N, int i, size_t j)
 {
-  float s = part[j];
-  for (int i = 1; i < nth; i++)
-    s += part[(size_t) i * N + j];
+  const size_t stride = (size_t) n * N;
+  const float *p = part + (size_t) i * N + j;
+  float s = p[0];
+  for (int u = 1; u < nth; u++)
+    s += p[(size_t) u * stride];
   return s;
 }
 
 /* The sum of partial products and @bias (may be NULL) over columns [b, e) of
- * an N-wide output, into out[b:e]. */
+ * row i of an N-wide output, into out[b:e]. */
 static inline void
-reduce_cols (float *out, const float *part, const float *bias, int nth, int N,
-             size_t b, size_t e)
+reduce_cols (float *out, const float *part, const float *bias, int nth, int n,
+             int N, int i, size_t b, size_t e)
 {
   for (size_t j = b; j < e; j++)
-    out[j] = bias != NULL ? bias[j] + part_sum (part, nth, N, j)
-                          : part_sum (part, nth, N, j);
+    out[j] = bias != NULL ? bias[j] + part_sum (part, nth, n, N, i, j)
+                          : part_sum (part, nth, n, N, i, j);
 }
 
-/* The residual addition x[b:e] += (sum of partial products) + bias[b:e] of an
- * N-wide output. */
+/* The residual addition x[b:e] += (sum of partial products) + bias[b:e] of
+ * row i of an N-wide output. */
 static inline void
-residual_cols (float *x, const float *part, const float *bias, int nth, int N,
-               size_t b, size_t e)
+residual_cols (float *x, const float *part, const float *bias, int nth, int n,
+               int N, int i, size_t b, size_t e)
 {
   for (size_t j = b; j < e; j++)
-    x[j] = x[j] + part_sum (part, nth, N, j) + bias[j];
+    x[j] = x[j] + part_sum (part, nth, n, N, i, j) + bias[j];
 }
 
-/* One new token at position c->len, c->x holding its embedding: the whole
- * model in a single parallel region.  Decoding one token is bound by the
- * memory bandwidth of reading the weights; what else it does is small, but
- * opening a parallel region for each small step (a layer norm of one row,
- * the GELU of 4C values) costs more than the step itself, and so does every
- * meeting of the threads.  Here the threads stay in one region and meet at
- * eight barriers per layer: the matrix-vector products are split by rows of
- * the weights (see matvec_part()); their sums with biases, GELU and residual
- * additions by columns; the qkv sums, the new keys and values and attention
- * by heads, so that a thread attends with what it summed itself; and every
- * thread computes the layer norms of the one row on its own, into its own
- * buffer, instead of waiting for one thread to do it. */
-static void
-decode_one (GptdGpt *m, GptdGptKvCache *c)
+/* One new token of each of @n sequences, at position caches[i]->len, s->x
+ * holding their embeddings: the whole model in a single parallel region.
+ * Decoding is bound by the memory bandwidth of reading the weights; what else
+ * it does is small, but opening a parallel region for each small step (a
+ * layer norm of a few rows, the GELU of 4C values) costs more than the step
+ * itself, and so does every meeting of the threads.  Here the threads stay in
+ * one region and meet at eight barriers per layer: the matrix-vector products
+ * are split by rows of the weights (see matvec_part()), each weight read once
+ * for all n rows; their sums with biases, GELU and residual additions by
+ * columns; the qkv sums, the new keys and values and attention by heads, so
+ * that a thread attends with what it summed itself (each row with its own
+ * cache, position and length); and every thread computes the layer norms of
+ * the rows on its own, into its own buffer, instead of waiting for one thread
+ * to do it.  Nothing a row computes depends on the other rows. */
+void
+gptd__gpt_decode_rows (GptdGpt *m, GptdGptKvCache *const *caches, int n,
+                       const GptdGptDecodeScratch *s)
 {
   const GptdGptConfig *cfg = &m->cfg;
   const int L = cfg->n_layer, nh = cfg->n_head, C = cfg->n_embd;
-  const int hd = C / nh, p0 = c->len;
+  const int hd = C / nh, V = m->n_out;
   const float eps = cfg->layer_norm_epsilon;
-  float *x = c->x, *qkv = c->qkv, *atty = c->atty;
-  float *fch = c->fch, *part = c->part;
+  const GptdMatvecKernels *mk = gptd__matvec_kernels ();
+  float *x = s->x, *qkv = s->qkv, *atty = s->atty;
+  float *fch = s->fch, *part = s->part;
 
   GPTD_NN_PRAGMA (omp parallel num_threads (gptd_nn_get_num_threads ()))
   {
@@ -229,65 +240,96 @@ decode_one (GptdGpt *m, GptdGptKvCache *c)
     t = omp_get_thread_num ();
     nth = omp_get_num_threads ();
 #endif
-    float *ln = c->lnt + (size_t) t * C;
+    float *ln = s->lnt + (size_t) t * n * C;
+    float *att = s->att + (size_t) t * s->att_len;
     size_t b, e;
     for (int l = 0; l < L; l++)
       {
         const Block *bl = &m->blocks[l];
-        float *kc = c->k + (size_t) l * c->max_len * C;
-        float *vc = c->v + (size_t) l * c->max_len * C;
         const float *attn_b = bl->attn_b != NULL ? bl->attn_b->data : NULL;
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln1_w->data,
-                                 bl->ln1_b->data, 1, C, eps);
-        // qkv (3C) = ln (C) attn_w (C, 3C) + attn_b
-        matvec_part (ln, bl->attn_w->data, C, 3 * C, t, nth, part);
+                                 bl->ln1_b->data, (size_t) n, C, eps);
+        // qkv (n, 3C) = ln (n, C) attn_w (C, 3C) + attn_b
+        matvec_part (mk, ln, (size_t) C, n, bl->attn_w->data, C, 3 * C, t,
+                     nth, part);
         GPTD_NN_PRAGMA (omp barrier)
         // Each thread sums the query, key and value of its heads, stores the
-        // new key and value, and attends with them.
+        // new key and value, and attends with them, for every row.
         gptd__nn_split ((size_t) nh, nth, t, 1, &b, &e);
-        for (size_t h = b; h < e; h++)
+        for (int i = 0; i < n; i++)
           {
-            for (int seg = 0; seg < 3; seg++)
+            GptdGptKvCache *c = caches[i];
+            const int p0 = c->len;
+            float *kc = c->k + (size_t) l * c->max_len * C;
+            float *vc = c->v + (size_t) l * c->max_len * C;
+            float *q = qkv + (size_t) i * 3 * C;
+            for (size_t h = b; h < e; h++)
               {
-                size_t c0 = (size_t) seg * C + h * hd;
-                reduce_cols (qkv, part, attn_b, nth, 3 * C, c0, c0 + hd);
+                for (int seg = 0; seg < 3; seg++)
+                  {
+                    size_t c0 = (size_t) seg * C + h * hd;
+                    reduce_cols (q, part, attn_b, nth, n, 3 * C, i, c0,
+                                 c0 + hd);
+                  }
+                memcpy (kc + (size_t) p0 * C + h * hd, q + C + h * hd,
+                        sizeof (float) * hd);
+                memcpy (vc + (size_t) p0 * C + h * hd, q + 2 * C + h * hd,
+                        sizeof (float) * hd);
+                gptd__nn_attention_row (atty + (size_t) i * C + h * hd,
+                                        q + h * hd, kc + h * hd, vc + h * hd,
+                                        p0 + 1, hd, C, att);
               }
-            memcpy (kc + (size_t) p0 * C + h * hd, qkv + C + h * hd,
-                    sizeof (float) * hd);
-            memcpy (vc + (size_t) p0 * C + h * hd, qkv + 2 * C + h * hd,
-                    sizeof (float) * hd);
-            gptd__nn_attention_row (atty + h * hd, qkv + h * hd, kc + h * hd,
-                                    vc + h * hd, p0 + 1, hd, C,
-                                    c->att + (size_t) t * c->max_len);
           }
         GPTD_NN_PRAGMA (omp barrier)
-        // x += atty (C) proj_w (C, C) + proj_b
-        matvec_part (atty, bl->proj_w->data, C, C, t, nth, part);
+        // x += atty (n, C) proj_w (C, C) + proj_b
+        matvec_part (mk, atty, (size_t) C, n, bl->proj_w->data, C, C, t, nth,
+                     part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        residual_cols (x, part, bl->proj_b->data, nth, C, b, e);
+        for (int i = 0; i < n; i++)
+          residual_cols (x + (size_t) i * C, part, bl->proj_b->data, nth, n, C,
+                         i, b, e);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_layernorm_rows (ln, NULL, NULL, x, bl->ln2_w->data,
-                                 bl->ln2_b->data, 1, C, eps);
-        // fch (4C) = gelu (ln (C) fc_w (C, 4C) + fc_b)
-        matvec_part (ln, bl->fc_w->data, C, 4 * C, t, nth, part);
+                                 bl->ln2_b->data, (size_t) n, C, eps);
+        // fch (n, 4C) = gelu (ln (n, C) fc_w (C, 4C) + fc_b)
+        matvec_part (mk, ln, (size_t) C, n, bl->fc_w->data, C, 4 * C, t, nth,
+                     part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) 4 * C, nth, t, 16, &b, &e);
-        reduce_cols (fch, part, bl->fc_b->data, nth, 4 * C, b, e);
-        gptd__nn_gelu_range (fch + b, fch + b, e - b);
+        for (int i = 0; i < n; i++)
+          {
+            float *f = fch + (size_t) i * 4 * C;
+            reduce_cols (f, part, bl->fc_b->data, nth, n, 4 * C, i, b, e);
+            gptd__nn_gelu_range (f + b, f + b, e - b);
+          }
         GPTD_NN_PRAGMA (omp barrier)
-        // x += fch (4C) fcp_w (4C, C) + fcp_b
-        matvec_part (fch, bl->fcp_w->data, 4 * C, C, t, nth, part);
+        // x += fch (n, 4C) fcp_w (4C, C) + fcp_b
+        matvec_part (mk, fch, (size_t) 4 * C, n, bl->fcp_w->data, 4 * C, C, t,
+                     nth, part);
         GPTD_NN_PRAGMA (omp barrier)
         gptd__nn_split ((size_t) C, nth, t, 16, &b, &e);
-        residual_cols (x, part, bl->fcp_b->data, nth, C, b, e);
+        for (int i = 0; i < n; i++)
+          residual_cols (x + (size_t) i * C, part, bl->fcp_b->data, nth, n, C,
+                         i, b, e);
         GPTD_NN_PRAGMA (omp barrier)
       }
     gptd__nn_layernorm_rows (ln, NULL, NULL, x, m->lnf_w->data,
-                             m->lnf_b->data, 1, C, eps);
-    head_part (m, ln, c->logits, t, nth);
+                             m->lnf_b->data, (size_t) n, C, eps);
+    // logits (n, V) = lnf (n, C) head (V, C)^T + head_b, split by head rows
+    gptd__nn_split ((size_t) V, nth, t, 16, &b, &e);
+    if (e > b)
+      {
+        mk->dot_rows (m->head_w->data + b * (size_t) C, (size_t) C, e - b,
+                      (size_t) C, ln, (size_t) C, n, s->logits + b, (size_t) V);
+        if (m->head_b != NULL)
+          for (int i = 0; i < n; i++)
+            for (size_t j = b; j < e; j++)
+              s->logits[(size_t) i * V + j] += m->head_b->data[j];
+      }
   }
-  c->len = p0 + 1;
+  for (int i = 0; i < n; i++)
+    caches[i]->len++;
 }
 
 const float *
@@ -334,7 +376,11 @@ gptd_gpt_forward_cached (GptdGpt *m, GptdGptKvCache *c, const gint32 *tokens,
     }
   if (n == 1)
     {
-      decode_one (m, c);
+      GptdGptDecodeScratch s = {
+        c->x, c->qkv, c->atty, c->fch, c->part, c->lnt, c->att,
+        (size_t) c->max_len, c->logits, NULL, 0,
+      };
+      gptd__gpt_decode_rows (m, &c, 1, &s);
       return c->logits;
     }
   for (int l = 0; l < L; l++)

@@ -9,6 +9,9 @@ lib_libgptd_la_SOURCES += \
 	lib/nn/gpt2.c \
 	lib/nn/gpt2-kv-private.h \
 	lib/nn/gpt2-kv.c \
+	lib/nn/gpt2-kv-batch.c \
+	lib/nn/matvec-private.h \
+	lib/nn/matvec.c \
 	lib/nn/gpt2-lora.c \
 	lib/nn/gpt2-kv-quant.c \
 	lib/nn/quant-private.h \
@@ -43,6 +46,11 @@ check_PROGRAMS += tests/test-quant
 TESTS += tests/test-quant
 tests_test_quant_SOURCES = tests/test-quant.c tests/test-nn-util.h
 tests_test_quant_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-decode-batch
+TESTS += tests/test-decode-batch
+tests_test_decode_batch_SOURCES = tests/test-decode-batch.c tests/test-nn-util.h
+tests_test_decode_batch_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test-nn-grad
 TESTS += tests/test-nn-grad

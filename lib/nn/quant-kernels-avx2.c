@@ -80,10 +80,59 @@ dot_bf16 (const uint16_t *W, size_t ldw, int rows, size_t K, const float *x,
     }
 }
 
+/* y[r * ldy] = w . X[r] for @rows (1 to 4) activation rows, K apart, and one
+ * weight row: the small-batch product of a batched decoding step, each weight
+ * vector loaded and widened once for every row.  Each row's sums are taken in
+ * exactly the order dot_bf16() takes them for that row alone. */
+TARGET static inline __attribute__ ((always_inline)) void
+dot_bf16_xrows (const uint16_t *w, size_t K, const float *X, int rows, float *y,
+                size_t ldy)
+{
+  const __m256i hi = _mm256_set1_epi32 ((int) 0xffff0000u);
+  __m256 a[4], b[4];
+  for (int r = 0; r < 4; r++)
+    a[r] = b[r] = _mm256_setzero_ps ();
+  size_t whole = K / GPTD_QUANT_BLOCK * GPTD_QUANT_BLOCK, k;
+  for (k = 0; k < whole; k += GPTD_QUANT_BLOCK)
+    {
+      _mm_prefetch ((const char *) (w + k) + PREFETCH_BF16, _MM_HINT_T0);
+      __m256i v0 = _mm256_loadu_si256 ((const __m256i *) (w + k));
+      __m256i v1 = _mm256_loadu_si256 ((const __m256i *) (w + k + 16));
+      __m256 e0 = BF16_EVEN (v0), e1 = BF16_EVEN (v1);
+      __m256 o0 = BF16_ODD (v0), o1 = BF16_ODD (v1);
+      for (int r = 0; r < 4; r++)
+        {
+          if (r >= rows)
+            break;
+          const float *x = X + r * K + k;
+          a[r] = _mm256_fmadd_ps (e0, _mm256_loadu_ps (x), a[r]);
+          b[r] = _mm256_fmadd_ps (e1, _mm256_loadu_ps (x + 8), b[r]);
+          a[r] = _mm256_fmadd_ps (o0, _mm256_loadu_ps (x + 16), a[r]);
+          b[r] = _mm256_fmadd_ps (o1, _mm256_loadu_ps (x + 24), b[r]);
+        }
+    }
+  for (int r = 0; r < rows; r++)
+    {
+      float s = hsum (_mm256_add_ps (a[r], b[r]));
+      for (size_t t = whole; t < K; t++)
+        s += gptd__bf16_to_f32 (w[t]) * X[r * K + t];
+      y[r * ldy] = s;
+    }
+}
+
 TARGET static void
 matmul_bf16_avx2 (const uint16_t *W, size_t n, size_t K, const float *X,
                   size_t m, float *Y, size_t ldy)
 {
+  if (m > 1 && m <= GPTD_QUANT_SMALL_BATCH)
+    {
+      /* A batched decoding step: each weight row once for every row. */
+      for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < m; i += 4)
+          dot_bf16_xrows (W + j * K, K, X + i * K, (int) MIN (4, m - i),
+                          Y + i * ldy + j, ldy);
+      return;
+    }
   for (size_t j0 = 0; j0 < n; j0 += PANEL)
     {
       size_t j1 = MIN (n, j0 + PANEL);
@@ -166,12 +215,77 @@ dot_q8 (const int8_t *Wq, const uint16_t *Wd, size_t K, int rows,
     y[r] = hsum (acc[r]);
 }
 
+/* y[r * ldy] = w . X[r] for @rows (1 to 4) quantized activation rows and one
+ * weight row, each weight block loaded once for every row; each row's sums in
+ * exactly the order of dot_q8() for that row alone. */
+TARGET static inline __attribute__ ((always_inline)) void
+dot_q8_xrows (const int8_t *wq, const uint16_t *wd, size_t K, const int8_t *Xq,
+              const float *Xd, int rows, float *y, size_t ldy)
+{
+  const size_t nb = K / GPTD_QUANT_BLOCK;
+  __m256 acc[4], d8[4];
+  for (int r = 0; r < 4; r++)
+    acc[r] = d8[r] = _mm256_setzero_ps ();
+  size_t b = 0;
+  for (; b + 8 <= nb; b += 8)
+    {
+      __m256 wd8 = _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (wd + b)));
+      for (int r = 0; r < 4; r++)
+        {
+          if (r >= rows)
+            break;
+          d8[r] = _mm256_mul_ps (wd8, _mm256_loadu_ps (Xd + r * nb + b));
+        }
+      for (int u = 0; u < 8; u++)
+        {
+          const size_t o = (b + u) * 32;
+          if ((u & 1) == 0)
+            _mm_prefetch ((const char *) (wq + o) + PREFETCH_Q8, _MM_HINT_T0);
+          __m256i w = _mm256_loadu_si256 ((const __m256i *) (wq + o));
+          __m256i sel = _mm256_set1_epi32 (u);
+          for (int r = 0; r < 4; r++)
+            {
+              if (r >= rows)
+                break;
+              __m256i x = _mm256_loadu_si256 ((const __m256i *) (Xq + r * K + o));
+              __m256i ax = _mm256_sign_epi8 (x, x);
+              __m256 d = _mm256_permutevar8x32_ps (d8[r], sel);
+              acc[r] = _mm256_fmadd_ps (d, dot_i8 (ax, w, x), acc[r]);
+            }
+        }
+    }
+  for (; b < nb; b++)
+    {
+      __m256i w = _mm256_loadu_si256 ((const __m256i *) (wq + b * 32));
+      for (int r = 0; r < 4; r++)
+        {
+          if (r >= rows)
+            break;
+          __m256i x = _mm256_loadu_si256 ((const __m256i *) (Xq + r * K + b * 32));
+          __m256i ax = _mm256_sign_epi8 (x, x);
+          __m256 d = _mm256_set1_ps (_cvtsh_ss (wd[b]) * Xd[r * nb + b]);
+          acc[r] = _mm256_fmadd_ps (d, dot_i8 (ax, w, x), acc[r]);
+        }
+    }
+  for (int r = 0; r < rows; r++)
+    y[r * ldy] = hsum (acc[r]);
+}
+
 TARGET static void
 matmul_q8_avx2 (const int8_t *Wq, const uint16_t *Wd, size_t n, size_t K,
                 const int8_t *Xq, const float *Xd, size_t m, float *Y,
                 size_t ldy)
 {
   const size_t nb = K / GPTD_QUANT_BLOCK;
+  if (m > 1 && m <= GPTD_QUANT_SMALL_BATCH)
+    {
+      /* A batched decoding step: each weight row once for every row. */
+      for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < m; i += 4)
+          dot_q8_xrows (Wq + j * K, Wd + j * nb, K, Xq + i * K, Xd + i * nb,
+                        (int) MIN (4, m - i), Y + i * ldy + j, ldy);
+      return;
+    }
   for (size_t j0 = 0; j0 < n; j0 += PANEL)
     {
       size_t j1 = MIN (n, j0 + PANEL);

@@ -67,6 +67,12 @@ size_t gptd__quant_matrix_bytes (GptdWeightFormat format, size_t n, size_t K);
 
 /* ---- kernels ------------------------------------------------------------ */
 
+/* Up to this many activation rows, a kernel may take them as a small batch
+ * (a batched decoding step): each weight row loaded once for all of them.
+ * Every (row, output) dot product is computed in the same order whatever m,
+ * so a row's results never depend on the other rows. */
+#define GPTD_QUANT_SMALL_BATCH 16
+
 /* Y[i * ldy + j] = sum_k W[j, k] X[i, k] for activation rows i < m and
  * weight rows j < n.  X rows are K apart.  bf16: X prepared; q8: Xq (m, K)
  * int8 and Xd (m, K / 32) float scales. */

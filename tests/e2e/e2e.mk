@@ -11,6 +11,7 @@ E2E_TESTS = \
 	tests/e2e/logs.sh \
 	tests/e2e/generate.sh \
 	tests/e2e/stop-weights.sh \
+	tests/e2e/serve-batch.sh \
 	tests/e2e/quantize.sh \
 	tests/e2e/resume.sh \
 	tests/e2e/ranks.sh \
