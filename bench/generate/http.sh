@@ -15,9 +15,9 @@
 # wall time from the first request to the last answer. The same requests then go
 # through gptctl generate. MODEL_DIR defaults to the quickstart pipeline's model
 # (4 layers, 128 wide, byte-level) trained for 20 steps into a temporary
-# directory: speed does not depend on the weights. A serving worker answers one
-# request at a time, so the clients of one model queue (gptd_http_queue_depth);
-# the figures show what that queueing and the HTTP layer cost. The serving
+# directory: speed does not depend on the weights. A serving worker decodes up to
+# serve-batch= requests of one model together; more queue (gptd_http_queue_depth).
+# The figures show what the HTTP layer costs next to gptctl. The serving
 # worker computes with THREADS threads (default 1: the model is small, and on a
 # shared machine OpenMP barriers cost more than a second thread gains).
 #
