@@ -15,6 +15,7 @@
 
 #include "http.h"
 
+#include <gptd/json-load.h>
 #include <gptd/bpe.h>
 #include <gptd/gpt2-file.h>
 
@@ -76,12 +77,9 @@ model_read_config (GptdHttpModel *model, GError **error)
       return FALSE;
     }
   model->created = (gint64) st.st_mtime;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, path, error))
-    {
-      g_prefix_error (error, "%s: ", path);
-      return FALSE;
-    }
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (path, 0, error);
+  if (parser == NULL)
+    return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {

@@ -10,6 +10,8 @@
 
 #include "http.h"
 
+#include <gptd/json-load.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -212,13 +214,17 @@ gboolean
 gptd__http_request_parse (GptdHttpEndpoint endpoint, const char *body, gsize length,
                           GptdHttpRequest **out, GptdHttpError *err)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
   if (length == 0)
     return fail (err, NULL, "invalid_json", "The request body is empty: send a JSON object");
   if (memchr (body, '\0', length) != NULL || !g_utf8_validate (body, (gssize) length, NULL))
     return fail (err, NULL, "invalid_json", "The request body is not UTF-8 JSON text");
-  if (!json_parser_load_from_data (parser, body, (gssize) length, &error))
+  /* Bounded: json-glib recurses once per nesting level, so a body of a few
+   * hundred kilobytes of '[' would crash the gateway (the size is the
+   * gateway's body limit, checked before). */
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (body, (gssize) length,
+                                                          "the request body", length, &error);
+  if (parser == NULL)
     return fail (err, NULL, "invalid_json", "The request body is not valid JSON: %s",
                  error->message);
   JsonNode *root = json_parser_get_root (parser);

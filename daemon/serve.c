@@ -14,6 +14,7 @@
 
 #include "serve.h"
 
+#include <gptd/json-load.h>
 #include <gptd/classify.h>
 #include <gptd/frame.h>
 #include <gptd/generate.h>
@@ -298,12 +299,9 @@ model_is_classifier (const char *dir, gboolean *is_classifier, GError **error)
       g_free (config);
       config = g_build_filename (latest, GPTD_GPT_DIR_CONFIG, NULL);
     }
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, config, error))
-    {
-      g_prefix_error (error, "%s: ", config);
-      return FALSE;
-    }
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (config, 0, error);
+  if (parser == NULL)
+    return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {

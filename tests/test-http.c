@@ -149,6 +149,31 @@ test_parse_bad (void)
     }
 }
 
+/* A body nested a hundred thousand deep is refused as bad JSON, naming the
+ * nesting, instead of crashing the gateway (json-glib recurses per level). */
+static void
+test_parse_deep (void)
+{
+  const gsize depth = 100000;
+  GString *body = g_string_new ("{\"model\":\"m\",\"prompt\":");
+  for (gsize i = 0; i < depth; i++)
+    g_string_append_c (body, '[');
+  for (gsize i = 0; i < depth; i++)
+    g_string_append_c (body, ']');
+  g_string_append_c (body, '}');
+  GptdHttpRequest *req = NULL;
+  GptdHttpError err = { 0 };
+  g_assert_false (gptd__http_request_parse (GPTD_HTTP_COMPLETIONS, body->str, body->len,
+                                            &req, &err));
+  g_test_message ("%s", err.message);
+  g_assert_null (req);
+  g_assert_cmpuint (err.status, ==, 400);
+  g_assert_cmpstr (err.code, ==, "invalid_json");
+  g_assert_nonnull (strstr (err.message, "nested"));
+  gptd__http_error_clear (&err);
+  g_string_free (body, TRUE);
+}
+
 /* The book's format_input (chapter 7), then the response header. */
 static void
 test_chat_alpaca (void)
@@ -231,6 +256,16 @@ test_models_dir (void)
   write_file (lm, "prompt-template", "phi3\n");
   write_file (clf, "config.json",
               "{\"architectures\":[\"GPT2ForSequenceClassification\"],\"num_labels\":2}");
+  /* A config.json nested 100,000 deep: left out of the list and refused by
+   * name, not a crash of the gateway. */
+  g_autofree char *deep = g_build_filename (root, "deep", NULL);
+  g_assert_cmpint (g_mkdir (deep, 0755), ==, 0);
+  {
+    g_autoptr (GString) nest = g_string_new (NULL);
+    for (int i = 0; i < 100000; i++)
+      g_string_append_c (nest, '[');
+    write_file (deep, "config.json", nest->str);
+  }
 
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) models = gptd__http_models_list (root, &error);
@@ -253,6 +288,10 @@ test_models_dir (void)
   gptd__prompt_template_render (tmpl, "hi", NULL, "", text, &n);
   g_assert_cmpstr (text->str, ==, "<|user|>\nhi\n<|assistant|>:\n");
 
+  g_assert_null (gptd__http_model_find (root, "deep", &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "nested deeper than"));
+  g_clear_error (&error);
   g_assert_null (gptd__http_model_find (root, "empty", &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
   g_clear_error (&error);
@@ -271,6 +310,9 @@ test_models_dir (void)
   g_remove (p1);
   g_remove (p2);
   g_remove (p3);
+  g_autofree char *p4 = g_build_filename (deep, "config.json", NULL);
+  g_remove (p4);
+  g_rmdir (deep);
   g_rmdir (lm);
   g_rmdir (clf);
   g_rmdir (empty);
@@ -315,6 +357,7 @@ main (int argc, char **argv)
   g_test_add_func ("/http/parse/defaults", test_parse_defaults);
   g_test_add_func ("/http/parse/fields", test_parse_fields);
   g_test_add_func ("/http/parse/bad", test_parse_bad);
+  g_test_add_func ("/http/parse/deep", test_parse_deep);
   g_test_add_func ("/http/chat/alpaca", test_chat_alpaca);
   g_test_add_func ("/http/models/ids", test_model_ids);
   g_test_add_func ("/http/models/dir", test_models_dir);

@@ -5,6 +5,7 @@
 #include "config.h"
 #endif
 
+#include <gptd/json-load.h>
 #include <gptd/classify.h>
 #include <gptd/gpt2-file.h>
 #include <gptd/quant.h>
@@ -94,9 +95,9 @@ static gboolean
 read_sequence_length (const char *dir, int *length, GError **error)
 {
   g_autofree char *path = g_build_filename (dir, GPTD_GPT_DIR_CONFIG, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
   *length = 0;
-  if (!json_parser_load_from_file (parser, path, error))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (path, 0, error);
+  if (parser == NULL)
     return FALSE;
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))

@@ -932,12 +932,13 @@ gptd_gpt_dir_read_labels (const char *dir, char ***labels, char **pooling, GErro
   gsize len;
   if (!read_text_file (path, &json, &len, error))
     return FALSE;
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_data (parser, json, (gssize) len, &local))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, (gssize) len, path, 0, &local);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG, "%s: %s", path,
-                   local->message);
+      /* The message begins with the file's name. */
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
+                           local->message);
       return FALSE;
     }
   JsonNode *root = json_parser_get_root (parser);

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "nn/gpt2-lora-file.h"
 
+#include <gptd/json-load.h>
 #include <gptd/atomic-file.h>
 #include <gptd/gpt2-file.h>
 #include <gptd/safetensors.h>
@@ -60,8 +61,8 @@ gptd__lora_json_read_keys (const char *json, gsize length, const char *path,
 {
   *rank = 0;
   *alpha = 0.0f;
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, json, (gssize) length, NULL))
+  g_autoptr (JsonParser) parser = gptd_json_load_bounded (json, (gssize) length, path, 0, NULL);
+  if (parser == NULL)
     return TRUE; /* gptd_gpt_config_from_json() reports it */
   JsonNode *root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
@@ -303,12 +304,13 @@ GptdGpt *
 gptd__gpt_dir_load_adapter (const char *dir, GError **error)
 {
   g_autofree char *acfg_path = g_build_filename (dir, GPTD_GPT_DIR_ADAPTER_CONFIG, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_file (parser, acfg_path, &local))
+  g_autoptr (JsonParser) parser = gptd_json_load_file_bounded (acfg_path, 0, &local);
+  if (parser == NULL)
     {
-      g_set_error (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG, "%s: %s",
-                   acfg_path, local->message);
+      /* The message begins with the file's name. */
+      g_set_error_literal (error, GPTD_GPT_FILE_ERROR, GPTD_GPT_FILE_ERROR_CONFIG,
+                           local->message);
       return NULL;
     }
   JsonNode *root = json_parser_get_root (parser);
