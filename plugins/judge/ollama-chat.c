@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <gptd/json-load.h>
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 #include <math.h>
@@ -108,8 +109,8 @@ build_payload (const GptdOllamaOptions *o, const char *prompt, gsize *len)
 static char *
 error_member (const char *text, gssize len)
 {
-  g_autoptr (JsonParser) p = json_parser_new ();
-  if (!json_parser_load_from_data (p, text, len, NULL))
+  g_autoptr (JsonParser) p = gptd_json_load_bounded (text, len, "the reply", 0, NULL);
+  if (p == NULL)
     return NULL;
   JsonNode *root = json_parser_get_root (p);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
@@ -149,10 +150,9 @@ static gboolean
 read_line (GptdOllamaClient *client, const char *line, guint lineno, GString *reply,
            gboolean *done, GError **error)
 {
-  g_autoptr (JsonParser) p = json_parser_new ();
   g_autoptr (GError) local = NULL;
-  if (!json_parser_load_from_data (p, line, -1, &local) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+  g_autoptr (JsonParser) p = gptd_json_load_bounded (line, -1, "the line", 0, &local);
+  if (p == NULL || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
     {
       g_set_error (error, GPTD_OLLAMA_ERROR, GPTD_OLLAMA_ERROR_REPLY,
                    "line %u of the reply from %s is not a JSON object%s%s", lineno,
