@@ -87,24 +87,10 @@ model_read_config (GptdHttpModel *model, GError **error)
       return FALSE;
     }
   JsonObject *obj = json_node_get_object (root);
-  model->kind = GPTD_HTTP_MODEL_LANGUAGE;
-  JsonNode *node = json_object_get_member (obj, "architectures");
-  if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
-    {
-      JsonArray *a = json_node_get_array (node);
-      for (guint i = 0; i < json_array_get_length (a); i++)
-        {
-          JsonNode *e = json_array_get_element (a, i);
-          if (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
-              && strcmp (json_node_get_string (e), "GPT2ForSequenceClassification") == 0)
-            model->kind = GPTD_HTTP_MODEL_CLASSIFIER;
-        }
-    }
-  node = json_object_get_member (obj, "num_labels");
-  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
-    model->kind = GPTD_HTTP_MODEL_CLASSIFIER;
+  model->kind = gptd_gpt_config_is_classifier (obj) ? GPTD_HTTP_MODEL_CLASSIFIER
+                                                    : GPTD_HTTP_MODEL_LANGUAGE;
   model->eos_id = -1;
-  node = json_object_get_member (obj, "eos_token_id");
+  JsonNode *node = json_object_get_member (obj, "eos_token_id");
   if (node != NULL && JSON_NODE_HOLDS_VALUE (node)
       && json_node_get_value_type (node) == G_TYPE_INT64)
     {

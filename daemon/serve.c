@@ -308,23 +308,7 @@ model_is_classifier (const char *dir, gboolean *is_classifier, GError **error)
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a JSON object", config);
       return FALSE;
     }
-  JsonObject *obj = json_node_get_object (root);
-  *is_classifier = FALSE;
-  JsonNode *node = json_object_get_member (obj, "architectures");
-  if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
-    {
-      JsonArray *a = json_node_get_array (node);
-      for (guint i = 0; i < json_array_get_length (a); i++)
-        {
-          JsonNode *e = json_array_get_element (a, i);
-          if (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
-              && strcmp (json_node_get_string (e), "GPT2ForSequenceClassification") == 0)
-            *is_classifier = TRUE;
-        }
-    }
-  node = json_object_get_member (obj, "num_labels");
-  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
-    *is_classifier = TRUE;
+  *is_classifier = gptd_gpt_config_is_classifier (json_node_get_object (root));
   return TRUE;
 }
 

@@ -31,6 +31,7 @@
 
 #include <glib.h>
 #include <gptd/nn.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -114,6 +115,18 @@ typedef enum {
   GPTD_GPT_CONFIG_EXPLICIT_TIE = 1 << 1,
   GPTD_GPT_CONFIG_EXPLICIT_HEAD_BIAS = 1 << 2,
 } GptdGptConfigExplicit;
+
+/**
+ * gptd_gpt_config_is_classifier:
+ * @config: a parsed config.json (its root object)
+ *
+ * Whether @config describes a sequence classifier: its architectures name
+ * GPT2ForSequenceClassification, or it has num_labels. The loaders, the
+ * serving worker and the HTTP gateway all tell the two kinds apart by it.
+ *
+ * Returns: %TRUE for a classifier, %FALSE for a language model
+ */
+gboolean gptd_gpt_config_is_classifier (JsonObject *config);
 
 /**
  * gptd_gpt_config_from_json:

@@ -221,10 +221,8 @@ get_string (JsonObject *obj, const char *key, const char *filename,
   return TRUE;
 }
 
-/* Whether a config.json describes a sequence classifier: its architectures
- * name GPT2ForSequenceClassification, or it has num_labels. */
-static gboolean
-config_is_classifier (JsonObject *obj)
+gboolean
+gptd_gpt_config_is_classifier (JsonObject *obj)
 {
   JsonNode *node = json_object_get_member (obj, "architectures");
   if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
@@ -384,7 +382,7 @@ gptd_gpt_config_from_json (const char    *json,
 
   /* Hugging Face's GPT2ForSequenceClassification: a head of num_labels rows
    * (score.weight), never tied; its size is num_labels, else id2label's. */
-  if (config_is_classifier (obj))
+  if (gptd_gpt_config_is_classifier (obj))
     {
       int num_labels = 0;
       if (!get_int (obj, "num_labels", fname, &num_labels, &found, error))
