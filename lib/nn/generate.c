@@ -311,6 +311,28 @@ decode_token (GptdGenerator *g, GptdBpeDecoder *decoder, gint32 id,
   return TRUE;
 }
 
+/* A prompt has at least one token, each inside the model's vocabulary. */
+static gboolean
+check_prompt (GptdGenerator *g, const gint32 *prompt, int n_prompt, GError **error)
+{
+  if (n_prompt < 1)
+    {
+      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                   "the prompt is empty: generation needs at least one token");
+      return FALSE;
+    }
+  for (int i = 0; i < n_prompt; i++)
+    if (prompt[i] < 0 || prompt[i] >= g->vocab_size)
+      {
+        g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
+                     "prompt token %d is id %d, outside the model's vocabulary "
+                     "of %d",
+                     i, prompt[i], g->vocab_size);
+        return FALSE;
+      }
+  return TRUE;
+}
+
 GptdGenerateResult *
 gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
                              int n_prompt, const GptdGenerateOptions *options,
@@ -334,21 +356,8 @@ gptd_generator_generate_ids (GptdGenerator *generator, const gint32 *prompt,
                      gptd_gpt_get_weight_format (g->model)));
       return NULL;
     }
-  if (n_prompt < 1)
-    {
-      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
-                   "the prompt is empty: generation needs at least one token");
-      return NULL;
-    }
-  for (int i = 0; i < n_prompt; i++)
-    if (prompt[i] < 0 || prompt[i] >= g->vocab_size)
-      {
-        g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
-                     "prompt token %d is id %d, outside the model's vocabulary "
-                     "of %d",
-                     i, prompt[i], g->vocab_size);
-        return NULL;
-      }
+  if (!check_prompt (g, prompt, n_prompt, error))
+    return NULL;
 
   /* Left truncation: only the last context_length prompt tokens matter. */
   const int ctx = g->context_length;
@@ -522,21 +531,8 @@ gptd_generation_new (GptdGenerator *generator, const gint32 *prompt,
                    "a stepped generation decodes with the KV cache only");
       return NULL;
     }
-  if (n_prompt < 1)
-    {
-      g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
-                   "the prompt is empty: generation needs at least one token");
-      return NULL;
-    }
-  for (int i = 0; i < n_prompt; i++)
-    if (prompt[i] < 0 || prompt[i] >= g->vocab_size)
-      {
-        g_set_error (error, GPTD_GENERATE_ERROR, GPTD_GENERATE_ERROR_PROMPT,
-                     "prompt token %d is id %d, outside the model's vocabulary "
-                     "of %d",
-                     i, prompt[i], g->vocab_size);
-        return NULL;
-      }
+  if (!check_prompt (g, prompt, n_prompt, error))
+    return NULL;
   g_autoptr (GptdStopMatcher) stops = NULL;
   if (options->stop != NULL && options->stop[0] != NULL)
     {
