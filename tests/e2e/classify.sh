@@ -26,48 +26,7 @@ serving_pids () {
 }
 
 # ---- a tiny classifier, trained here --------------------------------------------
-printf 'ham\thello there friend\nspam\twin a prize now\nham\tsee you at lunch\nspam\tfree cash call now\nham\tok thanks\nspam\tclaim your reward\nham\tlate again sorry\nspam\turgent prize waiting\nham\twhere are you\nspam\tyou won cash\n' \
-  > "$TMP/sms.tsv"
-write_pipeline "$TMP/train.pipeline" <<PIPE
-[pipeline]
-name=classify-e2e
-
-[stage messages]
-type=table-source
-path=$TMP/sms.tsv
-labels=ham,spam
-
-[stage tokens]
-type=bpe-tokenizer
-input=messages
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-
-[stage data]
-type=classification-dataset
-input=tokens
-labels=ham,spam
-split=0.6,0.2,0.2
-pad-id=0
-batch-size=2
-seed=1
-
-[stage train]
-type=classifier-trainer
-input=data
-model=custom
-n-layer=1
-n-head=1
-n-embd=8
-context-length=32
-vocab-size=300
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-pooling=last-token
-trainable=all
-max-steps=3
-eval-freq=0
-threads=1
-PIPE
-"$GPTD" run "$TMP/train.pipeline" --run-dir "$TMP/train" > "$TMP/train.out" 2> "$TMP/train.err"
+train_tiny_classifier classify-e2e "$TMP/train"
 ok $? "a tiny classifier trains"
 MODEL=$(ls -d "$TMP"/train/checkpoint/step-* 2>/dev/null | tail -n 1)
 [ -n "$MODEL" ] && grep -q '"GPT2ForSequenceClassification"' "$MODEL/config.json"

@@ -76,52 +76,11 @@ wait_health () {
 gateway_pid () { pgrep -f -- "--http 127.0.0.1:$PORT" | head -n 1; }
 
 # ---- models: the tiny language model, another with the Phi-3 template, and a
-# tiny classifier trained here (as classify.sh does), linked ------------------------------
+# tiny classifier trained here (train_tiny_classifier, lib.sh), linked -----------------
 mkdir -p "$TMP/models" && cp -r "$LM" "$TMP/models/tiny" && cp -r "$LM" "$TMP/models/tiny-phi3" ||
   exit 99
 echo phi3 > "$TMP/models/tiny-phi3/prompt-template"
-printf 'ham\thello there friend\nspam\twin a prize now\nham\tsee you at lunch\nspam\tfree cash call now\nham\tok thanks\nspam\tclaim your reward\nham\tlate again sorry\nspam\turgent prize waiting\nham\twhere are you\nspam\tyou won cash\n' \
-  > "$TMP/sms.tsv"
-write_pipeline "$TMP/train.pipeline" <<PIPE
-[pipeline]
-name=http-e2e
-
-[stage messages]
-type=table-source
-path=$TMP/sms.tsv
-labels=ham,spam
-
-[stage tokens]
-type=bpe-tokenizer
-input=messages
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-
-[stage data]
-type=classification-dataset
-input=tokens
-labels=ham,spam
-split=0.6,0.2,0.2
-pad-id=0
-batch-size=2
-seed=1
-
-[stage train]
-type=classifier-trainer
-input=data
-model=custom
-n-layer=1
-n-head=1
-n-embd=8
-context-length=32
-vocab-size=300
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-pooling=last-token
-trainable=all
-max-steps=3
-eval-freq=0
-threads=1
-PIPE
-"$GPTD" run "$TMP/train.pipeline" --run-dir "$TMP/train" > "$TMP/train.out" 2>&1
+train_tiny_classifier http-e2e "$TMP/train"
 # The trainer's checkpoint root, linked: a model stands for its latest checkpoint.
 [ -f "$TMP/train/checkpoint/checkpoint.json" ] && ln -s "$TMP/train/checkpoint" "$TMP/models/clf"
 ok $? "a tiny classifier trains; its checkpoint root is linked into the models directory"

@@ -75,6 +75,55 @@ install_into () {
 # write_pipeline FILE: the pipeline text on standard input.
 write_pipeline () { cat > "$1"; }
 
+# train_tiny_classifier NAME RUN_DIR: trains a 1-layer, 8-wide ham/spam classifier
+# for 3 steps on ten messages (byte-level vocabulary) with `gptd run`, into
+# RUN_DIR; its output goes to $TMP/train.out and $TMP/train.err. Returns gptd's
+# exit status; the model is RUN_DIR/checkpoint (its latest step-* directory).
+train_tiny_classifier () {
+  printf 'ham\thello there friend\nspam\twin a prize now\nham\tsee you at lunch\nspam\tfree cash call now\nham\tok thanks\nspam\tclaim your reward\nham\tlate again sorry\nspam\turgent prize waiting\nham\twhere are you\nspam\tyou won cash\n' \
+    > "$TMP/sms.tsv"
+  write_pipeline "$TMP/train.pipeline" <<PIPE
+[pipeline]
+name=$1
+
+[stage messages]
+type=table-source
+path=$TMP/sms.tsv
+labels=ham,spam
+
+[stage tokens]
+type=bpe-tokenizer
+input=messages
+vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
+
+[stage data]
+type=classification-dataset
+input=tokens
+labels=ham,spam
+split=0.6,0.2,0.2
+pad-id=0
+batch-size=2
+seed=1
+
+[stage train]
+type=classifier-trainer
+input=data
+model=custom
+n-layer=1
+n-head=1
+n-embd=8
+context-length=32
+vocab-size=300
+vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
+pooling=last-token
+trainable=all
+max-steps=3
+eval-freq=0
+threads=1
+PIPE
+  "$GPTD" run "$TMP/train.pipeline" --run-dir "$2" > "$TMP/train.out" 2> "$TMP/train.err"
+}
+
 # ticker_pipeline FILE NAME KEY=VALUE...: an e2e-ticker run feeding dump.
 ticker_pipeline () {
   file=$1
