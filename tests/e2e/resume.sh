@@ -16,47 +16,7 @@ export GPTD_PLUGIN_PATH
 plan 24
 
 # 1500 steps of a 2-layer, 32-wide GPT on the README's bytes: a few seconds.
-cat > "$TMP/train.pipeline" <<PIPE
-[pipeline]
-name=tiny-train
-
-[stage corpus]
-type=text-source
-path=$GPTD_SRCDIR/README.md
-
-[stage tokens]
-type=bpe-tokenizer
-input=corpus
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-
-[stage windows]
-type=token-windows
-input=tokens
-context-length=32
-stride=32
-batch-size=4
-split=0.9,0.1
-separator=256
-
-[stage train]
-type=gpt-trainer
-input=windows
-model=custom
-n-layer=2
-n-head=2
-n-embd=32
-context-length=32
-vocab-size=257
-dropout=0.1
-lr=0.003
-max-steps=1500
-eval-freq=100
-eval-iter=2
-checkpoint-every=100
-seed=1
-threads=1
-vocab=$GPTD_SRCDIR/pipelines/vocab/bytes
-PIPE
+tiny_train_pipeline "$TMP/train.pipeline"
 
 check "gptd starts" start_daemon
 
